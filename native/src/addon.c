@@ -1,0 +1,425 @@
+/*
+ * packer_native: Node-API bindings (plain C, node_api.h only).
+ *
+ *   commpCreate(threads, impl, callback) -> handle
+ *       callback(released: number, done: boolean, result?: {root, height, payloadSize, paddedSize}) runs on the
+ *       JS thread whenever written chunks were hashed and let go (released = bytes handed back so far) and once
+ *       more when the digest is ready.
+ *   commpWrite(handle, u8)      bytes are read in place by a worker thread; the array is referenced until released
+ *   commpFinish(handle)         no more writes; the result arrives through the callback
+ *   commpDestroy(handle)        abandon (also done by GC)
+ *   commpOneshot(u8, impl?) -> result     synchronous, on the calling thread (tests)
+ *   commpImpls() -> string[]    available node-hash implementations, fastest first
+ *   benchNodeHash(impl, nodes) -> seconds taken to hash `nodes` tree nodes
+ *   setFileTimes(path, atimeSec: bigint, atimeNsec, mtimeSec: bigint, mtimeNsec)   utimensat, no symlink following
+ */
+#define NAPI_VERSION 8
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "commp.h"
+
+extern const char *uv_err_name(int err); /* exported by node (libuv); on Unix uv error = -errno */
+
+#define CHECK(call)                                                                 \
+  do {                                                                              \
+    if ((call) != napi_ok) {                                                        \
+      const napi_extended_error_info *info_;                                        \
+      napi_get_last_error_info(env, &info_);                                        \
+      bool pending_;                                                                \
+      napi_is_exception_pending(env, &pending_);                                    \
+      if (!pending_)                                                                \
+        napi_throw_error(env, NULL, info_ && info_->error_message ? info_->error_message : #call); \
+      return NULL;                                                                  \
+    }                                                                               \
+  } while (0)
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- CommP hasher */
+
+typedef struct {
+  commp_t *c;
+  napi_env env;
+  napi_threadsafe_function tsfn;
+  int refs;            /* the JS handle + the tsfn */
+  int tsfn_released;
+  int finishing;
+  uint64_t written;
+  uint64_t released;
+} hasher;
+
+static void hasher_unref(hasher *h) {
+  if (--h->refs == 0) free(h);
+}
+
+static void release_token(void *token, void *arg) {
+  napi_env env = arg;
+  napi_delete_reference(env, (napi_ref)token);
+}
+
+static void hasher_close(napi_env env, hasher *h) {
+  if (h->c != NULL) {
+    commp_free(h->c, release_token, env);
+    h->c = NULL;
+  }
+  if (!h->tsfn_released) {
+    h->tsfn_released = 1;
+    napi_release_threadsafe_function(h->tsfn, napi_tsfn_abort);
+  }
+}
+
+static void notify_cb(void *arg) {
+  hasher *h = arg;
+  napi_call_threadsafe_function(h->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+static napi_value make_result(napi_env env, const commp_result *r) {
+  napi_value obj, v, ab;
+  void *data;
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  if (napi_create_buffer_copy(env, 32, r->root, &data, &ab) != napi_ok) return NULL;
+  napi_set_named_property(env, obj, "root", ab);
+  napi_create_uint32(env, r->height, &v);
+  napi_set_named_property(env, obj, "height", v);
+  napi_create_double(env, (double)r->payload_size, &v);
+  napi_set_named_property(env, obj, "payloadSize", v);
+  napi_create_double(env, (double)r->padded_size, &v);
+  napi_set_named_property(env, obj, "paddedSize", v);
+  return obj;
+}
+
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)data;
+  hasher *h = context;
+  if (env == NULL || h->c == NULL) return;
+  void *tokens[256];
+  uint64_t consumed;
+  int done;
+  commp_result result;
+  size_t n;
+  do {
+    n = commp_poll(h->c, tokens, 256, &consumed, &done, &result);
+    for (size_t i = 0; i < n; i++) napi_delete_reference(env, (napi_ref)tokens[i]);
+  } while (n == 256);
+  h->released = consumed;
+  if (done) {
+    hasher_close(env, h);
+  } else if (h->released == h->written && !h->finishing) {
+    napi_unref_threadsafe_function(env, h->tsfn); /* idle: do not hold the process open */
+  }
+  napi_value args[3], undef;
+  napi_get_undefined(env, &undef);
+  napi_create_double(env, (double)consumed, &args[0]);
+  napi_get_boolean(env, done, &args[1]);
+  args[2] = done ? make_result(env, &result) : undef;
+  if (args[2] == NULL) return;
+  napi_call_function(env, undef, js_cb, 3, args, NULL);
+}
+
+static void tsfn_finalize(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  hasher_unref(data);
+}
+
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  hasher *h = data;
+  hasher_close(env, h);
+  hasher_unref(h);
+}
+
+static hasher *get_hasher(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) {
+    napi_throw_type_error(env, NULL, "expected a CommP hasher handle");
+    return NULL;
+  }
+  return p;
+}
+
+static const node_impl *impl_arg(napi_env env, napi_value v, int *ok) {
+  napi_valuetype t;
+  *ok = 1;
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined || t == napi_null) return node_impl_get(NULL);
+  char name[32];
+  size_t len;
+  if (t != napi_string || napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) {
+    *ok = 0;
+    throw_type(env, "impl must be a string");
+    return NULL;
+  }
+  const node_impl *impl = node_impl_get(name);
+  if (impl == NULL) {
+    *ok = 0;
+    napi_throw_error(env, NULL, "requested SHA-256 implementation is not available on this machine");
+  }
+  return impl;
+}
+
+static napi_value commp_create(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return throw_type(env, "commpCreate(threads, impl, callback)");
+  int32_t threads = 1;
+  if (napi_get_value_int32(env, argv[0], &threads) != napi_ok) return throw_type(env, "threads must be a number");
+  int ok;
+  const node_impl *impl = impl_arg(env, argv[1], &ok);
+  if (!ok) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  if (t != napi_function) return throw_type(env, "callback must be a function");
+
+  hasher *h = calloc(1, sizeof *h);
+  if (h == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  h->env = env;
+  napi_value name;
+  napi_create_string_utf8(env, "packer:commp", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, h, tsfn_finalize, h, call_js, &h->tsfn) != napi_ok) {
+    free(h);
+    napi_throw_error(env, NULL, "cannot create the CommP completion callback");
+    return NULL;
+  }
+  h->refs = 2;
+  napi_unref_threadsafe_function(env, h->tsfn);
+  h->c = commp_new(impl, threads, notify_cb, h);
+  if (h->c == NULL) {
+    h->tsfn_released = 1;
+    napi_release_threadsafe_function(h->tsfn, napi_tsfn_abort);
+    hasher_unref(h);
+    napi_throw_error(env, NULL, "cannot start the CommP worker threads");
+    return NULL;
+  }
+  napi_value ext;
+  if (napi_create_external(env, h, handle_finalize, NULL, &ext) != napi_ok) {
+    hasher_close(env, h);
+    hasher_unref(h);
+    napi_throw_error(env, NULL, "cannot create the CommP handle");
+    return NULL;
+  }
+  return ext;
+}
+
+static napi_value commp_write_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return throw_type(env, "commpWrite(handle, bytes)");
+  hasher *h = get_hasher(env, argv[0]);
+  if (h == NULL) return NULL;
+  if (h->c == NULL || h->finishing) {
+    napi_throw_error(env, NULL, "CommP hasher already finished");
+    return NULL;
+  }
+  bool is_ta;
+  napi_is_typedarray(env, argv[1], &is_ta);
+  if (!is_ta) return throw_type(env, "bytes must be a Uint8Array");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  CHECK(napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
+  if (type != napi_uint8_array && type != napi_uint8_clamped_array) return throw_type(env, "bytes must be a Uint8Array");
+  if (length == 0) return NULL;
+  napi_ref ref;
+  CHECK(napi_create_reference(env, argv[1], 1, &ref));
+  if (commp_write(h->c, data, length, ref) != 0) {
+    napi_delete_reference(env, ref);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  h->written += length;
+  napi_ref_threadsafe_function(env, h->tsfn);
+  return NULL;
+}
+
+static napi_value commp_finish_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return throw_type(env, "commpFinish(handle)");
+  hasher *h = get_hasher(env, argv[0]);
+  if (h == NULL) return NULL;
+  if (h->c == NULL || h->finishing) {
+    napi_throw_error(env, NULL, "CommP hasher already finished");
+    return NULL;
+  }
+  h->finishing = 1;
+  napi_ref_threadsafe_function(env, h->tsfn);
+  commp_finish(h->c);
+  return NULL;
+}
+
+static napi_value commp_destroy_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return throw_type(env, "commpDestroy(handle)");
+  hasher *h = get_hasher(env, argv[0]);
+  if (h == NULL) return NULL;
+  hasher_close(env, h);
+  return NULL;
+}
+
+static napi_value commp_oneshot_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return throw_type(env, "commpOneshot(bytes, impl?)");
+  bool is_ta;
+  napi_is_typedarray(env, argv[0], &is_ta);
+  if (!is_ta) return throw_type(env, "bytes must be a Uint8Array");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  CHECK(napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL));
+  int ok = 1;
+  const node_impl *impl = argc > 1 ? impl_arg(env, argv[1], &ok) : node_impl_get(NULL);
+  if (!ok) return NULL;
+  commp_result r;
+  commp_oneshot(impl, data, length, &r);
+  return make_result(env, &r);
+}
+
+static napi_value commp_impls_js(napi_env env, napi_callback_info info) {
+  (void)info;
+  static const char *names[] = { "sha-ni", "sha-ni-x1", "sha-ni-x3", "sha-ni-x4", "openssl", "portable" };
+  napi_value arr, s;
+  CHECK(napi_create_array(env, &arr));
+  uint32_t n = 0;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (node_impl_get(names[i]) == NULL) continue;
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &s);
+    napi_set_element(env, arr, n++, s);
+  }
+  return arr;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static napi_value bench_node_hash_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return throw_type(env, "benchNodeHash(impl, nodes)");
+  int ok;
+  const node_impl *impl = impl_arg(env, argv[0], &ok);
+  if (!ok) return NULL;
+  double nodes_d;
+  CHECK(napi_get_value_double(env, argv[1], &nodes_d));
+  size_t batch = 4096; /* 256 KiB in, like one level of a block */
+  uint8_t *buf = malloc(batch * 64);
+  if (buf == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  for (size_t i = 0; i < batch * 64; i++) buf[i] = (uint8_t)(i * 131 + 7);
+  uint64_t nodes = (uint64_t)nodes_d, done = 0;
+  double t0 = now_s();
+  while (done < nodes) {
+    size_t n = nodes - done < batch ? (size_t)(nodes - done) : batch;
+    impl->pairs(buf, buf, n); /* reuses its own output, keeps the work honest */
+    done += n;
+  }
+  double t = now_s() - t0;
+  free(buf);
+  napi_value r;
+  napi_create_double(env, t, &r);
+  return r;
+}
+
+/* ---------------------------------------------------------------- setFileTimes */
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  const char *code = uv_err_name(-err);
+  char msg[4200];
+  snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(err), syscall, path);
+  napi_value m, c, e, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_error(env, c, m, &e);
+  napi_create_int32(env, -err, &v);
+  napi_set_named_property(env, e, "errno", v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, e, "syscall", v);
+  napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, e, "path", v);
+  napi_throw(env, e);
+  return NULL;
+}
+
+static int get_time_arg(napi_env env, napi_value sec_v, napi_value nsec_v, struct timespec *ts) {
+  int64_t sec;
+  bool lossless;
+  int32_t nsec;
+  if (napi_get_value_bigint_int64(env, sec_v, &sec, &lossless) != napi_ok || !lossless) {
+    throw_type(env, "seconds must be a bigint within 64 bits");
+    return 0;
+  }
+  if (napi_get_value_int32(env, nsec_v, &nsec) != napi_ok || nsec < 0 || nsec > 999999999) {
+    throw_type(env, "nanoseconds must be an integer in [0, 999999999]");
+    return 0;
+  }
+  ts->tv_sec = (time_t)sec;
+  ts->tv_nsec = nsec;
+  return 1;
+}
+
+static napi_value set_file_times_js(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) return throw_type(env, "setFileTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec)");
+  size_t len;
+  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok) return throw_type(env, "path must be a string");
+  char *path = malloc(len + 1);
+  if (path == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  napi_get_value_string_utf8(env, argv[0], path, len + 1, &len);
+  if (strlen(path) != len) {
+    free(path);
+    return throw_type(env, "path must not contain NUL bytes");
+  }
+  struct timespec ts[2];
+  if (!get_time_arg(env, argv[1], argv[2], &ts[0]) || !get_time_arg(env, argv[3], argv[4], &ts[1])) {
+    free(path);
+    return NULL;
+  }
+  napi_value r = NULL;
+  if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0) r = throw_errno(env, errno, "utimensat", path);
+  free(path);
+  return r;
+}
+
+/* ---------------------------------------------------------------- module */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "commpCreate", NULL, commp_create, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "commpWrite", NULL, commp_write_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "commpFinish", NULL, commp_finish_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "commpDestroy", NULL, commp_destroy_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "commpOneshot", NULL, commp_oneshot_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "commpImpls", NULL, commp_impls_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "benchNodeHash", NULL, bench_node_hash_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "setFileTimes", NULL, set_file_times_js, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
