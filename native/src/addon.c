@@ -385,11 +385,30 @@ static napi_value set_file_times_js(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5) return throw_type(env, "setFileTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec)");
-  size_t len;
-  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok) return throw_type(env, "path must be a string");
-  char *path = malloc(len + 1);
-  if (path == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
-  napi_get_value_string_utf8(env, argv[0], path, len + 1, &len);
+  /* The path: a string (UTF-8) or raw bytes (Buffer/Uint8Array), for file names that are not valid UTF-8. */
+  char *path = NULL;
+  size_t len = 0;
+  napi_valuetype pt;
+  bool is_ta = false;
+  napi_typeof(env, argv[0], &pt);
+  if (pt != napi_string) napi_is_typedarray(env, argv[0], &is_ta);
+  if (pt == napi_string) {
+    if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok) return throw_type(env, "bad path");
+    path = malloc(len + 1);
+    if (path == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+    napi_get_value_string_utf8(env, argv[0], path, len + 1, &len);
+  } else if (is_ta) {
+    napi_typedarray_type type;
+    void *data;
+    CHECK(napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL));
+    if (type != napi_uint8_array) return throw_type(env, "path must be a string or a Uint8Array");
+    path = malloc(len + 1);
+    if (path == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+    memcpy(path, data, len);
+    path[len] = 0;
+  } else {
+    return throw_type(env, "path must be a string or a Uint8Array");
+  }
   if (strlen(path) != len) {
     free(path);
     return throw_type(env, "path must not contain NUL bytes");

@@ -1,0 +1,127 @@
+/**
+ * The optional native addon (native/, built by node-gyp into native/build/Release/packer_native.node):
+ * fast CommP and nanosecond file times. Everything using it has a pure-JS fallback; the addon is missing when
+ * the build failed or was skipped, and disabled by PACKER_NO_NATIVE=1.
+ */
+import { promises as fsp } from 'node:fs'
+import { createRequire } from 'node:module'
+
+/** Result of a native CommP computation. */
+export interface NativeCommP {
+  /** The 32-byte CommP root (last byte's top two bits clear). */
+  root: Uint8Array
+  /** Tree height: log2(paddedSize / 32). */
+  height: number
+  payloadSize: number
+  paddedSize: number
+}
+
+/** Opaque handle of a native streaming CommP hasher. */
+export type NativeCommPHandle = object & { readonly __nativeCommP?: never }
+
+export interface NativeAddon {
+  /**
+   * Starts a streaming hasher with `threads` worker threads. `callback` runs on the JS thread each time written
+   * chunks were hashed and let go (`released` = bytes handed back so far), and a last time with `done` and the
+   * result after {@link NativeAddon.commpFinish}.
+   */
+  commpCreate (threads: number, impl: string | undefined,
+    callback: (released: number, done: boolean, result?: NativeCommP) => void): NativeCommPHandle
+  /** Queues bytes; they are read in place by a worker thread and must not change until released. */
+  commpWrite (handle: NativeCommPHandle, bytes: Uint8Array): void
+  commpFinish (handle: NativeCommPHandle): void
+  /** Abandons the hasher: stops its threads and lets go of every chunk. */
+  commpDestroy (handle: NativeCommPHandle): void
+  /** Synchronous CommP of one buffer on the calling thread. */
+  commpOneshot (bytes: Uint8Array, impl?: string): NativeCommP
+  /** SHA-256 implementations usable on this machine, the default first. */
+  commpImpls (): string[]
+  /** Seconds taken to hash `nodes` tree nodes with `impl` (benchmarks). */
+  benchNodeHash (impl: string, nodes: number): number
+  /** utimensat(AT_FDCWD, path, …, AT_SYMLINK_NOFOLLOW); throws an Error whose `code` is the errno name. */
+  setFileTimes (path: string | Uint8Array, atimeSec: bigint, atimeNsec: number, mtimeSec: bigint, mtimeNsec: number): void
+}
+
+export interface NativeAddonLoad {
+  addon: NativeAddon | null
+  /** Why the addon is not available, when it is not. */
+  reason?: string
+}
+
+/** Relative to this module: src/ under tests, dist/ when built; both are one level below the package root. */
+const ADDON_PATH = '../native/build/Release/packer_native.node'
+const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes']
+
+let cached: NativeAddonLoad | undefined
+
+/** Loads the addon once per process. Never throws. */
+export function loadNativeAddon (): NativeAddonLoad {
+  if (cached !== undefined) return cached
+  if (process.env.PACKER_NO_NATIVE === '1') {
+    cached = { addon: null, reason: 'disabled by PACKER_NO_NATIVE=1' }
+    return cached
+  }
+  try {
+    const addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon
+    const missing = EXPECTED.filter((name) => typeof addon[name] !== 'function')
+    cached = missing.length === 0
+      ? { addon }
+      : { addon: null, reason: `native/build is stale (no ${missing.join(', ')}); rebuild with: npm run build:native` }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    cached = {
+      addon: null,
+      reason: code === 'MODULE_NOT_FOUND'
+        ? 'native/build/Release/packer_native.node not built; build it with: npm run build:native'
+        : `cannot load native/build/Release/packer_native.node: ${(err as Error).message.split('\n')[0]}`,
+    }
+  }
+  return cached
+}
+
+/** The addon, or null when it is not available (see {@link loadNativeAddon} for why). */
+export function nativeAddon (): NativeAddon | null {
+  return loadNativeAddon().addon
+}
+
+const NS_PER_S = 1_000_000_000n
+
+/** Splits nanoseconds since the epoch into whole seconds (floored, so negative times work) and 0…999,999,999 ns. */
+export function splitNs (ns: bigint): { sec: bigint, nsec: number } {
+  let sec = ns / NS_PER_S
+  let rem = ns - sec * NS_PER_S
+  if (rem < 0n) {
+    sec -= 1n
+    rem += NS_PER_S
+  }
+  return { sec, nsec: Number(rem) }
+}
+
+/**
+ * Sets a file's access and modification times, in nanoseconds since the epoch, without following a symlink
+ * (the link itself gets the times).
+ *
+ * With the native addon the times are exact to the nanosecond (utimensat with AT_SYMLINK_NOFOLLOW; the call is a
+ * single metadata syscall made on the calling thread). Without it, this falls back to `fs.promises.lutimes` with
+ * the times as fractional seconds: a double, so precision is about a microsecond for present-day dates, and the
+ * nanoseconds read back will usually differ from those given.
+ *
+ * `path` is a string or the file name's raw bytes (a Buffer), for names that are not valid UTF-8.
+ * Errors are Node-style system errors (`code` 'ENOENT', 'EPERM'…, `syscall`, `path`).
+ */
+export async function setFileTimesNs (path: string | Uint8Array, atimeNs: bigint, mtimeNs: bigint): Promise<void> {
+  const addon = nativeAddon()
+  if (addon !== null) {
+    const a = splitNs(atimeNs)
+    const m = splitNs(mtimeNs)
+    addon.setFileTimes(path, a.sec, a.nsec, m.sec, m.nsec)
+    return
+  }
+  await fsp.lutimes(typeof path === 'string' ? path : Buffer.from(path.buffer, path.byteOffset, path.byteLength), nsToSeconds(atimeNs), nsToSeconds(mtimeNs))
+}
+
+function nsToSeconds (ns: bigint): number {
+  const { sec, nsec } = splitNs(ns)
+  return Number(sec) + nsec / 1e9
+}
