@@ -117,7 +117,7 @@ class ByteQueue {
  * shorter). One chunk of lookahead decides the last-chunk flag; empty input gives one empty final chunk. Every
  * yielded buffer is fresh (never reused); input buffers are held by reference for at most ~2 chunks.
  */
-export async function * encryptStream (plain: AsyncIterable<Uint8Array>, fileKey: Buffer, header: Buffer): AsyncGenerator<Uint8Array> {
+export async function * encryptStream (plain: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, fileKey: Buffer, header: Buffer): AsyncGenerator<Uint8Array> {
   verifyHeaderMac(header, fileKey)
   const nonce = randomBytes(NONCE_SIZE)
   const key = payloadKey(fileKey, nonce)
@@ -140,9 +140,9 @@ export async function * encryptStream (plain: AsyncIterable<Uint8Array>, fileKey
  * each chunk authenticates; throws CORRUPT naming the chunk on a bad tag, truncation, trailing data or an empty
  * final chunk after a full one, and FORMAT on a malformed header or missing nonce.
  */
-export async function * decryptStream (cipher: AsyncIterable<Uint8Array>, key: { fileKey: Buffer } | { identities: Identity[] }): AsyncGenerator<Uint8Array> {
+export async function * decryptStream (cipher: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, key: { fileKey: Buffer } | { identities: Identity[] }): AsyncGenerator<Uint8Array> {
   const q = new ByteQueue()
-  const it = cipher[Symbol.asyncIterator]()
+  const it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> = Symbol.asyncIterator in cipher ? cipher[Symbol.asyncIterator]() : cipher[Symbol.iterator]()
   let eof = false
   const pull = async (): Promise<boolean> => {
     if (eof) return false
@@ -176,7 +176,12 @@ export async function * decryptStream (cipher: AsyncIterable<Uint8Array>, key: {
         const sealed = q.shift(ENC_CHUNK)
         const pt = openChunk(pkey, index, false, sealed)
         if (pt === null) {
-          if (openChunk(pkey, index, true, sealed) !== null) throw corrupt(`age payload has data after its final chunk (chunk ${index})`)
+          // An authentic final chunk followed by more data: release it (it is authentic), then refuse the rest.
+          const finalPt = openChunk(pkey, index, true, sealed)
+          if (finalPt !== null) {
+            yield finalPt
+            throw corrupt(`age payload has data after its final chunk (chunk ${index}): trailing garbage`)
+          }
           throw corrupt(`age payload chunk ${index} failed authentication: the file is damaged or was modified`)
         }
         index++
@@ -192,7 +197,12 @@ export async function * decryptStream (cipher: AsyncIterable<Uint8Array>, key: {
       const sealed = q.shift(rest)
       const pt = openChunk(pkey, index, true, sealed)
       if (pt === null) {
-        if (rest === ENC_CHUNK && openChunk(pkey, index, false, sealed) !== null) throw corrupt(`age payload is truncated after chunk ${index}`)
+        // An authentic non-final full chunk, then EOF: release it, then report the truncation.
+        const midPt = rest === ENC_CHUNK ? openChunk(pkey, index, false, sealed) : null
+        if (midPt !== null) {
+          yield midPt
+          throw corrupt(`age payload is truncated after chunk ${index} (the final chunk is missing)`)
+        }
         throw corrupt(`age payload chunk ${index} (the last) failed authentication: the file is damaged, truncated or was modified`)
       }
       if (pt.length === 0 && index > 0) throw corrupt(`age payload ends with an empty chunk ${index} (not allowed after a full chunk)`)
@@ -200,7 +210,7 @@ export async function * decryptStream (cipher: AsyncIterable<Uint8Array>, key: {
       return
     }
   } finally {
-    if (!eof && typeof it.return === 'function') await it.return()
+    if (!eof && typeof it.return === 'function') await it.return(undefined)
   }
 }
 
