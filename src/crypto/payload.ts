@@ -38,10 +38,17 @@ export function ciphertextSize (plaintextSize: number, headerLength: number): nu
   return headerLength + NONCE_SIZE + plaintextSize + chunkCount(plaintextSize) * TAG
 }
 
+function ownCopy (b: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length)
+  out.set(b)
+  return out
+}
+
 /** Seals one chunk given as parts (held by reference, not copied) into a fresh buffer of parts' length + 16. */
 function sealChunk (key: Buffer, index: number, last: boolean, parts: Uint8Array[], length: number): Buffer {
   const c = createCipheriv('chacha20-poly1305', key, chunkNonce(index, last), { authTagLength: TAG })
-  const out = Buffer.allocUnsafe(length + TAG)
+  // Own memory (not the shared small-buffer pool), so consumers may keep or transfer it.
+  const out = Buffer.allocUnsafeSlow(length + TAG)
   let off = 0
   for (const p of parts) {
     const ct = c.update(p)
@@ -121,8 +128,8 @@ export async function * encryptStream (plain: AsyncIterable<Uint8Array> | Iterab
   verifyHeaderMac(header, fileKey)
   const nonce = randomBytes(NONCE_SIZE)
   const key = payloadKey(fileKey, nonce)
-  yield Buffer.from(header)
-  yield nonce
+  yield ownCopy(header)
+  yield ownCopy(nonce)
   const q = new ByteQueue()
   let index = 0
   for await (const piece of plain) {
