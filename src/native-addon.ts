@@ -21,13 +21,14 @@ export type NativeCommPHandle = object & { readonly __nativeCommP?: never }
 
 export interface NativeAddon {
   /**
-   * Starts a streaming hasher with `threads` worker threads. `callback` runs on the JS thread each time written
-   * chunks were hashed and let go (`released` = bytes handed back so far), and a last time with `done` and the
-   * result after {@link NativeAddon.commpFinish}.
+   * Starts a streaming hasher with `threads` worker threads. `callback` runs on the JS thread each time more
+   * bytes were hashed (`hashed` = bytes hashed so far; chunks entirely hashed are let go), and a last time with
+   * `done` and the result after {@link NativeAddon.commpFinish}. The bytes after the last full native block
+   * (about 254 KiB) wait for more data or commpFinish. An idle hasher does not keep the process alive.
    */
   commpCreate (threads: number, impl: string | undefined,
-    callback: (released: number, done: boolean, result?: NativeCommP) => void): NativeCommPHandle
-  /** Queues bytes; they are read in place by a worker thread and must not change until released. */
+    callback: (hashed: number, done: boolean, result?: NativeCommP) => void): NativeCommPHandle
+  /** Queues bytes; they are read in place by a worker thread and must not change until entirely hashed. */
   commpWrite (handle: NativeCommPHandle, bytes: Uint8Array): void
   commpFinish (handle: NativeCommPHandle): void
   /** Abandons the hasher: stops its threads and lets go of every chunk. */

@@ -2,9 +2,9 @@
  * packer_native: Node-API bindings (plain C, node_api.h only).
  *
  *   commpCreate(threads, impl, callback) -> handle
- *       callback(released: number, done: boolean, result?: {root, height, payloadSize, paddedSize}) runs on the
- *       JS thread whenever written chunks were hashed and let go (released = bytes handed back so far) and once
- *       more when the digest is ready.
+ *       callback(hashed: number, done: boolean, result?: {root, height, payloadSize, paddedSize}) runs on the
+ *       JS thread whenever more bytes were hashed (hashed = bytes hashed so far; fully hashed chunks are let go)
+ *       and once more when the digest is ready.
  *   commpWrite(handle, u8)      bytes are read in place by a worker thread; the array is referenced until released
  *   commpFinish(handle)         no more writes; the result arrives through the callback
  *   commpDestroy(handle)        abandon (also done by GC)
@@ -59,7 +59,6 @@ typedef struct {
   int tsfn_released;
   int finishing;
   uint64_t written;
-  uint64_t released;
 } hasher;
 
 static void hasher_unref(hasher *h) {
@@ -115,11 +114,11 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     n = commp_poll(h->c, tokens, 256, &consumed, &done, &result);
     for (size_t i = 0; i < n; i++) napi_delete_reference(env, (napi_ref)tokens[i]);
   } while (n == 256);
-  h->released = consumed;
   if (done) {
     hasher_close(env, h);
-  } else if (h->released == h->written && !h->finishing) {
-    napi_unref_threadsafe_function(env, h->tsfn); /* idle: do not hold the process open */
+  } else if (!commp_busy(h->c)) {
+    /* Idle (the bytes after the last full block wait for more): do not hold the process open. */
+    napi_unref_threadsafe_function(env, h->tsfn);
   }
   napi_value args[3], undef;
   napi_get_undefined(env, &undef);
@@ -243,7 +242,7 @@ static napi_value commp_write_js(napi_env env, napi_callback_info info) {
     return NULL;
   }
   h->written += length;
-  napi_ref_threadsafe_function(env, h->tsfn);
+  if (commp_busy(h->c)) napi_ref_threadsafe_function(env, h->tsfn); /* call_js unrefs once idle again */
   return NULL;
 }
 

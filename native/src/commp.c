@@ -357,12 +357,18 @@ size_t commp_poll(commp_t *c, void **tokens, size_t max, uint64_t *consumed, int
     tokens[n++] = k->token;
     free(k);
   }
-  uint64_t released = c->head != NULL ? c->head->start : c->total;
-  *consumed = released < c->consumed ? released : c->consumed;
+  *consumed = c->consumed;
   *done = c->final_done && c->head == NULL;
   if (*done && result != NULL) *result = c->result;
   pthread_mutex_unlock(&c->mu);
   return n;
+}
+
+int commp_busy(commp_t *c) {
+  pthread_mutex_lock(&c->mu);
+  int busy = (c->finished && !c->final_done) || c->next_merge < c->total / COMMP_BLOCK_BYTES;
+  pthread_mutex_unlock(&c->mu);
+  return busy;
 }
 
 void commp_free(commp_t *c, void (*release)(void *token, void *arg), void *arg) {

@@ -40,10 +40,13 @@ commp_t *commp_new(const node_impl *impl, int threads, void (*notify)(void *arg)
 int commp_write(commp_t *c, const uint8_t *data, size_t len, void *token);
 void commp_finish(commp_t *c);
 
-/* Writer thread: hands back up to `max` tokens of fully hashed chunks; *consumed = payload bytes hashed
- * and released so far; returns 1 in *done (and fills *result) once the root is known and every token
+/* Writer thread: hands back up to `max` tokens of fully hashed chunks; *consumed = payload bytes hashed so far
+ * (the bytes after the last full block wait for more data or commp_finish); returns 1 in *done (and fills *result) once the root is known and every token
  * was handed back. */
 size_t commp_poll(commp_t *c, void **tokens, size_t max, uint64_t *consumed, int *done, commp_result *result);
+
+/* True while the workers have something to do (a full block not yet merged, or the final step). */
+int commp_busy(commp_t *c);
 
 /* Stops and joins the workers (abandoning unfinished work) and hands back every token still held, through
  * `release` (may be NULL). Then frees everything. */

@@ -50,7 +50,10 @@ export interface PieceHasherOptions {
   impl?: string
 }
 
-/** Bytes handed to the native hasher and not yet hashed, above which `update` waits. */
+/**
+ * Bytes handed to the native hasher and not yet hashed, above which `update` waits. (A chunk is referenced until
+ * it is entirely hashed, so with chunks of size C at most MAX_IN_FLIGHT + C bytes are held.)
+ */
 export const MAX_IN_FLIGHT = 64 * 1024 * 1024
 /** Updates smaller than this are copied into a staging buffer instead of being referenced one by one. */
 const SMALL_UPDATE = 64 * 1024
@@ -118,7 +121,7 @@ class NativePieceHasher implements PieceHasher {
   readonly #addon: NativeAddon
   readonly #handle: NativeCommPHandle
   #written = 0
-  #released = 0
+  #hashed = 0
   #staging: Uint8Array | undefined
   #stagingUsed = 0
   #waiters: Array<() => void> = []
@@ -130,9 +133,9 @@ class NativePieceHasher implements PieceHasher {
   constructor (addon: NativeAddon, options: PieceHasherOptions) {
     this.#addon = addon
     this.#result = new Promise((resolve) => { this.#resolveResult = resolve })
-    this.#handle = addon.commpCreate(defaultThreads(options), options.impl, (released, done, result) => {
-      this.#released = released
-      if (this.#written - this.#released <= MAX_IN_FLIGHT && this.#waiters.length > 0) {
+    this.#handle = addon.commpCreate(defaultThreads(options), options.impl, (hashed, done, result) => {
+      this.#hashed = hashed
+      if (this.#written - this.#hashed <= MAX_IN_FLIGHT && this.#waiters.length > 0) {
         const waiters = this.#waiters
         this.#waiters = []
         for (const w of waiters) w()
@@ -168,7 +171,7 @@ class NativePieceHasher implements PieceHasher {
       this.#flushStaging()
       this.#write(bytes)
     }
-    if (this.#written - this.#released <= MAX_IN_FLIGHT) return Promise.resolve()
+    if (this.#written - this.#hashed <= MAX_IN_FLIGHT) return Promise.resolve()
     return new Promise((resolve) => { this.#waiters.push(resolve) })
   }
 
