@@ -1,0 +1,161 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import * as dagCbor from '@ipld/dag-cbor'
+import type { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
+import type { CarRecord } from '../format/manifest.js'
+import { BlockIndexBuilder } from './block-index.js'
+import { syncDir } from './durable-file.js'
+import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
+import { PackerError } from '../errors.js'
+
+/** Largest block packer writes: 1 MiB leaves, plus room for a full dag-pb node of 1024 links. */
+export const MAX_BLOCK_SIZE = 1024 * 1024 + 64 * 1024
+/** Smallest bin that can hold any block with its CAR header and section head. */
+export const MIN_BIN_SIZE = MAX_BLOCK_SIZE + 1024
+/** Largest CAR whose padded piece fits a 32 GiB sector: 32 GiB × 127/128. */
+export const DEFAULT_BIN_SIZE = 34_091_302_912
+/** A CARv1 header with one root: varint length, then dag-cbor {roots, version: 1} (as @ipld/car writes it). */
+function carHeader (root: CID): Uint8Array {
+  const body = dagCbor.encode({ roots: [root], version: 1 })
+  const out = new Uint8Array(varint.encodingLength(body.length) + body.length)
+  varint.encodeTo(body.length, out, 0)
+  out.set(body, out.length - body.length)
+  return out
+}
+
+/** Small sections are gathered into writes of this size. */
+const WRITE_BUFFER = 1024 * 1024
+
+export interface CarSetWriterOptions {
+  dir: string
+  binSize: number
+  /** Called once a CAR is complete, durable and renamed to its final name. */
+  onCarDone?: (car: CarRecord, index: number) => void
+}
+
+/**
+ * Writes a stream of blocks into a set of CARv1 files, none larger than the bin size. Blocks go whole, in the order
+ * given, into the current CAR; a block that does not fit starts the next one, so every CAR but the last is filled to
+ * within one block of the bin size. Each CAR's only root is its first block (known before its first byte, so the
+ * CAR and its piece CID are produced in one pass). Blocks already written are not written again.
+ */
+export class CarSetWriter {
+  readonly #opts: CarSetWriterOptions
+  readonly index = new BlockIndexBuilder()
+  readonly cars: CarRecord[] = []
+  readonly #seen = new Map<string, number>()
+  #touched = new Set<number>()
+  #car?: { fh: fs.FileHandle, tmp: string, size: number, root: string, blocks: number, hasher: PieceHasher }
+  #buffer = Buffer.allocUnsafe(WRITE_BUFFER)
+  #buffered = 0
+
+  constructor (opts: CarSetWriterOptions) {
+    if (opts.binSize < MIN_BIN_SIZE) {
+      throw new PackerError('USAGE', `--bin-size ${opts.binSize} is too small: a CAR must hold at least one block (minimum ${MIN_BIN_SIZE} bytes, e.g. 2MiB)`)
+    }
+    this.#opts = opts
+  }
+
+  /** Adds a block. Returns once its bytes are handed to the file system. */
+  async put (cid: CID, bytes: Uint8Array): Promise<void> {
+    const key = cid.multihash.bytes.toString()
+    const seenIn = this.#seen.get(key)
+    if (seenIn !== undefined) { this.#touched.add(seenIn); return }
+    if (bytes.length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${bytes.length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
+    const head = new Uint8Array(varint.encodingLength(cid.bytes.length + bytes.length) + cid.bytes.length)
+    varint.encodeTo(cid.bytes.length + bytes.length, head, 0)
+    head.set(cid.bytes, head.length - cid.bytes.length)
+    const section = head.length + bytes.length
+    if (this.#car !== undefined && this.#car.size + this.#buffered + section > this.#opts.binSize) await this.#closeCar()
+    if (this.#car === undefined) await this.#openCar(cid)
+    const car = this.#car!
+    await this.#write(head)
+    const offset = car.size + this.#buffered
+    await this.#write(bytes)
+    car.blocks++
+    const carIndex = this.cars.length
+    this.index.add(cid.multihash.digest, { car: carIndex, offset, length: bytes.length })
+    this.#seen.set(key, carIndex)
+    this.#touched.add(carIndex)
+  }
+
+  /** The CARs that received (or already held) blocks since the last call, ascending. */
+  takeTouchedCars (): number[] {
+    const out = [...this.#touched].sort((a, b) => a - b)
+    this.#touched = new Set()
+    return out
+  }
+
+  /** Closes the last CAR; returns every CAR's record. */
+  async finish (): Promise<CarRecord[]> {
+    if (this.#car) await this.#closeCar()
+    return this.cars
+  }
+
+  /** Removes a partly written CAR after a failure. */
+  async abort (): Promise<void> {
+    const car = this.#car
+    this.#car = undefined
+    if (car) {
+      await car.fh.close().catch(() => {})
+      await fs.rm(car.tmp, { force: true })
+    }
+  }
+
+  async #openCar (root: CID): Promise<void> {
+    const tmp = path.join(this.#opts.dir, `.partial-${this.cars.length}.car`)
+    const fh = await fs.open(tmp, 'w')
+    this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher() }
+    await this.#write(carHeader(root))
+  }
+
+  /** Appends to the current CAR through the write buffer, feeding the piece hasher in the same order. */
+  async #write (bytes: Uint8Array): Promise<void> {
+    if (this.#buffered + bytes.length > WRITE_BUFFER) await this.#flush()
+    if (bytes.length >= WRITE_BUFFER / 4) {
+      await this.#flush()
+      await this.#emit(bytes)
+      return
+    }
+    this.#buffer.set(bytes, this.#buffered)
+    this.#buffered += bytes.length
+  }
+
+  async #flush (): Promise<void> {
+    if (this.#buffered === 0) return
+    const chunk = this.#buffer.subarray(0, this.#buffered)
+    this.#buffer = Buffer.allocUnsafe(WRITE_BUFFER) // the hasher may still hold `chunk`
+    this.#buffered = 0
+    await this.#emit(chunk)
+  }
+
+  async #emit (bytes: Uint8Array): Promise<void> {
+    const car = this.#car!
+    const hashed = car.hasher.update(bytes)
+    let done = 0
+    while (done < bytes.length) {
+      const { bytesWritten } = await car.fh.write(bytes, done, bytes.length - done, car.size + done)
+      done += bytesWritten
+    }
+    car.size += bytes.length
+    await hashed
+  }
+
+  async #closeCar (): Promise<void> {
+    await this.#flush()
+    const car = this.#car!
+    this.#car = undefined
+    await car.fh.datasync()
+    await car.fh.close()
+    const piece = await car.hasher.digest()
+    const file = `${piece.pieceCid}.car`
+    await fs.rename(car.tmp, path.join(this.#opts.dir, file))
+    await syncDir(this.#opts.dir)
+    const record: CarRecord = {
+      file, size: car.size, root: car.root, pieceCid: piece.pieceCid, pieceCidV2: piece.pieceCidV2, pieceSize: piece.paddedSize, blocks: car.blocks,
+    }
+    this.cars.push(record)
+    this.#opts.onCarDone?.(record, this.cars.length - 1)
+  }
+}

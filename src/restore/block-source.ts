@@ -1,0 +1,86 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs/promises'
+import type { CID } from 'multiformats/cid'
+import { PackerError } from '../errors.js'
+import type { CarRecord } from '../format/manifest.js'
+import type { BlockIndex } from '../car/block-index.js'
+import type { CarLocator } from './car-locator.js'
+
+const SHA2_256 = 0x12
+
+export class MissingCarError extends PackerError {
+  readonly car: number
+  constructor (car: number, record: CarRecord, dir: string) {
+    super('MISSING_CAR', `CAR ${record.file} (piece ${record.pieceCid}) is missing from ${dir}; retrieve it and copy it there`, { subject: record.file })
+    this.car = car
+  }
+}
+
+/**
+ * The one place that reads CAR bytes on the way back: finds a block through the index, preads it from its CAR and
+ * checks its SHA-256 against the CID before anyone sees a byte. A missing CAR or a damaged block is an error that
+ * names the CAR.
+ */
+export class BlockSource {
+  readonly #index: BlockIndex
+  readonly #locator: CarLocator
+  readonly #cars: CarRecord[]
+  readonly #handles = new Map<number, Promise<fs.FileHandle>>()
+
+  constructor (index: BlockIndex, locator: CarLocator, cars: CarRecord[]) {
+    this.#index = index
+    this.#locator = locator
+    this.#cars = cars
+  }
+
+  /** The CAR that holds a block, or undefined when the index has no such block. */
+  carOf (cid: CID): number | undefined { return this.#index.get(cid.multihash.digest)?.car }
+
+  async get (cid: CID): Promise<Uint8Array> {
+    if (cid.multihash.code !== SHA2_256) throw new PackerError('FORMAT', `block ${cid} is not SHA-256 addressed; packer sets hold only SHA-256 blocks`, { subject: cid.toString() })
+    const loc = this.#index.get(cid.multihash.digest)
+    if (loc === undefined) throw new PackerError('FORMAT', `block ${cid} is not in the set's index; the index or file table is damaged`, { subject: cid.toString() })
+    const fh = await this.#handle(loc.car)
+    const car = this.#cars[loc.car]
+    const bytes = Buffer.allocUnsafe(loc.length)
+    let done = 0
+    while (done < loc.length) {
+      const { bytesRead } = await fh.read(bytes, done, loc.length - done, loc.offset + done)
+      if (bytesRead === 0) {
+        throw new PackerError('CORRUPT', `CAR ${car.file} is truncated: block ${cid} at byte ${loc.offset} is past its end; retrieve the CAR again`, { subject: car.file })
+      }
+      done += bytesRead
+    }
+    const digest = crypto.createHash('sha256').update(bytes).digest()
+    if (!digest.equals(cid.multihash.digest)) {
+      throw new PackerError('CORRUPT', `CAR ${car.file} is damaged: block ${cid} at byte ${loc.offset} does not match its hash; retrieve the CAR again`, { subject: car.file })
+    }
+    return bytes
+  }
+
+  /** The blockstore shape ipfs-unixfs-exporter reads from. */
+  get blockstore (): { get: (cid: CID) => AsyncGenerator<Uint8Array> } {
+    return { get: (cid: CID) => (async function * (src: BlockSource) { yield await src.get(cid) })(this) }
+  }
+
+  async #handle (car: number): Promise<fs.FileHandle> {
+    let h = this.#handles.get(car)
+    if (h === undefined) {
+      h = (async () => {
+        const file = await this.#locator.pathOf(car)
+        if (file === null) throw new MissingCarError(car, this.#cars[car], this.#locator.dir)
+        return await fs.open(file, 'r')
+      })()
+      this.#handles.set(car, h)
+      // A missing CAR is not remembered: it may be copied in later.
+      h.catch(() => this.#handles.delete(car))
+    }
+    return await h
+  }
+
+  async close (): Promise<void> {
+    const hs = [...this.#handles.values()]
+    this.#handles.clear()
+    await Promise.all(hs.map(async (h) => { try { await (await h).close() } catch {} }))
+  }
+}

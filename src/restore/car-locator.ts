@@ -1,0 +1,62 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import type { CarRecord } from '../format/manifest.js'
+import { readCarRoots } from '../car/car-header.js'
+
+/**
+ * Finds a set's CARs in a directory by their content, not their names: a CAR is the file whose header root and size
+ * are the manifest's (a renamed CAR is still found). A CAR that is absent is looked for again, at most once a second,
+ * so one copied in later (e.g. under a running mount) is picked up.
+ */
+export class CarLocator {
+  readonly dir: string
+  readonly #cars: CarRecord[]
+  readonly #found = new Map<number, string>()
+  #lastScan = 0
+
+  constructor (dir: string, cars: CarRecord[]) {
+    this.dir = dir
+    this.#cars = cars
+  }
+
+  /** Path of CAR `i`, or null when no file in the directory is that CAR. */
+  async pathOf (i: number): Promise<string | null> {
+    const known = this.#found.get(i)
+    if (known !== undefined) {
+      if (await this.#isCar(known, i)) return known
+      this.#found.delete(i)
+    }
+    const byName = path.join(this.dir, this.#cars[i].file)
+    if (await this.#isCar(byName, i)) { this.#found.set(i, byName); return byName }
+    if (Date.now() - this.#lastScan >= 1000) await this.#scan()
+    return this.#found.get(i) ?? null
+  }
+
+  /** Size check only by stat; a damaged or truncated CAR with the right header is still "found" and fails its block checks. */
+  async #isCar (file: string, i: number): Promise<boolean> {
+    const roots = await readCarRoots(file)
+    return roots !== null && roots.length > 0 && roots[0].toString() === this.#cars[i].root
+  }
+
+  async #scan (): Promise<void> {
+    this.#lastScan = Date.now()
+    let names: string[]
+    try { names = await fs.readdir(this.dir) } catch { return }
+    const byRoot = new Map<string, number[]>()
+    this.#cars.forEach((c, i) => { if (!this.#found.has(i)) byRoot.set(c.root, [...(byRoot.get(c.root) ?? []), i]) })
+    for (const name of names) {
+      if (!name.endsWith('.car') || byRoot.size === 0) continue
+      const file = path.join(this.dir, name)
+      const roots = await readCarRoots(file)
+      const candidates = roots?.[0] ? byRoot.get(roots[0].toString()) : undefined
+      if (!candidates) continue
+      // Identical first blocks are possible: prefer the CAR whose size matches.
+      const st = await fs.stat(file).catch(() => null)
+      const i = candidates.find((c) => this.#cars[c].size === st?.size) ?? candidates[0]
+      this.#found.set(i, file)
+      const rest = candidates.filter((c) => c !== i)
+      if (rest.length) byRoot.set(roots![0].toString(), rest)
+      else byRoot.delete(roots![0].toString())
+    }
+  }
+}

@@ -1,0 +1,151 @@
+import fs from 'node:fs/promises'
+import { constants } from 'node:fs'
+import path from 'node:path'
+import { PackerError, isErrno } from '../errors.js'
+import { displayPath } from '../format/stored-path.js'
+import type { TableEntry } from '../format/file-table.js'
+import { setFileTimesNs } from '../native-addon.js'
+import type { CarSet } from './car-set.js'
+import { FileView } from './file-view.js'
+
+export interface RestoreOptions {
+  dest: string
+  /** Archive paths to restore (with everything below them); empty: the whole tree. */
+  paths: Buffer[]
+  overwrite: boolean
+  /** Restore owners (needs root). */
+  sameOwner: boolean
+  warn: (msg: string) => void
+  progress?: (event: { type: 'file', path: Buffer, bytes: number }) => void
+}
+
+export interface RestoreResult { files: number, bytes: number, dirs: number, symlinks: number, failed: Array<{ path: string, error: string }> }
+
+const SLASH = 0x2f
+
+function parentOf (p: Buffer): Buffer | null {
+  const i = p.lastIndexOf(SLASH)
+  return i < 0 ? null : p.subarray(0, i)
+}
+
+/**
+ * unpack: restores entries of a set under DEST. Files are written under a temporary name and renamed only when
+ * complete and verified; symlinks are created last and never followed (every parent is a directory this run made or
+ * found as a real directory), so a stored `a -> /etc` cannot make a later `a/x` write outside DEST. A file that cannot
+ * be restored (missing CAR, damaged block) leaves nothing behind under its name and does not stop the others.
+ */
+export async function restore (set: CarSet, opts: RestoreOptions): Promise<RestoreResult> {
+  const chosen = selectEntries(set, opts.paths)
+  const dest = path.resolve(opts.dest)
+  await fs.mkdir(dest, { recursive: true }).catch((err) => {
+    throw new PackerError('OUTPUT', `cannot create destination ${dest}: ${(err as Error).message}`, { subject: dest, cause: err })
+  })
+  const target = (e: TableEntry): Buffer => Buffer.concat([Buffer.from(dest + '/'), e.path])
+
+  if (!opts.overwrite) {
+    for (const e of chosen) {
+      if (e.type === 'dir') continue
+      const st = await fs.lstat(target(e)).catch(() => null)
+      if (st) throw new PackerError('EXISTS', `${displayPath(target(e))} already exists; remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(target(e)) })
+    }
+  }
+
+  const result: RestoreResult = { files: 0, bytes: 0, dirs: 0, symlinks: 0, failed: [] }
+  const view = new FileView(set)
+  try {
+    for (const e of chosen) {
+      if (e.type !== 'dir') continue
+      const p = target(e)
+      try {
+        await fs.mkdir(p, { mode: 0o700 })
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw err
+        const st = await fs.lstat(p)
+        if (!st.isDirectory()) throw new PackerError('EXISTS', `${displayPath(p)} exists and is not a directory; remove it or restore elsewhere`, { subject: displayPath(p) })
+      }
+      await fs.chmod(p, 0o700 | e.mode) // writable by us until its own mode is set at the end
+      result.dirs++
+    }
+    for (const e of chosen) {
+      if (e.type !== 'file') continue
+      try {
+        await restoreFile(view, e, target(e), opts)
+        result.files++
+        result.bytes += e.size!
+        opts.progress?.({ type: 'file', path: e.path, bytes: e.size! })
+      } catch (err) {
+        if (isErrno(err, 'ENOSPC')) {
+          throw new PackerError('NO_SPACE', `no space left in ${dest} while restoring ${displayPath(e.path)}; free space and rerun`, { subject: dest, cause: err })
+        }
+        if (!(err instanceof PackerError) || err.code === 'USAGE' || err.code === 'EXISTS') throw err
+        result.failed.push({ path: displayPath(e.path), error: err.message })
+        opts.warn(`not restored: ${err.message}`)
+      }
+    }
+    for (const e of chosen) {
+      if (e.type !== 'symlink') continue
+      const p = target(e)
+      if (opts.overwrite) await fs.rm(p, { force: true })
+      await fs.symlink(e.target!, p)
+      await applyMetadata(p, e, opts, false)
+      result.symlinks++
+    }
+    // Directories last and deepest first: writing into a directory changes its mtime.
+    for (const e of [...chosen].reverse()) {
+      if (e.type === 'dir') await applyMetadata(target(e), e, opts, true)
+    }
+  } catch (err) {
+    if (isErrno(err, 'ENOSPC')) throw new PackerError('NO_SPACE', `no space left in ${dest}; free space and rerun`, { subject: dest, cause: err })
+    throw err
+  } finally {
+    await set.close()
+  }
+  return result
+}
+
+function selectEntries (set: CarSet, paths: Buffer[]): TableEntry[] {
+  if (paths.length === 0) return set.entries
+  const keep = new Set<TableEntry>()
+  for (const p of paths) {
+    const clean = Buffer.from(p.toString('latin1').replace(/^\/+|\/+$/g, ''), 'latin1')
+    const below = set.select(clean)
+    if (below.length === 0) throw new PackerError('USAGE', `${displayPath(p)} is not in the set (see 'packer ls')`, { subject: displayPath(p) })
+    for (const e of below) keep.add(e)
+    // Parents of a chosen path are restored as directories too, with their stored metadata.
+    for (let q = parentOf(clean); q !== null; q = parentOf(q)) keep.add(set.lookup(q)!)
+  }
+  return set.entries.filter((e) => keep.has(e))
+}
+
+async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: RestoreOptions): Promise<void> {
+  const dir = path.dirname(p.toString('latin1'))
+  const tmp = Buffer.concat([Buffer.from(dir, 'latin1'), Buffer.from(`/.packer-tmp-${process.pid}-`), p.subarray(dir.length + 1)])
+  const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+  let ok = false
+  try {
+    let written = 0
+    for await (const chunk of view.stream(e)) {
+      let done = 0
+      while (done < chunk.length) {
+        const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, written + done)
+        done += bytesWritten
+      }
+      written += chunk.length
+    }
+    if (written !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${written} bytes, the file table says ${e.size}`)
+    await fh.chmod(e.mode)
+    if (opts.sameOwner) await fh.chown(e.uid, e.gid)
+    ok = true
+  } finally {
+    await fh.close()
+    if (!ok) await fs.rm(tmp, { force: true })
+  }
+  await setFileTimesNs(tmp.toString('utf8'), e.mtimeNs, e.mtimeNs)
+  await fs.rename(tmp, p)
+}
+
+async function applyMetadata (p: Buffer, e: TableEntry, opts: RestoreOptions, isDir: boolean): Promise<void> {
+  if (opts.sameOwner) await fs.lchown(p, e.uid, e.gid)
+  if (isDir) await fs.chmod(p, e.mode)
+  await setFileTimesNs(p.toString('utf8'), e.mtimeNs, e.mtimeNs)
+}
