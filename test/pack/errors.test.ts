@@ -1,0 +1,145 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { pack } from '../../src/pack/packer.js'
+import { PackerError } from '../../src/errors.js'
+import { bytes, packer, packerOk, run, tmpDir } from '../helpers.js'
+
+function oneLine (stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => !l.includes('warning:'))
+  expect(lines).toHaveLength(1)
+  return lines[0]
+}
+
+describe('pack refuses bad input with one clear line', () => {
+  it('a missing SOURCE', async () => {
+    const r = await packer(['pack', '/nonexistent/source', '-o', tmpDir(), '--no-encrypt'])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toBe('packer: source /nonexistent/source does not exist; give an existing directory or file')
+  })
+
+  it('no recipient and no --no-encrypt', async () => {
+    const src = tmpDir()
+    const out = path.join(tmpDir(), 'out')
+    const r = await packer(['pack', src, '-o', out])
+    expect(r.code).toBe(2)
+    expect(oneLine(r.stderr)).toMatch(/no recipient: give -R certificate\.pem, -r age1…, or --passphrase to encrypt, or --no-encrypt/)
+    expect(fs.existsSync(out)).toBe(false)
+  })
+
+  it('an OUTDIR that already holds a set', async () => {
+    const src = tmpDir()
+    fs.writeFileSync(path.join(src, 'f'), 'f')
+    const out = tmpDir()
+    await packerOk(['pack', src, '-o', out, '--no-encrypt'])
+    const before = fs.readdirSync(out).sort()
+    const r = await packer(['pack', src, '-o', out, '--no-encrypt'])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toMatch(/already holds a packer set \(manifest\.json\); choose an empty directory/)
+    expect(fs.readdirSync(out).sort()).toEqual(before)
+  })
+
+  it('a bin size too small, or not a size', async () => {
+    const src = tmpDir()
+    let r = await packer(['pack', src, '-o', tmpDir(), '--no-encrypt', '--bin-size', '100KiB'])
+    expect(r.code).toBe(2)
+    expect(oneLine(r.stderr)).toMatch(/--bin-size 102400 is too small/)
+    r = await packer(['pack', src, '-o', tmpDir(), '--no-encrypt', '--bin-size', 'lots'])
+    expect(r.code).toBe(2)
+    expect(oneLine(r.stderr)).toMatch(/--bin-size: cannot read 'lots' as a size/)
+  })
+
+  it('skips a FIFO with a warning naming it (and does not hang on it)', async () => {
+    const src = tmpDir()
+    fs.writeFileSync(path.join(src, 'ok.txt'), 'ok')
+    expect((await run('mkfifo', [path.join(src, 'pipe')])).code).toBe(0)
+    const out = tmpDir()
+    const r = await packerOk(['pack', src, '-o', out, '--no-encrypt'])
+    expect(r.stderr).toContain(`warning: skipping ${path.join(src, 'pipe')}: a FIFO cannot be stored`)
+    expect((await packerOk(['ls', out])).stdout).toBe('ok.txt\n')
+  })
+})
+
+describe('a source that changes under pack is never recorded with bytes it does not hold', () => {
+  const setup = (): { src: string, out: string } => {
+    const src = tmpDir()
+    fs.writeFileSync(path.join(src, 'a.txt'), 'first file')
+    fs.writeFileSync(path.join(src, 'b.txt'), 'second file')
+    return { src, out: tmpDir() }
+  }
+
+  it('a file that grows after it was listed: error naming it, no manifest written', async () => {
+    const { src, out } = setup()
+    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scanned') fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    await expect(run).rejects.toThrow(PackerError)
+    await expect(run).rejects.toThrow(/b\.txt: changed while being packed \(size 11 became 20/)
+    expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+  })
+
+  it('a file that vanishes after it was listed', async () => {
+    const { src, out } = setup()
+    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scanned') fs.rmSync(path.join(src, 'a.txt')) } })
+    await expect(run).rejects.toThrow(/a\.txt: vanished while packing/)
+    expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+  })
+})
+
+describe('unpack refuses a set whose paths could escape DEST, before writing anything', () => {
+  for (const [what, bad] of [['..', '../escape.txt'], ['absolute', '/etc/escape'], ['through a stored symlink', 'link/x']] as const) {
+    it(`a path ${what}`, async () => {
+      const src = tmpDir()
+      fs.writeFileSync(path.join(src, 'a.txt'), 'a')
+      fs.symlinkSync('/tmp', path.join(src, 'link'))
+      const set = tmpDir()
+      await packerOk(['pack', src, '-o', set, '--no-encrypt'])
+      // Forge the table (and its CID in the manifest, as an attacker who controls both could).
+      const tablePath = path.join(set, 'table.jsonl')
+      const forged = fs.readFileSync(tablePath, 'utf8').replace('"path":"a.txt"', `"path":${JSON.stringify(bad)}`)
+      fs.writeFileSync(tablePath, forged)
+      const { importFile } = await import('../../src/pack/unixfs.js')
+      const { cid } = await importFile([Buffer.from(forged)], { put: async () => {} })
+      const m = JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8'))
+      m.table.cid = cid.toString()
+      fs.writeFileSync(path.join(set, 'manifest.json'), JSON.stringify(m))
+      const dest = tmpDir()
+      const r = await packer(['unpack', set, '-o', dest])
+      expect(r.code).toBe(1)
+      expect(oneLine(r.stderr)).toMatch(/refusing this set/)
+      expect(fs.readdirSync(dest)).toEqual([])
+    })
+  }
+})
+
+const isRoot = process.getuid?.() === 0
+
+describe.skipIf(!isRoot)('a full disk (a small tmpfs, as root)', () => {
+  const withTmpfs = async (sizeKiB: number, fn: (dir: string) => Promise<void>): Promise<void> => {
+    const dir = tmpDir('packer-tmpfs-')
+    expect((await run('mount', ['-t', 'tmpfs', '-o', `size=${sizeKiB}k`, 'tmpfs', dir])).code).toBe(0)
+    try { await fn(dir) } finally { await run('umount', ['-l', dir]) }
+  }
+
+  it('pack into a full OUTDIR: one line naming the directory, nothing that looks complete', async () => {
+    const src = tmpDir()
+    fs.writeFileSync(path.join(src, 'big.bin'), bytes(6 << 20, 31))
+    await withTmpfs(2048, async (out) => {
+      const r = await packer(['pack', src, '-o', out, '--no-encrypt'])
+      expect(r.code).toBe(1)
+      expect(oneLine(r.stderr)).toMatch(new RegExp(`no space left on the device of ${out}.*free space and rerun`))
+      expect(fs.readdirSync(out).filter((n) => n.endsWith('.car') || n === 'manifest.json')).toEqual([])
+    })
+  })
+
+  it('unpack into a full DEST: one line naming it, no partial file under its name', async () => {
+    const src = tmpDir()
+    fs.writeFileSync(path.join(src, 'big.bin'), bytes(6 << 20, 31))
+    const set = tmpDir()
+    await packerOk(['pack', src, '-o', set, '--no-encrypt'])
+    await withTmpfs(2048, async (dest) => {
+      const r = await packer(['unpack', set, '-o', dest])
+      expect(r.code).toBe(1)
+      expect(oneLine(r.stderr)).toMatch(new RegExp(`no space left in ${dest}.*free space and rerun`))
+      expect(fs.readdirSync(dest)).toEqual([])
+    })
+  })
+})

@@ -1,0 +1,144 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { bytes, describeTree, packer, packerOk, tmpDir } from '../helpers.js'
+import { MiB } from '../fixtures.js'
+
+/** A set of three files over several 2 MiB CARs; `big` spans CARs, `a` and `b` are small. */
+let src: string
+let pristine: string
+let manifest: any
+
+function copySet (): string {
+  const dir = tmpDir()
+  for (const n of fs.readdirSync(pristine)) fs.copyFileSync(path.join(pristine, n), path.join(dir, n))
+  return dir
+}
+
+function oneLine (stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => !l.includes('warning:'))
+  expect(lines).toHaveLength(1)
+  return lines[0]
+}
+
+beforeAll(async () => {
+  src = tmpDir()
+  fs.writeFileSync(path.join(src, 'a.txt'), 'alpha\n')
+  fs.writeFileSync(path.join(src, 'big.bin'), bytes(5 * MiB, 21))
+  fs.writeFileSync(path.join(src, 'z.txt'), 'zulu\n')
+  pristine = tmpDir()
+  await packerOk(['pack', src, '-o', pristine, '--no-encrypt', '--bin-size', '2MiB'])
+  manifest = JSON.parse(fs.readFileSync(path.join(pristine, 'manifest.json'), 'utf8'))
+})
+
+/** The CAR holding some of big.bin's blocks but not the first or last CAR. */
+function middleCarOf (file: string): any {
+  const table = fs.readFileSync(path.join(pristine, 'table.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  const e = table.find((t) => t.path === file)
+  return manifest.cars[e.cars[1]]
+}
+
+describe('a missing CAR', () => {
+  it('verify names it and the files it holds; exit 1', async () => {
+    const set = copySet()
+    const car = middleCarOf('big.bin')
+    fs.rmSync(path.join(set, car.file))
+    const r = await packer(['verify', set])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain(`MISSING   ${car.file}`)
+    expect(r.stdout).toMatch(/files affected: big\.bin/)
+    expect(oneLine(r.stderr)).toMatch(/1 of \d+ CAR\(s\) missing or damaged/)
+  })
+
+  it('unpack restores every file it can, names the CAR, leaves nothing under the damaged name', async () => {
+    const set = copySet()
+    const car = middleCarOf('big.bin')
+    fs.rmSync(path.join(set, car.file))
+    const dest = tmpDir()
+    const r = await packer(['unpack', set, '-o', dest])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`CAR ${car.file}`)
+    expect(r.stderr).toMatch(/is missing from .*; retrieve it and copy it there/)
+    expect(fs.readFileSync(path.join(dest, 'a.txt'), 'utf8')).toBe('alpha\n')
+    expect(fs.readFileSync(path.join(dest, 'z.txt'), 'utf8')).toBe('zulu\n')
+    expect(fs.readdirSync(dest).sort()).toEqual(['a.txt', 'z.txt'])
+  })
+})
+
+describe('a damaged CAR', () => {
+  it('truncated: verify says TRUNCATED, unpack refuses the file', async () => {
+    const set = copySet()
+    const car = middleCarOf('big.bin')
+    const p = path.join(set, car.file)
+    fs.truncateSync(p, Math.floor(car.size / 2))
+    const v = await packer(['verify', set])
+    expect(v.code).toBe(1)
+    expect(v.stdout).toContain(`TRUNCATED ${car.file}`)
+    const dest = tmpDir()
+    const r = await packer(['unpack', set, '-o', dest])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(new RegExp(`CAR ${car.file} is (truncated|damaged)`))
+    expect(fs.existsSync(path.join(dest, 'big.bin'))).toBe(false)
+    expect(fs.readdirSync(dest).filter((n) => n.includes('packer-tmp'))).toEqual([])
+  })
+
+  it('one flipped byte: the block hash check catches it in verify and unpack', async () => {
+    const set = copySet()
+    const car = middleCarOf('big.bin')
+    const p = path.join(set, car.file)
+    const buf = fs.readFileSync(p)
+    buf[buf.length - 1000] ^= 0x01
+    fs.writeFileSync(p, buf)
+    const v = await packer(['verify', set])
+    expect(v.code).toBe(1)
+    expect(v.stdout).toMatch(new RegExp(`CORRUPT +${car.file}: block \\S+ does not match its hash`))
+    const dest = tmpDir()
+    const r = await packer(['unpack', set, '-o', dest])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/is damaged: block \S+ at byte \d+ does not match its hash; retrieve the CAR again/)
+    expect(fs.existsSync(path.join(dest, 'big.bin'))).toBe(false)
+    expect(fs.readFileSync(path.join(dest, 'a.txt'), 'utf8')).toBe('alpha\n')
+  })
+
+  it('a renamed CAR is still found by its content', async () => {
+    const set = copySet()
+    for (const [i, c] of manifest.cars.entries()) fs.renameSync(path.join(set, c.file), path.join(set, `renamed-${i}.car`))
+    await packerOk(['verify', set])
+    const dest = tmpDir()
+    await packerOk(['unpack', set, '-o', dest])
+    expect(describeTree(dest)).toEqual(describeTree(src))
+  })
+})
+
+describe('a damaged manifest', () => {
+  it('that is not JSON', async () => {
+    const set = copySet()
+    fs.writeFileSync(path.join(set, 'manifest.json'), '{"format": "packer-car-set", ')
+    const r = await packer(['ls', set])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toMatch(/manifest\.json: not valid JSON; the manifest is damaged/)
+  })
+
+  it('from an unknown format version', async () => {
+    const set = copySet()
+    fs.writeFileSync(path.join(set, 'manifest.json'), JSON.stringify({ ...manifest, version: 99 }))
+    const r = await packer(['unpack', set, '-o', tmpDir()])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toMatch(/manifest version 99 is not supported by this packer \(it reads version 1\); upgrade packer/)
+  })
+
+  it('a directory that is not a set', async () => {
+    const r = await packer(['ls', tmpDir()])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toMatch(/manifest\.json not found: .* is not a packer set/)
+  })
+
+  it('a file table that was swapped for another is refused by its CID', async () => {
+    const set = copySet()
+    const table = path.join(set, 'table.jsonl')
+    fs.writeFileSync(table, fs.readFileSync(table, 'utf8').replace('"size":6', '"size":7'))
+    const r = await packer(['ls', set])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toMatch(/table\.jsonl does not match the set's table/)
+  })
+})
