@@ -296,7 +296,7 @@ static napi_value commp_oneshot_js(napi_env env, napi_callback_info info) {
 
 static napi_value commp_impls_js(napi_env env, napi_callback_info info) {
   (void)info;
-  static const char *names[] = { "sha-ni", "sha-ni-x1", "sha-ni-x3", "sha-ni-x4", "openssl", "portable" };
+  static const char *names[] = { "sha-ni", "sha-ni-x2", "sha-ni-x1", "openssl", "portable" };
   napi_value arr, s;
   CHECK(napi_create_array(env, &arr));
   uint32_t n = 0;

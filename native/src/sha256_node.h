@@ -17,7 +17,8 @@ typedef struct {
   node_pairs_fn pairs;
 } node_impl;
 
-/* Selects the implementation: "sha-ni" (x86 SHA extensions, runtime-detected), "openssl" (SHA256_Transform
+/* Selects the implementation: "sha-ni" (x86 SHA extensions, runtime-detected, 4 nodes interleaved; also
+ * "sha-ni-x2", "sha-ni-x1"), "openssl" (SHA256_Transform
  * exported by the node binary, found with dlsym), "portable" (plain C). `want` NULL or "" = fastest available.
  * Returns NULL if the requested one is not available. Thread-safe after the first call. */
 const node_impl *node_impl_get(const char *want);
