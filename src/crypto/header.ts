@@ -144,6 +144,9 @@ export function unwrapFileKey (headerBytes: Buffer, identities: Identity[]): Buf
     checkMac(h, key)
     return key
   }
+  if (h.stanzas[0]!.type === 'scrypt' && identities.some(i => i.kind === 'scrypt')) {
+    throw new PackerError('NO_IDENTITY', 'the passphrase does not open this file (wrong passphrase?)')
+  }
   const types = [...new Set(h.stanzas.map(s => s.type))].join(', ')
   throw new PackerError('NO_IDENTITY', `${describeSources(identities)} matches this file (wrong key?; the file is for: ${types})`)
 }

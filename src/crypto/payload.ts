@@ -73,6 +73,41 @@ function openChunk (key: Buffer, index: number, last: boolean, sealed: Buffer): 
 }
 
 /**
+ * Opens a sealed chunk given as pieces (no concatenation of the ciphertext); returns the plaintext pieces, or null
+ * when authentication fails. Nothing is returned before the tag checks.
+ */
+function openChunkParts (key: Buffer, index: number, last: boolean, parts: Buffer[], length: number): Buffer[] | null {
+  if (parts.length === 1) {
+    const pt = openChunk(key, index, last, parts[0]!)
+    return pt === null ? null : [pt]
+  }
+  const tag = Buffer.alloc(TAG)
+  let need = TAG
+  for (let i = parts.length - 1; i >= 0 && need > 0; i--) {
+    const p = parts[i]!
+    const n = Math.min(need, p.length)
+    p.copy(tag, need - n, p.length - n)
+    need -= n
+  }
+  const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(index, last), { authTagLength: TAG })
+  d.setAuthTag(tag)
+  const out: Buffer[] = []
+  let remaining = length - TAG
+  for (const p of parts) {
+    if (remaining <= 0) break
+    const n = Math.min(remaining, p.length)
+    out.push(d.update(n === p.length ? p : p.subarray(0, n)))
+    remaining -= n
+  }
+  try {
+    d.final()
+  } catch {
+    return null
+  }
+  return out
+}
+
+/**
  * A FIFO of byte pieces, holding the caller's buffers by reference (like every Node stream, callers must not modify a
  * buffer after yielding it).
  */
@@ -180,19 +215,19 @@ export async function * decryptStream (cipher: AsyncIterable<Uint8Array> | Itera
     for (;;) {
       while (q.length <= ENC_CHUNK && await pull());
       if (q.length > ENC_CHUNK) {
-        const sealed = q.shift(ENC_CHUNK)
-        const pt = openChunk(pkey, index, false, sealed)
+        const sealed = q.shiftParts(ENC_CHUNK)
+        const pt = openChunkParts(pkey, index, false, sealed, ENC_CHUNK)
         if (pt === null) {
           // An authentic final chunk followed by more data: release it (it is authentic), then refuse the rest.
-          const finalPt = openChunk(pkey, index, true, sealed)
+          const finalPt = openChunkParts(pkey, index, true, sealed, ENC_CHUNK)
           if (finalPt !== null) {
-            yield finalPt
+            yield * finalPt
             throw corrupt(`age payload has data after its final chunk (chunk ${index}): trailing garbage`)
           }
           throw corrupt(`age payload chunk ${index} failed authentication: the file is damaged or was modified`)
         }
         index++
-        yield pt
+        yield * pt
         continue
       }
       // End of input: what is queued is the final chunk.
