@@ -6,7 +6,7 @@
 //
 // MB = 10^6 bytes. Needs dist/ (npm run build) and the addon (npm run build:native).
 import { spawnSync } from 'node:child_process'
-import { randomFillSync } from 'node:crypto'
+import { createHash, randomFillSync } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -96,6 +96,28 @@ for (const impl of addon.commpImpls().filter((i) => i === 'openssl' || i === 'po
   log(`  threads=1 impl=${impl}: ${r.mbps.toFixed(0).padStart(5)} MB/s  (${(bytes / 2 ** 20).toFixed(0)} MiB)`)
 }
 log(`  piece: ${reference.pieceCid}  ${reference.pieceCidV2}  padded ${reference.paddedSize}`)
+
+// ---- a busy JS thread: per chunk, SHA-256 (as UnixFS block hashing does) and a copy (as the CAR write buffer)
+async function pipeline (threads) {
+  const h = threads === 0 ? null : createPieceHasher('native', { threads })
+  const out = Buffer.allocUnsafeSlow(CHUNK)
+  const start = performance.now()
+  for (const c of chunks) {
+    createHash('sha256').update(c).digest()
+    c.copy(out)
+    if (h) await h.update(c)
+  }
+  if (h) await h.digest()
+  return mbps(SIZE, (performance.now() - start) / 1000)
+}
+results.pipeline = {}
+log('\nbusy JS thread (sha256 + copy of every chunk), end to end:')
+for (const threads of [0, ...THREADS]) {
+  await pipeline(threads)
+  const r = await pipeline(threads)
+  results.pipeline[threads === 0 ? 'no CommP' : `threads=${threads}`] = r
+  log(`  ${threads === 0 ? 'without CommP' : `with native CommP, threads=${threads}`}: ${r.toFixed(0)} MB/s`)
+}
 
 // ---- data-segment, on a slice
 const ds = await run('data-segment', {}, DS_SIZE)

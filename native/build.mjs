@@ -41,7 +41,11 @@ function findNodeDir () {
 const [cmd, ...pre] = findNodeGyp()
 const nodedir = findNodeDir()
 const args = [...pre, 'rebuild', '-C', here, ...(nodedir ? [`--nodedir=${nodedir}`] : [])]
-const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
+// node-gyp lets npm_config_nodedir from the environment override --nodedir, even when it is empty.
+const env = { ...process.env }
+if (nodedir) env.npm_config_nodedir = nodedir
+else delete env.npm_config_nodedir
+const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env })
 if (r.status === 0) {
   process.stdout.write(`packer: built native addon (${path.join(here, 'build/Release/packer_native.node')})\n`)
   process.exit(0)

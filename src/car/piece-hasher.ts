@@ -134,10 +134,15 @@ class NativePieceHasher implements PieceHasher {
   #destroyed = false
   #result: Promise<NativeCommP>
   #resolveResult!: (r: NativeCommP) => void
+  #rejectResult!: (err: Error) => void
 
   constructor (addon: NativeAddon, options: PieceHasherOptions) {
     this.#addon = addon
-    this.#result = new Promise((resolve) => { this.#resolveResult = resolve })
+    this.#result = new Promise((resolve, reject) => {
+      this.#resolveResult = resolve
+      this.#rejectResult = reject
+    })
+    this.#result.catch(() => {}) // only digest() reports it
     this.#handle = addon.commpCreate(defaultThreads(options), options.impl, (hashed, done, result) => {
       this.#hashed = hashed
       if (this.#written - this.#hashed <= MAX_IN_FLIGHT && this.#waiters.length > 0) {
@@ -196,6 +201,7 @@ class NativePieceHasher implements PieceHasher {
     this.#destroyed = true
     this.#staging = undefined
     this.#addon.commpDestroy(this.#handle)
+    this.#rejectResult(new Error('PieceHasher destroyed before its digest was known'))
     const waiters = this.#waiters
     this.#waiters = []
     for (const w of waiters) w()

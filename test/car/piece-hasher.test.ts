@@ -174,6 +174,11 @@ describe.skipIf(forcedOff)('native backend', () => {
     await g.update(bytesOf(3 * MiB, 2))
     g.destroy?.()
     g.destroy?.()
+    const k = createPieceHasher('native')
+    await k.update(bytesOf(3 * MiB, 2))
+    const pending = k.digest()
+    k.destroy?.()
+    await pending.then((d) => expect(d.payloadSize).toBe(3 * MiB), (err) => expect(String(err)).toMatch(/destroyed/))
   })
 
   it('does not keep the process alive when abandoned, and finishes when awaited', () => {
