@@ -4,7 +4,7 @@ import { constants as fsc } from 'node:fs'
 import { chmod, copyFile, link, mkdtemp, open, readFile, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
-import { identityFromPem, recipientFromPem, splitPem } from './pem.js'
+import { identityFromPem, recipientFromDer, recipientFromPem, splitPem } from './pem.js'
 import { parseOpenSshPrivateKey, parseSshRecipient } from './ssh.js'
 import type { Identity, Recipient } from './stanza.js'
 import { cryptoError } from './util.js'
@@ -28,9 +28,9 @@ export function parseRecipient (text: string, source?: string): Recipient {
   throw cryptoError(`${where}: unknown recipient "${shown}"; expected age1…, ssh-rsa …, ssh-ed25519 … or an RSA certificate file`, source)
 }
 
-async function readKeyFile (path: string, what: string): Promise<string> {
+async function readKeyFile (path: string, what: string): Promise<Buffer> {
   try {
-    return await readFile(path, 'utf8')
+    return await readFile(path)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
     throw new PackerError('CRYPTO', `cannot read ${what} file ${path} (${code}); check the path and its permissions`, { subject: path, cause: err })
@@ -43,8 +43,13 @@ async function readKeyFile (path: string, what: string): Promise<string> {
  * recipients, which `age -d -i private_key.pem` decrypts. An expired certificate gives a warning, not an error.
  */
 export async function readRecipientsFile (path: string): Promise<{ recipients: Recipient[]; warnings: string[] }> {
-  const text = await readKeyFile(path, 'recipients')
+  const raw = await readKeyFile(path, 'recipients')
   const warnings: string[] = []
+  if (raw[0] === 0x30 && raw.subarray(0, 64).some(b => b < 0x09 || b > 0x7e)) {
+    // Binary DER (an ASN.1 SEQUENCE): a certificate or an SPKI / PKCS#1 public key.
+    return { recipients: [recipientFromDer(raw, path, warnings)], warnings }
+  }
+  const text = raw.toString('utf8')
   const recipients: Recipient[] = []
   const { blocks, lines } = splitPem(text, path)
   for (const b of blocks) recipients.push(recipientFromPem(b, path, warnings))
@@ -62,7 +67,7 @@ export async function readRecipientsFile (path: string): Promise<{ recipients: R
  * `RSA PRIVATE KEY`), unencrypted OpenSSH keys (rsa, ed25519), and `AGE-SECRET-KEY-1…` lines (comments allowed).
  */
 export async function readIdentityFile (path: string): Promise<Identity[]> {
-  const text = await readKeyFile(path, 'identity')
+  const text = (await readKeyFile(path, 'identity')).toString('utf8')
   if (text.startsWith('age-encryption.org/')) {
     throw cryptoError(`${path} is itself an age-encrypted file; decrypt it first (age -d -o key.txt ${path}) and give the decrypted key`, path)
   }

@@ -42,6 +42,24 @@ export function splitPem (text: string, source: string): { blocks: PemBlock[]; l
 
 const DAY = 24 * 3600 * 1000
 
+/** A recipient from a DER file: an X.509 certificate or an SPKI / PKCS#1 RSA public key. */
+export function recipientFromDer (der: Buffer, source: string, warnings: string[]): Recipient {
+  let pem: string | null = null
+  try {
+    pem = new X509Certificate(der).toString()
+  } catch {
+    for (const type of ['spki', 'pkcs1'] as const) {
+      try {
+        pem = createPublicKey({ key: der, format: 'der', type }).export({ format: 'pem', type: 'spki' }).toString()
+        break
+      } catch {}
+    }
+  }
+  if (pem === null) throw cryptoError(`${source}: binary file that is neither a DER certificate nor a DER public key`, source)
+  const { blocks } = splitPem(pem, source)
+  return recipientFromPem({ ...blocks[0]!, line: 1 }, source, warnings)
+}
+
 /** A recipient from a public PEM block (CERTIFICATE, PUBLIC KEY, RSA PUBLIC KEY); pushes warnings (expiry). */
 export function recipientFromPem (b: PemBlock, source: string, warnings: string[]): Recipient {
   const where = `${source}: line ${b.line}`

@@ -1,5 +1,5 @@
 // Key files: what readRecipientsFile / readIdentityFile accept and refuse, keygen, bech32.
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
@@ -47,6 +47,18 @@ describe('recipient files', () => {
     const plain = rand(5000)
     const { file } = await encrypt(plain, (await readRecipientsFile(p('a.cert.pem'))).recipients)
     for (const f of ['a.key.pem', 'a.pkcs1.pem']) expect((await decrypt(file, await readIdentityFile(p(f)))).equals(plain)).toBe(true)
+  })
+
+  it('DER certificates and DER public keys are accepted too', async () => {
+    sh('openssl', ['x509', '-in', 'a.cert.pem', '-outform', 'DER', '-out', 'a.cert.der'], { cwd: dir })
+    sh('openssl', ['pkey', '-pubin', '-in', 'a.spki.pem', '-outform', 'DER', '-out', 'a.spki.der'], { cwd: dir })
+    const tag = (await readRecipientsFile(p('a.cert.pem'))).recipients[0]!.wrapFileKey(rand(16))[0]!.args[0]
+    for (const f of ['a.cert.der', 'a.spki.der']) {
+      const { recipients } = await readRecipientsFile(p(f))
+      expect(recipients[0]!.wrapFileKey(rand(16))[0]!.args[0]).toBe(tag)
+    }
+    writeFileSync(p('junk.der'), Buffer.from([0x30, 0x03, 0x02, 0x01, 0x05]))
+    await expectPackerError(readRecipientsFile(p('junk.der')), 'CRYPTO', /junk\.der: binary file/)
   })
 
   it('a mixed file: certificate, comments, blank lines, age1… and ssh-… lines', async () => {
@@ -132,6 +144,18 @@ describe('identity files', () => {
     writeFileSync(p('g2/certificate.pem'), 'mine')
     await expectPackerError(generateRsaCertificatePair(p('g2')), 'EXISTS', /certificate\.pem already exists/)
     expect(readFileSync(p('g2/certificate.pem'), 'utf8')).toBe('mine')
+  })
+
+  it('generateRsaCertificatePair without openssl on PATH: a clear CRYPTO error, nothing left behind', async () => {
+    mkdirSync(p('g3'))
+    const saved = process.env.PATH
+    process.env.PATH = '/nonexistent'
+    try {
+      await expectPackerError(generateRsaCertificatePair(p('g3')), 'CRYPTO', /openssl is not installed/)
+    } finally {
+      process.env.PATH = saved
+    }
+    expect(readdirSync(p('g3'))).toEqual([])
   })
 
   it('passphrase-protected PEM (PKCS#8 and PKCS#1) and OpenSSH keys: CRYPTO "encrypted with a passphrase", naming the file', async () => {
