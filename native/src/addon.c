@@ -236,12 +236,17 @@ static napi_value commp_write_js(napi_env env, napi_callback_info info) {
   if (length == 0) return NULL;
   napi_ref ref;
   CHECK(napi_create_reference(env, argv[1], 1, &ref));
-  if (commp_write(h->c, data, length, ref) != 0) {
+  int r = commp_write(h->c, data, length, ref);
+  if (r == -1) {
     napi_delete_reference(env, ref);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
   h->written += length;
+  if (r == -2) {
+    napi_throw_error(env, "EAGAIN", "cannot start a CommP worker thread");
+    return NULL;
+  }
   if (commp_busy(h->c)) napi_ref_threadsafe_function(env, h->tsfn); /* call_js unrefs once idle again */
   return NULL;
 }
@@ -257,9 +262,12 @@ static napi_value commp_finish_js(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "CommP hasher already finished");
     return NULL;
   }
+  if (commp_finish(h->c) != 0) {
+    napi_throw_error(env, "EAGAIN", "cannot start a CommP worker thread");
+    return NULL;
+  }
   h->finishing = 1;
   napi_ref_threadsafe_function(env, h->tsfn);
-  commp_finish(h->c);
   return NULL;
 }
 

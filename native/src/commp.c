@@ -1,8 +1,10 @@
 #include "commp.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RING 64            /* blocks claimed but not yet merged, at most */
 #define MAX_LEVEL 64
@@ -52,10 +54,18 @@ struct commp {
   void (*notify)(void *);
   void *notify_arg;
 
-  int nthreads;
+  int nthreads;            /* worker slots (the most threads at once) */
+  int live;                /* threads running */
   pthread_t threads[COMMP_MAX_THREADS];
+  uint8_t slot_state[COMMP_MAX_THREADS]; /* SLOT_EMPTY, SLOT_RUNNING, SLOT_EXITED (to join) */
   worker workers[COMMP_MAX_THREADS];
 };
+
+enum { SLOT_EMPTY, SLOT_RUNNING, SLOT_EXITED };
+
+/* A worker with nothing to do for this long exits; the next write starts one again. So an abandoned hasher
+ * (never finished nor freed) holds no thread, only the bytes it was given. */
+#define IDLE_EXIT_SECONDS 1
 
 /* ---------------------------------------------------------------- zero subtrees */
 
@@ -233,14 +243,24 @@ static int wake_notify(commp_t *c) {
   return 1;
 }
 
+static void worker_exit(commp_t *c, worker *w) {
+  /* under the lock; after this the commp may be freed as soon as the lock is released */
+  c->slot_state[w - c->workers] = SLOT_EXITED;
+  c->live--;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   commp_t *c = w->c;
+  int timed_out = 0;
   pthread_mutex_lock(&c->mu);
   for (;;) {
     if (c->aborting || c->final_done) break;
     uint64_t full = c->total / COMMP_BLOCK_BYTES;
     if (c->next_claim < full && c->next_claim < c->next_merge + RING) {
+      timed_out = 0;
       uint64_t k = c->next_claim++;
       size_t ns = gather(c, w, k * COMMP_BLOCK_BYTES, (k + 1) * COMMP_BLOCK_BYTES);
       pthread_mutex_unlock(&c->mu);
@@ -279,15 +299,37 @@ static void *worker_main(void *arg) {
       c->consumed = c->total;
       c->final_done = 1;
       pthread_cond_broadcast(&c->cv);
-      int n = wake_notify(c);
-      pthread_mutex_unlock(&c->mu);
-      if (n) c->notify(c->notify_arg);
-      return NULL;
+      if (wake_notify(c)) {
+        pthread_mutex_unlock(&c->mu);
+        c->notify(c->notify_arg);
+        pthread_mutex_lock(&c->mu);
+      }
+      break;
     }
-    pthread_cond_wait(&c->cv, &c->mu);
+    if (timed_out && !c->finished) break; /* idle: commp_write starts a worker again when needed */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += IDLE_EXIT_SECONDS;
+    timed_out = pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT;
   }
-  pthread_mutex_unlock(&c->mu);
+  worker_exit(c, w);
   return NULL;
+}
+
+/* Under the lock: starts workers for the work there is, up to the slots. -1 if none runs and none could start. */
+static int spawn_workers(commp_t *c) {
+  uint64_t full = c->total / COMMP_BLOCK_BYTES;
+  uint64_t need = full > c->next_claim ? full - c->next_claim : 0;
+  if (c->finished && !c->final_claimed) need++;
+  for (int i = 0; i < c->nthreads && (uint64_t)c->live < need && c->live < c->nthreads; i++) {
+    if (c->slot_state[i] == SLOT_RUNNING) continue;
+    if (c->slot_state[i] == SLOT_EXITED) pthread_join(c->threads[i], NULL); /* it has let go of the lock */
+    c->slot_state[i] = SLOT_EMPTY;
+    if (pthread_create(&c->threads[i], NULL, worker_main, &c->workers[i]) != 0) break;
+    c->slot_state[i] = SLOT_RUNNING;
+    c->live++;
+  }
+  return need > 0 && c->live == 0 ? -1 : 0;
 }
 
 commp_t *commp_new(const node_impl *impl, int threads, void (*notify)(void *arg), void *arg) {
@@ -299,25 +341,19 @@ commp_t *commp_new(const node_impl *impl, int threads, void (*notify)(void *arg)
   c->impl = impl;
   c->notify = notify;
   c->notify_arg = arg;
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
   for (int i = 0; i < threads; i++) {
     worker *w = &c->workers[i];
     w->c = c;
     w->leaves = malloc((4 * COMMP_BLOCK_QUADS + 1) * 32);
-    if (w->leaves == NULL || pthread_create(&c->threads[i], NULL, worker_main, w) != 0) {
-      free(w->leaves);
-      w->leaves = NULL;
-      break;
+    if (w->leaves == NULL) {
+      for (int j = 0; j < i; j++) free(c->workers[j].leaves);
+      free(c);
+      return NULL;
     }
-    c->nthreads++;
   }
-  if (c->nthreads == 0) {
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
-    free(c);
-    return NULL;
-  }
+  c->nthreads = threads;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
   return c;
 }
 
@@ -334,16 +370,23 @@ int commp_write(commp_t *c, const uint8_t *data, size_t len, void *token) {
   c->total += len;
   if (c->tail) c->tail->next = k; else c->head = k;
   c->tail = k;
-  if (c->total / COMMP_BLOCK_BYTES != before) pthread_cond_broadcast(&c->cv);
+  int r = 0;
+  if (c->total / COMMP_BLOCK_BYTES != before) {
+    pthread_cond_broadcast(&c->cv);
+    r = spawn_workers(c) == 0 ? 0 : -2;
+  }
   pthread_mutex_unlock(&c->mu);
-  return 0;
+  return r;
 }
 
-void commp_finish(commp_t *c) {
+int commp_finish(commp_t *c) {
   pthread_mutex_lock(&c->mu);
   c->finished = 1;
   pthread_cond_broadcast(&c->cv);
+  int r = spawn_workers(c);
+  if (r != 0) c->finished = 0; /* nothing will run: let the caller retry or give up */
   pthread_mutex_unlock(&c->mu);
+  return r;
 }
 
 size_t commp_poll(commp_t *c, void **tokens, size_t max, uint64_t *consumed, int *done, commp_result *result) {
@@ -375,8 +418,11 @@ void commp_free(commp_t *c, void (*release)(void *token, void *arg), void *arg) 
   pthread_mutex_lock(&c->mu);
   c->aborting = 1;
   pthread_cond_broadcast(&c->cv);
+  while (c->live > 0) pthread_cond_wait(&c->cv, &c->mu);
   pthread_mutex_unlock(&c->mu);
-  for (int i = 0; i < c->nthreads; i++) pthread_join(c->threads[i], NULL);
+  for (int i = 0; i < c->nthreads; i++) {
+    if (c->slot_state[i] != SLOT_EMPTY) pthread_join(c->threads[i], NULL);
+  }
   for (chunk *k = c->head; k != NULL;) {
     chunk *next = k->next;
     if (release) release(k->token, arg);

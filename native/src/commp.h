@@ -36,9 +36,12 @@ typedef struct {
  * result). Calls are coalesced: after a call, the next one comes only after commp_poll ran. */
 commp_t *commp_new(const node_impl *impl, int threads, void (*notify)(void *arg), void *arg);
 
-/* Writer thread. `data` must stay valid and unchanged until `token` comes back from commp_poll. */
+/* Writer thread. `data` must stay valid and unchanged until `token` comes back from commp_poll.
+ * Workers start on demand (up to `threads`) and exit after a second without work.
+ * Returns 0, -1 (out of memory: not queued) or -2 (queued, but no worker thread could be started). */
 int commp_write(commp_t *c, const uint8_t *data, size_t len, void *token);
-void commp_finish(commp_t *c);
+/* No more writes. Returns 0, or -2 if no worker thread could be started (then it may be called again). */
+int commp_finish(commp_t *c);
 
 /* Writer thread: hands back up to `max` tokens of fully hashed chunks; *consumed = payload bytes hashed so far
  * (the bytes after the last full block wait for more data or commp_finish); returns 1 in *done (and fills *result) once the root is known and every token

@@ -181,6 +181,30 @@ describe.skipIf(forcedOff)('native backend', () => {
     await pending.then((d) => expect(d.payloadSize).toBe(3 * MiB), (err) => expect(String(err)).toMatch(/destroyed/))
   })
 
+  it('lets idle worker threads go, so abandoned hashers hold no threads', async () => {
+    const tasks = async (): Promise<number> => (await import('node:fs')).readdirSync('/proc/self/task').length
+    await feed(createPieceHasher('native', { threads: 2 }), bytesOf(2 * MiB, 5), MiB) // warm up
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const before = await tasks()
+    const abandoned: PieceHasher[] = []
+    for (let i = 0; i < 6; i++) {
+      const h = createPieceHasher('native', { threads: 2 })
+      await h.update(bytesOf(2 * MiB + 77, i))
+      abandoned.push(h)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    expect(await tasks()).toBeLessThanOrEqual(before)
+    // …and an idle hasher starts working again when fed.
+    const h = abandoned[0]
+    await h.update(bytesOf(3 * MiB, 11))
+    const whole = new Uint8Array(5 * MiB + 77)
+    whole.set(bytesOf(2 * MiB + 77, 0))
+    whole.set(bytesOf(3 * MiB, 11), 2 * MiB + 77)
+    const r = addon!.commpOneshot(whole)
+    expect(await h.digest()).toEqual(pieceDigestFrom(r.root, r.height, r.payloadSize))
+    for (const g of abandoned.slice(1)) g.destroy?.()
+  })
+
   it('does not keep the process alive when abandoned, and finishes when awaited', () => {
     const script = (finish: boolean): string => `
       const a = require(${JSON.stringify(ADDON_FILE)})
