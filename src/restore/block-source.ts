@@ -33,6 +33,22 @@ export class BlockSource {
     this.#cars = cars
   }
 
+  /** The manifest's record of CAR `i`. */
+  car (i: number): CarRecord { return this.#cars[i] }
+
+  /**
+   * Where a block's bytes are, with an open descriptor of its CAR (owned by this source; valid until close()), for
+   * readers that pread and hash blocks elsewhere (the mount's worker threads). The caller must check the SHA-256.
+   * Throws MissingCarError when the CAR is absent, FORMAT when the block is not in the index.
+   */
+  async locate (cid: CID): Promise<{ car: number, fd: number, offset: number, length: number }> {
+    if (cid.multihash.code !== SHA2_256) throw new PackerError('FORMAT', `block ${cid} is not SHA-256 addressed; packer sets hold only SHA-256 blocks`, { subject: cid.toString() })
+    const loc = this.#index.get(cid.multihash.digest)
+    if (loc === undefined) throw new PackerError('FORMAT', `block ${cid} is not in the set's index; the index or file table is damaged`, { subject: cid.toString() })
+    const fh = await this.#handle(loc.car)
+    return { car: loc.car, fd: fh.fd, offset: loc.offset, length: loc.length }
+  }
+
   /** The CAR that holds a block, or undefined when the index has no such block. */
   carOf (cid: CID): number | undefined { return this.#index.get(cid.multihash.digest)?.car }
 

@@ -1,5 +1,6 @@
 import { exporter, type UnixFSFile, type RawNode } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
+import { LRUCache } from 'lru-cache'
 import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import type { TableEntry } from '../format/file-table.js'
@@ -11,6 +12,61 @@ const WINDOW = 16 * 1024 * 1024
 
 type StoredFile = UnixFSFile | RawNode
 
+const RAW = 0x55
+
+/** One leaf of a stored file: a raw block holding stored bytes [start, start + length). */
+export interface Leaf { cid: CID, start: number, length: number }
+
+/** An internal node of the UnixFS DAG: its children's CIDs and the stored range each covers; children parsed lazily. */
+interface LayoutNode { cids: CID[], starts: number[], sizes: number[], kids: Array<LayoutNode | 'leaf' | 'inline' | undefined> }
+
+/**
+ * Where a stored file's bytes are: which raw leaf blocks hold a stored byte range. Internal DAG nodes are read (and
+ * hash-checked) on first use and kept, so a file's layout costs one block read per 1024 leaves, once.
+ * A DAG with data inside dag-pb nodes (not packer's profile, which has raw leaves) has no such leaves: `leaves`
+ * returns null and the file is read with FileView.read.
+ */
+export class StoredLayout {
+  readonly size: number
+  readonly #root: LayoutNode
+  readonly #view: FileView
+
+  constructor (view: FileView, root: LayoutNode, size: number) {
+    this.#view = view
+    this.#root = root
+    this.size = size
+  }
+
+  /** The leaves overlapping stored bytes [start, end), in order; null when the DAG has no raw leaves there. */
+  async leaves (start: number, end: number): Promise<Leaf[] | null> {
+    const out: Leaf[] = []
+    let direct = true
+    if (start >= end) return out
+    const walk = async (node: LayoutNode, base: number): Promise<void> => {
+      // First child whose range ends after start.
+      let lo = 0
+      let hi = node.starts.length - 1
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if (base + node.starts[mid] + node.sizes[mid] <= start) lo = mid + 1
+        else hi = mid
+      }
+      for (let i = lo; i < node.cids.length; i++) {
+        const s = base + node.starts[i]
+        if (s >= end) return
+        if (node.sizes[i] === 0) continue
+        let kid = node.kids[i]
+        if (kid === undefined) kid = node.kids[i] = await this.#view.layoutNode(node.cids[i], node.sizes[i])
+        if (kid === 'leaf') out.push({ cid: node.cids[i], start: s, length: node.sizes[i] })
+        else if (kid === 'inline') direct = false
+        else await walk(kid, s)
+      }
+    }
+    await walk(this.#root, 0)
+    return direct ? out : null
+  }
+}
+
 /**
  * The one place that knows how a file is laid out in a set: plaintext range → age chunks → UnixFS leaves → CAR
  * offsets. unpack, the mount and random reads all go through it. Every block is hash-checked by the BlockSource and
@@ -18,8 +74,50 @@ type StoredFile = UnixFSFile | RawNode
  */
 export class FileView {
   readonly #set: CarSet
+  readonly #layouts = new LRUCache<string, Promise<StoredLayout>>({ max: 4096 })
 
   constructor (set: CarSet) { this.#set = set }
+
+  /**
+   * The layout of a file's stored bytes (the age file when encrypted), cached per CID. Its size is checked against
+   * the table's `storedSize`.
+   */
+  async layout (e: TableEntry): Promise<StoredLayout> {
+    let p = this.#layouts.get(e.cid!)
+    if (p === undefined) {
+      p = (async () => {
+        const cid = CID.parse(e.cid!)
+        const root = await this.layoutNode(cid, e.storedSize!)
+        const node: LayoutNode = typeof root === 'string' ? { cids: [cid], starts: [0], sizes: [e.storedSize!], kids: [root] } : root
+        const size = node.starts.length === 0 ? 0 : node.starts[node.starts.length - 1] + node.sizes[node.sizes.length - 1]
+        if (size !== e.storedSize) {
+          throw new PackerError('CORRUPT', `${displayPath(e.path)}: stored data is ${size} bytes, the file table says ${e.storedSize}; the set is damaged`, { subject: displayPath(e.path) })
+        }
+        return new StoredLayout(this, node, size)
+      })()
+      this.#layouts.set(e.cid!, p)
+      p.catch(() => this.#layouts.delete(e.cid!))
+    }
+    return await p
+  }
+
+  /** @internal Parses one DAG node of a stored file (`size`: the bytes it covers, from its parent). */
+  async layoutNode (cid: CID, size: number): Promise<LayoutNode | 'leaf' | 'inline'> {
+    if (cid.code === RAW) return 'leaf'
+    const entry = await exporter(cid, this.#set.blocks.blockstore as any)
+    if (entry.type !== 'file') throw new PackerError('CORRUPT', `block ${cid} is not part of a UnixFS file; the set is damaged`, { subject: cid.toString() })
+    const links = entry.node.Links
+    const sizes = entry.unixfs.blockSizes.map(Number)
+    const inline = entry.unixfs.data?.length ?? 0
+    // Data inside a dag-pb node: not a raw leaf; such files are read through the exporter.
+    if (links.length === 0 || inline > 0) return 'inline'
+    if (sizes.length !== links.length) throw new PackerError('CORRUPT', `block ${cid}: ${links.length} links but ${sizes.length} block sizes; the set is damaged`, { subject: cid.toString() })
+    const starts: number[] = []
+    let at = inline
+    for (const n of sizes) { starts.push(at); at += n }
+    if (at !== size) throw new PackerError('CORRUPT', `block ${cid} covers ${at} bytes, its parent says ${size}; the set is damaged`, { subject: cid.toString() })
+    return { cids: links.map((l) => l.Hash), starts, sizes, kids: new Array(links.length) }
+  }
 
   async #stored (e: TableEntry): Promise<StoredFile> {
     const entry = await exporter(CID.parse(e.cid!), this.#set.blocks.blockstore as any)

@@ -1,0 +1,77 @@
+/**
+ * Plaintext and stored positions of an age v1 payload, and opening one sealed chunk: what the mount needs to map a
+ * plaintext range to age chunks and to decrypt them on any thread. (The age format itself lives in src/crypto; this
+ * is the same STREAM construction, split so worker threads can open chunks out of order.)
+ */
+import { createDecipheriv, hkdfSync } from 'node:crypto'
+
+export const CHUNK = 65536
+export const TAG = 16
+export const SEALED = CHUNK + TAG
+export const NONCE = 16
+
+/** Geometry of one encrypted file: header length H, plaintext size; the payload starts at H + 16. */
+export class AgeGeometry {
+  readonly payloadStart: number
+  readonly chunks: number
+  readonly size: number
+
+  constructor (headerLength: number, plaintextSize: number) {
+    this.payloadStart = headerLength + NONCE
+    this.size = plaintextSize
+    this.chunks = plaintextSize === 0 ? 1 : Math.ceil(plaintextSize / CHUNK)
+  }
+
+  plainLength (c: number): number { return c < this.chunks - 1 ? CHUNK : this.size - (this.chunks - 1) * CHUNK }
+  /** Stored offset where sealed chunk c starts. */
+  start (c: number): number { return this.payloadStart + c * SEALED }
+  /** Stored offset just past sealed chunk c. */
+  end (c: number): number { return this.start(c) + this.plainLength(c) + TAG }
+
+  /**
+   * The chunks wholly inside stored bytes [ls, le): first index and count, and where the first would start relative
+   * to ls (clamped to [0, le - ls]), so that [0, firstAt) and [firstAt + sealedLength, le - ls) are the bytes of
+   * chunks that cross the range's edges (or the header).
+   */
+  inside (ls: number, le: number): { first: number, count: number, firstAt: number, sealedLength: number } {
+    let first = Math.max(0, Math.ceil((ls - this.payloadStart) / SEALED))
+    if (first > this.chunks) first = this.chunks
+    let count = 0
+    let sealedLength = 0
+    while (first + count < this.chunks && this.end(first + count) <= le) {
+      sealedLength += this.plainLength(first + count) + TAG
+      count++
+    }
+    const firstAt = first >= this.chunks ? le - ls : Math.min(Math.max(this.start(first) - ls, 0), le - ls)
+    return { first, count, firstAt, sealedLength }
+  }
+}
+
+export function payloadKey (fileKey: Uint8Array, nonce: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha256', fileKey, nonce, Buffer.from('payload', 'latin1'), 32))
+}
+
+function chunkNonce (index: number, last: boolean): Buffer {
+  const n = Buffer.alloc(12)
+  n.writeUIntBE(Math.floor(index / 2 ** 32), 3, 4)
+  n.writeUInt32BE(index >>> 0, 7)
+  n[11] = last ? 1 : 0
+  return n
+}
+
+/**
+ * Opens sealed chunk `index` (its bytes with the tag at the end) into `out` at `at`; false when authentication fails
+ * (nothing useful is left in `out` then: callers discard it).
+ */
+export function openChunkInto (key: Uint8Array, index: number, last: boolean, sealed: Uint8Array, out: Buffer, at: number): boolean {
+  const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(index, last), { authTagLength: TAG })
+  d.setAuthTag(sealed.subarray(sealed.length - TAG))
+  const pt = d.update(sealed.subarray(0, sealed.length - TAG))
+  try {
+    d.final()
+  } catch {
+    return false
+  }
+  pt.copy(out, at)
+  return true
+}

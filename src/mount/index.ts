@@ -1,0 +1,138 @@
+import { execFile } from 'node:child_process'
+import { PackerError } from '../errors.js'
+import type { Identity } from '../crypto/index.js'
+import { CarSet } from '../restore/car-set.js'
+import { missingCars } from '../restore/availability.js'
+import { checkFuse, checkMountpoint, mountPoints, type FuseEnvironment } from './preflight.js'
+import { buildTree, type Tree } from './tree.js'
+import { MountReader } from './reader.js'
+import { fuseOperations } from './filesystem.js'
+
+export { checkFuse, checkMountpoint, mountPoints } from './preflight.js'
+export { DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from './reader.js'
+
+export interface MountOptions {
+  /** Directory holding the CARs. */
+  carDir: string
+  /** Directory holding manifest.json, the index and the table (default: carDir). */
+  setDir?: string
+  mountpoint: string
+  /** Called before the set is opened (after the mount point and FUSE checks): e.g. asks for a passphrase. */
+  identities?: () => Promise<Identity[]>
+  expect?: string
+  cacheSize?: number
+  workers?: number
+  uid?: number
+  gid?: number
+  allowOther?: boolean
+  allowRoot?: boolean
+  log?: (line: string) => void
+  env?: FuseEnvironment
+}
+
+export interface Mounted {
+  mountpoint: string
+  set: CarSet
+  tree: Tree
+  reader: MountReader
+  /** CARs absent from carDir when mounting (files needing them give EIO until they are copied in). */
+  missing: string[]
+  /** Unmounts (lazily: programs still inside keep their view) and releases everything. */
+  unmount: () => Promise<void>
+  /** Resolves when the mount goes away, by unmount() or from outside (fusermount -u, packer umount). */
+  closed: Promise<void>
+}
+
+/**
+ * Mounts a CAR set read-only. Every check that can fail with a clear message runs before the mount: mount point,
+ * FUSE on this machine, the set and its key.
+ */
+export async function mountSet (opts: MountOptions): Promise<Mounted> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`packer mount: ${l}\n`))
+  const mountpoint = await checkMountpoint(opts.mountpoint)
+  const Fuse = await checkFuse(opts.env)
+  const identities = opts.identities ? await opts.identities() : []
+  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir })
+  let reader: MountReader | undefined
+  try {
+    const tree = buildTree(set.entries)
+    for (const r of tree.renamed.slice(0, 5)) log(`${JSON.stringify(r.from.toString('latin1'))} is not valid UTF-8; it appears as ${r.to}`)
+    if (tree.renamed.length > 5) log(`${tree.renamed.length - 5} more names appear changed (not valid UTF-8)`)
+    const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)
+    reader = new MountReader(set, { cacheSize: opts.cacheSize, workers: opts.workers })
+    const throttled = throttle(log)
+    const ops = fuseOperations(Fuse, tree, reader, { uid: opts.uid ?? process.getuid?.() ?? 0, gid: opts.gid ?? process.getgid?.() ?? 0, log: throttled })
+    const fuse = new Fuse(mountpoint, ops, {
+      // "ro" rides on fsname: fuse-native has no option for it, and libfuse splits -o on commas.
+      fsname: 'packer,ro',
+      subtype: 'packer',
+      autoUnmount: true,
+      allowOther: !!opts.allowOther,
+      allowRoot: !!opts.allowRoot,
+      kernelCache: true,
+      attrTimeout: 3600,
+      entryTimeout: 3600,
+      acAttrTimeout: 3600,
+      // A first read on a cold disk can be slow; reads still never wait on a missing CAR (that is EIO at once).
+      timeout: { default: 15_000, read: 120_000 },
+    })
+    await new Promise<void>((resolve, reject) => {
+      fuse.mount((err: Error | null) => {
+        if (err) reject(new PackerError('MOUNT', `cannot mount on ${mountpoint}: ${err.message}`, { subject: mountpoint, cause: err }))
+        else resolve()
+      })
+    })
+    let done = false
+    let resolveClosed!: () => void
+    const closed = new Promise<void>((resolve) => { resolveClosed = resolve })
+    const release = async (): Promise<void> => {
+      if (done) return
+      done = true
+      clearInterval(watch)
+      await reader!.close().catch(() => {})
+      await set.close().catch(() => {})
+      resolveClosed()
+    }
+    // Notice an unmount from outside (fusermount -u): fuse-native does not report it.
+    const watch = setInterval(() => {
+      mountPoints().then((m) => { if (!m.has(mountpoint)) void release() }, () => {})
+    }, 1000)
+    const unmount = async (): Promise<void> => {
+      if (done) return
+      await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
+      await release()
+    }
+    return { mountpoint, set, tree, reader, missing, unmount, closed }
+  } catch (err) {
+    await reader?.close().catch(() => {})
+    await set.close().catch(() => {})
+    throw err
+  }
+}
+
+/** The same line at most once a minute (a failing read is retried by the kernel and by programs). */
+function throttle (log: (l: string) => void): (l: string) => void {
+  const last = new Map<string, number>()
+  return (line) => {
+    const now = Date.now()
+    if ((last.get(line) ?? 0) > now - 60_000) return
+    if (last.size > 10_000) last.clear()
+    last.set(line, now)
+    log(line)
+  }
+}
+
+/** Unmounts a packer (or any FUSE) mount with fusermount; `lazy` detaches it even while in use. */
+export async function unmountPath (mountpoint: string, lazy = false): Promise<void> {
+  const path = await import('node:path')
+  const abs = path.resolve(mountpoint)
+  if (!(await mountPoints()).has(abs)) throw new PackerError('MOUNT', `${abs} is not a mount point`, { subject: abs })
+  await new Promise<void>((resolve, reject) => {
+    execFile('fusermount', [lazy ? '-uz' : '-u', abs], (err, _out, stderr) => {
+      if (err === null) return resolve()
+      const why = (stderr || err.message).trim().split('\n')[0]
+      const hint = /busy/i.test(why) ? '; close the programs using it, or pass --lazy' : ''
+      reject(new PackerError('MOUNT', `cannot unmount ${abs}: ${why}${hint}`, { subject: abs }))
+    })
+  })
+}
