@@ -12,6 +12,7 @@ export const INDEX_FILE = 'blocks.idx'
 const MAGIC = Buffer.from('PKRBIDX1', 'latin1')
 const HEADER = 24
 const RECORD = 48
+export const BLOCK_RECORD_SIZE = RECORD
 
 export interface BlockLocation { car: number, offset: number, length: number }
 
@@ -22,6 +23,20 @@ export class BlockIndexBuilder {
   #count = 0
 
   get count (): number { return this.#count }
+
+  /** Records `from` … count-1, raw (48 bytes each), in the order they were added. */
+  recordsFrom (from: number): Buffer {
+    const all = Buffer.concat([...this.#records, this.#current.subarray(0, this.#used)])
+    return Buffer.from(all.subarray(from * RECORD, this.#count * RECORD))
+  }
+
+  /** Adds raw records (as recordsFrom returns them), e.g. from a pack journal. */
+  addRecords (records: Buffer): void {
+    for (let at = 0; at < records.length; at += RECORD) {
+      const r = records.subarray(at, at + RECORD)
+      this.add(r.subarray(0, 32), { car: r.readUInt32LE(32), length: r.readUInt32LE(36), offset: Number(r.readBigUInt64LE(40)) })
+    }
+  }
 
   add (digest: Uint8Array, loc: BlockLocation): void {
     if (this.#used === this.#current.length) {

@@ -30,8 +30,8 @@ const WRITE_BUFFER = 1024 * 1024
 export interface CarSetWriterOptions {
   dir: string
   binSize: number
-  /** Called once a CAR is complete, durable and renamed to its final name. */
-  onCarDone?: (car: CarRecord, index: number) => void
+  /** Called once a CAR is complete, durable and renamed to its final name, with its block-index records. */
+  onCarDone?: (car: CarRecord, index: number, blockRecords: Buffer) => Promise<void> | void
 }
 
 /**
@@ -44,7 +44,9 @@ export class CarSetWriter {
   readonly #opts: CarSetWriterOptions
   readonly index = new BlockIndexBuilder()
   readonly cars: CarRecord[] = []
+  /** Digest (latin1) → CAR of every block written. */
   readonly #seen = new Map<string, number>()
+  #carFirstRecord = 0
   #touched = new Set<number>()
   #car?: { fh: fs.FileHandle, tmp: string, size: number, root: string, blocks: number, hasher: PieceHasher }
   #buffer = Buffer.allocUnsafe(WRITE_BUFFER)
@@ -59,7 +61,7 @@ export class CarSetWriter {
 
   /** Adds a block. Returns once its bytes are handed to the file system. */
   async put (cid: CID, bytes: Uint8Array): Promise<void> {
-    const key = cid.multihash.bytes.toString()
+    const key = Buffer.from(cid.multihash.digest).toString('latin1')
     const seenIn = this.#seen.get(key)
     if (seenIn !== undefined) { this.#touched.add(seenIn); return }
     if (bytes.length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${bytes.length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
@@ -78,6 +80,16 @@ export class CarSetWriter {
     this.index.add(cid.multihash.digest, { car: carIndex, offset, length: bytes.length })
     this.#seen.set(key, carIndex)
     this.#touched.add(carIndex)
+  }
+
+  /** Continues a set whose first CARs are complete (from a pack journal): new CARs come after them. */
+  resume (cars: CarRecord[], blockRecords: Buffer): void {
+    this.cars.push(...cars)
+    this.index.addRecords(blockRecords)
+    for (let at = 0; at < blockRecords.length; at += 48) {
+      this.#seen.set(blockRecords.subarray(at, at + 32).toString('latin1'), blockRecords.readUInt32LE(at + 32))
+    }
+    this.#carFirstRecord = this.index.count
   }
 
   /** The CARs that received (or already held) blocks since the last call, ascending. */
@@ -156,6 +168,8 @@ export class CarSetWriter {
       file, size: car.size, root: car.root, pieceCid: piece.pieceCid, pieceCidV2: piece.pieceCidV2, pieceSize: piece.paddedSize, blocks: car.blocks,
     }
     this.cars.push(record)
-    this.#opts.onCarDone?.(record, this.cars.length - 1)
+    const records = this.index.recordsFrom(this.#carFirstRecord)
+    this.#carFirstRecord = this.index.count
+    await this.#opts.onCarDone?.(record, this.cars.length - 1, records)
   }
 }

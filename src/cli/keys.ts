@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises'
 import { PackerError } from '../errors.js'
 import {
   parseRecipient, passphraseIdentity, readIdentityFile, readRecipientsFile, type Identity, type Recipient,
@@ -24,13 +25,15 @@ export async function setEncryptionFrom (o: RecipientOptions, warn: (m: string) 
     throw new PackerError('USAGE', 'no recipient: give -R certificate.pem, -r age1…, or --passphrase to encrypt, or --no-encrypt to store files in clear')
   }
   const recipients: Recipient[] = []
-  for (const r of o.recipient ?? []) recipients.push(parseRecipient(r))
+  const specs: string[] = []
+  for (const r of o.recipient ?? []) { recipients.push(parseRecipient(r)); specs.push(r.trim()) }
   for (const f of o.recipientsFile ?? []) {
     const { recipients: rs, warnings } = await readRecipientsFile(f)
     warnings.forEach(warn)
     recipients.push(...rs)
+    specs.push(await fs.readFile(f, 'utf8'))
   }
-  return recipientEncryption(recipients, names)
+  return recipientEncryption(recipients, names, specs)
 }
 
 export async function identitiesFrom (o: IdentityOptions): Promise<Identity[]> {

@@ -55,7 +55,8 @@ export function encodeTableHeader (h: TableHeader): string {
   return JSON.stringify(line) + '\n'
 }
 
-export function encodeTableEntry (e: TableEntry): string {
+/** One entry as a JSON object (what a file-table line holds). */
+export function tableEntryJson (e: TableEntry): Json {
   const line: Json = { ...encodePath(e.path), type: e.type, mode: e.mode, mtime: e.mtimeNs.toString(), uid: e.uid, gid: e.gid }
   if (e.type === 'file') {
     line.size = e.size
@@ -69,7 +70,11 @@ export function encodeTableEntry (e: TableEntry): string {
     if (t.path !== undefined) line.target = t.path
     else line.targetB64 = t.pathB64
   }
-  return JSON.stringify(line) + '\n'
+  return line
+}
+
+export function encodeTableEntry (e: TableEntry): string {
+  return JSON.stringify(tableEntryJson(e)) + '\n'
 }
 
 function fail (where: string, msg: string): never {
@@ -90,7 +95,8 @@ function parseHeaderLine (o: Json, where: string): TableHeader {
   return { setIdentity: o.setIdentity as string | undefined }
 }
 
-function parseEntryLine (o: Json, where: string, carCount: number): TableEntry {
+/** Validates one entry object (a file-table line, or an entry kept in the pack journal). */
+export function parseTableEntry (o: Json, where: string, carCount: number): TableEntry {
   const path = decodePath(o as EncodedPath, where)
   const type = o.type
   if (type !== 'file' && type !== 'dir' && type !== 'symlink') fail(where, `unknown entry type ${JSON.stringify(type)}`)
@@ -146,7 +152,7 @@ export function parseTable (text: string, where: string, carCount: number): { he
   const seen = new Set<string>()
   const dirs = new Set<string>()
   for (let i = 1; i < lines.length; i++) {
-    const e = parseEntryLine(parse(lines[i], i + 1), `${where} line ${i + 1}`, carCount)
+    const e = parseTableEntry(parse(lines[i], i + 1), `${where} line ${i + 1}`, carCount)
     const key = e.path.toString('latin1')
     if (seen.has(key)) fail(`${where} line ${i + 1}`, 'a path appears twice')
     // A parent must be a directory listed earlier: a path can never lead through a stored symlink or file.

@@ -3,18 +3,26 @@ import path from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { ImportCandidate } from 'ipfs-unixfs-importer'
 import { PackerError, isErrno } from '../errors.js'
 import { CarSetWriter } from '../car/car-set-writer.js'
 import { INDEX_FILE } from '../car/block-index.js'
 import { writeFileDurably } from '../car/durable-file.js'
-import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, type CarRecord, type Manifest } from '../format/manifest.js'
+import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
 import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/file-table.js'
+import { displayPath } from '../format/stored-path.js'
 import { walkSource, type SourceEntry } from '../source/walk.js'
-import { readSourceFile } from '../source/file-reader.js'
-import { importFile, importTree } from './unixfs.js'
+import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
+import { importDirectories, importFile, type ImportedFile } from './unixfs.js'
 import type { SetEncryption } from './set-encryption.js'
+import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
+import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
+import { checkCompleteCar } from './car-check.js'
+import { faultPoint } from './fault.js'
 import { VERSION } from '../version.js'
+
+/** What to do with a source file that changes or vanishes while it is packed. */
+export type OnChange = 'retry' | 'fail' | 'skip'
+const RETRIES = 3
 
 export interface PackOptions {
   source: string
@@ -22,16 +30,31 @@ export interface PackOptions {
   binSize: number
   /** null: files are stored in clear (`--no-encrypt`). */
   encryption: SetEncryption | null
+  onChange?: OnChange
+  /** Where the pack journal lives (default: the user's state directory, never OUTDIR). */
+  stateDir?: string
   warn: (msg: string) => void
   progress?: (event: PackEvent) => void
 }
 
 export type PackEvent =
-  | { type: 'scanned', files: number, bytes: number }
+  | { type: 'scan', files: number, bytes: number, done: boolean }
+  | { type: 'resume', cars: number, files: number, bytes: number }
+  | { type: 'read', bytes: number }
   | { type: 'file', path: Buffer, bytes: number }
+  | { type: 'skip', path: Buffer, reason: string }
   | { type: 'car', car: CarRecord, index: number }
 
-export interface PackResult { manifest: Manifest, files: number, bytes: number }
+export interface PackResult {
+  manifest: Manifest
+  files: number
+  bytes: number
+  skipped: Array<{ path: string, reason: string }>
+  /** Set when this run continued an interrupted one. */
+  resumed: { cars: number, files: number } | null
+  /** True when OUTDIR already held the set these arguments make: nothing was done. */
+  nothingToDo: boolean
+}
 
 export const TABLE_FILE_PLAIN = 'table.jsonl'
 export const TABLE_FILE_ENCRYPTED = 'table.jsonl.age'
@@ -39,20 +62,8 @@ export const TABLE_FILE_ENCRYPTED = 'table.jsonl.age'
 /** Name a file gets in the flat UnixFS tree of a hidden-names set: its position, base 36, fixed width. */
 function storedName (n: number): string { return n.toString(36).padStart(8, '0') }
 
-async function prepareOutDir (out: string): Promise<void> {
-  await fs.mkdir(out, { recursive: true }).catch((err) => {
-    if (isErrno(err, 'EEXIST') || isErrno(err, 'ENOTDIR')) throw new PackerError('OUTPUT', `output ${out} exists and is not a directory; choose a directory`, { subject: out })
-    throw new PackerError('OUTPUT', `cannot create output directory ${out}: ${(err as Error).message}`, { subject: out, cause: err })
-  })
-  const names = await fs.readdir(out)
-  if (names.includes(MANIFEST_FILE)) {
-    throw new PackerError('OUTPUT', `output ${out} already holds a packer set (manifest.json); choose an empty directory`, { subject: out })
-  }
-  const foreign = names.filter((n) => !n.startsWith('.partial-'))
-  if (foreign.length > 0) {
-    throw new PackerError('OUTPUT', `output ${out} is not empty (it holds ${foreign[0]}); choose an empty or new directory`, { subject: out })
-  }
-}
+/** The string path the importer gets. Names that are not UTF-8 show lossily in the UnixFS tree; the file table keeps the bytes. */
+function importPath (p: Buffer): string { return p.toString('utf8') }
 
 function tableEntryOf (e: SourceEntry): TableEntry {
   return {
@@ -67,100 +78,139 @@ function tableEntryOf (e: SourceEntry): TableEntry {
   }
 }
 
-/** The string path the importer gets for an entry. Names that are not UTF-8 are shown lossily in the UnixFS tree; the file table keeps the exact bytes. */
-function importPath (e: SourceEntry): string { return e.path.toString('utf8') }
+function sourceId (e: SourceEntry): JournalFile['src'] {
+  return { dev: e.stat.dev.toString(), ino: e.stat.ino.toString(), size: e.stat.size.toString(), mtimeNs: e.stat.mtimeNs.toString() }
+}
+
+const isLeftover = (n: string): boolean => n.startsWith('.partial-') || (n.startsWith('.') && n.endsWith('.tmp'))
+const isOurCar = (n: string): boolean => /^baga[a-z2-7]+\.car$/.test(n)
+
+async function ensureDir (out: string): Promise<void> {
+  try {
+    await fs.mkdir(out, { recursive: true })
+    if (!(await fs.stat(out)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+  } catch (err) {
+    if (isErrno(err, 'EEXIST') || isErrno(err, 'ENOTDIR')) throw new PackerError('OUTPUT', `output ${out} exists and is not a directory; choose a directory`, { subject: out })
+    throw new PackerError('OUTPUT', `cannot create output directory ${out}: ${(err as Error).message}`, { subject: out, cause: err })
+  }
+}
 
 /**
- * pack: SOURCE → CAR set in OUT. One pass: each source byte is read once, each CAR byte written once and hashed for
- * its piece CID as it is written. Order of what goes into the set: file blocks (in walk order), directory nodes,
- * the file table, the set descriptor. manifest.json is written last: its presence means the set is complete.
+ * pack: SOURCE → CAR set in OUT. One pass over the source: each byte is read once, each CAR byte written once and
+ * hashed for its piece CID as it is written. Files are imported one by one (phase 1), then the directory nodes are
+ * built over their CIDs (phase 2), then the file table and the set descriptor are added. manifest.json is written
+ * last: its presence means the set is complete. Complete CARs are journaled, so a rerun after a crash continues.
  */
 export async function pack (opts: PackOptions): Promise<PackResult> {
-  const tree = await walkSource(opts.source, opts.warn)
-  opts.progress?.({ type: 'scanned', files: tree.fileCount, bytes: tree.totalBytes })
-  await prepareOutDir(opts.out)
-
-  const enc = opts.encryption
-  const hidden = enc?.names === 'hidden'
-  const writer = new CarSetWriter({ dir: opts.out, binSize: opts.binSize, onCarDone: (car, index) => opts.progress?.({ type: 'car', car, index }) })
-  const table: TableEntry[] = tree.entries.map(tableEntryOf)
-  const pending: TableEntry[] = []
+  const source = path.resolve(opts.source)
+  const onChange = opts.onChange ?? 'retry'
+  await ensureDir(opts.out)
+  const lock = await OutDirLock.acquire(opts.out)
   try {
-    let fileNo = 0
-    async function * candidates (): AsyncGenerator<ImportCandidate> {
-      for (const [i, e] of tree.entries.entries()) {
-        const t = table[i]
-        if (e.type === 'file') {
-          if (hidden) t.storedName = storedName(fileNo)
-          fileNo++
-          pending.push(t)
-          const source = readSourceFile(e)
-          const content = (async function * () {
-            writer.takeTouchedCars() // blocks put before this file's first byte belong to something else
-            let stream: AsyncIterable<Uint8Array> = source
-            if (enc) {
-              const sealed = enc.sealFile(source)
-              t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }
-              stream = sealed.stream
-            }
-            t.storedSize = 0
-            for await (const chunk of stream) {
-              t.storedSize += chunk.length
-              yield chunk
-            }
-          })()
-          yield { path: t.storedName ?? importPath(e), content }
-        } else if (e.type === 'dir' && !hidden) {
-          yield { path: importPath(e) }
-        }
+    return await packLocked(opts, source, onChange)
+  } finally {
+    await lock.release()
+  }
+}
+
+async function packLocked (opts: PackOptions, source: string, onChange: OnChange): Promise<PackResult> {
+  const journal = await PackJournal.for(opts.out, opts.stateDir)
+  let enc = opts.encryption
+  const args = { source, binSize: opts.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const }
+  const present = await fs.readdir(opts.out)
+
+  if (present.includes(MANIFEST_FILE)) {
+    const done = await journal.done()
+    const manifest = await readManifest(opts.out).catch(() => null)
+    if (done && manifest && sameArgs(done as any, args) && done.setId === setIdOf(manifest)) {
+      return { manifest, files: 0, bytes: 0, skipped: [], resumed: null, nothingToDo: true }
+    }
+    throw new PackerError('OUTPUT', `output ${opts.out} already holds a packer set (manifest.json); choose an empty directory`, { subject: opts.out })
+  }
+
+  let state = await journal.load()
+  if (state && !sameArgs(state.header, args)) {
+    throw new PackerError('OUTPUT', `output ${opts.out} holds an interrupted pack made with other arguments (source ${state.header.source}); rerun it with those arguments, or choose an empty directory`, { subject: opts.out })
+  }
+  const kept = state ? await keepCompleteCars(opts.out, state) : 0
+  const keptCars = state ? state.cars.slice(0, kept) : []
+  const keptNames = new Set(keptCars.map((c) => c.file))
+  for (const n of present) {
+    if (n === LOCK_FILE || keptNames.has(n)) continue
+    if (isLeftover(n) || (state && isOurCar(n))) await fs.rm(path.join(opts.out, n), { force: true })
+    else throw new PackerError('OUTPUT', `output ${opts.out} is not empty (it holds ${n}); choose an empty or new directory`, { subject: opts.out })
+  }
+  if (enc?.withSetIdentity && state?.header.setIdentity) enc = enc.withSetIdentity(state.header.setIdentity)
+  await journal.open({ out: await fs.realpath(opts.out), ...args, setIdentity: enc?.setIdentity }, state ?? undefined, kept)
+
+  const tree = await walkSource(source, opts.warn, (files, bytes) => opts.progress?.({ type: 'scan', files, bytes, done: false }))
+  opts.progress?.({ type: 'scan', files: tree.fileCount, bytes: tree.totalBytes, done: true })
+
+  const resumable = resumableFiles(state, kept)
+  let unjournaled: JournalFile[] = []
+  const writer = new CarSetWriter({
+    dir: opts.out,
+    binSize: opts.binSize,
+    onCarDone: async (car, index, records) => {
+      faultPoint('car-done')
+      await journal.addCar(car, records, unjournaled)
+      unjournaled = []
+      faultPoint('car-journaled')
+      opts.progress?.({ type: 'car', car, index })
+    },
+  })
+  if (kept > 0) writer.resume(keptCars, state!.blocks.subarray(0, state!.blockCounts[kept - 1] * 48))
+
+  const hidden = enc?.names === 'hidden'
+  const table: TableEntry[] = []
+  const imported = new Map<TableEntry, ImportedFile>()
+  const skipped: PackResult['skipped'] = []
+  let resumedFiles = 0
+  let fileNo = 0
+  try {
+    // Phase 1: every file's blocks, in walk order.
+    for (const e of tree.entries) {
+      if (e.type !== 'file') { table.push(tableEntryOf(e)); continue }
+      const name = hidden ? storedName(fileNo) : undefined
+      const done = resumable.get(e.path.toString('latin1'))
+      if (done && done.entry.storedName === name && sameSource(done.src, e)) {
+        table.push(done.entry)
+        imported.set(done.entry, { cid: CID.parse(done.entry.cid!), dagSize: done.dagSize })
+        resumedFiles++
+        fileNo++
+        opts.progress?.({ type: 'file', path: e.path, bytes: done.entry.size! })
+        continue
       }
+      const packed = await packFile(e, name, writer, enc, onChange, opts)
+      if (packed === null) {
+        skipped.push({ path: displayPath(e.path), reason: 'changed or vanished while packed' })
+        continue
+      }
+      fileNo++
+      table.push(packed.entry)
+      imported.set(packed.entry, packed.file)
+      unjournaled.push({ entry: packed.entry, dagSize: packed.file.dagSize, src: sourceId(e) })
+      opts.progress?.({ type: 'file', path: e.path, bytes: packed.entry.size! })
+    }
+    if (kept > 0) opts.progress?.({ type: 'resume', cars: kept, files: resumedFiles, bytes: 0 })
+
+    // Phase 2: directory nodes over the files' CIDs.
+    let root: CID
+    if (tree.single) {
+      const only = table[0]
+      if (only === undefined) throw new PackerError('SOURCE', `${source} was not packed (${skipped[0]?.reason ?? 'nothing to pack'})`, { subject: source })
+      root = imported.get(only)!.cid
+    } else {
+      const entries = table.flatMap((t) => t.type === 'file'
+        ? [{ path: t.storedName ?? importPath(t.path), file: imported.get(t)! }]
+        : t.type === 'dir' && !hidden ? [{ path: importPath(t.path) }] : [])
+      root = await importDirectories(entries, writer)
     }
 
-    let root: CID | undefined
-    for await (const r of importTree(candidates(), writer, !tree.single)) {
-      const isDir = r.unixfs?.isDirectory() === true
-      if (!isDir) {
-        const t = pending.shift()
-        if (t === undefined) throw new Error(`importer returned an unexpected file ${r.path}`)
-        t.cid = r.cid.toString()
-        t.cars = writer.takeTouchedCars()
-        opts.progress?.({ type: 'file', path: t.path, bytes: t.size! })
-        if (tree.single) root = r.cid
-      } else if (r.path === '') {
-        root = r.cid
-      }
-    }
-    if (root === undefined) {
-      // An empty source directory: the importer yields nothing, so store the empty UnixFS directory ourselves.
-      for await (const r of importTree([{ path: 'empty' }], writer, false)) root = r.cid
-    }
+    // The file table, inside the set and beside the manifest.
+    const { cid: tableCid, size: tableSize, file: tableFile } = await writeTable(opts.out, table, enc, writer)
 
-    const tableText = (async function * () {
-      yield Buffer.from(encodeTableHeader({ setIdentity: enc?.setIdentity }))
-      let batch = ''
-      for (const t of table) {
-        batch += encodeTableEntry(t)
-        if (batch.length > 1 << 20) { yield Buffer.from(batch); batch = '' }
-      }
-      if (batch) yield Buffer.from(batch)
-    })()
-    const tableFile = enc ? TABLE_FILE_ENCRYPTED : TABLE_FILE_PLAIN
-    const tableBytes = enc ? enc.sealTable(tableText) : tableText
-    const tableOut = await fs.open(path.join(opts.out, `.${tableFile}.tmp`), 'w')
-    let tableSize = 0
-    const teed = (async function * () {
-      for await (const chunk of tableBytes) {
-        await tableOut.write(chunk)
-        tableSize += chunk.length
-        yield chunk
-      }
-    })()
-    const tableCid = (await importFile(teed, writer)).cid
-    await tableOut.datasync()
-    await tableOut.close()
-    await fs.rename(path.join(opts.out, `.${tableFile}.tmp`), path.join(opts.out, tableFile))
-
-    // The set descriptor, the last block of the set: lets the CARs alone say where the tree and the table are.
+    // The set descriptor, the last block: lets the CARs alone say where the tree and the table are.
     const descriptorBytes = dagCbor.encode({ format: 'packer-car-set', version: MANIFEST_VERSION, root, table: tableCid, encrypted: enc !== null })
     const descriptor = CID.create(1, dagCbor.code, await sha256.digest(descriptorBytes))
     await writer.put(descriptor, descriptorBytes)
@@ -171,7 +221,7 @@ export async function pack (opts: PackOptions): Promise<PackResult> {
       format: 'packer-car-set',
       version: MANIFEST_VERSION,
       createdBy: `packer ${VERSION}`,
-      root: root!.toString(),
+      root: root.toString(),
       table: { cid: tableCid.toString(), file: tableFile, size: tableSize },
       descriptor: descriptor.toString(),
       index: { file: INDEX_FILE, blocks: writer.index.count },
@@ -179,13 +229,122 @@ export async function pack (opts: PackOptions): Promise<PackResult> {
       binSize: opts.binSize,
       cars,
     }
+    faultPoint('manifest')
     await writeFileDurably(path.join(opts.out, MANIFEST_FILE), encodeManifest(manifest))
-    return { manifest, files: tree.fileCount, bytes: tree.totalBytes }
+    await journal.finish({ ...args, setId: setIdOf(manifest) })
+    const files = table.filter((t) => t.type === 'file')
+    return {
+      manifest,
+      files: files.length,
+      bytes: files.reduce((n, t) => n + t.size!, 0),
+      skipped,
+      resumed: kept > 0 ? { cars: kept, files: resumedFiles } : null,
+      nothingToDo: false,
+    }
   } catch (err) {
     await writer.abort()
     if (isErrno(err, 'ENOSPC')) {
-      throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} (the set needs about ${tree.totalBytes} bytes plus 1%); free space and rerun`, { subject: opts.out, cause: err })
+      throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} (the set needs about ${tree.totalBytes} bytes plus 1%); free space and rerun: packer continues where it stopped`, { subject: opts.out, cause: err })
     }
     throw err
   }
+}
+
+function sameSource (src: JournalFile['src'], e: SourceEntry): boolean {
+  const now = sourceId(e)
+  return src.dev === now.dev && src.ino === now.ino && src.size === now.size && src.mtimeNs === now.mtimeNs
+}
+
+/** The files of a journal whose blocks all lie in the CARs kept, by path. */
+function resumableFiles (state: JournalState | null, kept: number): Map<string, JournalFile> {
+  const out = new Map<string, JournalFile>()
+  for (const f of state?.files ?? []) {
+    if (f.entry.cars!.every((c) => c < kept)) out.set(f.entry.path.toString('latin1'), f)
+  }
+  return out
+}
+
+/** How many of the journal's CARs are present and intact (cheap checks); the rest are redone. */
+async function keepCompleteCars (dir: string, state: JournalState): Promise<number> {
+  for (let i = 0; i < state.cars.length; i++) {
+    const from = i === 0 ? 0 : state.blockCounts[i - 1]
+    const records = state.blocks.subarray(from * 48, state.blockCounts[i] * 48)
+    if (!await checkCompleteCar(dir, state.cars[i], records)) return i
+  }
+  return state.cars.length
+}
+
+/** Phase 1 for one file: read (and encrypt) it into the CAR set; reread or skip it if it changes, as asked. */
+async function packFile (e: SourceEntry, name: string | undefined, writer: CarSetWriter, enc: SetEncryption | null, onChange: OnChange,
+  opts: PackOptions): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
+  for (let attempt = 1; ; attempt++) {
+    const t = tableEntryOf(e)
+    if (name !== undefined) t.storedName = name
+    try {
+      writer.takeTouchedCars() // blocks put before this file's first byte belong to something else
+      let stream: AsyncIterable<Uint8Array> = readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
+      if (enc) {
+        const sealed = enc.sealFile(stream)
+        t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }
+        stream = sealed.stream
+      }
+      let storedSize = 0
+      const counted = (async function * () { for await (const c of stream) { storedSize += c.length; yield c } })()
+      const file = await importFile(counted, writer)
+      t.cid = file.cid.toString()
+      t.storedSize = storedSize
+      t.cars = writer.takeTouchedCars()
+      return { entry: t, file }
+    } catch (err) {
+      const changed = err instanceof SourceChangedError
+      if (!changed && !(err instanceof SourceVanishedError)) throw err
+      if (onChange === 'skip') {
+        opts.warn(`skipping ${(err as Error).message.replace(/;.*$/, '')}`)
+        opts.progress?.({ type: 'skip', path: e.path, reason: (err as Error).message })
+        return null
+      }
+      if (onChange === 'fail' || !changed || attempt >= RETRIES) throw err
+      // Reread it as it is now (its blocks already written stay unreferenced, harmless).
+      try {
+        e.stat = await fs.lstat(e.abs, { bigint: true })
+      } catch {
+        throw new SourceVanishedError(e)
+      }
+      if (!e.stat.isFile()) throw new SourceChangedError(e, 'it is no longer a regular file')
+      opts.warn(`${displayPath(e.abs)} changed while being packed; reading it again (attempt ${attempt + 1} of ${RETRIES})`)
+    }
+  }
+}
+
+async function writeTable (out: string, table: TableEntry[], enc: SetEncryption | null, writer: CarSetWriter): Promise<{ cid: CID, size: number, file: string }> {
+  const text = (async function * () {
+    yield Buffer.from(encodeTableHeader({ setIdentity: enc?.setIdentity }))
+    let batch = ''
+    for (const t of table) {
+      batch += encodeTableEntry(t)
+      if (batch.length > 1 << 20) { yield Buffer.from(batch); batch = '' }
+    }
+    if (batch) yield Buffer.from(batch)
+  })()
+  const file = enc ? TABLE_FILE_ENCRYPTED : TABLE_FILE_PLAIN
+  const bytes = enc ? enc.sealTable(text) : text
+  const tmp = path.join(out, `.${file}.tmp`)
+  const fh = await fs.open(tmp, 'w')
+  let size = 0
+  let cid: CID
+  try {
+    const teed = (async function * () {
+      for await (const chunk of bytes) {
+        await fh.write(chunk)
+        size += chunk.length
+        yield chunk
+      }
+    })()
+    cid = (await importFile(teed, writer)).cid
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+  await fs.rename(tmp, path.join(out, file))
+  return { cid, size, file }
 }

@@ -1,5 +1,6 @@
+import crypto from 'node:crypto'
 import {
-  encodeHeader, encryptStream, generateX25519Identity, newFileKey, parseRecipient, passphraseRecipient, type Recipient,
+  encodeHeader, encryptStream, generateX25519Identity, newFileKey, passphraseRecipient, x25519IdentityFromString, type Recipient,
 } from '../crypto/index.js'
 
 /**
@@ -12,9 +13,13 @@ export interface SetEncryption {
   names: 'hidden' | 'plain'
   /** Stanza types, for the manifest (e.g. ["ssh-rsa", "X25519"]). */
   recipientKinds: string[]
+  /** Identifies the recipients without holding a secret: a resumed pack must use the same ones. */
+  fingerprint: string
   setIdentity?: string
   sealFile: (plain: AsyncIterable<Uint8Array>) => { fileKey: Buffer, headerLength: number, stream: AsyncIterable<Uint8Array> }
   sealTable: (plain: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>
+  /** Passphrase sets: the same encryption with the set key of an interrupted pack, so that its files stay valid. */
+  withSetIdentity?: (identity: string) => SetEncryption
 }
 
 function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): { fileKey: Buffer, headerLength: number, stream: AsyncIterable<Uint8Array> } {
@@ -23,24 +28,29 @@ function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): { fil
   return { fileKey, headerLength: header.length, stream: encryptStream(plain, fileKey, header) }
 }
 
-export function recipientEncryption (recipients: Recipient[], names: 'hidden' | 'plain'): SetEncryption {
+/** `specs` are the recipient strings and recipient files' contents the user gave, for the fingerprint. */
+export function recipientEncryption (recipients: Recipient[], names: 'hidden' | 'plain', specs: string[]): SetEncryption {
+  const fingerprint = 'recipients:' + crypto.createHash('sha256').update([...specs].sort().join('\n')).digest('hex').slice(0, 32)
   return {
     names,
     recipientKinds: [...new Set(recipients.map((r) => r.kind))],
+    fingerprint,
     sealFile: (plain) => seal(recipients, plain),
     sealTable: (plain) => seal(recipients, plain).stream,
   }
 }
 
-export function passphraseEncryption (passphrase: string, names: 'hidden' | 'plain', logN?: number): SetEncryption {
-  const setKey = generateX25519Identity()
-  const fileRecipients = [parseRecipient(setKey.recipient)]
+export function passphraseEncryption (passphrase: string, names: 'hidden' | 'plain', setIdentity?: string, logN?: number): SetEncryption {
+  const identity = setIdentity ?? generateX25519Identity().identity
+  const fileRecipients = [x25519IdentityFromString(identity).recipient()]
   const tableRecipients = [passphraseRecipient(passphrase, logN)]
   return {
     names,
     recipientKinds: ['scrypt'],
-    setIdentity: setKey.identity,
+    fingerprint: 'passphrase',
+    setIdentity: identity,
     sealFile: (plain) => seal(fileRecipients, plain),
     sealTable: (plain) => seal(tableRecipients, plain).stream,
+    withSetIdentity: (id) => passphraseEncryption(passphrase, names, id, logN),
   }
 }

@@ -1,4 +1,4 @@
-import { importer, type ImportCandidate, type ImporterOptions } from 'ipfs-unixfs-importer'
+import { importer, type ImportCandidate, type ImporterOptions, type ImportResult } from 'ipfs-unixfs-importer'
 import type { CID } from 'multiformats/cid'
 
 /**
@@ -14,18 +14,44 @@ export const IMPORT_OPTIONS: ImporterOptions = {
 
 export interface BlockSink { put: (cid: CID, bytes: Uint8Array) => Promise<void> }
 
-export function importTree (candidates: AsyncIterable<ImportCandidate> | Iterable<ImportCandidate>, sink: BlockSink, wrap: boolean) {
-  const blockstore = {
+/** A file already imported: what a directory needs to link to it. */
+export interface ImportedFile { cid: CID, dagSize: number }
+
+function blockstoreOf (sink: BlockSink): any {
+  return {
     put: async (cid: CID, bytes: Uint8Array) => { await sink.put(cid, bytes); return cid },
     get: () => { throw new Error('the importer does not read blocks') },
     has: async () => false,
   }
-  return importer(candidates, blockstore as any, { ...IMPORT_OPTIONS, wrapWithDirectory: wrap })
 }
 
-/** Imports one stream as a UnixFS file and returns its CID and size. */
-export async function importFile (content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, sink: BlockSink): Promise<{ cid: CID, size: number }> {
-  let last: { cid: CID, size: bigint } | undefined
-  for await (const e of importTree([{ path: 'file', content }], sink, false)) last = e as any
-  return { cid: last!.cid, size: Number(last!.size) }
+/** Imports one stream as a UnixFS file (the CID `ipfs-car pack --no-wrap FILE` gives). */
+export async function importFile (content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, sink: BlockSink): Promise<ImportedFile> {
+  let last: ImportResult | undefined
+  for await (const e of importer([{ path: 'file', content }], blockstoreOf(sink), IMPORT_OPTIONS)) last = e
+  return { cid: last!.cid, dagSize: Number(last!.size) }
+}
+
+/**
+ * Builds the directory nodes over files imported earlier, in the order given: an entry with `file` is a file
+ * (linked, not read again), one without is a directory (empty ones included). Returns the root directory's CID.
+ */
+export async function importDirectories (entries: Array<{ path: string, file?: ImportedFile }>, sink: BlockSink): Promise<CID> {
+  const files = new Map<string, ImportedFile>()
+  const candidates: ImportCandidate[] = entries.map(({ path, file }) => {
+    if (file === undefined) return { path }
+    files.set(path, file)
+    return { path, content: [] as Uint8Array[] }
+  })
+  const fileBuilder = async (file: { path?: string }): Promise<any> => {
+    const f = files.get(file.path!)!
+    return { cid: f.cid, size: BigInt(f.dagSize), path: file.path }
+  }
+  let root: CID | undefined
+  for await (const e of importer(candidates, blockstoreOf(sink), { ...IMPORT_OPTIONS, wrapWithDirectory: true, fileBuilder })) {
+    if (e.path === '') root = e.cid
+  }
+  // An empty tree: the importer yields nothing, so store the empty UnixFS directory itself.
+  if (root === undefined) for await (const e of importer([{ path: 'empty' }], blockstoreOf(sink), IMPORT_OPTIONS)) root = e.cid
+  return root!
 }

@@ -16,10 +16,26 @@ export interface RestoreOptions {
   /** Restore owners (needs root). */
   sameOwner: boolean
   warn: (msg: string) => void
-  progress?: (event: { type: 'file', path: Buffer, bytes: number }) => void
+  progress?: (event: { type: 'file', path: Buffer, bytes: number } | { type: 'read', bytes: number }) => void
 }
 
-export interface RestoreResult { files: number, bytes: number, dirs: number, symlinks: number, failed: Array<{ path: string, error: string }> }
+export interface RestoreResult {
+  files: number
+  bytes: number
+  dirs: number
+  symlinks: number
+  /** Files and symlinks found already restored (an earlier, interrupted unpack into the same DEST). */
+  already: number
+  failed: Array<{ path: string, error: string }>
+}
+
+/** True when `p` already holds exactly what `e` restores: what an interrupted unpack left complete. */
+async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolean> {
+  const st = await fs.lstat(p, { bigint: true }).catch(() => null)
+  if (st === null) return false
+  if (e.type === 'symlink') return st.isSymbolicLink() && (await fs.readlink(p, { encoding: 'buffer' })).equals(e.target!)
+  return st.isFile() && Number(st.size) === e.size && st.mtimeNs === e.mtimeNs && Number(st.mode & 0o7777n) === e.mode
+}
 
 const SLASH = 0x2f
 
@@ -42,15 +58,17 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
   })
   const target = (e: TableEntry): Buffer => Buffer.concat([Buffer.from(dest + '/'), e.path])
 
-  if (!opts.overwrite) {
-    for (const e of chosen) {
-      if (e.type === 'dir') continue
-      const st = await fs.lstat(target(e)).catch(() => null)
-      if (st) throw new PackerError('EXISTS', `${displayPath(target(e))} already exists; remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(target(e)) })
-    }
+  // A file that is already there, complete and with its mtime set, was restored by an interrupted run: skip it.
+  const done = new Set<TableEntry>()
+  for (const e of chosen) {
+    if (e.type === 'dir') continue
+    if (await alreadyRestored(target(e), e)) { done.add(e); continue }
+    if (opts.overwrite) continue
+    const st = await fs.lstat(target(e)).catch(() => null)
+    if (st) throw new PackerError('EXISTS', `${displayPath(target(e))} already exists; remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(target(e)) })
   }
 
-  const result: RestoreResult = { files: 0, bytes: 0, dirs: 0, symlinks: 0, failed: [] }
+  const result: RestoreResult = { files: 0, bytes: 0, dirs: 0, symlinks: 0, already: done.size, failed: [] }
   const view = new FileView(set)
   try {
     for (const e of chosen) {
@@ -68,6 +86,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
     }
     for (const e of chosen) {
       if (e.type !== 'file') continue
+      if (done.has(e)) { opts.progress?.({ type: 'read', bytes: e.size! }); continue }
       try {
         await restoreFile(view, e, target(e), opts)
         result.files++
@@ -83,7 +102,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
       }
     }
     for (const e of chosen) {
-      if (e.type !== 'symlink') continue
+      if (e.type !== 'symlink' || done.has(e)) continue
       const p = target(e)
       if (opts.overwrite) await fs.rm(p, { force: true })
       await fs.symlink(e.target!, p)
@@ -140,12 +159,12 @@ async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: Rest
     await fh.close()
     if (!ok) await fs.rm(tmp, { force: true })
   }
-  await setFileTimesNs(tmp.toString('utf8'), e.mtimeNs, e.mtimeNs)
+  await setFileTimesNs(tmp, e.mtimeNs, e.mtimeNs)
   await fs.rename(tmp, p)
 }
 
 async function applyMetadata (p: Buffer, e: TableEntry, opts: RestoreOptions, isDir: boolean): Promise<void> {
   if (opts.sameOwner) await fs.lchown(p, e.uid, e.gid)
   if (isDir) await fs.chmod(p, e.mode)
-  await setFileTimesNs(p.toString('utf8'), e.mtimeNs, e.mtimeNs)
+  await setFileTimesNs(p, e.mtimeNs, e.mtimeNs)
 }

@@ -6,11 +6,19 @@ import type { SourceEntry } from './walk.js'
 
 const CHUNK = 1024 * 1024
 
+/** Thrown when a listed file is gone by the time it is read. */
+export class SourceVanishedError extends PackerError {
+  constructor (entry: SourceEntry) {
+    const shown = displayPath(entry.abs)
+    super('SOURCE', `${shown}: vanished while packing (it was listed, then removed); rerun, or use --on-change=skip to leave it out`, { subject: shown })
+  }
+}
+
 /** Thrown when a file's size, mtime or inode differs between listing and reading: its bytes cannot be trusted. */
 export class SourceChangedError extends PackerError {
   constructor (entry: SourceEntry, what: string) {
     const shown = displayPath(entry.abs)
-    super('SOURCE', `${shown}: changed while being packed (${what}); rerun when it is stable, or use --on-change=skip`, { subject: shown })
+    super('SOURCE', `${shown}: changed while being packed (${what}); rerun when it is stable, or use --on-change=retry or skip`, { subject: shown })
   }
 }
 
@@ -19,14 +27,14 @@ export class SourceChangedError extends PackerError {
  * symlinks and checks, before and after reading, that the file is the one listed and unchanged; the bytes read must
  * equal the listed size. So the pack never records bytes the file did not hold.
  */
-export async function * readSourceFile (entry: SourceEntry): AsyncGenerator<Uint8Array> {
+export async function * readSourceFile (entry: SourceEntry, onRead?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
   let fh: fs.FileHandle
   try {
     fh = await fs.open(entry.abs, constants.O_RDONLY | constants.O_NOFOLLOW)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     const shown = displayPath(entry.abs)
-    if (e.code === 'ENOENT') throw new PackerError('SOURCE', `${shown}: vanished while packing; rerun, or use --on-change=skip`, { subject: shown, cause: err })
+    if (e.code === 'ENOENT') throw new SourceVanishedError(entry)
     if (e.code === 'ELOOP') throw new SourceChangedError(entry, 'it became a symlink')
     throw new PackerError('SOURCE', `${shown}: cannot open (${e.code ?? e.message}); make it readable or move it out of the source`, { subject: shown, cause: err })
   }
@@ -52,6 +60,7 @@ export async function * readSourceFile (entry: SourceEntry): AsyncGenerator<Uint
       }
       if (n === 0) throw new SourceChangedError(entry, `only ${pos} of ${size} bytes could be read`)
       pos += n
+      onRead?.(n)
       yield n === want ? buf : buf.subarray(0, n)
     }
     await check('while being read')

@@ -49,7 +49,7 @@ function sourceError (what: Buffer | string, err: unknown): PackerError {
  * tree always packs the same way. Symlinks are recorded, never followed; devices, FIFOs and sockets are skipped with
  * a warning naming each.
  */
-export async function walkSource (source: string, warn: (msg: string) => void): Promise<SourceTree> {
+export async function walkSource (source: string, warn: (msg: string) => void, onProgress?: (files: number, bytes: number) => void): Promise<SourceTree> {
   let top: import('node:fs').BigIntStats
   try {
     top = await fs.stat(source, { bigint: true })
@@ -89,6 +89,7 @@ export async function walkSource (source: string, warn: (msg: string) => void): 
         tree.entries.push({ path: rel, abs, type, stat: st })
         tree.fileCount++
         tree.totalBytes += Number(st.size)
+        if (tree.fileCount % 1000 === 0) onProgress?.(tree.fileCount, tree.totalBytes)
       } else if (type === 'symlink') {
         let target: Buffer
         try { target = await fs.readlink(abs, { encoding: 'buffer' }) } catch (err) { throw sourceError(abs, err) }

@@ -27,13 +27,13 @@ describe('pack refuses bad input with one clear line', () => {
     expect(fs.existsSync(out)).toBe(false)
   })
 
-  it('an OUTDIR that already holds a set', async () => {
+  it('an OUTDIR that already holds a set (made from other arguments)', async () => {
     const src = tmpDir()
     fs.writeFileSync(path.join(src, 'f'), 'f')
     const out = tmpDir()
     await packerOk(['pack', src, '-o', out, '--no-encrypt'])
     const before = fs.readdirSync(out).sort()
-    const r = await packer(['pack', src, '-o', out, '--no-encrypt'])
+    const r = await packer(['pack', src, '-o', out, '--no-encrypt', '--bin-size', '30MiB'])
     expect(r.code).toBe(1)
     expect(oneLine(r.stderr)).toMatch(/already holds a packer set \(manifest\.json\); choose an empty directory/)
     expect(fs.readdirSync(out).sort()).toEqual(before)
@@ -68,17 +68,38 @@ describe('a source that changes under pack is never recorded with bytes it does 
     return { src, out: tmpDir() }
   }
 
-  it('a file that grows after it was listed: error naming it, no manifest written', async () => {
+  it('--on-change=fail: a file that grows after it was listed is an error naming it; no manifest written', async () => {
     const { src, out } = setup()
-    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scanned') fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, onChange: 'fail', warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
     await expect(run).rejects.toThrow(PackerError)
     await expect(run).rejects.toThrow(/b\.txt: changed while being packed \(size 11 became 20/)
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
   })
 
+  it('--on-change=retry (the default): the file is read again and stored as it is now', async () => {
+    const { src, out } = setup()
+    const warnings: string[] = []
+    const r = await pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: (m) => warnings.push(m), progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    expect(r.files).toBe(2)
+    expect(warnings.join('\n')).toMatch(/b\.txt changed while being packed; reading it again/)
+    const dest = tmpDir()
+    await packerOk(['unpack', out, '-o', dest])
+    expect(fs.readFileSync(path.join(dest, 'b.txt'), 'utf8')).toBe('second file and more')
+  })
+
+  it('--on-change=skip: a changed file is left out with a warning, the rest is packed', async () => {
+    const { src, out } = setup()
+    const warnings: string[] = []
+    const r = await pack({ source: src, out, binSize: 4 << 20, encryption: null, onChange: 'skip', warn: (m) => warnings.push(m), progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    expect(r.files).toBe(1)
+    expect(r.skipped.map((s) => s.path)).toEqual(['b.txt'])
+    expect(warnings.join('\n')).toMatch(/skipping .*b\.txt: changed while being packed/)
+    expect((await packerOk(['ls', out])).stdout).toBe('a.txt\n')
+  })
+
   it('a file that vanishes after it was listed', async () => {
     const { src, out } = setup()
-    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scanned') fs.rmSync(path.join(src, 'a.txt')) } })
+    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.rmSync(path.join(src, 'a.txt')) } })
     await expect(run).rejects.toThrow(/a\.txt: vanished while packing/)
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
   })
