@@ -15,6 +15,7 @@ export class WorkerPool {
   readonly #queues: [Pending[], Pending[]] = [[], []]
   #nextId = 1
   #closed = false
+  #recycle: ArrayBuffer[] = []
 
   constructor (size = defaultWorkers()) {
     this.size = size
@@ -23,6 +24,7 @@ export class WorkerPool {
       const slot = { w, busy: 0 }
       w.on('message', (r: LeafResult) => {
         slot.busy--
+        if (slot.busy === 0) w.unref()
         const p = this.#pending.get(r.id)
         this.#pending.delete(r.id)
         p?.resolve(r)
@@ -47,6 +49,11 @@ export class WorkerPool {
     })
   }
 
+  /** Hands a buffer the main thread is done with back to the workers (with the next job). */
+  recycle (b: ArrayBuffer): void {
+    if (this.#recycle.length < 4 * this.size && b.byteLength >= 64 * 1024) this.#recycle.push(b)
+  }
+
   /** Read-ahead jobs waiting (not yet handed to a worker). */
   get queued (): number { return this.#queues[1].length }
 
@@ -58,9 +65,11 @@ export class WorkerPool {
       for (const s of this.#workers) if (s.busy < 2 && (best === undefined || s.busy < best.busy)) best = s
       if (best === undefined) return
       const p = q.shift()!
-      best.busy++
+      if (best.busy++ === 0) best.w.ref() // a job in flight keeps the process alive; an idle pool does not
       this.#pending.set(p.job.id, p)
-      best.w.postMessage(p.job)
+      const give = this.#recycle.splice(0, 4)
+      if (give.length > 0) p.job.recycle = give
+      best.w.postMessage(p.job, give)
     }
   }
 

@@ -39,9 +39,11 @@ interface LeafUnit {
   head: Buffer
   tail: Buffer
   car: number
+  /** Set when evicted: its buffer went back to the workers and may be overwritten. */
+  gone?: boolean
 }
 
-type Unit = LeafUnit | { plain: Buffer, plainStart: number }
+type Unit = LeafUnit | { plain: Buffer, plainStart: number, gone?: boolean }
 
 interface Handle { next: number, window: number, aheadTo: number }
 
@@ -66,7 +68,15 @@ export class MountReader {
     this.view = new FileView(set)
     this.#pool = new WorkerPool(opts.workers)
     const cacheSize = Math.max(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE)
-    this.#cache = new LRUCache<string, Unit>({ maxSize: cacheSize, sizeCalculation: (u) => Math.max(1, u.plain.length + ('head' in u ? u.head.length + u.tail.length : 0)) })
+    this.#cache = new LRUCache<string, Unit>({
+      maxSize: cacheSize,
+      sizeCalculation: (u) => Math.max(1, u.plain.buffer.byteLength + ('head' in u ? u.head.length + u.tail.length : 0)),
+      dispose: (u) => {
+        // Evicted: its buffer is reused by a worker. A read holding it notices `gone` and starts over.
+        u.gone = true
+        if (u.plain.byteOffset === 0) this.#pool.recycle(u.plain.buffer as ArrayBuffer)
+      },
+    })
     this.#maxAhead = Math.max(MiB, Math.min(opts.readAhead ?? 16 * MiB, Math.floor(cacheSize / 4)))
   }
 
@@ -84,33 +94,41 @@ export class MountReader {
   async read (e: TableEntry, handle: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const end = Math.min(pos + len, e.size!)
     if (pos >= end) return 0
+    let n = -1
+    for (let attempt = 0; n < 0; attempt++) {
+      if (attempt === 8) throw new Error('the cache is too small for the reads in flight; mount with a larger --cache-size')
+      n = await this.#tryRead(e, buf, pos, end)
+    }
+    this.#readAhead(e, handle, pos, end)
+    return n
+  }
+
+  /** -1 when a unit was evicted (and its buffer reused) before it could be copied: the caller tries again. */
+  async #tryRead (e: TableEntry, buf: Buffer, pos: number, end: number): Promise<number> {
     const layout = await this.view.layout(e)
-    let n: number
+    // Gather every unit first, then copy with no await in between: eviction cannot interleave with the copy.
+    const parts: Array<[Unit, number, number]> = []
     if (e.enc) {
       const g = new AgeGeometry(e.enc.headerLength, e.size!)
       const c0 = Math.floor(pos / CHUNK)
       const c1 = Math.floor((end - 1) / CHUNK)
       const leaves = await layout.leaves(g.start(c0), g.end(c1))
-      if (leaves === null || !this.#direct(e, await layout.leaves(0, 1))) n = await this.#slowRead(e, buf, pos, end)
-      else {
-        const units = await Promise.all(leaves.map(async (l) => await this.#leafUnit(e, l, true)))
-        n = 0
-        for (let c = c0; c <= c1; c++) {
-          let u: Unit | undefined = units.find((u) => (u as LeafUnit).first <= c && c < (u as LeafUnit).first + (u as LeafUnit).count)
-          if (u === undefined) u = await this.#straddler(e, g, c, units as LeafUnit[], leaves)
-          n += copyOut(u, buf, pos, end, c * CHUNK, (c + 1) * CHUNK)
-        }
+      if (leaves === null || !this.#direct(e, await layout.leaves(0, 1))) return await this.#slowRead(e, buf, pos, end)
+      const units = await Promise.all(leaves.map(async (l) => await this.#leafUnit(e, l, true))) as LeafUnit[]
+      for (let c = c0; c <= c1; c++) {
+        let u: Unit | undefined = units.find((u) => u.first <= c && c < u.first + u.count)
+        if (u === undefined) u = await this.#straddler(e, g, c, units, leaves)
+        parts.push([u, c * CHUNK, (c + 1) * CHUNK])
       }
     } else {
       const leaves = await layout.leaves(pos, end)
-      if (leaves === null) n = await this.#slowRead(e, buf, pos, end)
-      else {
-        const units = await Promise.all(leaves.map(async (l) => await this.#leafUnit(e, l, true)))
-        n = 0
-        for (const u of units) n += copyOut(u, buf, pos, end)
-      }
+      if (leaves === null) return await this.#slowRead(e, buf, pos, end)
+      const units = await Promise.all(leaves.map(async (l) => await this.#leafUnit(e, l, true)))
+      for (const u of units) parts.push([u, 0, Infinity])
     }
-    this.#readAhead(e, handle, pos, end)
+    if (parts.some(([u]) => u.gone === true)) return -1
+    let n = 0
+    for (const [u, lo, hi] of parts) n += copyOut(u, buf, pos, end, lo, hi)
     return n
   }
 

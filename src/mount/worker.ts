@@ -10,6 +10,8 @@ import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
 
 export interface LeafJob {
   id: number
+  /** Buffers the main thread no longer uses (evicted from its cache), given back for reuse: no page faults, no GC. */
+  recycle?: ArrayBuffer[]
   fd: number
   offset: number
   length: number
@@ -38,9 +40,27 @@ function own (b: Uint8Array): ArrayBuffer {
   return out
 }
 
+const spare: ArrayBuffer[] = []
+let scratch = Buffer.alloc(0)
+
+/** A buffer of at least n bytes to send to the main thread: a recycled one when it fits. */
+function outBuffer (n: number): Buffer {
+  for (let i = spare.length - 1; i >= 0; i--) {
+    if (spare[i].byteLength >= n && spare[i].byteLength <= n + 128 * 1024) return Buffer.from(spare.splice(i, 1)[0], 0, n)
+  }
+  return Buffer.allocUnsafeSlow(n)
+}
+
 export function runJob (job: LeafJob): { result: LeafResult, transfer: ArrayBuffer[] } {
   const { id } = job
-  const leaf = Buffer.allocUnsafeSlow(job.length)
+  for (const b of job.recycle ?? []) if (spare.length < 8) spare.push(b)
+  // A clear file's leaf goes to the main thread as is; an encrypted one is read into this thread's scratch buffer.
+  let leaf: Buffer
+  if (job.dec === undefined) leaf = outBuffer(job.length)
+  else {
+    if (scratch.length < job.length) scratch = Buffer.allocUnsafeSlow(Math.max(job.length, 1024 * 1024 + 64 * 1024))
+    leaf = scratch.subarray(0, job.length)
+  }
   try {
     let done = 0
     while (done < job.length) {
@@ -55,6 +75,7 @@ export function runJob (job: LeafJob): { result: LeafResult, transfer: ArrayBuff
   if (!digest.equals(job.digest)) return { result: { id, ok: false, kind: 'hash', message: 'does not match its hash' }, transfer: [] }
   const d = job.dec
   if (d === undefined) return { result: { id, ok: true, data: leaf.buffer as ArrayBuffer, dataLength: job.length }, transfer: [leaf.buffer as ArrayBuffer] }
+  // (scratch is only ever read into here; the plaintext goes out in its own buffer)
   let key = d.key
   let keyOut: ArrayBuffer | undefined
   if (key === null) {
@@ -63,7 +84,7 @@ export function runJob (job: LeafJob): { result: LeafResult, transfer: ArrayBuff
     keyOut = own(key)
   }
   const plainLength = d.count === 0 ? 0 : (d.count - 1) * CHUNK + (d.first + d.count - 1 === d.lastIndex ? d.lastPlain : CHUNK)
-  const plain = Buffer.allocUnsafeSlow(plainLength)
+  const plain = outBuffer(plainLength)
   let at = d.firstAt
   for (let i = 0; i < d.count; i++) {
     const c = d.first + i

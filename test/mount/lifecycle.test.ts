@@ -81,6 +81,18 @@ describe('packer mount lifecycle', () => {
   })
 })
 
+describe('a small cache', () => {
+  it('serves concurrent readers correctly while evicting (buffers are reused by the workers)', async () => {
+    const mnt = tmpDir('packer-mnt-')
+    const m = await startMount([set, mnt, '-i', key, '--cache-size', '4MiB', '--workers', '2'], mnt)
+    try {
+      const want = sha256(bytes(BIG, 21))
+      const r = await shOk(`for i in 1 2 3 4 5 6; do dd if=${mnt}/big.bin bs=$((4096 * i + 1)) status=none | sha256sum & done; wait`)
+      expect(r.trim().split('\n').map((l) => l.split(' ')[0])).toEqual(Array(6).fill(want))
+    } finally { await m.cleanup() }
+  })
+})
+
 describe('partly retrieved and damaged sets', () => {
   it('gives EIO at once for a missing CAR, names it in the log, and reads it once copied in', async () => {
     const dir = copySet()
