@@ -8,6 +8,7 @@ import { BlockIndexBuilder } from './block-index.js'
 import { syncDir } from './durable-file.js'
 import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
 import { PackerError } from '../errors.js'
+import { faultPoint } from '../pack/fault.js'
 
 /** Largest block packer writes: 1 MiB leaves, plus room for a full dag-pb node of 1024 links. */
 export const MAX_BLOCK_SIZE = 1024 * 1024 + 64 * 1024
@@ -80,6 +81,7 @@ export class CarSetWriter {
     this.index.add(cid.multihash.digest, { car: carIndex, offset, length: bytes.length })
     this.#seen.set(key, carIndex)
     this.#touched.add(carIndex)
+    faultPoint('block')
   }
 
   /** Continues a set whose first CARs are complete (from a pack journal): new CARs come after them. */

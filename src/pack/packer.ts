@@ -82,6 +82,8 @@ function sourceId (e: SourceEntry): JournalFile['src'] {
   return { dev: e.stat.dev.toString(), ino: e.stat.ino.toString(), size: e.stat.size.toString(), mtimeNs: e.stat.mtimeNs.toString() }
 }
 
+/** Written at the end of every pack, before the manifest: a resumed pack writes them again. */
+const REWRITTEN = new Set([INDEX_FILE, TABLE_FILE_PLAIN, TABLE_FILE_ENCRYPTED])
 const isLeftover = (n: string): boolean => n.startsWith('.partial-') || (n.startsWith('.') && n.endsWith('.tmp'))
 const isOurCar = (n: string): boolean => /^baga[a-z2-7]+\.car$/.test(n)
 
@@ -137,7 +139,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   const keptNames = new Set(keptCars.map((c) => c.file))
   for (const n of present) {
     if (n === LOCK_FILE || keptNames.has(n)) continue
-    if (isLeftover(n) || (state && isOurCar(n))) await fs.rm(path.join(opts.out, n), { force: true })
+    if (isLeftover(n) || (state && (isOurCar(n) || REWRITTEN.has(n)))) await fs.rm(path.join(opts.out, n), { force: true })
     else throw new PackerError('OUTPUT', `output ${opts.out} is not empty (it holds ${n}); choose an empty or new directory`, { subject: opts.out })
   }
   if (enc?.withSetIdentity && state?.header.setIdentity) enc = enc.withSetIdentity(state.header.setIdentity)

@@ -5,6 +5,7 @@ import { PackerError, isErrno } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import type { TableEntry } from '../format/file-table.js'
 import { setFileTimesNs } from '../native-addon.js'
+import { faultPoint } from '../pack/fault.js'
 import type { CarSet } from './car-set.js'
 import { FileView } from './file-view.js'
 
@@ -68,6 +69,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
     if (st) throw new PackerError('EXISTS', `${displayPath(target(e))} already exists; remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(target(e)) })
   }
 
+  await removeStaleTemporaries(dest, chosen, target)
   const result: RestoreResult = { files: 0, bytes: 0, dirs: 0, symlinks: 0, already: done.size, failed: [] }
   const view = new FileView(set)
   try {
@@ -122,6 +124,24 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
   return result
 }
 
+const TMP_PREFIX = '.packer-tmp-'
+
+function processAlive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch (err) { return isErrno(err, 'EPERM') }
+}
+
+/** Removes the temporary files of an unpack that was killed (its pid is gone) from the directories this one writes. */
+async function removeStaleTemporaries (dest: string, chosen: TableEntry[], target: (e: TableEntry) => Buffer): Promise<void> {
+  const dirs = [Buffer.from(dest), ...chosen.filter((e) => e.type === 'dir').map(target)]
+  for (const dir of dirs) {
+    const names = await fs.readdir(dir, { encoding: 'buffer' }).catch(() => [] as Buffer[])
+    for (const n of names) {
+      const m = /^\.packer-tmp-(\d+)-/.exec(n.toString('latin1'))
+      if (m && !processAlive(Number(m[1]))) await fs.rm(Buffer.concat([dir, Buffer.from('/'), n]), { force: true })
+    }
+  }
+}
+
 function selectEntries (set: CarSet, paths: Buffer[]): TableEntry[] {
   if (paths.length === 0) return set.entries
   const keep = new Set<TableEntry>()
@@ -138,7 +158,7 @@ function selectEntries (set: CarSet, paths: Buffer[]): TableEntry[] {
 
 async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: RestoreOptions): Promise<void> {
   const dir = path.dirname(p.toString('latin1'))
-  const tmp = Buffer.concat([Buffer.from(dir, 'latin1'), Buffer.from(`/.packer-tmp-${process.pid}-`), p.subarray(dir.length + 1)])
+  const tmp = Buffer.concat([Buffer.from(dir, 'latin1'), Buffer.from(`/${TMP_PREFIX}${process.pid}-`), p.subarray(dir.length + 1)])
   const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   let ok = false
   try {
@@ -152,6 +172,7 @@ async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: Rest
       written += chunk.length
     }
     if (written !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${written} bytes, the file table says ${e.size}`)
+    faultPoint('restore-write')
     await fh.chmod(e.mode)
     if (opts.sameOwner) await fh.chown(e.uid, e.gid)
     ok = true
