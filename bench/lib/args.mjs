@@ -1,0 +1,109 @@
+// Command-line options of bench/run.mjs.
+import path from 'node:path'
+
+export const CASES = [
+  'dd', // dd conv=fdatasync of the tree's byte count (reference for pack and unpack), run at the start and the end
+  'read', // cold sequential read of the large file (information: what the source disk gives)
+  'pack', // packer pack, encrypted (age X25519 recipient), CommP included
+  'pack-plain', // packer pack --no-encrypt
+  'ipfs-car', // ipfs-car pack (reference for pack-plain)
+  'restic',
+  'borg',
+  'rclone',
+  'unpack', // packer unpack of the encrypted set
+  'sparse', // --full only: 16 GiB sparse file packed encrypted, unpacked, against dd of 16 GiB
+  'commp', // bench/commp.mjs (another engineer's), if present
+  'mount', // bench/mount.mjs (another engineer's), if present
+  'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
+]
+
+// What a case needs measured in the same run to be reported as a ratio.
+const NEEDS = {
+  pack: ['dd'],
+  'pack-plain': ['ipfs-car'],
+  restic: ['pack'],
+  borg: ['pack'],
+  rclone: ['pack'],
+  unpack: ['dd'],
+}
+
+export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--skip CASE,…] [--work DIR] [--keep] [--profile]
+                         [--no-install] [--no-wait] [--max-wait S] [--markdown] [--json FILE] [--tiny]
+
+  (default)      quick mode, under 10 minutes on 2 cores: the issue's tree at 1/4 scale
+                 (one 1 GiB random file + 5,000 small files, ~256 MiB)
+  --full         the issue's sizes: one 3 GiB file + 20,000 small files (~1 GiB), and the 16 GiB sparse file
+                 packed encrypted
+  --only LIST    run only these cases (plus the references their ratios need): ${CASES.join(', ')}
+  --skip LIST    leave these cases out
+  --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
+  --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
+  --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs
+  --profile      also run one encrypted pack under node --cpu-prof and print the top functions
+  --no-wait      do not wait, before each timed command, for the machine to be quiet (other processes under
+                 10 % of the cores for 2 s; at most --max-wait seconds, default 60)
+  --no-install   do not apt-get install missing peers (restic, borgbackup, rclone, time)
+  --markdown     also print the table as Markdown
+  --json FILE    where to write the results (default bench/results.json)
+`
+
+export function parseArgs (argv, benchDir) {
+  const o = {
+    full: false,
+    tiny: false,
+    tiny: false,
+    only: null,
+    skip: new Set(),
+    work: path.join(benchDir, 'work'),
+    keep: false,
+    profile: false,
+    install: true,
+    wait: true,
+    maxWait: 60,
+    markdown: false,
+    json: path.join(benchDir, 'results.json'),
+  }
+  const list = (s) => {
+    const names = String(s ?? '').split(',').map((x) => x.trim()).filter(Boolean)
+    for (const n of names) if (!CASES.includes(n)) throw new Error(`unknown case ${n} (cases: ${CASES.join(', ')})`)
+    return names
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const val = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`)
+      return argv[++i]
+    }
+    if (a === '--full') o.full = true
+    else if (a === '--tiny') o.tiny = true
+    else if (a === '--only') o.only = new Set(list(val()))
+    else if (a === '--skip') for (const n of list(val())) o.skip.add(n)
+    else if (a === '--work') o.work = path.resolve(val())
+    else if (a === '--keep') o.keep = true
+    else if (a === '--profile') o.profile = true
+    else if (a === '--no-install') o.install = false
+    else if (a === '--no-wait') o.wait = false
+    else if (a === '--max-wait') o.maxWait = Number(val())
+    else if (a === '--markdown') o.markdown = true
+    else if (a === '--json') o.json = path.resolve(val())
+    else if (a === '-h' || a === '--help') o.help = true
+    else throw new Error(`unknown option ${a}\n${USAGE}`)
+  }
+  let selected
+  if (o.only) {
+    selected = new Set(o.only)
+    for (let n = 0; n !== selected.size;) {
+      n = selected.size
+      for (const c of [...selected]) for (const d of NEEDS[c] ?? []) selected.add(d)
+    }
+    if (selected.has('profile')) o.profile = true
+  } else {
+    selected = new Set(CASES.filter((c) => c !== 'profile'))
+    if (o.profile) selected.add('profile')
+  }
+  for (const s of o.skip) selected.delete(s)
+  if (o.full && o.tiny) throw new Error('--full and --tiny exclude each other')
+  if (!o.full) selected.delete('sparse')
+  o.cases = selected
+  return o
+}
