@@ -58,7 +58,9 @@ export class Progress {
     const line = `${this.#label} [${'#'.repeat(full)}${'-'.repeat(width - full)}] ${(frac * 100).toFixed(0).padStart(3)}% ` +
       `${formatSize(this.bytes)}/${formatSize(this.totalBytes)}  ${this.files}/${this.totalFiles} files  ` +
       `${(this.rate / 1e6).toFixed(0)} MB/s  ETA ${clock(eta)}${this.current ? `  ${this.current}` : ''}`
-    process.stderr.write(`\r\x1b[K${line.slice(0, Math.max(40, (process.stderr.columns ?? 120) - 1))}`)
+    // A terminal that reports no size (0 columns, e.g. a bare pty) gets a 120-column line.
+    const cols = (process.stderr.columns ?? 0) > 20 ? process.stderr.columns : 120
+    process.stderr.write(`\r\x1b[K${line.slice(0, cols - 1)}`)
   }
 
   /** Clears the bar so the summary starts on a clean line. */

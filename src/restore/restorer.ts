@@ -170,6 +170,7 @@ async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: Rest
         done += bytesWritten
       }
       written += chunk.length
+      opts.progress?.({ type: 'read', bytes: chunk.length })
     }
     if (written !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${written} bytes, the file table says ${e.size}`)
     faultPoint('restore-write')
