@@ -13,6 +13,7 @@ export class CarLocator {
   readonly #cars: CarRecord[]
   readonly #found = new Map<number, string>()
   #lastScan = 0
+  #scanning?: Promise<void>
 
   constructor (dir: string, cars: CarRecord[]) {
     this.dir = dir
@@ -28,8 +29,16 @@ export class CarLocator {
     }
     const byName = path.join(this.dir, this.#cars[i].file)
     if (await this.#isCar(byName, i)) { this.#found.set(i, byName); return byName }
-    if (Date.now() - this.#lastScan >= 1000) await this.#scan()
+    await this.#rescan()
     return this.#found.get(i) ?? null
+  }
+
+  /** Concurrent misses share one scan (the exporter reads blocks in parallel); a new scan starts at most once a second. */
+  async #rescan (): Promise<void> {
+    if (this.#scanning) return await this.#scanning
+    if (Date.now() - this.#lastScan < 1000) return
+    this.#scanning = this.#scan().finally(() => { this.#scanning = undefined })
+    await this.#scanning
   }
 
   /** Size check only by stat; a damaged or truncated CAR with the right header is still "found" and fails its block checks. */

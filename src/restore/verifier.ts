@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { createPieceHasher } from '../car/piece-hasher.js'
 import { displayPath } from '../format/stored-path.js'
@@ -37,7 +38,11 @@ export async function verifySet (set: CarSet, onCar?: (r: CarReport) => void, on
 
 async function checkCar (set: CarSet, index: number, car: CarRecord, onBytes?: (n: number) => void): Promise<{ status: CarStatus, detail: string }> {
   const file = await set.locator.pathOf(index)
-  if (file === null) return { status: 'missing', detail: `not found in ${set.locator.dir}` }
+  if (file === null) {
+    const named = await fs.stat(path.join(set.locator.dir, car.file)).catch(() => null)
+    if (named?.isFile()) return { status: 'corrupt', detail: 'its header is damaged (it does not name the root the manifest records)' }
+    return { status: 'missing', detail: `not found in ${set.locator.dir}` }
+  }
   const size = (await fs.stat(file)).size
   const hasher = createPieceHasher()
   let seen = 0
