@@ -24,7 +24,8 @@ export class PackerError extends Error {
   readonly exitCode: number
 
   constructor (code: ErrorCode, message: string, options: { subject?: string, cause?: unknown, exitCode?: number } = {}) {
-    super(message, { cause: options.cause })
+    // One line, always: a name or a quoted input may hold line breaks; show them escaped.
+    super(message.replace(/\r/g, '\\r').replace(/\n/g, '\\n'), { cause: options.cause })
     this.name = 'PackerError'
     this.code = code
     this.subject = options.subject

@@ -25,7 +25,7 @@ export function parseRecipient (text: string, source?: string): Recipient {
   if (s.startsWith('ssh-')) return parseSshRecipient(s, where)
   if (s.startsWith('AGE-SECRET-KEY-')) throw cryptoError(`${where}: this is a secret key (AGE-SECRET-KEY-1…); give its public key age1… (age-keygen -y prints it)`, source)
   const shown = s.length > 40 ? s.slice(0, 40) + '…' : s
-  throw cryptoError(`${where}: unknown recipient "${shown}"; expected age1…, ssh-rsa …, ssh-ed25519 … or an RSA certificate file`, source)
+  throw cryptoError(`${where}: unknown recipient ${JSON.stringify(shown)}; expected age1…, ssh-rsa …, ssh-ed25519 … or an RSA certificate file`, source)
 }
 
 async function readKeyFile (path: string, what: string): Promise<Buffer> {

@@ -68,10 +68,10 @@ export function recipientFromPem (b: PemBlock, source: string, warnings: string[
     let cert: X509Certificate
     try {
       cert = new X509Certificate(b.text)
+      key = cert.publicKey // parsed lazily: a damaged key inside a readable certificate fails here
     } catch (err) {
       throw cryptoError(`${where}: unreadable X.509 certificate (${(err as Error).message})`, source, err)
     }
-    key = cert.publicKey
     if (key.asymmetricKeyType !== 'rsa') {
       throw cryptoError(`${where}: the certificate holds a ${key.asymmetricKeyType?.toUpperCase() ?? 'non-RSA'} key; packer needs an RSA certificate (or an age1…/ssh-ed25519 recipient)`, source)
     }
