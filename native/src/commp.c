@@ -1,3 +1,6 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "commp.h"
 
 #include <errno.h>
@@ -255,6 +258,9 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   commp_t *c = w->c;
   int timed_out = 0;
+#ifdef __linux__
+  pthread_setname_np(pthread_self(), "packer-commp"); /* shows in top -H, /proc/<pid>/task/<tid>/comm */
+#endif
   pthread_mutex_lock(&c->mu);
   for (;;) {
     if (c->aborting || c->final_done) break;
