@@ -51,7 +51,7 @@ export class WorkerPool {
 
   /** Hands a buffer the main thread is done with back to the workers (with the next job). */
   recycle (b: ArrayBuffer): void {
-    if (this.#recycle.length < 4 * this.size && b.byteLength >= 64 * 1024) this.#recycle.push(b)
+    if (this.#recycle.length < 4 * this.size && b.byteLength >= 1024 * 1024) this.#recycle.push(b)
   }
 
   /** Read-ahead jobs waiting (not yet handed to a worker). */

@@ -46,9 +46,10 @@ let scratch = Buffer.alloc(0)
 /** A buffer of at least n bytes to send to the main thread: a recycled one when it fits. */
 function outBuffer (n: number): Buffer {
   for (let i = spare.length - 1; i >= 0; i--) {
-    if (spare[i].byteLength >= n && spare[i].byteLength <= n + 128 * 1024) return Buffer.from(spare.splice(i, 1)[0], 0, n)
+    if (spare[i].byteLength >= n && spare[i].byteLength <= n + 1024 * 1024) return Buffer.from(spare.splice(i, 1)[0], 0, n)
   }
-  return Buffer.allocUnsafeSlow(n)
+  // At least 1 MiB, so that every buffer fits every later leaf (15 or 16 chunks of plaintext, or a 1 MiB leaf).
+  return Buffer.from(new ArrayBuffer(Math.max(n, 1024 * 1024)), 0, n)
 }
 
 export function runJob (job: LeafJob): { result: LeafResult, transfer: ArrayBuffer[] } {
