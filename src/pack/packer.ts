@@ -12,6 +12,7 @@ import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/
 import { displayPath } from '../format/stored-path.js'
 import { walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
+import { SourcePrefetcher } from '../source/prefetch.js'
 import { importDirectories, importFile, type ImportedFile } from './unixfs.js'
 import type { SetEncryption } from './set-encryption.js'
 import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
@@ -169,6 +170,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   const skipped: PackResult['skipped'] = []
   let resumedFiles = 0
   let fileNo = 0
+  const prefetch = new SourcePrefetcher(tree.entries.filter((e) => !resumable.has(e.path.toString('latin1'))))
   try {
     // Phase 1: every file's blocks, in walk order.
     for (const e of tree.entries) {
@@ -183,7 +185,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
         opts.progress?.({ type: 'file', path: e.path, bytes: done.entry.size! })
         continue
       }
-      const packed = await packFile(e, name, writer, enc, onChange, opts)
+      const packed = await packFile(e, name, writer, enc, onChange, opts, prefetch.take(e))
       if (packed === null) {
         skipped.push({ path: displayPath(e.path), reason: 'changed or vanished while packed' })
         continue
@@ -278,13 +280,16 @@ async function keepCompleteCars (dir: string, state: JournalState): Promise<numb
 
 /** Phase 1 for one file: read (and encrypt) it into the CAR set; reread or skip it if it changes, as asked. */
 async function packFile (e: SourceEntry, name: string | undefined, writer: CarSetWriter, enc: SetEncryption | null, onChange: OnChange,
-  opts: PackOptions): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
+  opts: PackOptions, prefetched: Promise<Buffer[]> | null): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
   for (let attempt = 1; ; attempt++) {
     const t = tableEntryOf(e)
     if (name !== undefined) t.storedName = name
     try {
       writer.takeTouchedCars() // blocks put before this file's first byte belong to something else
-      let stream: AsyncIterable<Uint8Array> = readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
+      const ahead = attempt === 1 ? prefetched : null
+      let stream: AsyncIterable<Uint8Array> = ahead
+        ? (async function * () { for (const c of await ahead) { opts.progress?.({ type: 'read', bytes: c.length }); yield c } })()
+        : readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
       if (enc) {
         const sealed = enc.sealFile(stream)
         t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }

@@ -86,9 +86,9 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
       await fs.chmod(p, 0o700 | e.mode) // writable by us until its own mode is set at the end
       result.dirs++
     }
-    for (const e of chosen) {
-      if (e.type !== 'file') continue
-      if (done.has(e)) { opts.progress?.({ type: 'read', bytes: e.size! }); continue }
+    const files = chosen.filter((e) => e.type === 'file')
+    await forEachBounded(files, (e) => Math.min(e.size!, 16 << 20), async (e) => {
+      if (done.has(e)) { opts.progress?.({ type: 'read', bytes: e.size! }); return }
       try {
         await restoreFile(view, e, target(e), opts)
         result.files++
@@ -102,7 +102,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
         result.failed.push({ path: displayPath(e.path), error: err.message })
         opts.warn(`not restored: ${err.message}`)
       }
-    }
+    })
     for (const e of chosen) {
       if (e.type !== 'symlink' || done.has(e)) continue
       const p = target(e)
@@ -125,6 +125,39 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
 }
 
 const TMP_PREFIX = '.packer-tmp-'
+
+/**
+ * Runs `fn` over `items`, several at a time (small files' open/write/rename round trips overlap), with at most 8 at
+ * once and at most 48 MiB of `weight` (bytes a file may hold in memory) in flight. The first error stops new work
+ * and is thrown once the running ones have finished, so no temporary file is left behind by a half-stopped run.
+ */
+async function forEachBounded<T> (items: T[], weight: (t: T) => number, fn: (t: T) => Promise<void>): Promise<void> {
+  const MAX_RUNNING = 8
+  const MAX_WEIGHT = 48 << 20
+  let next = 0
+  let running = 0
+  let inFlight = 0
+  let failure: { err: unknown } | undefined
+  await new Promise<void>((resolve) => {
+    const pump = (): void => {
+      while (failure === undefined && next < items.length && running < MAX_RUNNING &&
+             (running === 0 || inFlight + weight(items[next]) <= MAX_WEIGHT)) {
+        const item = items[next++]
+        const w = weight(item)
+        running++
+        inFlight += w
+        fn(item).catch((err) => { failure ??= { err } }).finally(() => {
+          running--
+          inFlight -= w
+          pump()
+        })
+      }
+      if (running === 0 && (failure !== undefined || next >= items.length)) resolve()
+    }
+    pump()
+  })
+  if (failure) throw failure.err
+}
 
 function processAlive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch (err) { return isErrno(err, 'EPERM') }
