@@ -4,23 +4,25 @@ import { formatSize } from '../format/size.js'
 import { CarSet } from '../restore/car-set.js'
 import { restore } from '../restore/restorer.js'
 import { verifyFiles, verifySet } from '../restore/verifier.js'
+import { missingReport } from '../restore/availability.js'
 import { identitiesFrom } from './keys.js'
 import { lsJson, lsLine, piecesCsv, piecesRows } from './listing.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
 
-export interface SetOptions { identity?: string[], passphrase?: boolean, expect?: string }
+export interface SetOptions { identity?: string[], passphrase?: boolean, expect?: string, cars?: string }
 
 export function identityOptions (cmd: Command): Command {
   return cmd
     .option('-i, --identity <file>', 'identity that opens an encrypted set: RSA private key PEM, age identity file or OpenSSH key (repeatable)', collect)
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
+    .option('--cars <dir>', 'the CARs are in DIR (e.g. where a retrieval put them), not beside manifest.json')
 }
 
 export async function openSet (dir: string, o: SetOptions, skipTable = false): Promise<CarSet> {
   const identities = skipTable ? [] : await identitiesFrom(o)
-  return await CarSet.open(dir, { identities, expect: o.expect, skipTable })
+  return await CarSet.open(dir, { identities, expect: o.expect, skipTable, carDir: o.cars })
 }
 
 export function addReadCommands (program: Command): void {
@@ -63,10 +65,17 @@ export function addReadCommands (program: Command): void {
   identityOptions(program.command('ls').argument('<setdir>').argument('[path]', 'list only this path and what is below it')
     .description('list the archive tree (reads no file data)')
     .option('-l, --long', 'mode, size, mtime')
+    .option('--missing', 'list only the files not fully available (a CAR holding their blocks is absent) and the CARs each needs')
     .option('--json', 'one JSON object per entry'))
     .action(async (dir: string, path: string | undefined, o) => {
       const set = await openSet(dir, o)
       try {
+        if (o.missing) {
+          const report = await missingReport(set)
+          for (const m of report) out(o.json ? JSON.stringify(m) : `${m.path}\tneeds ${m.cars.join(' ')}`)
+          if (!o.json) process.stderr.write(report.length ? `${report.length} file(s) not fully available\n` : 'every file is fully available\n')
+          return
+        }
         const entries = set.select(Buffer.from((path ?? '').replace(/^\/+|\/+$/g, '')))
         if (path && entries.length === 0) throw new PackerError('USAGE', `${path} is not in the set (see 'packer ls ${dir}')`)
         for (const e of entries) out(o.json ? JSON.stringify(lsJson(e)) : lsLine(e, !!o.long))

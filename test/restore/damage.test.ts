@@ -65,6 +65,31 @@ describe('a missing CAR', () => {
   })
 })
 
+describe('a partly retrieved set', () => {
+  it('ls --missing names the files not fully available and the CARs each needs', async () => {
+    const set = copySet()
+    const car = middleCarOf('big.bin')
+    fs.rmSync(path.join(set, car.file))
+    const r = await packer(['ls', set, '--missing'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`big.bin\tneeds ${car.file}\n`)
+    expect(r.stderr).toBe('1 file(s) not fully available\n')
+    const json = await packer(['ls', set, '--missing', '--json'])
+    expect(JSON.parse(json.stdout)).toEqual({ path: 'big.bin', cars: [car.file] })
+    expect((await packer(['ls', pristine, '--missing'])).stdout).toBe('')
+  })
+
+  it('--cars reads CARs kept apart from the manifest (where a retrieval put them)', async () => {
+    const meta = tmpDir()
+    const cars = tmpDir()
+    for (const n of fs.readdirSync(pristine)) fs.copyFileSync(path.join(pristine, n), path.join(n.endsWith('.car') ? cars : meta, n))
+    const dest = tmpDir()
+    await packerOk(['unpack', meta, '--cars', cars, '-o', dest])
+    expect(describeTree(dest)).toEqual(describeTree(src))
+    await packerOk(['verify', meta, '--cars', cars])
+  })
+})
+
 describe('a damaged CAR', () => {
   it('truncated: verify says TRUNCATED, unpack refuses the file', async () => {
     const set = copySet()
