@@ -28,14 +28,14 @@ export function decodePath (e: EncodedPath, where: string): Buffer {
 }
 
 export function assertSafePath (bytes: Buffer, where: string): void {
-  const shown = JSON.stringify(bytes.toString('utf8'))
+  const shown = (): string => JSON.stringify(bytes.toString('utf8'))
   if (bytes.length === 0) throw new PackerError('UNSAFE_PATH', `${where}: an entry has an empty path`)
-  if (bytes.includes(0)) throw new PackerError('UNSAFE_PATH', `${where}: path ${shown} contains a NUL byte; refusing this set`)
-  if (bytes[0] === 0x2f) throw new PackerError('UNSAFE_PATH', `${where}: path ${shown} is absolute; refusing this set`)
-  for (const part of splitPath(bytes)) {
-    const s = part.toString('latin1')
-    if (s === '' || s === '.' || s === '..') {
-      throw new PackerError('UNSAFE_PATH', `${where}: path ${shown} could escape the destination; refusing this set`)
+  if (bytes.includes(0)) throw new PackerError('UNSAFE_PATH', `${where}: path ${shown()} contains a NUL byte; refusing this set`)
+  if (bytes[0] === 0x2f) throw new PackerError('UNSAFE_PATH', `${where}: path ${shown()} is absolute; refusing this set`)
+  // latin1 maps each byte to one char, so '/' and '.' are found exactly, whatever the encoding of the rest.
+  for (const part of bytes.toString('latin1').split('/')) {
+    if (part === '' || part === '.' || part === '..') {
+      throw new PackerError('UNSAFE_PATH', `${where}: path ${shown()} could escape the destination; refusing this set`)
     }
   }
 }
