@@ -35,6 +35,22 @@ export async function summariseProfile (file, top = 15) {
     mod.set(m, (mod.get(m) ?? 0) + us)
     total += us
   }
+  // inclusive time: each sample counts once for every distinct function on its stack
+  const parent = new Map()
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  const keyOf = (n) => `${n.callFrame.functionName || '(anonymous)'}\t${n.callFrame.url ? `${moduleOf(n.callFrame.url)}:${n.callFrame.lineNumber + 1}` : ''}`
+  const incl = new Map()
+  const stackKeys = new Map()
+  for (let i = 0; i < prof.samples.length; i++) {
+    const id = prof.samples[i]
+    let keys = stackKeys.get(id)
+    if (!keys) {
+      keys = new Set()
+      for (let x = id; x !== undefined; x = parent.get(x)) keys.add(keyOf(byId.get(x)))
+      stackKeys.set(id, keys)
+    }
+    for (const k of keys) incl.set(k, (incl.get(k) ?? 0) + (prof.timeDeltas[i] ?? 0))
+  }
   const pct = (us) => (100 * us) / total
   return {
     file: path.basename(file),
@@ -43,6 +59,11 @@ export async function summariseProfile (file, top = 15) {
       const [name, where] = k.split('\t')
       return { name, where, selfMs: us / 1000, pct: pct(us) }
     }),
+    inclusive: [...incl].filter(([k]) => !/^\((root|program|idle|garbage collector)\)/.test(k) && !/^\(anonymous\)\t$/.test(k))
+      .sort((a, b) => b[1] - a[1]).slice(0, 2 * top).map(([k, us]) => {
+        const [name, where] = k.split('\t')
+        return { name, where, totalMs: us / 1000, pct: pct(us) }
+      }),
     modules: [...mod].sort((a, b) => b[1] - a[1]).slice(0, top).map(([m, us]) => ({ module: m, selfMs: us / 1000, pct: pct(us) })),
   }
 }
@@ -53,4 +74,6 @@ export function printProfile (s) {
   for (const m of s.modules.slice(0, 10)) console.log(`      ${m.pct.toFixed(1).padStart(5)} %  ${m.module}`)
   console.log('    top functions (self time):')
   for (const f of s.functions) console.log(`      ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`)
+  console.log('    top functions (inclusive time, JS frames only: awaited I/O is not on the stack):')
+  for (const f of s.inclusive.slice(0, 25)) console.log(`      ${f.pct.toFixed(1).padStart(5)} %  ${f.name}  ${f.where}`)
 }
