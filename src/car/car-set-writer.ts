@@ -25,6 +25,29 @@ function carHeader (root: CID): Uint8Array {
   return out
 }
 
+/** Bytes of a CAR handed to the file system and not yet known written. */
+const WRITES_IN_FLIGHT = 8 * 1024 * 1024
+
+interface OpenCar {
+  fh: fs.FileHandle
+  tmp: string
+  /** Bytes handed to the file so far (the next write's offset). */
+  size: number
+  root: string
+  blocks: number
+  hasher: PieceHasher
+  writes: Array<{ done: Promise<void>, bytes: number }>
+  inFlight: number
+}
+
+async function writeAll (fh: fs.FileHandle, bytes: Uint8Array, at: number): Promise<void> {
+  let done = 0
+  while (done < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done)
+    done += bytesWritten
+  }
+}
+
 /** Small sections are gathered into writes of this size. */
 const WRITE_BUFFER = 1024 * 1024
 
@@ -49,7 +72,7 @@ export class CarSetWriter {
   readonly #seen = new Map<string, number>()
   #carFirstRecord = 0
   #touched = new Set<number>()
-  #car?: { fh: fs.FileHandle, tmp: string, size: number, root: string, blocks: number, hasher: PieceHasher }
+  #car?: OpenCar
   #buffer = Buffer.allocUnsafe(WRITE_BUFFER)
   #buffered = 0
 
@@ -112,6 +135,7 @@ export class CarSetWriter {
     const car = this.#car
     this.#car = undefined
     if (car) {
+      await this.#drain(car).catch(() => {})
       await car.fh.close().catch(() => {})
       await fs.rm(car.tmp, { force: true })
     }
@@ -120,7 +144,7 @@ export class CarSetWriter {
   async #openCar (root: CID): Promise<void> {
     const tmp = path.join(this.#opts.dir, `.partial-${this.cars.length}.car`)
     const fh = await fs.open(tmp, 'w')
-    this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher() }
+    this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: [], inFlight: 0 }
     await this.#write(carHeader(root))
   }
 
@@ -138,28 +162,46 @@ export class CarSetWriter {
 
   async #flush (): Promise<void> {
     if (this.#buffered === 0) return
-    const chunk = this.#buffer.subarray(0, this.#buffered)
-    this.#buffer = Buffer.allocUnsafe(WRITE_BUFFER) // the hasher may still hold `chunk`
+    // A copy of just the bytes gathered: the hasher and the write may hold it, and the buffer is reused.
+    const chunk = Buffer.from(this.#buffer.subarray(0, this.#buffered))
     this.#buffered = 0
     await this.#emit(chunk)
   }
 
+  /**
+   * Hands bytes to the piece hasher and to the file. Writes go out at their offsets without waiting for each other
+   * (up to WRITES_IN_FLIGHT bytes), so the pipeline does not stop on every write; the hasher's own bounded queue
+   * is awaited as backpressure.
+   */
   async #emit (bytes: Uint8Array): Promise<void> {
     const car = this.#car!
     const hashed = car.hasher.update(bytes)
-    let done = 0
-    while (done < bytes.length) {
-      const { bytesWritten } = await car.fh.write(bytes, done, bytes.length - done, car.size + done)
-      done += bytesWritten
-    }
+    const at = car.size
     car.size += bytes.length
+    const written = writeAll(car.fh, bytes, at)
+    written.catch(() => {}) // seen by drain()
+    car.writes.push({ done: written, bytes: bytes.length })
+    car.inFlight += bytes.length
+    while (car.inFlight > WRITES_IN_FLIGHT) {
+      const w = car.writes.shift()!
+      await w.done
+      car.inFlight -= w.bytes
+    }
     await hashed
+  }
+
+  /** Waits for every write of the current CAR. */
+  async #drain (car: OpenCar): Promise<void> {
+    const pending = car.writes.splice(0)
+    car.inFlight = 0
+    for (const w of pending) await w.done
   }
 
   async #closeCar (): Promise<void> {
     await this.#flush()
     const car = this.#car!
     this.#car = undefined
+    await this.#drain(car)
     await car.fh.datasync()
     await car.fh.close()
     const piece = await car.hasher.digest()

@@ -47,8 +47,8 @@ export async function * readSourceFile (entry: SourceEntry, onRead?: (bytes: num
     }
     await check('before reading')
     const size = Number(entry.stat.size)
-    let pos = 0
-    while (pos < size) {
+    // One read ahead: the next chunk is on its way from the disk while this one is processed.
+    const readAt = async (pos: number): Promise<Buffer> => {
       const want = Math.min(CHUNK, size - pos)
       const buf = Buffer.allocUnsafe(want)
       let n: number
@@ -59,9 +59,20 @@ export async function * readSourceFile (entry: SourceEntry, onRead?: (bytes: num
         throw new PackerError('SOURCE', `${shown}: read failed at byte ${pos} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { subject: shown, cause: err })
       }
       if (n === 0) throw new SourceChangedError(entry, `only ${pos} of ${size} bytes could be read`)
-      pos += n
-      onRead?.(n)
-      yield n === want ? buf : buf.subarray(0, n)
+      return n === want ? buf : buf.subarray(0, n)
+    }
+    let pos = 0
+    let next = size > 0 ? readAt(0) : null
+    try {
+      while (next !== null) {
+        const chunk = await next
+        pos += chunk.length
+        next = pos < size ? readAt(pos) : null
+        onRead?.(chunk.length)
+        yield chunk
+      }
+    } finally {
+      await next?.catch(() => {}) // never close the file under a read in flight
     }
     await check('while being read')
   } finally {
