@@ -76,7 +76,7 @@ export class BlockIndex {
   private constructor (buf: Buffer, count: number) { this.#buf = buf; this.count = count }
 
   static decode (buf: Buffer, where: string, carCount: number): BlockIndex {
-    const bad = (msg: string): never => { throw new PackerError('FORMAT', `${where}: ${msg}; rebuild it with 'packer verify --reindex' or restore it from your copy`, { subject: where }) }
+    const bad = (msg: string): never => { throw new PackerError('FORMAT', `${where}: ${msg}; restore it from your copy, or remake it from the CARs with 'packer rebuild --force DIR'`, { subject: where }) }
     if (buf.length < HEADER || !buf.subarray(0, 8).equals(MAGIC)) bad('not a packer block index')
     if (buf.readUInt32LE(8) !== 1) bad(`index version ${buf.readUInt32LE(8)} is not supported (upgrade packer)`)
     if (buf.readUInt32LE(12) !== RECORD) bad('unexpected record size')
@@ -95,7 +95,7 @@ export class BlockIndex {
     try {
       buf = await fs.readFile(file)
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw new PackerError('FORMAT', `${file} not found: the set's block index is missing (restore it, or rebuild it with 'packer verify --reindex')`, { subject: file })
+      if (isErrno(err, 'ENOENT')) throw new PackerError('FORMAT', `${file} not found: the set's block index is missing (restore it, or remake it from the CARs with 'packer rebuild --force DIR')`, { subject: file })
       throw err
     }
     return BlockIndex.decode(buf, file, carCount)

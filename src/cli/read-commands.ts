@@ -5,6 +5,7 @@ import { CarSet } from '../restore/car-set.js'
 import { restore } from '../restore/restorer.js'
 import { verifyFiles, verifySet } from '../restore/verifier.js'
 import { missingReport } from '../restore/availability.js'
+import { rebuildSet } from '../restore/rebuild.js'
 import { identitiesFrom } from './keys.js'
 import { lsJson, lsLine, piecesCsv, piecesRows } from './listing.js'
 import { Progress, progressMode } from './progress.js'
@@ -128,6 +129,14 @@ export function addReadCommands (program: Command): void {
         throw new PackerError('CORRUPT', `${parts.join(' and ')} in ${dir}: see the lines above`)
       }
       if (!o.json && !o.quiet) out(`all ${set.manifest.cars.length} CAR(s) verified${o.decrypt ? `, every file decrypted and authenticated` : ''} in ${p.seconds.toFixed(1)} s`)
+    })
+
+  program.command('rebuild').argument('<cardir>', 'directory holding the CARs of a set whose manifest.json is lost')
+    .description('remake manifest.json and blocks.idx from the CARs alone (reads every CAR once, checking every block)')
+    .option('--force', 'replace an existing manifest.json and blocks.idx')
+    .action(async (dir: string, o) => {
+      const m = await rebuildSet(dir, warn, !!o.force)
+      out(`rebuilt ${dir}/manifest.json and blocks.idx: ${m.cars.length} CAR(s), root ${m.root}, set ID ${m.table.cid}`)
     })
 
   program.command('pieces').argument('<setdir>')

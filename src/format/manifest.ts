@@ -50,7 +50,7 @@ export interface Manifest {
 export function setIdOf (m: Manifest): string { return m.table.cid }
 
 function bad (where: string, msg: string): never {
-  throw new PackerError('FORMAT', `${where}: ${msg}; the manifest is damaged or not from packer (restore it from your copy, or rebuild it with 'packer verify')`)
+  throw new PackerError('FORMAT', `${where}: ${msg}; the manifest is damaged or not from packer (restore it from your copy, or remake it from the CARs with 'packer rebuild --force DIR')`)
 }
 
 const isStr = (v: unknown): v is string => typeof v === 'string' && v.length > 0

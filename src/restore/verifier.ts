@@ -60,11 +60,13 @@ async function checkCar (set: CarSet, index: number, car: CarRecord, onBytes?: (
     for await (const { cid, bytes } of it) {
       const digest = crypto.createHash('sha256').update(bytes).digest()
       if (cid.multihash.code !== 0x12 || !digest.equals(cid.multihash.digest)) {
+        hasher.destroy?.()
         return { status: 'corrupt', detail: `block ${cid} does not match its hash` }
       }
       blocks++
     }
   } catch (err) {
+    hasher.destroy?.()
     const msg = (err as Error).message
     if (size < car.size || /unexpected end/i.test(msg)) return { status: 'truncated', detail: `${size} of ${car.size} bytes` }
     return { status: 'corrupt', detail: `not a readable CAR (${msg})` }
