@@ -1,33 +1,43 @@
 import { Worker } from 'node:worker_threads'
 import os from 'node:os'
-import type { LeafJob, LeafResult } from './worker.js'
+import type { InitMessage, LeafJob, LeafResult } from './worker.js'
 
-type Pending = { job: LeafJob, resolve: (r: LeafResult) => void, reject: (e: Error) => void }
+type Pending = {
+  job: LeafJob
+  resolve: (r: LeafResult & { slot: number }) => void
+  reject: (e: Error) => void
+  partial?: (r: LeafResult & { slot: number }) => void
+}
 
 /**
- * Worker threads that verify and decrypt leaves. Demand reads go before read-ahead; each worker holds at most two
- * jobs so it never waits for the main thread, and a read that arrives later is not stuck behind a long queue.
+ * Worker threads that verify and decrypt leaves into slots of a shared slab. Demand reads go before read-ahead; each
+ * worker holds at most two jobs so it never waits for the main thread, and a read that arrives later is not stuck
+ * behind a long queue. A job gets its slot only when it is handed to a worker (`acquire`, which may evict the least
+ * recently used cached leaf); with no slot to be had, jobs wait for one to come back.
  */
 export class WorkerPool {
   readonly size: number
   readonly #workers: Array<{ w: Worker, busy: number }> = []
   readonly #pending = new Map<number, Pending>()
   readonly #queues: [Pending[], Pending[]] = [[], []]
+  readonly #acquire: () => number | undefined
   #nextId = 1
   #closed = false
-  #recycle: ArrayBuffer[] = []
 
-  constructor (size = defaultWorkers()) {
+  constructor (slab: SharedArrayBuffer, slotSize: number, acquire: () => number | undefined, size = defaultWorkers()) {
     this.size = size
+    this.#acquire = acquire
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./worker.js', import.meta.url))
       const slot = { w, busy: 0 }
+      w.postMessage({ init: true, slab, slotSize } satisfies InitMessage)
       w.on('message', (r: LeafResult) => {
+        const p = this.#pending.get(r.id)
+        if (r.ok && r.partial !== undefined) { p?.partial?.({ ...r, slot: p.job.slot }); return }
         slot.busy--
         if (slot.busy === 0) w.unref()
-        const p = this.#pending.get(r.id)
         this.#pending.delete(r.id)
-        p?.resolve(r)
+        p?.resolve({ ...r, slot: p.job.slot })
         this.#pump()
       })
       w.on('error', (err) => {
@@ -39,23 +49,34 @@ export class WorkerPool {
     }
   }
 
-  /** Runs a job; `urgent` for a read someone waits on, else read-ahead. */
-  run (job: Omit<LeafJob, 'id'>, urgent: boolean): Promise<LeafResult> {
+  /**
+   * Runs a job; `urgent` for a read someone waits on, else read-ahead. `partial` hears of the wanted chunks
+   * (dec.want) before the rest of the leaf is opened.
+   */
+  run (job: Omit<LeafJob, 'id' | 'slot'>, urgent: boolean, partial?: Pending['partial']): Promise<LeafResult & { slot: number }> {
     if (this.#closed) return Promise.reject(new Error('the mount is closing'))
     return new Promise((resolve, reject) => {
-      const full = { ...job, id: this.#nextId++ } as LeafJob
-      this.#queues[urgent ? 0 : 1].push({ job: full, resolve, reject })
+      const full = job as LeafJob
+      full.id = this.#nextId++
+      full.slot = -1
+      this.#queues[urgent ? 0 : 1].push({ job: full, resolve, reject, partial })
       this.#pump()
     })
   }
 
-  /** Hands a buffer the main thread is done with back to the workers (with the next job). */
-  recycle (b: ArrayBuffer): void {
-    if (this.#recycle.length < 4 * this.size && b.byteLength >= 1024 * 1024) this.#recycle.push(b)
+  /** A read now waits on this read-ahead job: it goes before the other read-ahead. */
+  promote (job: Omit<LeafJob, 'id' | 'slot'>): void {
+    const i = this.#queues[1].findIndex((p) => p.job === job)
+    if (i < 0) return
+    this.#queues[0].push(...this.#queues[1].splice(i, 1))
+    this.#pump()
   }
 
   /** Read-ahead jobs waiting (not yet handed to a worker). */
   get queued (): number { return this.#queues[1].length }
+
+  /** Hands out queued jobs; called again whenever a job ends or a slot comes back. */
+  pump (): void { this.#pump() }
 
   #pump (): void {
     for (;;) {
@@ -64,12 +85,13 @@ export class WorkerPool {
       let best: { w: Worker, busy: number } | undefined
       for (const s of this.#workers) if (s.busy < 2 && (best === undefined || s.busy < best.busy)) best = s
       if (best === undefined) return
+      const slot = this.#acquire()
+      if (slot === undefined) return
       const p = q.shift()!
+      p.job.slot = slot
       if (best.busy++ === 0) best.w.ref() // a job in flight keeps the process alive; an idle pool does not
       this.#pending.set(p.job.id, p)
-      const give = this.#recycle.splice(0, 4)
-      if (give.length > 0) p.job.recycle = give
-      best.w.postMessage(p.job, give)
+      best.w.postMessage(p.job)
     }
   }
 

@@ -1,17 +1,22 @@
 /**
  * A mount worker thread: preads one leaf block from its CAR (the descriptor is shared with the main thread), checks
- * its SHA-256 against the CID, and for encrypted files opens the age chunks wholly inside it. The FUSE thread only
- * copies plaintext out; hashing and decryption, the costly part, run here, ahead of the reader.
+ * its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the chunk that starts in
+ * it and ends in the next leaf (its remaining bytes are pread from the next leaf's place; the main thread serves that
+ * chunk only once the next leaf has passed its own hash check). Plaintext is written straight into a slot of a
+ * SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated, transferred or collected
+ * per leaf. The FUSE thread only copies plaintext out; hashing and decryption, the costly part, run here.
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
 import { readSync } from 'node:fs'
 import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
 
+export interface InitMessage { init: true, slab: SharedArrayBuffer, slotSize: number }
+
 export interface LeafJob {
   id: number
-  /** Buffers the main thread no longer uses (evicted from its cache), given back for reuse: no page faults, no GC. */
-  recycle?: ArrayBuffer[]
+  /** Slot of the slab that receives the plaintext (assigned when the job is handed to a worker). */
+  slot: number
   fd: number
   offset: number
   length: number
@@ -21,9 +26,14 @@ export interface LeafJob {
     key: Uint8Array | null
     fileKey?: Uint8Array
     nonceAt?: number
+    /** Chunks wholly inside the leaf: [first, first + count), the first at byte firstAt of the leaf. */
     first: number
     count: number
     firstAt: number
+    /** The chunk after them starts in this leaf and ends in the next: its remaining bytes are at next. */
+    next?: { fd: number, offset: number, length: number }
+    /** Chunks a reader waits for: opened first and reported at once (a `partial` result), then the rest. */
+    want?: [number, number]
     /** Index of the file's final chunk and its plaintext length. */
     lastIndex: number
     lastPlain: number
@@ -31,82 +41,104 @@ export interface LeafJob {
 }
 
 export type LeafResult =
-  | { id: number, ok: true, data: ArrayBuffer, dataLength: number, head?: ArrayBuffer, tail?: ArrayBuffer, key?: ArrayBuffer }
+  | { id: number, ok: true, partial?: [number, number], dataLength: number, count?: number, key?: ArrayBuffer }
   | { id: number, ok: false, kind: 'truncated' | 'hash' | 'auth' | 'io', chunk?: number, message: string }
 
-function own (b: Uint8Array): ArrayBuffer {
-  const out = new ArrayBuffer(b.length)
-  new Uint8Array(out).set(b)
-  return out
-}
-
-const spare: ArrayBuffer[] = []
+let slab: SharedArrayBuffer | undefined
+let slotSize = 0
 let scratch = Buffer.alloc(0)
 
-/** A buffer of at least n bytes to send to the main thread: a recycled one when it fits. */
-function outBuffer (n: number): Buffer {
-  for (let i = spare.length - 1; i >= 0; i--) {
-    if (spare[i].byteLength >= n && spare[i].byteLength <= n + 1024 * 1024) return Buffer.from(spare.splice(i, 1)[0], 0, n)
+function preadAll (fd: number, into: Buffer, at: number, length: number, offset: number): number {
+  let done = 0
+  while (done < length) {
+    const n = readSync(fd, into, at + done, length - done, offset + done)
+    if (n === 0) return done
+    done += n
   }
-  // At least 1 MiB, so that every buffer fits every later leaf (15 or 16 chunks of plaintext, or a 1 MiB leaf).
-  return Buffer.from(new ArrayBuffer(Math.max(n, 1024 * 1024)), 0, n)
+  return done
 }
 
-export function runJob (job: LeafJob): { result: LeafResult, transfer: ArrayBuffer[] } {
+export function runJob (job: LeafJob, post: (r: LeafResult) => void): void {
   const { id } = job
-  for (const b of job.recycle ?? []) if (spare.length < 8) spare.push(b)
-  // A clear file's leaf goes to the main thread as is; an encrypted one is read into this thread's scratch buffer.
+  const out = Buffer.from(slab!, job.slot * slotSize, slotSize)
+  const d = job.dec
+  const extra = d?.next?.length ?? 0
+  // A clear file's leaf is read straight into its slot; an encrypted one into this thread's scratch buffer.
   let leaf: Buffer
-  if (job.dec === undefined) leaf = outBuffer(job.length)
+  if (d === undefined) leaf = out.subarray(0, job.length)
   else {
-    if (scratch.length < job.length) scratch = Buffer.allocUnsafeSlow(Math.max(job.length, 1024 * 1024 + 64 * 1024))
+    if (scratch.length < job.length + extra) scratch = Buffer.allocUnsafeSlow(Math.max(job.length + extra, 1024 * 1024 + 2 * CHUNK))
     leaf = scratch.subarray(0, job.length)
   }
   try {
-    let done = 0
-    while (done < job.length) {
-      const n = readSync(job.fd, leaf, done, job.length - done, job.offset + done)
-      if (n === 0) return { result: { id, ok: false, kind: 'truncated', message: `the CAR ends before byte ${job.offset + job.length}` }, transfer: [] }
-      done += n
+    if (preadAll(job.fd, leaf, 0, job.length, job.offset) < job.length) {
+      return post({ id, ok: false, kind: 'truncated', message: `the CAR ends before byte ${job.offset + job.length}` })
     }
   } catch (err) {
-    return { result: { id, ok: false, kind: 'io', message: (err as Error).message }, transfer: [] }
+    return post({ id, ok: false, kind: 'io', message: (err as Error).message })
   }
   const digest = createHash('sha256').update(leaf).digest()
-  if (!digest.equals(job.digest)) return { result: { id, ok: false, kind: 'hash', message: 'does not match its hash' }, transfer: [] }
-  const d = job.dec
-  if (d === undefined) return { result: { id, ok: true, data: leaf.buffer as ArrayBuffer, dataLength: job.length }, transfer: [leaf.buffer as ArrayBuffer] }
-  // (scratch is only ever read into here; the plaintext goes out in its own buffer)
+  if (!digest.equals(job.digest)) return post({ id, ok: false, kind: 'hash', message: 'does not match its hash' })
+  if (d === undefined) return post({ id, ok: true, dataLength: job.length })
   let key = d.key
   let keyOut: ArrayBuffer | undefined
   if (key === null) {
-    const nonce = leaf.subarray(d.nonceAt!, d.nonceAt! + NONCE)
-    key = payloadKey(d.fileKey!, nonce)
-    keyOut = own(key)
+    key = payloadKey(d.fileKey!, leaf.subarray(d.nonceAt!, d.nonceAt! + NONCE))
+    keyOut = new ArrayBuffer(key.length)
+    new Uint8Array(keyOut).set(key)
   }
-  const plainLength = d.count === 0 ? 0 : (d.count - 1) * CHUNK + (d.first + d.count - 1 === d.lastIndex ? d.lastPlain : CHUNK)
-  const plain = outBuffer(plainLength)
-  let at = d.firstAt
-  for (let i = 0; i < d.count; i++) {
+  // The straddling chunk's remaining bytes, right after the leaf in scratch: the sealed chunk is then contiguous.
+  let count = d.count
+  if (d.next !== undefined) {
+    let got = 0
+    try { got = preadAll(d.next.fd, scratch, job.length, d.next.length, d.next.offset) } catch {}
+    if (got === d.next.length) count++
+  }
+  const all = scratch.subarray(0, job.length + extra)
+  const sealedAt = (i: number): number => d.firstAt + i * (CHUNK + TAG)
+  const open = (i: number): boolean => {
     const c = d.first + i
     const last = c === d.lastIndex
     const n = (last ? d.lastPlain : CHUNK) + TAG
-    if (!openChunkInto(key, c, last, leaf.subarray(at, at + n), plain, i * CHUNK)) {
-      return { result: { id, ok: false, kind: 'auth', chunk: c, message: `age chunk ${c} failed authentication` }, transfer: [] }
-    }
-    at += n
+    const at = sealedAt(i)
+    return openChunkInto(key!, c, last, all.subarray(at, at + n), out, i * CHUNK)
   }
-  const head = own(leaf.subarray(0, d.firstAt))
-  const tail = own(leaf.subarray(at))
-  const transfer = [plain.buffer as ArrayBuffer, head, tail]
-  if (keyOut) transfer.push(keyOut)
-  return { result: { id, ok: true, data: plain.buffer as ArrayBuffer, dataLength: plainLength, head, tail, key: keyOut }, transfer }
+  const plainOf = (n: number): number => n === 0 ? 0 : (n - 1) * CHUNK + (d.first + n - 1 === d.lastIndex ? d.lastPlain : CHUNK)
+  const done = new Uint8Array(count)
+  if (d.want !== undefined) {
+    const w0 = Math.max(d.want[0] - d.first, 0)
+    const w1 = Math.min(d.want[1] - d.first, count - 1)
+    if (w0 > 0 || w1 < count - 1) {
+      // Not the whole leaf: open the wanted chunks first and say so (an empty range when none is in this leaf: the
+      // reader then knows the leaf passed its check).
+      let hi = w1
+      for (let i = w0; i <= w1; i++) {
+        if (!open(i)) {
+          if (i === d.count) { count = d.count; hi = i - 1; break } // the straddler: see below
+          return post({ id, ok: false, kind: 'auth', chunk: d.first + i, message: `age chunk ${d.first + i} failed authentication` })
+        }
+        done[i] = 1
+      }
+      post({ id, ok: true, partial: [d.first + w0, d.first + hi], dataLength: 0, key: keyOut })
+    }
+  }
+  for (let i = 0; i < count; i++) {
+    if (done[i] === 1) continue
+    if (!open(i)) {
+      // The straddling chunk's bytes in the next leaf are not hash-checked here: a failure there is left to that
+      // leaf's own check (the reader then names its CAR); this leaf is served without that chunk.
+      if (i === d.count) { count = d.count; break }
+      return post({ id, ok: false, kind: 'auth', chunk: d.first + i, message: `age chunk ${d.first + i} failed authentication` })
+    }
+  }
+  post({ id, ok: true, dataLength: plainOf(count), count, key: keyOut })
 }
 
 if (parentPort !== null) {
   const port = parentPort
-  port.on('message', (job: LeafJob) => {
-    const { result, transfer } = runJob(job)
-    port.postMessage(result, transfer)
+  const post = (r: LeafResult): void => { port.postMessage(r) }
+  port.on('message', (m: LeafJob | InitMessage) => {
+    if ('init' in m) { slab = m.slab; slotSize = m.slotSize; return }
+    runJob(m, post)
   })
 }

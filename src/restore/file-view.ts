@@ -65,6 +65,42 @@ export class StoredLayout {
     await walk(this.#root, 0)
     return direct ? out : null
   }
+
+  /**
+   * The same as `leaves`, without waiting: undefined when a DAG node on the way has not been read yet (then call
+   * `leaves`). For callers that answer from memory when they can (the mount's FUSE thread).
+   */
+  leavesNow (start: number, end: number): Leaf[] | null | undefined {
+    const out: Leaf[] = []
+    if (start >= end) return out
+    const walk = (node: LayoutNode, base: number): boolean | undefined => {
+      let lo = 0
+      let hi = node.starts.length - 1
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if (base + node.starts[mid] + node.sizes[mid] <= start) lo = mid + 1
+        else hi = mid
+      }
+      let direct = true
+      for (let i = lo; i < node.cids.length; i++) {
+        const s = base + node.starts[i]
+        if (s >= end) break
+        if (node.sizes[i] === 0) continue
+        const kid = node.kids[i]
+        if (kid === undefined) return undefined
+        if (kid === 'leaf') out.push({ cid: node.cids[i], start: s, length: node.sizes[i] })
+        else if (kid === 'inline') direct = false
+        else {
+          const r = walk(kid, s)
+          if (r === undefined) return undefined
+          if (!r) direct = false
+        }
+      }
+      return direct
+    }
+    const r = walk(this.#root, 0)
+    return r === undefined ? undefined : r ? out : null
+  }
 }
 
 /**
