@@ -3,6 +3,7 @@ import { constants } from 'node:fs'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
+import { formatSize } from '../format/size.js'
 import type { TableEntry } from '../format/file-table.js'
 import { setFileTimesNs } from '../native-addon.js'
 import { faultPoint } from '../pack/fault.js'
@@ -87,16 +88,19 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
       result.dirs++
     }
     const files = chosen.filter((e) => e.type === 'file')
+    const restored = new Set<TableEntry>()
     await forEachBounded(files, (e) => Math.min(e.size!, 16 << 20), async (e) => {
       if (done.has(e)) { opts.progress?.({ type: 'read', bytes: e.size! }); return }
       try {
         await restoreFile(view, e, target(e), opts)
+        restored.add(e)
         result.files++
         result.bytes += e.size!
         opts.progress?.({ type: 'file', path: e.path, bytes: e.size! })
       } catch (err) {
         if (isErrno(err, 'ENOSPC')) {
-          throw new PackerError('NO_SPACE', `no space left in ${dest} while restoring ${displayPath(e.path)}; free space and rerun`, { subject: dest, cause: err })
+          const left = files.reduce((n, f) => n + (done.has(f) || restored.has(f) ? 0 : f.size!), 0)
+          throw new PackerError('NO_SPACE', `no space left in ${dest} while restoring ${displayPath(e.path)} (the files not yet restored need about ${formatSize(left)}); free space and rerun: restored files are kept`, { subject: dest, cause: err })
         }
         if (!(err instanceof PackerError) || err.code === 'USAGE' || err.code === 'EXISTS') throw err
         result.failed.push({ path: displayPath(e.path), error: err.message })
