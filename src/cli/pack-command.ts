@@ -3,6 +3,8 @@ import { formatSize, parseSize } from '../format/size.js'
 import { displayPath } from '../format/stored-path.js'
 import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
 import { pack, type OnChange } from '../pack/packer.js'
+import { defaultJobs } from '../pack/leaf-workers.js'
+import { PackerError } from '../errors.js'
 import { setEncryptionFrom } from './keys.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
@@ -18,11 +20,16 @@ export function addPackCommand (program: Command): void {
     .option('--no-encrypt', 'store files in clear')
     .option('--plain-names', 'keep the UnixFS tree browsable (names in clear; contents still encrypted)')
     .addOption(new Option('--on-change <what>', 'a source file that changes while packed: read it again, fail, or leave it out').choices(['retry', 'fail', 'skip']).default('retry'))
+    .option('-j, --jobs <n>', 'threads that hash and encrypt (1: none besides the main one); the output does not depend on it', String(defaultJobs()))
     .option('--state-dir <dir>', 'where the resume journal lives (default $XDG_STATE_HOME/packer or ~/.local/state/packer; never OUTDIR)')
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line per event (file, car, done) on stdout')
     .action(async (source: string, o) => {
       const binSize = parseSize(o.binSize, '--bin-size')
+      const jobs = Number(o.jobs)
+      if (!/^[0-9]+$/.test(String(o.jobs)) || !Number.isSafeInteger(jobs) || jobs < 1 || jobs > 256) {
+        throw new PackerError('USAGE', `--jobs ${o.jobs}: give a whole number from 1 to 256`)
+      }
       const encryption = await setEncryptionFrom({ encrypt: o.encrypt, recipient: o.recipient, recipientsFile: o.recipientsFile, passphrase: o.passphrase, plainNames: o.plainNames }, warn)
       const p = new Progress(progressMode(o), 'pack')
       const r = await pack({
@@ -31,6 +38,7 @@ export function addPackCommand (program: Command): void {
         binSize,
         encryption,
         onChange: o.onChange as OnChange,
+        jobs,
         stateDir: o.stateDir,
         warn: (m) => { p.end(); warn(m) },
         progress: (e) => {

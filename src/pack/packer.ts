@@ -13,7 +13,9 @@ import { displayPath } from '../format/stored-path.js'
 import { walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
 import { SourcePrefetcher } from '../source/prefetch.js'
-import { importDirectories, importFile, type ImportedFile } from './unixfs.js'
+import { importDirectories, importFile, importLeaves, type ImportedFile } from './unixfs.js'
+import { LeafWorkers, defaultJobs } from './leaf-workers.js'
+import { clearLeaves, sealedLeaves, type Leaf } from './leaves.js'
 import type { SetEncryption } from './set-encryption.js'
 import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
 import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
@@ -32,6 +34,11 @@ export interface PackOptions {
   /** null: files are stored in clear (`--no-encrypt`). */
   encryption: SetEncryption | null
   onChange?: OnChange
+  /**
+   * Threads that hash and encrypt leaves (`--jobs`; default: the cores available). 1: all on the main thread.
+   * The set's bytes do not depend on it (for --no-encrypt they are identical whatever the value).
+   */
+  jobs?: number
   /** Where the pack journal lives (default: the user's state directory, never OUTDIR). */
   stateDir?: string
   warn: (msg: string) => void
@@ -171,6 +178,8 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   let resumedFiles = 0
   let fileNo = 0
   const prefetch = new SourcePrefetcher(tree.entries.filter((e) => !resumable.has(e.path.toString('latin1'))))
+  const jobs = Math.max(1, Math.floor(opts.jobs ?? defaultJobs()))
+  const pool = new LeafWorkers(jobs > 1 ? jobs : 0)
   try {
     // Phase 1: every file's blocks, in walk order.
     for (const e of tree.entries) {
@@ -185,7 +194,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
         opts.progress?.({ type: 'file', path: e.path, bytes: done.entry.size! })
         continue
       }
-      const packed = await packFile(e, name, writer, enc, onChange, opts, prefetch.take(e))
+      const packed = await packFile(e, name, writer, enc, onChange, opts, prefetch.take(e), pool)
       if (packed === null) {
         skipped.push({ path: displayPath(e.path), reason: 'changed or vanished while packed' })
         continue
@@ -251,6 +260,8 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
       throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} (the set needs about ${tree.totalBytes} bytes plus 1%); free space and rerun: packer continues where it stopped`, { subject: opts.out, cause: err })
     }
     throw err
+  } finally {
+    await pool.close()
   }
 }
 
@@ -280,24 +291,31 @@ async function keepCompleteCars (dir: string, state: JournalState): Promise<numb
 
 /** Phase 1 for one file: read (and encrypt) it into the CAR set; reread or skip it if it changes, as asked. */
 async function packFile (e: SourceEntry, name: string | undefined, writer: CarSetWriter, enc: SetEncryption | null, onChange: OnChange,
-  opts: PackOptions, prefetched: Promise<Buffer[]> | null): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
+  opts: PackOptions, prefetched: Promise<Buffer[]> | null, pool: LeafWorkers): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
   for (let attempt = 1; ; attempt++) {
     const t = tableEntryOf(e)
     if (name !== undefined) t.storedName = name
     try {
       writer.takeTouchedCars() // blocks put before this file's first byte belong to something else
       const ahead = attempt === 1 ? prefetched : null
-      let stream: AsyncIterable<Uint8Array> = ahead
+      const stream: AsyncIterable<Uint8Array> = ahead
         ? (async function * () { for (const c of await ahead) { opts.progress?.({ type: 'read', bytes: c.length }); yield c } })()
         : readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
-      if (enc) {
+      let leaves: AsyncIterable<Leaf>
+      if (enc === null) {
+        leaves = clearLeaves(stream, pool)
+      } else if (enc.fileHeader !== undefined) {
+        const sealed = enc.fileHeader()
+        t.enc = { key: sealed.fileKey, headerLength: sealed.header.length }
+        leaves = sealedLeaves(stream, sealed, pool)
+      } else {
         const sealed = enc.sealFile(stream)
         t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }
-        stream = sealed.stream
+        leaves = clearLeaves(sealed.stream, pool)
       }
       let storedSize = 0
-      const counted = (async function * () { for await (const c of stream) { storedSize += c.length; yield c } })()
-      const file = await importFile(counted, writer)
+      const counted = (async function * () { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })()
+      const file = await importLeaves(counted, writer)
       t.cid = file.cid.toString()
       t.storedSize = storedSize
       t.cars = writer.takeTouchedCars()

@@ -17,9 +17,19 @@ export interface SetEncryption {
   fingerprint: string
   setIdentity?: string
   sealFile: (plain: AsyncIterable<Uint8Array>) => { fileKey: Buffer, headerLength: number, stream: AsyncIterable<Uint8Array> }
+  /**
+   * A new file's key and age header (the start of what sealFile yields), for callers that seal the payload
+   * themselves (src/pack/leaves.ts: in worker threads, cut into leaves). Optional: without it, sealFile is used.
+   */
+  fileHeader?: () => { fileKey: Buffer, header: Buffer }
   sealTable: (plain: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>
   /** Passphrase sets: the same encryption with the set key of an interrupted pack, so that its files stay valid. */
   withSetIdentity?: (identity: string) => SetEncryption
+}
+
+function fileHeader (recipients: Recipient[]): { fileKey: Buffer, header: Buffer } {
+  const fileKey = newFileKey()
+  return { fileKey, header: encodeHeader(fileKey, recipients) }
 }
 
 function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): { fileKey: Buffer, headerLength: number, stream: AsyncIterable<Uint8Array> } {
@@ -36,6 +46,7 @@ export function recipientEncryption (recipients: Recipient[], names: 'hidden' | 
     recipientKinds: [...new Set(recipients.map((r) => r.kind))],
     fingerprint,
     sealFile: (plain) => seal(recipients, plain),
+    fileHeader: () => fileHeader(recipients),
     sealTable: (plain) => seal(recipients, plain).stream,
   }
 }
@@ -50,6 +61,7 @@ export function passphraseEncryption (passphrase: string, names: 'hidden' | 'pla
     fingerprint: 'passphrase',
     setIdentity: identity,
     sealFile: (plain) => seal(fileRecipients, plain),
+    fileHeader: () => fileHeader(fileRecipients),
     sealTable: (plain) => seal(tableRecipients, plain).stream,
     withSetIdentity: (id) => passphraseEncryption(passphrase, names, id, logN),
   }

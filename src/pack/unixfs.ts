@@ -1,5 +1,9 @@
-import { importer, type ImportCandidate, type ImporterOptions, type ImportResult } from 'ipfs-unixfs-importer'
-import type { CID } from 'multiformats/cid'
+import { importer, type BufferImporter, type ImportCandidate, type ImporterOptions, type ImportResult } from 'ipfs-unixfs-importer'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import type { Leaf } from './leaves.js'
 
 /**
  * The one place that sets how packer cuts data into UnixFS: the `unixfs-v1-2025` profile (1 MiB raw leaves, CIDv1,
@@ -29,6 +33,40 @@ function blockstoreOf (sink: BlockSink): any {
 export async function importFile (content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, sink: BlockSink): Promise<ImportedFile> {
   let last: ImportResult | undefined
   for await (const e of importer([{ path: 'file', content }], blockstoreOf(sink), IMPORT_OPTIONS)) last = e
+  return { cid: last!.cid, dagSize: Number(last!.size) }
+}
+
+/**
+ * Imports a file given as its leaves, already cut as IMPORT_OPTIONS cuts (1 MiB, the last shorter, one empty leaf for
+ * an empty file: src/pack/leaves.ts) and hashed: the importer's chunker passes them through and its buffer importer
+ * uses their digests, so the CIDs, the DAG and the order of the blocks are those importFile gives for the same bytes.
+ */
+export async function importLeaves (leaves: AsyncIterable<Leaf>, sink: BlockSink): Promise<ImportedFile> {
+  const digests = new WeakMap<Uint8Array, Uint8Array>()
+  const content = (async function * () {
+    for await (const l of leaves) {
+      digests.set(l.bytes, l.digest)
+      yield l.bytes
+    }
+  })()
+  const bufferImporter: BufferImporter = async function * (file, blockstore) {
+    for await (const block of file.content) {
+      yield async () => {
+        const digest = digests.get(block)
+        if (digest === undefined) throw new Error('importLeaves: a leaf without its digest (the chunker must pass leaves through)')
+        const cid = CID.createV1(raw.code, Digest.create(sha256.code, digest))
+        await blockstore.put(cid, block)
+        return { cid, size: BigInt(block.length), block }
+      }
+    }
+  }
+  const options: ImporterOptions = {
+    ...IMPORT_OPTIONS,
+    chunker: async function * (source) { yield * source },
+    bufferImporter,
+  }
+  let last: ImportResult | undefined
+  for await (const e of importer([{ path: 'file', content }], blockstoreOf(sink), options)) last = e
   return { cid: last!.cid, dagSize: Number(last!.size) }
 }
 

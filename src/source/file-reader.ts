@@ -23,7 +23,8 @@ export class SourceChangedError extends PackerError {
 }
 
 /**
- * Streams a source file's bytes in 1 MiB chunks (fresh buffers: downstream stages keep them). Opens without following
+ * Streams a source file's bytes in 1 MiB chunks (fresh buffers: downstream stages keep them, and a
+ * chunk of 1 MiB owns its ArrayBuffer, so that it can be transferred to a leaf worker, src/pack/leaf-workers.ts). Opens without following
  * symlinks and checks, before and after reading, that the file is the one listed and unchanged; the bytes read must
  * equal the listed size. So the pack never records bytes the file did not hold.
  */

@@ -1,0 +1,134 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { pack } from '../../src/pack/packer.js'
+import { PackerError } from '../../src/errors.js'
+import { LeafWorkers } from '../../src/pack/leaf-workers.js'
+import { LEAF_SIZE, clearLeaves, sealedLeaves } from '../../src/pack/leaves.js'
+import { importFile, importLeaves } from '../../src/pack/unixfs.js'
+import { ciphertextSize, decryptStream, encodeHeader, generateX25519Identity, newFileKey, x25519IdentityFromString } from '../../src/crypto/index.js'
+import { carFiles, describeTree, packerOk, tmpDir, bytes } from '../helpers.js'
+
+/** Sizes around the 64 KiB age chunks and the 1 MiB leaves. */
+const SIZES = [0, 1, 1000, 65535, 65536, 65537, LEAF_SIZE - 33, LEAF_SIZE, LEAF_SIZE + 1, 2 * LEAF_SIZE - 40, 3 * LEAF_SIZE + 12345]
+
+function makeTree (): string {
+  const src = tmpDir()
+  fs.mkdirSync(path.join(src, 'd'))
+  SIZES.forEach((n, i) => fs.writeFileSync(path.join(src, i % 2 ? 'd' : '', `f${i}-${n}.bin`), bytes(n, 100 + i)))
+  return src
+}
+
+async function * pieces (data: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
+  let at = 0
+  for (let i = 0; at < data.length; i++) {
+    const n = sizes[i % sizes.length]!
+    yield Buffer.from(data.subarray(at, at + n)) // own copies, as a reader gives
+    at += n
+  }
+}
+
+const sink = (): { put: (c: any, b: Uint8Array) => Promise<void>, blocks: Array<[string, Buffer]> } => {
+  const blocks: Array<[string, Buffer]> = []
+  return { blocks, put: async (cid, b) => { blocks.push([cid.toString(), Buffer.from(b)]) } }
+}
+
+describe('--jobs', () => {
+  it('--no-encrypt sets are byte-identical with --jobs 1 and --jobs 4', async () => {
+    const src = makeTree()
+    const outs = [tmpDir(), tmpDir()]
+    await packerOk(['pack', src, '-o', outs[0]!, '--no-encrypt', '--bin-size', '3MiB', '--jobs', '1', '--state-dir', tmpDir()])
+    await packerOk(['pack', src, '-o', outs[1]!, '--no-encrypt', '--bin-size', '3MiB', '--jobs', '4', '--state-dir', tmpDir()])
+    const cars = outs.map(carFiles)
+    expect(cars[0]!.length).toBeGreaterThan(2)
+    expect(cars[1]).toEqual(cars[0])
+    for (const f of [...cars[0]!, 'manifest.json', 'blocks.idx', 'table.jsonl']) {
+      expect(fs.readFileSync(path.join(outs[1]!, f)).equals(fs.readFileSync(path.join(outs[0]!, f))), f).toBe(true)
+    }
+  })
+
+  it('encrypted sets packed with --jobs 1 and --jobs 3 unpack to the source', async () => {
+    const src = makeTree()
+    const keys = tmpDir()
+    const recipient = (await packerOk(['keygen', '-o', path.join(keys, 'age.txt')])).stdout.trim()
+    for (const jobs of ['1', '3']) {
+      const out = tmpDir()
+      const dest = path.join(tmpDir(), 'r')
+      await packerOk(['pack', src, '-o', out, '-r', recipient, '--bin-size', '3MiB', '--jobs', jobs, '--state-dir', tmpDir()])
+      await packerOk(['unpack', out, '-o', dest, '-i', path.join(keys, 'age.txt')])
+      expect(describeTree(dest)).toEqual(describeTree(src))
+    }
+  })
+
+  it('refuses a --jobs that is not a whole number ≥ 1', async () => {
+    const { packer } = await import('../helpers.js')
+    const r = await packer(['pack', makeTree(), '-o', tmpDir(), '--no-encrypt', '--jobs', '0'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/--jobs 0/)
+  })
+
+  it('clear leaves give the blocks the importer gives, whatever the pieces and the workers', async () => {
+    const pool = new LeafWorkers(2)
+    try {
+      for (const n of SIZES) {
+        const data = bytes(n, n + 7)
+        const want = sink()
+        const wantFile = await importFile(pieces(data, [LEAF_SIZE]), want)
+        for (const [sizes, p] of [[[LEAF_SIZE], pool], [[333_333, 1 << 20, 70_000], pool], [[4096], new LeafWorkers(0)]] as const) {
+          const got = sink()
+          const file = await importLeaves(clearLeaves(pieces(data, [...sizes]), p), got)
+          expect(file.cid.toString()).toBe(wantFile.cid.toString())
+          expect(file.dagSize).toBe(wantFile.dagSize)
+          expect(got.blocks.map(([c]) => c)).toEqual(want.blocks.map(([c]) => c))
+          expect(Buffer.concat(got.blocks.map(([, b]) => b)).equals(Buffer.concat(want.blocks.map(([, b]) => b)))).toBe(true)
+        }
+      }
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('sealed leaves are the age file of the content, cut at 1 MiB', async () => {
+    const id = generateX25519Identity()
+    const recipients = [x25519IdentityFromString(id.identity).recipient()]
+    for (const workers of [0, 2]) {
+      const pool = new LeafWorkers(workers)
+      try {
+        for (const n of SIZES) {
+          const data = bytes(n, n + 3)
+          const fileKey = newFileKey()
+          const header = encodeHeader(fileKey, recipients)
+          const leaves: Buffer[] = []
+          for await (const l of sealedLeaves(pieces(data, [100_000, 1 << 20, 7]), { fileKey, header }, pool)) leaves.push(Buffer.from(l.bytes))
+          const age = Buffer.concat(leaves)
+          expect(age.length).toBe(ciphertextSize(n, header.length))
+          leaves.slice(0, -1).forEach((l) => expect(l.length).toBe(LEAF_SIZE))
+          expect(age.subarray(0, header.length).equals(header)).toBe(true)
+          const plain: Uint8Array[] = []
+          for await (const c of decryptStream([age], { fileKey })) plain.push(c)
+          expect(Buffer.concat(plain).equals(data)).toBe(true)
+        }
+      } finally {
+        await pool.close()
+      }
+    }
+  })
+
+  it('an error in a worker is a PackerError, and a closed pool refuses jobs', async () => {
+    const pool = new LeafWorkers(1)
+    const job = { kind: 'seal' as const, key: new Uint8Array(5), start: 0, end: LEAF_SIZE, prefixLength: 0, prefix: null, chunks: [{ index: 0, last: false, parts: [new Uint8Array(65536)], need: 65552 }] }
+    await expect(pool.run(job)).rejects.toBeInstanceOf(PackerError)
+    await pool.close()
+    await expect(pool.run({ kind: 'hash', leaf: new Uint8Array(LEAF_SIZE) })).rejects.toBeInstanceOf(PackerError)
+  })
+
+  it('pack() with jobs > 1 fails a file that changes as with jobs 1', async () => {
+    const src = tmpDir()
+    fs.writeFileSync(path.join(src, 'a.bin'), bytes(3 * LEAF_SIZE, 5))
+    fs.writeFileSync(path.join(src, 'b.txt'), 'b')
+    for (const jobs of [1, 4]) {
+      const run = pack({ source: src, out: tmpDir(), binSize: 4 << 20, encryption: null, onChange: 'fail', jobs, warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'a.bin'), 'x') } })
+      await expect(run).rejects.toThrow(/changed while being packed/)
+    }
+  })
+})
