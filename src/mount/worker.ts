@@ -8,7 +8,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
-import { readSync } from 'node:fs'
+import { read } from 'node:fs'
 import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
 
 export interface InitMessage { init: true, slab: SharedArrayBuffer, slotSize: number }
@@ -46,32 +46,53 @@ export type LeafResult =
 
 let slab: SharedArrayBuffer | undefined
 let slotSize = 0
-let scratch = Buffer.alloc(0)
+/** Read buffers: one per job in flight (a worker holds two: one is read while the other is hashed and opened). */
+const scratches: Buffer[] = []
 
-function preadAll (fd: number, into: Buffer, at: number, length: number, offset: number): number {
+/** Reads length bytes at offset into `into` at `at` (the libuv thread pool: this thread keeps computing meanwhile). */
+async function pread (fd: number, into: Buffer, at: number, length: number, offset: number): Promise<number> {
   let done = 0
   while (done < length) {
-    const n = readSync(fd, into, at + done, length - done, offset + done)
+    const n = await new Promise<number>((resolve, reject) => {
+      read(fd, into, at + done, length - done, offset + done, (err, k) => { if (err) reject(err); else resolve(k) })
+    })
     if (n === 0) return done
     done += n
   }
   return done
 }
 
-export function runJob (job: LeafJob, post: (r: LeafResult) => void): void {
+export async function runJob (job: LeafJob, post: (r: LeafResult) => void): Promise<void> {
+  const d = job.dec
+  const extra = d?.next?.length ?? 0
+  let scratch: Buffer | undefined
+  if (d !== undefined) {
+    scratch = scratches.pop()
+    if (scratch === undefined || scratch.length < job.length + extra) scratch = Buffer.allocUnsafeSlow(Math.max(job.length + extra, 1024 * 1024 + 2 * CHUNK))
+  }
+  try {
+    await runWith(job, post, scratch)
+  } finally {
+    if (scratch !== undefined && scratches.length < 4) scratches.push(scratch)
+  }
+}
+
+async function runWith (job: LeafJob, post: (r: LeafResult) => void, scratch: Buffer | undefined): Promise<void> {
   const { id } = job
   const out = Buffer.from(slab!, job.slot * slotSize, slotSize)
   const d = job.dec
   const extra = d?.next?.length ?? 0
-  // A clear file's leaf is read straight into its slot; an encrypted one into this thread's scratch buffer.
-  let leaf: Buffer
-  if (d === undefined) leaf = out.subarray(0, job.length)
-  else {
-    if (scratch.length < job.length + extra) scratch = Buffer.allocUnsafeSlow(Math.max(job.length + extra, 1024 * 1024 + 2 * CHUNK))
-    leaf = scratch.subarray(0, job.length)
-  }
+  // A clear file's leaf is read straight into its slot; an encrypted one into a scratch buffer, followed by the
+  // straddling chunk's remaining bytes from the next leaf (so that sealed chunk is contiguous).
+  const leaf = d === undefined ? out.subarray(0, job.length) : scratch!.subarray(0, job.length)
+  let nextGot = 0
   try {
-    if (preadAll(job.fd, leaf, 0, job.length, job.offset) < job.length) {
+    const [got, ng] = await Promise.all([
+      pread(job.fd, leaf, 0, job.length, job.offset),
+      d?.next !== undefined ? pread(d.next.fd, scratch!, job.length, d.next.length, d.next.offset).catch(() => 0) : 0,
+    ])
+    nextGot = ng
+    if (got < job.length) {
       return post({ id, ok: false, kind: 'truncated', message: `the CAR ends before byte ${job.offset + job.length}` })
     }
   } catch (err) {
@@ -87,14 +108,9 @@ export function runJob (job: LeafJob, post: (r: LeafResult) => void): void {
     keyOut = new ArrayBuffer(key.length)
     new Uint8Array(keyOut).set(key)
   }
-  // The straddling chunk's remaining bytes, right after the leaf in scratch: the sealed chunk is then contiguous.
   let count = d.count
-  if (d.next !== undefined) {
-    let got = 0
-    try { got = preadAll(d.next.fd, scratch, job.length, d.next.length, d.next.offset) } catch {}
-    if (got === d.next.length) count++
-  }
-  const all = scratch.subarray(0, job.length + extra)
+  if (d.next !== undefined && nextGot === d.next.length) count++
+  const all = scratch!.subarray(0, job.length + extra)
   const sealedAt = (i: number): number => d.firstAt + i * (CHUNK + TAG)
   const open = (i: number): boolean => {
     const c = d.first + i
@@ -139,6 +155,6 @@ if (parentPort !== null) {
   const post = (r: LeafResult): void => { port.postMessage(r) }
   port.on('message', (m: LeafJob | InitMessage) => {
     if ('init' in m) { slab = m.slab; slotSize = m.slotSize; return }
-    runJob(m, post)
+    void runJob(m, post).catch((err: Error) => { post({ id: m.id, ok: false, kind: 'io', message: err.message }) })
   })
 }
