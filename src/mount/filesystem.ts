@@ -1,4 +1,4 @@
-import type { Node, Tree } from './tree.js'
+import { mtimeMs, type Node, type Tree } from './tree.js'
 import type { MountReader } from './reader.js'
 
 const S_IFDIR = 0o040000
@@ -30,9 +30,9 @@ export function fuseOperations (Fuse: any, tree: Tree, reader: MountReader, opts
         ino: n.ino,
         blksize: 65536,
         blocks: Math.ceil(size / 512),
-        atime: n.mtimeMs,
-        mtime: n.mtimeMs,
-        ctime: n.mtimeMs,
+        atime: mtimeMs(n),
+        mtime: mtimeMs(n),
+        ctime: mtimeMs(n),
       }
       stats.set(n, st)
     }
