@@ -164,7 +164,7 @@ async function runWith (job: LeafJob, post: (r: LeafResult) => void, scratch: Bu
     }
   }
   post({ id, ok: true, dataLength: plainOf(count), count, key: keyOut })
-  if (++sinceCollect >= 4 && collect !== undefined) {
+  if (++sinceCollect >= 8 && collect !== undefined) {
     sinceCollect = 0
     collect({ type: 'minor' })
   }
