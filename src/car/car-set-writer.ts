@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
 import type { CarRecord } from '../format/manifest.js'
 import { BlockIndexBuilder } from './block-index.js'
@@ -115,6 +115,13 @@ export class CarSetWriter {
       this.#seen.set(blockRecords.subarray(at, at + 32).toString('latin1'), blockRecords.readUInt32LE(at + 32))
     }
     this.#carFirstRecord = this.index.count
+  }
+
+  /** The root of every CAR so far, the open one included, in write order. */
+  carRoots (): CID[] {
+    const roots = this.cars.map((c) => CID.parse(c.root))
+    if (this.#car) roots.push(CID.parse(this.#car.root))
+    return roots
   }
 
   /** The CARs that received (or already held) blocks since the last call, ascending. */

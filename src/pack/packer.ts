@@ -1,8 +1,6 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { sha256 } from 'multiformats/hashes/sha2'
 import { PackerError, isErrno } from '../errors.js'
 import { CarSetWriter } from '../car/car-set-writer.js'
 import { INDEX_FILE } from '../car/block-index.js'
@@ -22,6 +20,7 @@ import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
 import { checkCompleteCar } from './car-check.js'
 import { faultPoint } from './fault.js'
 import { VERSION } from '../version.js'
+import { encodeDescriptor } from '../format/descriptor.js'
 
 /** What to do with a source file that changes or vanishes while it is packed. */
 export type OnChange = 'retry' | 'fail' | 'skip'
@@ -223,9 +222,10 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
     // The file table, inside the set and beside the manifest.
     const { cid: tableCid, size: tableSize, file: tableFile } = await writeTable(opts.out, table, enc, writer)
 
-    // The set descriptor, the last block: lets the CARs alone say where the tree and the table are.
-    const descriptorBytes = dagCbor.encode({ format: 'packer-car-set', version: MANIFEST_VERSION, root, table: tableCid, encrypted: enc !== null })
-    const descriptor = CID.create(1, dagCbor.code, await sha256.digest(descriptorBytes))
+    // The set descriptor, the last block: lets the CARs alone say what the set is (FORMAT.md §7).
+    const { cid: descriptor, bytes: descriptorBytes } = await encodeDescriptor({
+      root, table: tableCid, encrypted: enc !== null, names: enc ? enc.names : 'clear', binSize: opts.binSize, cars: writer.carRoots(),
+    })
     await writer.put(descriptor, descriptorBytes)
 
     const cars = await writer.finish()

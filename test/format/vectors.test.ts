@@ -40,6 +40,17 @@ describe('format version 1 test vectors', () => {
     }
   })
 
+  it('the committed encrypted set rebuilds from its CAR alone to the same manifest and index', async () => {
+    const dir = tmpDir()
+    const set = path.join(VECTORS, 'encrypted')
+    for (const n of fs.readdirSync(set).filter((f) => f.endsWith('.car'))) fs.copyFileSync(path.join(set, n), path.join(dir, n))
+    await packerOk(['rebuild', dir])
+    const want = JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8'))
+    const got = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'))
+    expect({ ...got, createdBy: '' }).toEqual({ ...want, createdBy: '' })
+    expect(fs.readFileSync(path.join(dir, 'blocks.idx')).equals(fs.readFileSync(path.join(set, 'blocks.idx')))).toBe(true)
+  })
+
   it('the committed passphrase set restores the vector tree', async () => {
     const tree = path.join(tmpDir(), 'tree')
     makeVectorTree(tree, { small: true })
