@@ -56,7 +56,7 @@ export interface PieceHasherOptions {
  * Bytes handed to the native hasher and not yet hashed, above which `update` waits. (A chunk is referenced until
  * it is entirely hashed, so with chunks of size C at most MAX_IN_FLIGHT + C bytes are held.)
  */
-export const MAX_IN_FLIGHT = 64 * 1024 * 1024
+export const MAX_IN_FLIGHT = 16 * 1024 * 1024
 /** Updates smaller than this are copied into a staging buffer instead of being referenced one by one. */
 const SMALL_UPDATE = 64 * 1024
 const STAGING_SIZE = 1024 * 1024
