@@ -48,6 +48,8 @@ interface Unit {
   short: boolean
   /** Set when its slot went back to the pool: a read holding it notices and starts over. */
   gone: boolean
+  /** A sequential reader has gone past it: its slot is taken first (the kernel's page cache keeps what it read). */
+  behind: boolean
 }
 
 interface Inflight {
@@ -58,7 +60,16 @@ interface Inflight {
   want?: [number, number]
 }
 
-interface Handle { next: number, window: number, aheadTo: number }
+interface Handle {
+  next: number
+  window: number
+  aheadTo: number
+  /** Units this (sequential) reader has read from, oldest first, until it is well past them. */
+  seen: Unit[]
+}
+
+/** How far a sequential reader must be past a unit before its slot is reused (the kernel sends reads in parallel). */
+const BEHIND = 2 * MiB
 
 /**
  * Serves plaintext ranges of files for the mount: maps a range to the leaf blocks (and age chunks) that hold it,
@@ -81,6 +92,8 @@ export class MountReader {
   readonly #layouts = new Map<string, StoredLayout>()
   readonly #handles = new Map<number, Handle>()
   readonly #maxAhead: number
+  /** Units sequential readers are done with: reused before free slots and before the least recently used. */
+  #behind: Unit[] = []
   #nextHandle = 1
 
   constructor (set: CarSet, opts: ReaderOptions = {}) {
@@ -99,7 +112,7 @@ export class MountReader {
 
   open (): number {
     const h = this.#nextHandle++
-    this.#handles.set(h, { next: 0, window: 0, aheadTo: 0 })
+    this.#handles.set(h, { next: 0, window: 0, aheadTo: 0, seen: [] })
     return h
   }
 
@@ -112,11 +125,8 @@ export class MountReader {
   read (e: TableEntry, handle: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
     const end = Math.min(pos + len, e.size!)
     if (pos >= end) return 0
-    const n = this.#readNow(e, buf, pos, end)
-    if (n >= 0) {
-      this.#readAhead(e, handle, pos, end)
-      return n
-    }
+    const n = this.#readNow(e, handle, buf, pos, end)
+    if (n >= 0) return n
     return this.#readLater(e, handle, buf, pos, end)
   }
 
@@ -130,7 +140,7 @@ export class MountReader {
   }
 
   /** From memory only: -1 when something is not cached. */
-  #readNow (e: TableEntry, buf: Buffer, pos: number, end: number): number {
+  #readNow (e: TableEntry, handle: number, buf: Buffer, pos: number, end: number): number {
     const layout = this.#layouts.get(e.cid!)
     if (layout === undefined) return -1
     const s = this.#span(e, pos, end)
@@ -141,13 +151,12 @@ export class MountReader {
       const key = `${e.cid!}:${l.start}`
       const u = this.#cache.get(key)
       if (u === undefined) return -1
-      // Most recently used goes last.
-      this.#cache.delete(key)
-      this.#cache.set(key, u)
       units.push(u)
     }
     const n = copyOut(units, buf, pos, end)
-    return n < 0 ? -1 : n
+    if (n < 0) return -1
+    this.#served(e, handle, units, pos, end)
+    return n
   }
 
   async #readLater (e: TableEntry, handle: number, buf: Buffer, pos: number, end: number): Promise<number> {
@@ -161,7 +170,7 @@ export class MountReader {
       const units = await Promise.all(leaves.map(async (l) => await this.#leafUnit(e, l, true, want)))
       const n = copyOut(units, buf, pos, end)
       if (n >= 0) {
-        this.#readAhead(e, handle, pos, end)
+        this.#served(e, handle, units, pos, end)
         return n
       }
       if (n === -2) {
@@ -196,12 +205,35 @@ export class MountReader {
     return data.length
   }
 
-  #readAhead (e: TableEntry, handle: number, pos: number, end: number): void {
+  /**
+   * After a read: the units it used become the most recently used; a sequential reader's units it is well past are
+   * offered for reuse; read-ahead.
+   */
+  #served (e: TableEntry, handle: number, units: Unit[], pos: number, end: number): void {
+    for (const u of units) {
+      if (this.#cache.get(u.key) !== u) continue
+      u.behind = false
+      this.#cache.delete(u.key)
+      this.#cache.set(u.key, u)
+    }
     const h = this.#handles.get(handle)
     if (h === undefined) return
     const sequential = pos === 0 || Math.abs(pos - h.next) <= MiB
     h.next = end
-    if (!sequential) { h.window = 0; h.aheadTo = end; return }
+    if (!sequential) { h.window = 0; h.aheadTo = end; h.seen.length = 0; return }
+    for (const u of units) if (!h.seen.includes(u)) h.seen.push(u)
+    while (h.seen.length > 0) {
+      const u = h.seen[0]
+      if (u.plainStart + u.plain.length + BEHIND > pos) break
+      h.seen.shift()
+      if (!u.gone && this.#cache.get(u.key) === u) { u.behind = true; this.#behind.push(u) }
+    }
+    if (h.seen.length > 64) h.seen.splice(0, h.seen.length - 64)
+    if (this.#behind.length > 2 * this.#views.length + 64) this.#behind = this.#behind.filter((u) => u.behind && !u.gone)
+    this.#readAhead(e, h, end)
+  }
+
+  #readAhead (e: TableEntry, h: Handle, end: number): void {
     h.window = Math.min(this.#maxAhead, Math.max(MiB, h.window * 2))
     const to = Math.min(e.size!, end + h.window)
     if (to <= h.aheadTo || this.#pool.queued > 64) return
@@ -228,7 +260,7 @@ export class MountReader {
   async #leafUnit (e: TableEntry, leaf: Leaf, urgent: boolean, want?: [number, number]): Promise<Unit> {
     const key = `${e.cid!}:${leaf.start}`
     const hit = this.#cache.get(key)
-    if (hit !== undefined) return hit
+    if (hit !== undefined) { hit.behind = false; return hit }
     let f = this.#inflight.get(key)
     if (f === undefined) {
       f = this.#loadLeaf(e, leaf, urgent, key, want)
@@ -320,7 +352,7 @@ export class MountReader {
       const at = (p0 - ins!.first) * CHUNK
       const n = Math.max(0, p1 - p0 + 1)
       const len = n === 0 ? 0 : (n - 1) * CHUNK + g!.plainLength(p1)
-      u = { key, slot: r.slot, plain: this.#view(r.slot).subarray(at, at + len), plainStart: p0 * CHUNK, first: p0, count: n, short: false, gone: false }
+      u = { key, slot: r.slot, plain: this.#view(r.slot).subarray(at, at + len), plainStart: p0 * CHUNK, first: p0, count: n, short: false, gone: false, behind: false }
       early(u)
     }
     let r: LeafResult & { slot: number }
@@ -338,7 +370,7 @@ export class MountReader {
     }
     if (r.key !== undefined) this.#keys.set(e.cid!, Buffer.from(r.key))
     const view = this.#view(r.slot)
-    u ??= { key, slot: r.slot, plain: view, plainStart: 0, first: 0, count: 0, short: false, gone: false }
+    u ??= { key, slot: r.slot, plain: view, plainStart: 0, first: 0, count: 0, short: false, gone: false, behind: false }
     u.plain = view.subarray(0, r.dataLength)
     if (e.enc) {
       u.first = ins!.first
@@ -358,8 +390,20 @@ export class MountReader {
     return (this.#views[slot] ??= Buffer.from(this.#slab, slot * SLOT, SLOT))
   }
 
-  /** A slot for a job: a free one, else the least recently used cached unit's. */
+  /**
+   * A slot for a job: one a sequential reader is done with, else a free one, else the least recently used cached
+   * unit's. A sequential read of a big file so cycles through a few dozen slots instead of filling the cache with
+   * data the kernel's page cache holds anyway (and keeps what random readers use).
+   */
   #acquire (): number | undefined {
+    while (this.#behind.length > 0) {
+      const u = this.#behind.shift()!
+      if (u.behind && !u.gone && this.#cache.get(u.key) === u) {
+        this.#cache.delete(u.key)
+        u.gone = true
+        return u.slot
+      }
+    }
     const free = this.#free.pop()
     if (free !== undefined) return free
     for (const u of this.#cache.values()) {
