@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { expect } from 'vitest'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const CLI = path.join(ROOT, 'dist/cli/main.js')
@@ -91,4 +92,11 @@ export async function setMtimeNs (file: string, ns: bigint): Promise<void> {
 
 export function carFiles (dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => n.endsWith('.car')).sort()
+}
+
+/** The one line a failing command printed (warnings aside); fails the test unless it is exactly one line. */
+export function oneLine (stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => !l.includes('warning:'))
+  expect(lines).toHaveLength(1)
+  return lines[0]
 }

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { CarSet } from '../../src/restore/car-set.js'
 import { FileView } from '../../src/restore/file-view.js'
 import { readIdentityFile } from '../../src/crypto/index.js'
-import { bytes, describeTree, packer, packerOk, run, tmpDir } from '../helpers.js'
+import { bytes, describeTree, oneLine, packer, packerOk, run, tmpDir } from '../helpers.js'
 import { MiB } from '../fixtures.js'
 
 const SECRET_NAME = 'quarterly-secret-name-7f3a.txt'
@@ -14,11 +14,6 @@ let src: string
 let keys: string
 let ageRecipient: string
 
-function oneLine (stderr: string): string {
-  const lines = stderr.trim().split('\n').filter((l) => !l.includes('warning:'))
-  expect(lines).toHaveLength(1)
-  return lines[0]
-}
 
 beforeAll(async () => {
   src = tmpDir()

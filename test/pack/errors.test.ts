@@ -3,13 +3,8 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { pack } from '../../src/pack/packer.js'
 import { PackerError } from '../../src/errors.js'
-import { bytes, packer, packerOk, run, tmpDir } from '../helpers.js'
+import { bytes, oneLine, packer, packerOk, run, tmpDir } from '../helpers.js'
 
-function oneLine (stderr: string): string {
-  const lines = stderr.trim().split('\n').filter((l) => !l.includes('warning:'))
-  expect(lines).toHaveLength(1)
-  return lines[0]
-}
 
 describe('pack refuses bad input with one clear line', () => {
   it('a missing SOURCE', async () => {

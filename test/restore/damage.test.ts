@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { bytes, describeTree, packer, packerOk, tmpDir } from '../helpers.js'
+import { bytes, describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
 import { MiB } from '../fixtures.js'
 
 /** A set of three files over several 2 MiB CARs; `big` spans CARs, `a` and `b` are small. */
@@ -15,11 +15,6 @@ function copySet (): string {
   return dir
 }
 
-function oneLine (stderr: string): string {
-  const lines = stderr.trim().split('\n').filter((l) => !l.includes('warning:'))
-  expect(lines).toHaveLength(1)
-  return lines[0]
-}
 
 beforeAll(async () => {
   src = tmpDir()
