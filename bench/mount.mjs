@@ -291,6 +291,8 @@ async function main () {
     // loading their metadata). The file's last 32 MiB: whatever a mount keeps of them is evicted, or never reached,
     // before a read from the start gets there.
     for (const s of live) spawnSync('timeout', [String(s.timeout), 'dd', `if=${path.join(s.m.mnt, s.file)}`, 'of=/dev/null', 'bs=1M', `skip=${SIZE_MIB - 32}`, 'status=none'], { stdio: 'ignore' })
+    // ... and a pause, for whatever the mounts (and the kernel) still do after mounting.
+    await new Promise((resolve) => setTimeout(resolve, 3000))
     for (let r = 0; r < RUNS; r++) {
       for (let i = 0; i < live.length; i++) {
         const s = live[(i + r) % live.length]
