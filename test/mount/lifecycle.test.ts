@@ -150,6 +150,40 @@ describe('partly retrieved and damaged sets', () => {
   })
 })
 
+describe('a chunk across two leaves', () => {
+  it('is never served when the later leaf is damaged where that chunk ends (its bytes there are not hashed by the earlier leaf)', async () => {
+    const dir = copySet()
+    // The age chunk that starts in big.bin's first leaf and ends in its second: flip a byte of the second leaf's head.
+    const s = await table(dir)
+    const { FileView } = await import('../../src/restore/file-view.js')
+    const e = s.entries.find((x) => x.path.toString() === 'big.bin')!
+    const leaves = (await (await new FileView(s).layout(e)).leaves(0, 2 * MiB))!
+    const chunk = Math.floor((leaves[0].length - e.enc!.headerLength - 16) / (65536 + 16)) // first chunk not inside leaf 0
+    const loc = await s.blocks.locate(leaves[1].cid)
+    const car = s.manifest.cars[loc.car].file
+    await s.close()
+    const fd = fs.openSync(path.join(dir, car), 'r+')
+    const b = Buffer.alloc(1)
+    fs.readSync(fd, b, 0, 1, loc.offset + 5)
+    b[0] ^= 0x01
+    fs.writeSync(fd, b, 0, 1, loc.offset + 5)
+    fs.closeSync(fd)
+    const mnt = tmpDir('packer-mnt-')
+    const m = await startMount([dir, mnt, '-i', key], mnt)
+    try {
+      const want = bytes(BIG, 21)
+      // The chunk before it lies wholly in the first leaf: served.
+      const before = await shOk(`dd if=${mnt}/big.bin bs=65536 skip=${chunk - 1} count=1 iflag=direct status=none | sha256sum`)
+      expect(before.split(' ')[0]).toBe(sha256(want.subarray((chunk - 1) * 65536, chunk * 65536)))
+      const r = await sh(`dd if=${mnt}/big.bin of=/dev/null bs=65536 skip=${chunk} count=1 iflag=direct status=none`)
+      expect(r.code).not.toBe(0)
+      expect(r.stderr).toMatch(/Input\/output error/)
+      expect(await waitFor(async () => m.stderr().includes(car), 2000)).toBe(true)
+      expect(m.stderr()).toMatch(new RegExp(`big\\.bin.*${car}.*does not match its hash`))
+    } finally { await m.cleanup() }
+  })
+})
+
 describe('bad input: one line, non-zero exit, nothing mounted', () => {
   const fails = async (args: string[], pattern: RegExp): Promise<void> => {
     const r = await packer(['mount', ...args])
