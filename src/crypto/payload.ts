@@ -14,11 +14,12 @@ const NONCE_SIZE = 16
 /** A larger header is refused while streaming (thousands of recipients would still fit). */
 const MAX_HEADER = 16 * 1024 * 1024
 
-export function payloadKey (fileKey: Buffer, nonce: Uint8Array): Buffer {
+export function payloadKey (fileKey: Uint8Array, nonce: Uint8Array): Buffer {
   return hkdf(fileKey, nonce, 'payload')
 }
 
-function chunkNonce (index: number, last: boolean): Buffer {
+/** The ChaCha20-Poly1305 nonce of payload chunk `index`: 11-byte big-endian counter, then the last-chunk flag. */
+export function chunkNonce (index: number, last: boolean): Buffer {
   const n = Buffer.alloc(12)
   // 11-byte big-endian counter: indexes below 2^53 fit in the low 7 bytes.
   n.writeUIntBE(Math.floor(index / 2 ** 32), 3, 4)

@@ -3,7 +3,10 @@
  * plaintext range to age chunks and to decrypt them on any thread. (The age format itself lives in src/crypto; this
  * is the same STREAM construction, split so worker threads can open chunks out of order.)
  */
-import { createDecipheriv, hkdfSync } from 'node:crypto'
+import { createDecipheriv } from 'node:crypto'
+import { chunkNonce, payloadKey } from '../crypto/payload.js'
+
+export { payloadKey }
 
 export const CHUNK = 65536
 export const TAG = 16
@@ -45,18 +48,6 @@ export class AgeGeometry {
     const firstAt = first >= this.chunks ? le - ls : Math.min(Math.max(this.start(first) - ls, 0), le - ls)
     return { first, count, firstAt, sealedLength }
   }
-}
-
-export function payloadKey (fileKey: Uint8Array, nonce: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', fileKey, nonce, Buffer.from('payload', 'latin1'), 32))
-}
-
-function chunkNonce (index: number, last: boolean): Buffer {
-  const n = Buffer.alloc(12)
-  n.writeUIntBE(Math.floor(index / 2 ** 32), 3, 4)
-  n.writeUInt32BE(index >>> 0, 7)
-  n[11] = last ? 1 : 0
-  return n
 }
 
 /**
