@@ -45,17 +45,18 @@ export function addMountCommands (program: Command): void {
         allowOther: fuseOpts.has('allow_other'),
         allowRoot: fuseOpts.has('allow_root'),
       })
-      const missing = m.missing.length > 0 ? `; ${m.missing.length} of ${m.set.manifest.cars.length} CAR(s) missing (files in them give EIO until copied into ${cardir})` : ''
-      process.stdout.write(`mounted set ${m.set.setId} at ${m.mountpoint}: ${m.tree.files} files, ${formatSize(m.tree.bytes)}, ready in ${((Date.now() - started) / 1000).toFixed(2)} s${missing}; Ctrl-C or 'packer umount ${m.mountpoint}' unmounts\n`)
       let stopping = false
       const stop = (): void => {
         if (stopping) { process.exit(130) }
         stopping = true
         void m.unmount()
       }
+      // Handlers before the ready line: whoever reads it may signal at once (the default action would kill us).
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
       process.on('SIGHUP', stop)
+      const missing = m.missing.length > 0 ? `; ${m.missing.length} of ${m.set.manifest.cars.length} CAR(s) missing (files in them give EIO until copied into ${cardir})` : ''
+      process.stdout.write(`mounted set ${m.set.setId} at ${m.mountpoint}: ${m.tree.files} files, ${formatSize(m.tree.bytes)}, ready in ${((Date.now() - started) / 1000).toFixed(2)} s${missing}; Ctrl-C or 'packer umount ${m.mountpoint}' unmounts\n`)
       await m.closed
       process.off('SIGINT', stop)
       process.off('SIGTERM', stop)
