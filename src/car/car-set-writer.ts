@@ -6,6 +6,7 @@ import { varint } from 'multiformats'
 import type { CarRecord } from '../format/manifest.js'
 import { BlockIndexBuilder } from './block-index.js'
 import { syncDir } from './durable-file.js'
+import { WriteQueue } from './write-queue.js'
 import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
 import { PackerError } from '../errors.js'
 import { faultPoint } from '../pack/fault.js'
@@ -25,9 +26,6 @@ function carHeader (root: CID): Uint8Array {
   return out
 }
 
-/** Bytes of a CAR handed to the file system and not yet known written. */
-const WRITES_IN_FLIGHT = 8 * 1024 * 1024
-
 interface OpenCar {
   fh: fs.FileHandle
   tmp: string
@@ -36,16 +34,7 @@ interface OpenCar {
   root: string
   blocks: number
   hasher: PieceHasher
-  writes: Array<{ done: Promise<void>, bytes: number }>
-  inFlight: number
-}
-
-async function writeAll (fh: fs.FileHandle, bytes: Uint8Array, at: number): Promise<void> {
-  let done = 0
-  while (done < bytes.length) {
-    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done)
-    done += bytesWritten
-  }
+  writes: WriteQueue
 }
 
 /** Small sections are gathered into writes of this size. */
@@ -142,7 +131,7 @@ export class CarSetWriter {
     const car = this.#car
     this.#car = undefined
     if (car) {
-      await this.#drain(car).catch(() => {})
+      await car.writes.drain().catch(() => {})
       await car.fh.close().catch(() => {})
       await fs.rm(car.tmp, { force: true })
     }
@@ -151,7 +140,7 @@ export class CarSetWriter {
   async #openCar (root: CID): Promise<void> {
     const tmp = path.join(this.#opts.dir, `.partial-${this.cars.length}.car`)
     const fh = await fs.open(tmp, 'w')
-    this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: [], inFlight: 0 }
+    this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: new WriteQueue(fh) }
     await this.#write(carHeader(root))
   }
 
@@ -175,40 +164,21 @@ export class CarSetWriter {
     await this.#emit(chunk)
   }
 
-  /**
-   * Hands bytes to the piece hasher and to the file. Writes go out at their offsets without waiting for each other
-   * (up to WRITES_IN_FLIGHT bytes), so the pipeline does not stop on every write; the hasher's own bounded queue
-   * is awaited as backpressure.
-   */
+  /** Hands bytes to the piece hasher and to the file (writes overlap; the hasher's bounded queue is the backpressure). */
   async #emit (bytes: Uint8Array): Promise<void> {
     const car = this.#car!
     const hashed = car.hasher.update(bytes)
     const at = car.size
     car.size += bytes.length
-    const written = writeAll(car.fh, bytes, at)
-    written.catch(() => {}) // seen by drain()
-    car.writes.push({ done: written, bytes: bytes.length })
-    car.inFlight += bytes.length
-    while (car.inFlight > WRITES_IN_FLIGHT) {
-      const w = car.writes.shift()!
-      await w.done
-      car.inFlight -= w.bytes
-    }
+    await car.writes.write(bytes, at)
     await hashed
-  }
-
-  /** Waits for every write of the current CAR. */
-  async #drain (car: OpenCar): Promise<void> {
-    const pending = car.writes.splice(0)
-    car.inFlight = 0
-    for (const w of pending) await w.done
   }
 
   async #closeCar (): Promise<void> {
     await this.#flush()
     const car = this.#car!
     this.#car = undefined
-    await this.#drain(car)
+    await car.writes.drain()
     await car.fh.datasync()
     await car.fh.close()
     const piece = await car.hasher.digest()

@@ -7,6 +7,8 @@ import type { BlockIndex } from '../car/block-index.js'
 import type { CarLocator } from './car-locator.js'
 
 const SHA2_256 = 0x12
+/** Blocks at least this large are hashed off the JavaScript thread. */
+const OFF_THREAD_HASH = 256 * 1024
 
 export class MissingCarError extends PackerError {
   readonly car: number
@@ -67,7 +69,11 @@ export class BlockSource {
       }
       done += bytesRead
     }
-    const digest = crypto.createHash('sha256').update(bytes).digest()
+    // Large blocks are hashed on libuv's thread pool (WebCrypto), so several blocks are checked at once, off the
+    // thread that decrypts and writes; small ones are cheaper to hash here than to hand over.
+    const digest = bytes.length >= OFF_THREAD_HASH
+      ? Buffer.from(await crypto.webcrypto.subtle.digest('SHA-256', bytes))
+      : crypto.createHash('sha256').update(bytes).digest()
     if (!digest.equals(cid.multihash.digest)) {
       throw new PackerError('CORRUPT', `CAR ${car.file} is damaged: block ${cid} at byte ${loc.offset} does not match its hash; retrieve the CAR again`, { subject: car.file })
     }

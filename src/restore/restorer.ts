@@ -7,6 +7,7 @@ import { formatSize } from '../format/size.js'
 import type { TableEntry } from '../format/file-table.js'
 import { setFileTimesNs } from '../native-addon.js'
 import { faultPoint } from '../pack/fault.js'
+import { WriteQueue } from '../car/write-queue.js'
 import type { CarSet } from './car-set.js'
 import { FileView } from './file-view.js'
 
@@ -200,15 +201,18 @@ async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: Rest
   let ok = false
   try {
     let written = 0
-    for await (const chunk of view.stream(e)) {
-      let done = 0
-      while (done < chunk.length) {
-        const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, written + done)
-        done += bytesWritten
+    const writes = new WriteQueue(fh)
+    try {
+      for await (const chunk of view.stream(e)) {
+        await writes.write(chunk, written)
+        written += chunk.length
+        opts.progress?.({ type: 'read', bytes: chunk.length })
       }
-      written += chunk.length
-      opts.progress?.({ type: 'read', bytes: chunk.length })
+    } catch (err) {
+      await writes.drain().catch(() => {}) // the stream's error is the one to report
+      throw err
     }
+    await writes.drain()
     if (written !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${written} bytes, the file table says ${e.size}`)
     faultPoint('restore-write')
     await fh.chmod(e.mode)
