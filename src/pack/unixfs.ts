@@ -1,3 +1,4 @@
+import './varint-fix.js' // before anything is encoded: see there
 import { importer, type BufferImporter, type ImportCandidate, type ImporterOptions, type ImportResult } from 'ipfs-unixfs-importer'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
