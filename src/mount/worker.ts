@@ -9,9 +9,8 @@
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
 import { read } from 'node:fs'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
+import { collectGarbage } from '../memory.js'
 
 export interface InitMessage { init: true, slab: SharedArrayBuffer, slotSize: number }
 
@@ -52,12 +51,7 @@ export type LeafResult =
  * kept after it) was most of the mount's memory above its cache. A young-generation collection every 8 leaves,
  * where nearly everything is garbage, keeps it near 8 MiB per thread (every 4: 10% slower, 8 MiB less).
  */
-const collect: ((opts: { type: 'minor' }) => void) | undefined = (() => {
-  try {
-    setFlagsFromString('--expose-gc')
-    return runInNewContext('gc') as (opts: { type: 'minor' }) => void
-  } catch { return undefined }
-})()
+
 let sinceCollect = 0
 
 let slab: SharedArrayBuffer | undefined
@@ -164,9 +158,9 @@ async function runWith (job: LeafJob, post: (r: LeafResult) => void, scratch: Bu
     }
   }
   post({ id, ok: true, dataLength: plainOf(count), count, key: keyOut })
-  if (++sinceCollect >= 8 && collect !== undefined) {
+  if (++sinceCollect >= 8) {
     sinceCollect = 0
-    collect({ type: 'minor' })
+    collectGarbage('minor')
   }
 }
 

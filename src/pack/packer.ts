@@ -8,7 +8,7 @@ import { writeFileDurably } from '../car/durable-file.js'
 import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
 import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/file-table.js'
 import { displayPath } from '../format/stored-path.js'
-import { walkSource, type SourceEntry } from '../source/walk.js'
+import { sourceStat, walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
 import { SourcePrefetcher } from '../source/prefetch.js'
 import { importDirectories, importFile, importLeaves, type ImportedFile } from './unixfs.js'
@@ -20,6 +20,7 @@ import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
 import { checkCompleteCar } from './car-check.js'
 import { faultPoint } from './fault.js'
 import { VERSION } from '../version.js'
+import { flatten } from '../memory.js'
 import { encodeDescriptor } from '../format/descriptor.js'
 
 /** What to do with a source file that changes or vanishes while it is packed. */
@@ -316,7 +317,7 @@ async function packFile (e: SourceEntry, name: string | undefined, writer: CarSe
       let storedSize = 0
       const counted = (async function * () { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })()
       const file = await importLeaves(counted, writer)
-      t.cid = file.cid.toString()
+      t.cid = flatten(file.cid.toString())
       t.storedSize = storedSize
       t.cars = writer.takeTouchedCars()
       return { entry: t, file }
@@ -330,12 +331,10 @@ async function packFile (e: SourceEntry, name: string | undefined, writer: CarSe
       }
       if (onChange === 'fail' || !changed || attempt >= RETRIES) throw err
       // Reread it as it is now (its blocks already written stay unreferenced, harmless).
-      try {
-        e.stat = await fs.lstat(e.abs, { bigint: true })
-      } catch {
-        throw new SourceVanishedError(e)
-      }
-      if (!e.stat.isFile()) throw new SourceChangedError(e, 'it is no longer a regular file')
+      let now: import('node:fs').BigIntStats
+      try { now = await fs.lstat(e.abs, { bigint: true }) } catch { throw new SourceVanishedError(e) }
+      if (!now.isFile()) throw new SourceChangedError(e, 'it is no longer a regular file')
+      e.stat = sourceStat(now)
       opts.warn(`${displayPath(e.abs)} changed while being packed; reading it again (attempt ${attempt + 1} of ${RETRIES})`)
     }
   }
