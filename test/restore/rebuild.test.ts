@@ -15,10 +15,11 @@ function tree (): string {
   return src
 }
 
-/** Keeps only the CARs, under other names: as a retrieval from storage providers gives them back. */
+/** Keeps only the CARs, under other names (retrieved-<position in the set>.car): as a retrieval gives them back. */
 function onlyCars (set: string): string {
   const dir = tmpDir()
-  fs.readdirSync(set).filter((n) => n.endsWith('.car')).forEach((n, i) => fs.copyFileSync(path.join(set, n), path.join(dir, `retrieved-${i}.car`)))
+  const m = JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8'))
+  m.cars.forEach((c: any, i: number) => fs.copyFileSync(path.join(set, c.file), path.join(dir, `retrieved-${i}.car`)))
   return dir
 }
 
@@ -62,10 +63,16 @@ describe('rebuild: a lost manifest and index are remade from the CARs alone', ()
     const set = tmpDir()
     await packerOk(['pack', src, '-o', set, '--no-encrypt', '--bin-size', '2MiB'], { env: env() })
     const cars = onlyCars(set)
-    fs.rmSync(path.join(cars, 'retrieved-1.car'))
+    const n = fs.readdirSync(cars).length
+    expect(n).toBeGreaterThanOrEqual(3)
+    fs.rmSync(path.join(cars, 'retrieved-0.car'))
     const r = await packer(['rebuild', cars])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/^packer: 1 of the set's \d+ CARs are not in .*; a manifest can only be rebuilt from all of them\n$/)
+    fs.rmSync(path.join(cars, `retrieved-${n - 1}.car`)) // the last CAR holds the set descriptor
+    const last = await packer(['rebuild', cars])
+    expect(last.code).toBe(1)
+    expect(last.stderr).toMatch(/^packer: no packer set descriptor in the CARs of .*: the last CAR of the set is missing/)
     const again = await packer(['rebuild', set])
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/already has a manifest\.json; pass --force/)
