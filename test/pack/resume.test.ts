@@ -161,6 +161,26 @@ describe('unpack into the same DEST continues', () => {
 
 const isRoot = process.getuid?.() === 0
 describe.skipIf(!isRoot)('a full disk, then space freed (tmpfs, as root)', () => {
+  it('unpack fails with one line, and the rerun after freeing space completes the tree, keeping what was restored', async () => {
+    const dest = tmpDir('packer-tmpfs-')
+    expect((await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dest])).code).toBe(0)
+    try {
+      const r = await packer(['unpack', reference, '-o', dest])
+      expect(r.code).toBe(1)
+      expect(r.stderr.trim()).toMatch(/^packer: no space left in .* \(the files not yet restored need about [\d.]+ MiB\); free space and rerun/)
+      const kept = [...describeTree(dest).entries()].filter(([, e]) => e.type === 'file')
+      expect(kept.length).toBeGreaterThan(0)
+      const want = describeTree(src)
+      for (const [p, e] of kept) expect(e.sha256, p).toBe(want.get(p)!.sha256) // what is there is complete and right
+      expect((await run('mount', ['-o', 'remount,size=40m', dest])).code).toBe(0)
+      const again = await packerOk(['unpack', reference, '-o', dest])
+      expect(again.stdout).toMatch(/; \d+ were already restored and were skipped/)
+      expect(describeTree(dest)).toEqual(want)
+    } finally {
+      await run('umount', ['-l', dest])
+    }
+  })
+
   it('pack fails with one line, and the rerun after freeing space completes the set', async () => {
     const out = tmpDir('packer-tmpfs-')
     expect((await run('mount', ['-t', 'tmpfs', '-o', 'size=5m', 'tmpfs', out])).code).toBe(0)
