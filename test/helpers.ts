@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { expect } from 'vitest'
+import { afterAll, expect } from 'vitest'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const CLI = path.join(ROOT, 'dist/cli/main.js')
@@ -39,9 +39,20 @@ export async function packerOk (args: string[], opts: { env?: NodeJS.ProcessEnv 
   return r
 }
 
+const created: string[] = []
+
+/** A new temporary directory, removed when the test file's tests are done (tests unmount what they mount first). */
 export function tmpDir (prefix = 'packer-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  created.push(dir)
+  return dir
 }
+
+afterAll(() => {
+  for (const dir of created.splice(0)) {
+    try { fs.rmSync(dir, { recursive: true, force: true }) } catch {} // e.g. a read-only directory restored by a test
+  }
+})
 
 /** Deterministic pseudo-random bytes (so failures reproduce). */
 export function bytes (n: number, seed = 1): Buffer {

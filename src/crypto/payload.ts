@@ -61,7 +61,7 @@ function sealChunk (key: Buffer, index: number, last: boolean, parts: Uint8Array
 }
 
 /** Opens one sealed chunk; null when authentication fails. Plaintext is never released before the tag checks. */
-function openChunk (key: Buffer, index: number, last: boolean, sealed: Buffer): Buffer | null {
+export function openChunk (key: Uint8Array, index: number, last: boolean, sealed: Uint8Array): Buffer | null {
   const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(index, last), { authTagLength: TAG })
   d.setAuthTag(sealed.subarray(sealed.length - TAG))
   const pt = d.update(sealed.subarray(0, sealed.length - TAG))

@@ -3,8 +3,7 @@
  * plaintext range to age chunks and to decrypt them on any thread. (The age format itself lives in src/crypto; this
  * is the same STREAM construction, split so worker threads can open chunks out of order.)
  */
-import { createDecipheriv } from 'node:crypto'
-import { chunkNonce, payloadKey } from '../crypto/payload.js'
+import { openChunk, payloadKey } from '../crypto/payload.js'
 
 export { payloadKey }
 
@@ -55,14 +54,8 @@ export class AgeGeometry {
  * (nothing useful is left in `out` then: callers discard it).
  */
 export function openChunkInto (key: Uint8Array, index: number, last: boolean, sealed: Uint8Array, out: Buffer, at: number): boolean {
-  const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(index, last), { authTagLength: TAG })
-  d.setAuthTag(sealed.subarray(sealed.length - TAG))
-  const pt = d.update(sealed.subarray(0, sealed.length - TAG))
-  try {
-    d.final()
-  } catch {
-    return false
-  }
+  const pt = openChunk(key, index, last, sealed)
+  if (pt === null) return false
   pt.copy(out, at)
   return true
 }

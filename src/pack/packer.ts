@@ -8,6 +8,7 @@ import { writeFileDurably } from '../car/durable-file.js'
 import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
 import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/file-table.js'
 import { displayPath } from '../format/stored-path.js'
+import { formatSize } from '../format/size.js'
 import { sourceStat, walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
 import { SourcePrefetcher } from '../source/prefetch.js'
@@ -258,7 +259,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   } catch (err) {
     await writer.abort()
     if (isErrno(err, 'ENOSPC')) {
-      throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} (the set needs about ${tree.totalBytes} bytes plus 1%); free space and rerun: packer continues where it stopped`, { subject: opts.out, cause: err })
+      throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} (the set needs about ${formatSize(tree.totalBytes)} plus 1%); free space and rerun: packer continues where it stopped`, { subject: opts.out, cause: err })
     }
     throw err
   } finally {

@@ -20,6 +20,18 @@ export interface Leaf { cid: CID, start: number, length: number }
 /** An internal node of the UnixFS DAG: its children's CIDs and the stored range each covers; children parsed lazily. */
 interface LayoutNode { cids: CID[], starts: number[], sizes: number[], kids: Array<LayoutNode | 'leaf' | 'inline' | undefined> }
 
+/** Index of the first child of `node` (placed at `base`) whose byte range ends after `start`: a binary search. */
+function firstChildEndingAfter (node: LayoutNode, base: number, start: number): number {
+  let lo = 0
+  let hi = node.starts.length - 1
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (base + node.starts[mid] + node.sizes[mid] <= start) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
 /**
  * Where a stored file's bytes are: which raw leaf blocks hold a stored byte range. Internal DAG nodes are read (and
  * hash-checked) on first use and kept, so a file's layout costs one block read per 1024 leaves, once.
@@ -43,14 +55,7 @@ export class StoredLayout {
     let direct = true
     if (start >= end) return out
     const walk = async (node: LayoutNode, base: number): Promise<void> => {
-      // First child whose range ends after start.
-      let lo = 0
-      let hi = node.starts.length - 1
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if (base + node.starts[mid] + node.sizes[mid] <= start) lo = mid + 1
-        else hi = mid
-      }
+      const lo = firstChildEndingAfter(node, base, start)
       for (let i = lo; i < node.cids.length; i++) {
         const s = base + node.starts[i]
         if (s >= end) return
@@ -74,13 +79,7 @@ export class StoredLayout {
     const out: Leaf[] = []
     if (start >= end) return out
     const walk = (node: LayoutNode, base: number): boolean | undefined => {
-      let lo = 0
-      let hi = node.starts.length - 1
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if (base + node.starts[mid] + node.sizes[mid] <= start) lo = mid + 1
-        else hi = mid
-      }
+      const lo = firstChildEndingAfter(node, base, start)
       let direct = true
       for (let i = lo; i < node.cids.length; i++) {
         const s = base + node.starts[i]
