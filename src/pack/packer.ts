@@ -140,10 +140,12 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   }
 
   let state = await journal.load()
+  let kept = state ? await keepCompleteCars(opts.out, state) : 0
+  // A journal none of whose CARs is in OUTDIR any more (the directory was emptied or removed) is stale: start afresh.
+  if (state && kept === 0) { state = null; kept = 0 }
   if (state && !sameArgs(state.header, args)) {
     throw new PackerError('OUTPUT', `output ${opts.out} holds an interrupted pack made with other arguments (source ${state.header.source}); rerun it with those arguments, or choose an empty directory`, { subject: opts.out })
   }
-  const kept = state ? await keepCompleteCars(opts.out, state) : 0
   const keptCars = state ? state.cars.slice(0, kept) : []
   const keptNames = new Set(keptCars.map((c) => c.file))
   for (const n of present) {

@@ -89,6 +89,17 @@ describe('pack killed with SIGKILL and run again continues to the same set', () 
     expect(fs.readdirSync(out).map((n) => [n, fs.statSync(path.join(out, n)).mtimeMs])).toEqual(before)
   })
 
+  it('an interrupted pack whose OUTDIR was emptied does not block a new pack there', async () => {
+    const out = tmpDir()
+    const env = state()
+    expect((await packer(['pack', src, '-o', out, '--no-encrypt', '--bin-size', '2MiB'], { env: { ...env, PACKER_FAULT: 'car-journaled:2' } })).code).toBe(null)
+    fs.rmSync(out, { recursive: true })
+    await packerOk(['pack', src, '-o', out, '--no-encrypt', '--bin-size', '3MiB'], { env })
+    const dest = tmpDir()
+    await packerOk(['unpack', out, '-o', dest])
+    expect(describeTree(dest)).toEqual(describeTree(src))
+  })
+
   it('a rerun with other arguments over an interrupted pack is refused', async () => {
     const out = tmpDir()
     const env = state()
