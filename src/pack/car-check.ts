@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { CarRecord } from '../format/manifest.js'
 import { readCarRoots } from '../car/car-header.js'
+import { BLOCK_RECORD_SIZE } from '../car/block-index.js'
 
 /**
  * The cheap check a resumed pack makes of a CAR its journal says is complete: present under its name, the recorded
@@ -16,7 +17,7 @@ export async function checkCompleteCar (dir: string, car: CarRecord, records: Bu
   const roots = await readCarRoots(file)
   if (roots?.[0]?.toString() !== car.root) return false
   let last: { digest: Buffer, offset: number, length: number } | undefined
-  for (let at = 0; at < records.length; at += 48) {
+  for (let at = 0; at < records.length; at += BLOCK_RECORD_SIZE) {
     const offset = Number(records.readBigUInt64LE(at + 40))
     if (last === undefined || offset > last.offset) last = { digest: records.subarray(at, at + 32), offset, length: records.readUInt32LE(at + 36) }
   }

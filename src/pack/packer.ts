@@ -3,7 +3,7 @@ import path from 'node:path'
 import { CID } from 'multiformats/cid'
 import { PackerError, isErrno } from '../errors.js'
 import { CarSetWriter } from '../car/car-set-writer.js'
-import { INDEX_FILE } from '../car/block-index.js'
+import { BLOCK_RECORD_SIZE, INDEX_FILE } from '../car/block-index.js'
 import { writeFileDurably } from '../car/durable-file.js'
 import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
 import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/file-table.js'
@@ -140,9 +140,9 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   }
 
   let state = await journal.load()
-  let kept = state ? await keepCompleteCars(opts.out, state) : 0
-  // A journal none of whose CARs is in OUTDIR any more (the directory was emptied or removed) is stale: start afresh.
-  if (state && kept === 0) { state = null; kept = 0 }
+  // A journal is stale when OUTDIR holds nothing packer wrote (it was emptied or removed): start afresh.
+  if (state && !present.some((n) => isLeftover(n) || isOurCar(n) || REWRITTEN.has(n))) state = null
+  const kept = state ? await keepCompleteCars(opts.out, state) : 0
   if (state && !sameArgs(state.header, args)) {
     throw new PackerError('OUTPUT', `output ${opts.out} holds an interrupted pack made with other arguments (source ${state.header.source}); rerun it with those arguments, or choose an empty directory`, { subject: opts.out })
   }
@@ -172,7 +172,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
       opts.progress?.({ type: 'car', car, index })
     },
   })
-  if (kept > 0) writer.resume(keptCars, state!.blocks.subarray(0, state!.blockCounts[kept - 1] * 48))
+  if (kept > 0) writer.resume(keptCars, state!.blocks.subarray(0, state!.blockCounts[kept - 1] * BLOCK_RECORD_SIZE))
 
   const hidden = enc?.names === 'hidden'
   const table: TableEntry[] = []
@@ -287,7 +287,7 @@ function resumableFiles (state: JournalState | null, kept: number): Map<string, 
 async function keepCompleteCars (dir: string, state: JournalState): Promise<number> {
   for (let i = 0; i < state.cars.length; i++) {
     const from = i === 0 ? 0 : state.blockCounts[i - 1]
-    const records = state.blocks.subarray(from * 48, state.blockCounts[i] * 48)
+    const records = state.blocks.subarray(from * BLOCK_RECORD_SIZE, state.blockCounts[i] * BLOCK_RECORD_SIZE)
     if (!await checkCompleteCar(dir, state.cars[i], records)) return i
   }
   return state.cars.length
