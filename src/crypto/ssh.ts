@@ -193,6 +193,7 @@ export class SshEd25519Recipient implements Recipient {
   readonly tag: string
   private readonly wire: Buffer
   private readonly montgomery: Buffer
+  #tweak: KeyObject | null = null // made once: a pack wraps a file key per file
 
   constructor (publicKey: Uint8Array, source = 'ssh-ed25519 key') {
     const u = ed25519PublicToX25519(publicKey)
@@ -206,8 +207,8 @@ export class SshEd25519Recipient implements Recipient {
     const eph = ephemeral()
     const s1 = x25519(eph.privateKey, this.montgomery)
     if (s1 === null) throw cryptoError('invalid ssh-ed25519 recipient (low-order key)')
-    const tweak = hkdf(Buffer.alloc(0), this.wire, ED_LABEL)
-    const shared = x25519(x25519PrivateKey(tweak), s1)
+    this.#tweak ??= x25519PrivateKey(hkdf(Buffer.alloc(0), this.wire, ED_LABEL))
+    const shared = x25519(this.#tweak, s1)
     if (shared === null) throw cryptoError('invalid ssh-ed25519 recipient')
     const wrapKey = hkdf(shared, Buffer.concat([eph.publicRaw, this.montgomery]), ED_LABEL)
     return [{ type: 'ssh-ed25519', args: [this.tag, b64encode(eph.publicRaw)], body: aeadSealZeroNonce(wrapKey, fileKey) }]

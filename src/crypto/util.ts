@@ -1,5 +1,5 @@
 /** Small primitives shared by the age modules: canonical unpadded base64, HKDF, ChaCha20-Poly1305 with a zero nonce. */
-import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:crypto'
 import { PackerError } from '../errors.js'
 
 const B64_RE = /^[A-Za-z0-9+/]*$/
@@ -20,8 +20,14 @@ export function b64decodeStrict (s: string): Buffer | null {
   return out
 }
 
+const ZERO_SALT = Buffer.alloc(32) // RFC 5869: an absent salt is HashLen zero bytes
+const ONE = Buffer.of(1)
+
 export function hkdf (ikm: Uint8Array, salt: Uint8Array, info: string, length = 32): Buffer {
-  return Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from(info, 'latin1'), length))
+  if (length > 32) return Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from(info, 'latin1'), length))
+  // RFC 5869 with one block of output, on createHmac: half the cost of hkdfSync (a pack derives three keys a file).
+  const prk = createHmac('sha256', salt.length > 0 ? salt : ZERO_SALT).update(ikm).digest()
+  return createHmac('sha256', prk).update(info, 'latin1').update(ONE).digest().subarray(0, length)
 }
 
 const ZERO_NONCE = Buffer.alloc(12)

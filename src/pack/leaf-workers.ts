@@ -13,9 +13,11 @@
  * small to be worth a round trip) and, as its source text, in the workers: one implementation, whatever runs it.
  */
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { PackerError } from '../errors.js'
+import { openProblem, readWholeFileSync, statMismatch, type SourceIdentity, type SourceProblem } from '../source/file-reader.js'
 
 /** One age payload chunk, or its start: `need` ciphertext bytes from the chunk's start are wanted (all: its length + 16). */
 export interface SealChunk { index: number, last: boolean, parts: Uint8Array[], need: number }
@@ -39,13 +41,38 @@ export type LeafJob =
 export interface LeafJobResult { leaf: Uint8Array | null, digest: Uint8Array }
 
 /**
- * Runs one job. Self-contained (its source text is the workers' code): uses only `c` (node:crypto) and its arguments.
- * For 'hash' the leaf is not returned (the caller keeps it); for 'seal' the leaf is a fresh, unshared buffer.
+ * A whole source file that fits in one leaf: read (with the checks of src/source/file-reader.ts), sealed as an age
+ * file when `seal` is given (key: payload key; prefix: header ‖ nonce), hashed. Most files of a tree are this small,
+ * and their per-file costs (open, stat, read, close, cipher set-up) then stay off the main thread.
  */
-export function runLeafJob (c: typeof crypto, job: LeafJob): LeafJobResult {
-  if (job.kind === 'hash') return { leaf: null, digest: new Uint8Array(c.createHash('sha256').update(job.leaf).digest()) }
+export interface FileJob { kind: 'file', path: Uint8Array, expect: SourceIdentity, seal: { key: Uint8Array, prefix: Uint8Array } | null }
+export type FileJobResult = { leaf: Uint8Array, digest: Uint8Array } | { problem: SourceProblem }
+
+type ReadWhole = (path: Uint8Array, expect: SourceIdentity) => ReturnType<typeof readWholeFileSync>
+
+/**
+ * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments, `c` being
+ * node:crypto and `readWhole` readWholeFileSync over node:fs. For 'hash' the leaf is not returned (the caller keeps
+ * it); for 'seal' and 'file' the leaf is a fresh, unshared buffer.
+ */
+export function runLeafJob (c: typeof crypto, readWhole: ReadWhole, job: LeafJob | FileJob): LeafJobResult | FileJobResult {
   const CHUNK = 65536
   const SEALED = CHUNK + 16
+  if (job.kind === 'file') {
+    const read = readWhole(job.path, job.expect)
+    if (!('bytes' in read)) return read
+    const plain = read.bytes
+    if (job.seal === null) return { leaf: plain, digest: new Uint8Array(c.createHash('sha256').update(plain).digest()) }
+    const count = Math.max(1, Math.ceil(plain.length / CHUNK))
+    const chunks: SealChunk[] = []
+    for (let j = 0; j < count; j++) {
+      const part = plain.subarray(j * CHUNK, Math.min(plain.length, (j + 1) * CHUNK))
+      chunks.push({ index: j, last: j === count - 1, parts: [part], need: part.length + 16 })
+    }
+    const P = job.seal.prefix.length
+    return runLeafJob(c, readWhole, { kind: 'seal', key: job.seal.key, start: 0, end: P + plain.length + 16 * count, prefixLength: P, prefix: job.seal.prefix, chunks }) as LeafJobResult
+  }
+  if (job.kind === 'hash') return { leaf: null, digest: new Uint8Array(c.createHash('sha256').update(job.leaf).digest()) }
   const out = new Uint8Array(job.end - job.start)
   if (job.prefix !== null) out.set(job.prefix, 0)
   const nonce = new Uint8Array(12)
@@ -81,24 +108,32 @@ export function runLeafJob (c: typeof crypto, job: LeafJob): LeafJobResult {
 // memory down for well under a millisecond (the mount's workers do the same: src/mount/worker.ts).
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
+const fs = require('node:fs')
 const { parentPort } = require('node:worker_threads')
 let collect
 try { require('node:v8').setFlagsFromString('--expose-gc'); collect = require('node:vm').runInNewContext('gc') } catch {}
 let sinceCollect = 0
+const openProblem = ${openProblem.toString()}
+const statMismatch = ${statMismatch.toString()}
+const readWholeFileSync = ${readWholeFileSync.toString()}
 const runLeafJob = ${runLeafJob.toString()}
+const readWhole = (path, expect) => readWholeFileSync(fs, path, expect)
 parentPort.on('message', (m) => {
   let r
   try {
-    r = runLeafJob(crypto, m.job)
+    r = runLeafJob(crypto, readWhole, m.job)
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && err.code } })
     return
   }
+  if (r.problem) { parentPort.postMessage({ id: m.id, problem: r.problem }); return }
   const leaf = r.leaf || (m.job.kind === 'hash' ? m.job.leaf : null) // a hashed leaf goes back to its owner
   parentPort.postMessage({ id: m.id, leaf, digest: r.digest }, leaf ? [leaf.buffer] : [])
   if (collect && ++sinceCollect >= 4) { sinceCollect = 0; collect({ type: 'minor' }) }
 })
 `
+
+const readWholeHere: ReadWhole = (path, expect) => readWholeFileSync(fs, path, expect)
 
 /** Jobs whose bytes are below this run on the main thread: a round trip to a worker would cost more. */
 export const INLINE_BELOW = 128 * 1024
@@ -110,7 +145,7 @@ export const INLINE_BELOW = 128 * 1024
 export const HASH_IN_WORKERS_FROM = 3
 
 interface Slot { w: Worker, busy: number, dead: Error | null }
-interface Pending { slot: Slot, resolve: (r: LeafJobResult) => void, reject: (e: Error) => void }
+interface Pending { slot: Slot, resolve: (r: LeafJobResult | FileJobResult) => void, reject: (e: Error) => void }
 
 /** The default for `--jobs`: the cores this process may use. */
 export function defaultJobs (): number {
@@ -138,12 +173,13 @@ export class LeafWorkers {
     for (let i = 0; i < this.size; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true })
       const slot: Slot = { w, busy: 0, dead: null }
-      w.on('message', (m: { id: number, leaf?: Uint8Array | null, digest?: Uint8Array, error?: { message: string, code?: string } }) => {
+      w.on('message', (m: { id: number, leaf?: Uint8Array | null, digest?: Uint8Array, problem?: SourceProblem, error?: { message: string, code?: string } }) => {
         const p = this.#pending.get(m.id)
         if (p === undefined) return
         this.#pending.delete(m.id)
         if (--slot.busy === 0) w.unref()
         if (m.error !== undefined) p.reject(workerError(m.error.message, m.error.code))
+        else if (m.problem !== undefined) p.resolve({ problem: m.problem })
         else p.resolve({ leaf: m.leaf ?? null, digest: m.digest! })
       })
       const die = (err: Error): void => {
@@ -167,22 +203,30 @@ export class LeafWorkers {
 
   /** Runs a job on the least busy worker, or here when there is none or the job is small. */
   run (job: LeafJob): Promise<LeafJobResult> {
-    if (this.#closed) return Promise.reject(workerError('the leaf workers were closed'))
     const bytes = job.kind === 'hash' ? job.leaf.length : job.end - job.start
-    const offload = bytes >= INLINE_BELOW && (job.kind === 'seal' || this.size >= HASH_IN_WORKERS_FROM)
+    return this.#dispatch(job, bytes >= INLINE_BELOW && (job.kind === 'seal' || this.size >= HASH_IN_WORKERS_FROM)) as Promise<LeafJobResult>
+  }
+
+  /** Reads (seals) and hashes a file of one leaf, on the least busy worker (here when there is none). */
+  readFile (job: FileJob): Promise<FileJobResult> {
+    return this.#dispatch(job, true) as Promise<FileJobResult>
+  }
+
+  #dispatch (job: LeafJob | FileJob, offload: boolean): Promise<LeafJobResult | FileJobResult> {
+    if (this.#closed) return Promise.reject(workerError('the leaf workers were closed'))
     let best: Slot | undefined
     if (offload) for (const s of this.#slots) if (s.dead === null && (best === undefined || s.busy < best.busy)) best = s
     if (best === undefined) {
       if (offload && this.size > 0) return Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running'))
       try {
-        return Promise.resolve(runLeafJob(crypto, job))
+        return Promise.resolve(runLeafJob(crypto, readWholeHere, job))
       } catch (err) {
         return Promise.reject(err)
       }
     }
     const slot = best
     const id = this.#nextId++
-    return new Promise<LeafJobResult>((resolve, reject) => {
+    return new Promise<LeafJobResult | FileJobResult>((resolve, reject) => {
       this.#pending.set(id, { slot, resolve, reject })
       if (slot.busy++ === 0) slot.w.ref() // a job in flight keeps the process alive
       const { job: posted, transfer } = postable(job)
@@ -208,7 +252,8 @@ function workerError (message: string, code?: string): Error {
  * here and comes back with the result), else copied; the plaintext of a sealed leaf is gathered into one buffer. A
  * posted view would otherwise clone its whole underlying buffer (a pool slab, a neighbour's bytes).
  */
-function postable (job: LeafJob): { job: LeafJob, transfer: ArrayBuffer[] } {
+function postable (job: LeafJob | FileJob): { job: LeafJob | FileJob, transfer: ArrayBuffer[] } {
+  if (job.kind === 'file') return { job, transfer: [] } // small, and made for the post (src/pack/one-leaf-files.ts)
   if (job.kind === 'hash') {
     const leaf = ownsBuffer(job.leaf) ? job.leaf : new Uint8Array(job.leaf)
     return { job: { kind: 'hash', leaf }, transfer: [leaf.buffer as ArrayBuffer] }

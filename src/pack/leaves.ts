@@ -118,14 +118,23 @@ export function clearLeaves (content: AsyncIterable<Uint8Array>, pool: LeafWorke
 
 export interface SealedFile { fileKey: Buffer, header: Buffer }
 
+/** The payload key of a new age file and what precedes its first chunk (header ‖ a fresh random nonce). */
+export function payloadStart (file: SealedFile): { key: Buffer, prefix: Buffer } {
+  const nonce = randomBytes(NONCE)
+  return { key: payloadKey(file.fileKey, nonce), prefix: Buffer.concat([file.header, nonce]) }
+}
+
+/** Bytes of the age file of `plain` bytes whose header ‖ nonce is `prefix` bytes long. */
+export function sealedLength (prefix: number, plain: number): number {
+  return prefix + plain + 16 * Math.max(1, Math.ceil(plain / CHUNK))
+}
+
 /**
  * Leaves of the age file of `content` under `file` (its key and encoded header): the bytes encryptStream would yield,
  * cut into leaves. One chunk of lookahead decides the last-chunk flag, as there.
  */
 export function sealedLeaves (content: AsyncIterable<Uint8Array>, file: SealedFile, pool: LeafWorkers): AsyncGenerator<Leaf> {
-  const nonce = randomBytes(NONCE)
-  const key = payloadKey(file.fileKey, nonce)
-  const prefix = Buffer.concat([file.header, nonce])
+  const { key, prefix } = payloadStart(file)
   const P = prefix.length
   const q = new Pieces()
   let k = 0 // next leaf
@@ -133,7 +142,7 @@ export function sealedLeaves (content: AsyncIterable<Uint8Array>, file: SealedFi
   const dispatch = (eof: boolean): void => {
     const T = q.length
     const chunkTotal = T === 0 ? 1 : Math.ceil(T / CHUNK)
-    const total = P + T + chunkTotal * 16
+    const total = sealedLength(P, T)
     // Before the end, a chunk is known (full, not the last) once a byte after it has arrived.
     const known = eof ? total : P + (T > 0 ? Math.floor((T - 1) / CHUNK) : 0) * SEALED
     for (;;) {

@@ -11,10 +11,10 @@ import { displayPath } from '../format/stored-path.js'
 import { formatSize } from '../format/size.js'
 import { sourceStat, walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
-import { SourcePrefetcher } from '../source/prefetch.js'
-import { importDirectories, importFile, importLeaves, type ImportedFile } from './unixfs.js'
+import { importDirectories, importFile, importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, defaultJobs } from './leaf-workers.js'
 import { clearLeaves, sealedLeaves, type Leaf } from './leaves.js'
+import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
 import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
 import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
@@ -180,9 +180,9 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   const skipped: PackResult['skipped'] = []
   let resumedFiles = 0
   let fileNo = 0
-  const prefetch = new SourcePrefetcher(tree.entries.filter((e) => !resumable.has(e.path.toString('latin1'))))
   const jobs = Math.max(1, Math.floor(opts.jobs ?? defaultJobs()))
   const pool = new LeafWorkers(jobs > 1 ? jobs : 0)
+  const oneLeaf = new OneLeafFiles(tree.entries.filter((e) => !resumable.has(e.path.toString('latin1'))), pool, enc)
   try {
     // Phase 1: every file's blocks, in walk order.
     for (const e of tree.entries) {
@@ -197,7 +197,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
         opts.progress?.({ type: 'file', path: e.path, bytes: done.entry.size! })
         continue
       }
-      const packed = await packFile(e, name, writer, enc, onChange, opts, prefetch.take(e), pool)
+      const packed = await packFile(e, name, writer, enc, onChange, opts, oneLeaf.take(e), pool)
       if (packed === null) {
         skipped.push({ path: displayPath(e.path), reason: 'changed or vanished while packed' })
         continue
@@ -295,31 +295,36 @@ async function keepCompleteCars (dir: string, state: JournalState): Promise<numb
 
 /** Phase 1 for one file: read (and encrypt) it into the CAR set; reread or skip it if it changes, as asked. */
 async function packFile (e: SourceEntry, name: string | undefined, writer: CarSetWriter, enc: SetEncryption | null, onChange: OnChange,
-  opts: PackOptions, prefetched: Promise<Buffer[]> | null, pool: LeafWorkers): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
+  opts: PackOptions, ahead: Promise<OneLeafFile> | null, pool: LeafWorkers): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
   for (let attempt = 1; ; attempt++) {
     const t = tableEntryOf(e)
     if (name !== undefined) t.storedName = name
     try {
       writer.takeTouchedCars() // blocks put before this file's first byte belong to something else
-      const ahead = attempt === 1 ? prefetched : null
-      const stream: AsyncIterable<Uint8Array> = ahead
-        ? (async function * () { for (const c of await ahead) { opts.progress?.({ type: 'read', bytes: c.length }); yield c } })()
-        : readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
-      let leaves: AsyncIterable<Leaf>
-      if (enc === null) {
-        leaves = clearLeaves(stream, pool)
-      } else if (enc.fileHeader !== undefined) {
-        const sealed = enc.fileHeader()
-        t.enc = { key: sealed.fileKey, headerLength: sealed.header.length }
-        leaves = sealedLeaves(stream, sealed, pool)
-      } else {
-        const sealed = enc.sealFile(stream)
-        t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }
-        leaves = clearLeaves(sealed.stream, pool)
-      }
+      let file: ImportedFile
       let storedSize = 0
-      const counted = (async function * () { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })()
-      const file = await importLeaves(counted, writer)
+      if (attempt === 1 && ahead !== null) {
+        const one = await ahead
+        opts.progress?.({ type: 'read', bytes: t.size! })
+        if (one.enc !== null) t.enc = one.enc
+        file = await singleLeaf(one.leaf, writer)
+        storedSize = one.leaf.bytes.length
+      } else {
+        const stream = readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
+        let leaves: AsyncIterable<Leaf>
+        if (enc === null) {
+          leaves = clearLeaves(stream, pool)
+        } else if (enc.fileHeader !== undefined) {
+          const sealed = enc.fileHeader()
+          t.enc = { key: sealed.fileKey, headerLength: sealed.header.length }
+          leaves = sealedLeaves(stream, sealed, pool)
+        } else {
+          const sealed = enc.sealFile(stream)
+          t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }
+          leaves = clearLeaves(sealed.stream, pool)
+        }
+        file = await importLeaves((async function * () { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)
+      }
       t.cid = flatten(file.cid.toString())
       t.storedSize = storedSize
       t.cars = writer.takeTouchedCars()

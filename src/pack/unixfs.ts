@@ -43,11 +43,20 @@ export async function importFile (content: AsyncIterable<Uint8Array> | Iterable<
  * uses their digests, so the CIDs, the DAG and the order of the blocks are those importFile gives for the same bytes.
  */
 export async function importLeaves (leaves: AsyncIterable<Leaf>, sink: BlockSink): Promise<ImportedFile> {
+  const it = leaves[Symbol.asyncIterator]()
+  const first = await it.next()
+  const second = first.done === true ? first : await it.next()
+  if (first.done !== true && second.done === true) return singleLeaf(first.value, sink)
   const digests = new WeakMap<Uint8Array, Uint8Array>()
   const content = (async function * () {
-    for await (const l of leaves) {
-      digests.set(l.bytes, l.digest)
-      yield l.bytes
+    for (const r of [first, second]) {
+      if (r.done === true) return
+      digests.set(r.value.bytes, r.value.digest)
+      yield r.value.bytes
+    }
+    for (let r = await it.next(); r.done !== true; r = await it.next()) {
+      digests.set(r.value.bytes, r.value.digest)
+      yield r.value.bytes
     }
   })()
   const bufferImporter: BufferImporter = async function * (file, blockstore) {
@@ -69,6 +78,16 @@ export async function importLeaves (leaves: AsyncIterable<Leaf>, sink: BlockSink
   let last: ImportResult | undefined
   for await (const e of importer([{ path: 'file', content }], blockstoreOf(sink), options)) last = e
   return { cid: last!.cid, dagSize: Number(last!.size) }
+}
+
+/**
+ * A file of one leaf is that leaf, as the importer makes it (reduceSingleLeafToSelf, no metadata): most files of a
+ * tree are that small, and the importer's pipeline cost more than the rest of their packing.
+ */
+export async function singleLeaf (leaf: Leaf, sink: BlockSink): Promise<ImportedFile> {
+  const cid = CID.createV1(raw.code, Digest.create(sha256.code, leaf.digest))
+  await sink.put(cid, leaf.bytes)
+  return { cid, dagSize: leaf.bytes.length }
 }
 
 /**

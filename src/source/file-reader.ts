@@ -22,6 +22,79 @@ export class SourceChangedError extends PackerError {
   }
 }
 
+/** What identifies a listed file's content: a read must find these unchanged. */
+export interface SourceIdentity { dev: bigint, ino: bigint, size: bigint, mtimeNs: bigint }
+
+/** What went wrong reading a source file, as plain data (it crosses from a leaf worker, src/pack/leaf-workers.ts). */
+export type SourceProblem =
+  | { kind: 'vanished' }
+  | { kind: 'changed', what: string }
+  | { kind: 'open', code: string }
+  | { kind: 'read', at: number, code: string }
+
+/** The error a SourceProblem means for `entry`. */
+export function sourceProblemError (entry: SourceEntry, p: SourceProblem): PackerError {
+  const shown = displayPath(entry.abs)
+  switch (p.kind) {
+    case 'vanished': return new SourceVanishedError(entry)
+    case 'changed': return new SourceChangedError(entry, p.what)
+    case 'open': return new PackerError('SOURCE', `${shown}: cannot open (${p.code}); make it readable or move it out of the source`, { subject: shown })
+    case 'read': return new PackerError('SOURCE', `${shown}: read failed at byte ${p.at} (${p.code})`, { subject: shown })
+  }
+}
+
+/** What a failed open(2) means (errno code). Self-contained: leaf workers run its source text (readWholeFileSync). */
+export function openProblem (code: string): SourceProblem {
+  if (code === 'ENOENT') return { kind: 'vanished' }
+  if (code === 'ELOOP') return { kind: 'changed', what: 'it became a symlink' }
+  return { kind: 'open', code }
+}
+
+/** How an open file differs from the one listed, or null. Self-contained, as openProblem. */
+export function statMismatch (expect: SourceIdentity, st: { ino: bigint, dev: bigint, size: bigint, mtimeNs: bigint }, when: string): string | null {
+  if (st.ino !== expect.ino || st.dev !== expect.dev) return `replaced ${when}`
+  if (st.size !== expect.size) return `size ${expect.size} became ${st.size} ${when}`
+  if (st.mtimeNs !== expect.mtimeNs) return `modified ${when}`
+  return null
+}
+
+/**
+ * A whole (small) file read with synchronous calls, for a leaf worker (a thread of its own, where blocking costs
+ * nothing) or `--jobs 1`: the same checks as readSourceFile, the outcome as data. Self-contained but for
+ * openProblem and statMismatch: leaf workers run its source text with theirs.
+ */
+export function readWholeFileSync (f: typeof import('node:fs'), file: Uint8Array, expect: SourceIdentity): { bytes: Uint8Array } | { problem: SourceProblem } {
+  const where = Buffer.from(file.buffer, file.byteOffset, file.byteLength)
+  let fd: number
+  try {
+    fd = f.openSync(where, f.constants.O_RDONLY | f.constants.O_NOFOLLOW)
+  } catch (err) {
+    return { problem: openProblem(String((err as NodeJS.ErrnoException).code ?? (err as Error).message)) }
+  }
+  try {
+    const before = statMismatch(expect, f.fstatSync(fd, { bigint: true }), 'before reading')
+    if (before !== null) return { problem: { kind: 'changed', what: before } }
+    const size = Number(expect.size)
+    const bytes = new Uint8Array(size) // its own ArrayBuffer: transferable
+    let pos = 0
+    while (pos < size) {
+      let n: number
+      try {
+        n = f.readSync(fd, bytes, pos, size - pos, pos)
+      } catch (err) {
+        return { problem: { kind: 'read', at: pos, code: String((err as NodeJS.ErrnoException).code ?? (err as Error).message) } }
+      }
+      if (n === 0) return { problem: { kind: 'changed', what: `only ${pos} of ${size} bytes could be read` } }
+      pos += n
+    }
+    const after = statMismatch(expect, f.fstatSync(fd, { bigint: true }), 'while being read')
+    if (after !== null) return { problem: { kind: 'changed', what: after } }
+    return { bytes }
+  } finally {
+    f.closeSync(fd)
+  }
+}
+
 /**
  * Streams a source file's bytes in 1 MiB chunks (fresh buffers: downstream stages keep them, and a
  * chunk of 1 MiB owns its ArrayBuffer, so that it can be transferred to a leaf worker, src/pack/leaf-workers.ts). Opens without following
@@ -33,18 +106,12 @@ export async function * readSourceFile (entry: SourceEntry, onRead?: (bytes: num
   try {
     fh = await fs.open(entry.abs, constants.O_RDONLY | constants.O_NOFOLLOW)
   } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    const shown = displayPath(entry.abs)
-    if (e.code === 'ENOENT') throw new SourceVanishedError(entry)
-    if (e.code === 'ELOOP') throw new SourceChangedError(entry, 'it became a symlink')
-    throw new PackerError('SOURCE', `${shown}: cannot open (${e.code ?? e.message}); make it readable or move it out of the source`, { subject: shown, cause: err })
+    throw sourceProblemError(entry, openProblem(String((err as NodeJS.ErrnoException).code ?? (err as Error).message)))
   }
   try {
     const check = async (when: string): Promise<void> => {
-      const st = await fh.stat({ bigint: true })
-      if (st.ino !== entry.stat.ino || st.dev !== entry.stat.dev) throw new SourceChangedError(entry, `replaced ${when}`)
-      if (st.size !== entry.stat.size) throw new SourceChangedError(entry, `size ${entry.stat.size} became ${st.size} ${when}`)
-      if (st.mtimeNs !== entry.stat.mtimeNs) throw new SourceChangedError(entry, `modified ${when}`)
+      const what = statMismatch(entry.stat, await fh.stat({ bigint: true }), when)
+      if (what !== null) throw new SourceChangedError(entry, what)
     }
     await check('before reading')
     const size = Number(entry.stat.size)
@@ -56,8 +123,7 @@ export async function * readSourceFile (entry: SourceEntry, onRead?: (bytes: num
       try {
         ({ bytesRead: n } = await fh.read(buf, 0, want, pos))
       } catch (err) {
-        const shown = displayPath(entry.abs)
-        throw new PackerError('SOURCE', `${shown}: read failed at byte ${pos} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { subject: shown, cause: err })
+        throw sourceProblemError(entry, { kind: 'read', at: pos, code: String((err as NodeJS.ErrnoException).code ?? (err as Error).message) })
       }
       if (n === 0) throw new SourceChangedError(entry, `only ${pos} of ${size} bytes could be read`)
       return n === want ? buf : buf.subarray(0, n)

@@ -122,13 +122,15 @@ describe('--jobs', () => {
     await expect(pool.run({ ...job, key: new Uint8Array(32) })).rejects.toBeInstanceOf(PackerError)
   })
 
-  it('pack() with jobs > 1 fails a file that changes as with jobs 1', async () => {
+  it('pack() with jobs > 1 fails a file that changes as with jobs 1 (streamed, or read whole as one leaf)', async () => {
     const src = tmpDir()
     fs.writeFileSync(path.join(src, 'a.bin'), bytes(3 * LEAF_SIZE, 5))
     fs.writeFileSync(path.join(src, 'b.txt'), 'b')
-    for (const jobs of [1, 4]) {
-      const run = pack({ source: src, out: tmpDir(), binSize: 4 << 20, encryption: null, onChange: 'fail', jobs, warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'a.bin'), 'x') } })
-      await expect(run).rejects.toThrow(/changed while being packed/)
+    for (const changed of ['a.bin', 'b.txt']) {
+      for (const jobs of [1, 4]) {
+        const run = pack({ source: src, out: tmpDir(), binSize: 4 << 20, encryption: null, onChange: 'fail', jobs, warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, changed), 'x') } })
+        await expect(run).rejects.toThrow(new RegExp(`${changed.replace('.', '\\.')}: changed while being packed \\(size \\d+ became \\d+`))
+      }
     }
   })
 })
