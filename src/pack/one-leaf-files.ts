@@ -1,6 +1,6 @@
 import { sourceProblemError } from '../source/file-reader.js'
 import type { SourceEntry } from '../source/walk.js'
-import type { FileJob, LeafWorkers } from './leaf-workers.js'
+import type { LeafJob, LeafWorkers } from './leaf-workers.js'
 import { LEAF_SIZE, payloadStart, sealedLength, type Leaf } from './leaves.js'
 import type { SetEncryption } from './set-encryption.js'
 
@@ -34,7 +34,7 @@ export class OneLeafFiles {
 
   /**
    * The file, read as one leaf, when it fits in one (its turn has come: it is taken out); null: stream it. A file
-   * that changed or vanished rejects with the error readSourceFile would throw.
+   * that changed or vanished rejects with the error a streamed read would throw.
    */
   take (e: SourceEntry): Promise<OneLeafFile> | null {
     this.#fill()
@@ -57,7 +57,7 @@ export class OneLeafFiles {
       const job = this.#job(e)
       if (job === null) continue
       this.#heldBytes += size
-      const read = this.#pool.readFile(job.file).then((r): OneLeafFile => {
+      const read = this.#pool.run(job.file).then((r): OneLeafFile => {
         if ('problem' in r) throw sourceProblemError(e, r.problem)
         return { leaf: { bytes: r.leaf, digest: r.digest }, enc: job.enc }
       })
@@ -67,15 +67,14 @@ export class OneLeafFiles {
   }
 
   /** The job reading `e` as one leaf, or null when its stored bytes would not fit in one. */
-  #job (e: SourceEntry): { file: FileJob, enc: OneLeafFile['enc'] } | null {
+  #job (e: SourceEntry): { file: LeafJob, enc: OneLeafFile['enc'] } | null {
     const size = Number(e.stat.size)
     const path = new Uint8Array(e.abs) // a copy: posting a view of a pooled Buffer would clone the whole pool slab
     const expect = { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs }
     if (this.#enc === null) return { file: { kind: 'file', path, expect, seal: null }, enc: null }
-    if (this.#enc.fileHeader === undefined) return null
     const sealed = this.#enc.fileHeader()
-    const { key, prefix } = payloadStart(sealed)
-    if (sealedLength(prefix.length, size) > LEAF_SIZE) return null
-    return { file: { kind: 'file', path, expect, seal: { key, prefix } }, enc: { key: sealed.fileKey, headerLength: sealed.header.length } }
+    const seal = payloadStart(sealed)
+    if (sealedLength(seal.prefix.length, size) > LEAF_SIZE) return null
+    return { file: { kind: 'file', path, expect, seal }, enc: { key: sealed.fileKey, headerLength: sealed.header.length } }
   }
 }

@@ -10,10 +10,10 @@ import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/
 import { displayPath } from '../format/stored-path.js'
 import { formatSize } from '../format/size.js'
 import { sourceStat, walkSource, type SourceEntry } from '../source/walk.js'
-import { SourceChangedError, SourceVanishedError, readSourceFile } from '../source/file-reader.js'
+import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError } from '../source/file-reader.js'
 import { importDirectories, importFile, importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, defaultJobs } from './leaf-workers.js'
-import { clearLeaves, sealedLeaves, type Leaf } from './leaves.js'
+import { fileLeaves, payloadStart, type Leaf } from './leaves.js'
 import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
 import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
@@ -310,20 +310,20 @@ async function packFile (e: SourceEntry, name: string | undefined, writer: CarSe
         file = await singleLeaf(one.leaf, writer)
         storedSize = one.leaf.bytes.length
       } else {
-        const stream = readSourceFile(e, (n) => opts.progress?.({ type: 'read', bytes: n }))
-        let leaves: AsyncIterable<Leaf>
-        if (enc === null) {
-          leaves = clearLeaves(stream, pool)
-        } else if (enc.fileHeader !== undefined) {
-          const sealed = enc.fileHeader()
-          t.enc = { key: sealed.fileKey, headerLength: sealed.header.length }
-          leaves = sealedLeaves(stream, sealed, pool)
-        } else {
-          const sealed = enc.sealFile(stream)
-          t.enc = { key: sealed.fileKey, headerLength: sealed.headerLength }
-          leaves = clearLeaves(sealed.stream, pool)
+        const src = await openSourceFile(e)
+        try {
+          let seal = null
+          if (enc !== null) {
+            const sealed = enc.fileHeader()
+            t.enc = { key: sealed.fileKey, headerLength: sealed.header.length }
+            seal = payloadStart(sealed)
+          }
+          const leaves = fileLeaves(src.fd, Number(e.stat.size), seal, pool, (p) => sourceProblemError(e, p), (n) => opts.progress?.({ type: 'read', bytes: n }))
+          file = await importLeaves((async function * (): AsyncGenerator<Leaf> { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)
+          await src.check('while being read')
+        } finally {
+          await src.close()
         }
-        file = await importLeaves((async function * () { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)
       }
       t.cid = flatten(file.cid.toString())
       t.storedSize = storedSize

@@ -16,12 +16,8 @@ export interface SetEncryption {
   /** Identifies the recipients without holding a secret: a resumed pack must use the same ones. */
   fingerprint: string
   setIdentity?: string
-  sealFile: (plain: AsyncIterable<Uint8Array>) => { fileKey: Buffer, headerLength: number, stream: AsyncIterable<Uint8Array> }
-  /**
-   * A new file's key and age header (the start of what sealFile yields), for callers that seal the payload
-   * themselves (src/pack/leaves.ts: in worker threads, cut into leaves). Optional: without it, sealFile is used.
-   */
-  fileHeader?: () => { fileKey: Buffer, header: Buffer }
+  /** A new file's key and age header; the payload is sealed by the leaf workers (src/pack/leaf-workers.ts). */
+  fileHeader: () => { fileKey: Buffer, header: Buffer }
   sealTable: (plain: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>
   /** Passphrase sets: the same encryption with the set key of an interrupted pack, so that its files stay valid. */
   withSetIdentity?: (identity: string) => SetEncryption
@@ -32,10 +28,9 @@ function fileHeader (recipients: Recipient[]): { fileKey: Buffer, header: Buffer
   return { fileKey, header: encodeHeader(fileKey, recipients) }
 }
 
-function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): { fileKey: Buffer, headerLength: number, stream: AsyncIterable<Uint8Array> } {
+function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   const fileKey = newFileKey()
-  const header = encodeHeader(fileKey, recipients)
-  return { fileKey, headerLength: header.length, stream: encryptStream(plain, fileKey, header) }
+  return encryptStream(plain, fileKey, encodeHeader(fileKey, recipients))
 }
 
 /** `specs` are the recipient strings and recipient files' contents the user gave, for the fingerprint. */
@@ -45,9 +40,8 @@ export function recipientEncryption (recipients: Recipient[], names: 'hidden' | 
     names,
     recipientKinds: [...new Set(recipients.map((r) => r.kind))],
     fingerprint,
-    sealFile: (plain) => seal(recipients, plain),
     fileHeader: () => fileHeader(recipients),
-    sealTable: (plain) => seal(recipients, plain).stream,
+    sealTable: (plain) => seal(recipients, plain),
   }
 }
 
@@ -60,9 +54,8 @@ export function passphraseEncryption (passphrase: string, names: 'hidden' | 'pla
     recipientKinds: ['scrypt'],
     fingerprint: 'passphrase',
     setIdentity: identity,
-    sealFile: (plain) => seal(fileRecipients, plain),
     fileHeader: () => fileHeader(fileRecipients),
-    sealTable: (plain) => seal(tableRecipients, plain).stream,
+    sealTable: (plain) => seal(tableRecipients, plain),
     withSetIdentity: (id) => passphraseEncryption(passphrase, names, id, logN),
   }
 }

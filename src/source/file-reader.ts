@@ -4,8 +4,6 @@ import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import type { SourceEntry } from './walk.js'
 
-const CHUNK = 1024 * 1024
-
 /** Thrown when a listed file is gone by the time it is read. */
 export class SourceVanishedError extends PackerError {
   constructor (entry: SourceEntry) {
@@ -60,7 +58,7 @@ export function statMismatch (expect: SourceIdentity, st: { ino: bigint, dev: bi
 
 /**
  * A whole (small) file read with synchronous calls, for a leaf worker (a thread of its own, where blocking costs
- * nothing) or `--jobs 1`: the same checks as readSourceFile, the outcome as data. Self-contained but for
+ * nothing) or `--jobs 1`: the same checks as openSourceFile's callers make, the outcome as data. Self-contained but for
  * openProblem and statMismatch: leaf workers run its source text with theirs.
  */
 export function readWholeFileSync (f: typeof import('node:fs'), file: Uint8Array, expect: SourceIdentity): { bytes: Uint8Array } | { problem: SourceProblem } {
@@ -95,54 +93,39 @@ export function readWholeFileSync (f: typeof import('node:fs'), file: Uint8Array
   }
 }
 
+/** A source file open for reading: `fd` may be read by any thread of the process until close(). */
+export interface OpenSourceFile {
+  fd: number
+  /** Throws SourceChangedError when the open file is no longer the one listed, unchanged. */
+  check: (when: string) => Promise<void>
+  close: () => Promise<void>
+}
+
 /**
- * Streams a source file's bytes in 1 MiB chunks (fresh buffers: downstream stages keep them, and a
- * chunk of 1 MiB owns its ArrayBuffer, so that it can be transferred to a leaf worker, src/pack/leaf-workers.ts). Opens without following
- * symlinks and checks, before and after reading, that the file is the one listed and unchanged; the bytes read must
- * equal the listed size. So the pack never records bytes the file did not hold.
+ * Opens a listed file without following symlinks, and checks that it is the one listed, unchanged. Callers read
+ * exactly the listed size (a short read means it changed) and check again after reading: so the pack never records
+ * bytes the file did not hold.
  */
-export async function * readSourceFile (entry: SourceEntry, onRead?: (bytes: number) => void): AsyncGenerator<Uint8Array> {
+export async function openSourceFile (entry: SourceEntry): Promise<OpenSourceFile> {
   let fh: fs.FileHandle
   try {
     fh = await fs.open(entry.abs, constants.O_RDONLY | constants.O_NOFOLLOW)
   } catch (err) {
     throw sourceProblemError(entry, openProblem(String((err as NodeJS.ErrnoException).code ?? (err as Error).message)))
   }
-  try {
-    const check = async (when: string): Promise<void> => {
+  const file: OpenSourceFile = {
+    fd: fh.fd,
+    check: async (when) => {
       const what = statMismatch(entry.stat, await fh.stat({ bigint: true }), when)
       if (what !== null) throw new SourceChangedError(entry, what)
-    }
-    await check('before reading')
-    const size = Number(entry.stat.size)
-    // One read ahead: the next chunk is on its way from the disk while this one is processed.
-    const readAt = async (pos: number): Promise<Buffer> => {
-      const want = Math.min(CHUNK, size - pos)
-      const buf = Buffer.allocUnsafe(want)
-      let n: number
-      try {
-        ({ bytesRead: n } = await fh.read(buf, 0, want, pos))
-      } catch (err) {
-        throw sourceProblemError(entry, { kind: 'read', at: pos, code: String((err as NodeJS.ErrnoException).code ?? (err as Error).message) })
-      }
-      if (n === 0) throw new SourceChangedError(entry, `only ${pos} of ${size} bytes could be read`)
-      return n === want ? buf : buf.subarray(0, n)
-    }
-    let pos = 0
-    let next = size > 0 ? readAt(0) : null
-    try {
-      while (next !== null) {
-        const chunk = await next
-        pos += chunk.length
-        next = pos < size ? readAt(pos) : null
-        onRead?.(chunk.length)
-        yield chunk
-      }
-    } finally {
-      await next?.catch(() => {}) // never close the file under a read in flight
-    }
-    await check('while being read')
-  } finally {
-    await fh.close()
+    },
+    close: async () => { await fh.close() },
   }
+  try {
+    await file.check('before reading')
+  } catch (err) {
+    await fh.close()
+    throw err
+  }
+  return file
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { pack } from '../../src/pack/packer.js'
 import { PackerError } from '../../src/errors.js'
 import { LeafWorkers } from '../../src/pack/leaf-workers.js'
-import { LEAF_SIZE, clearLeaves, sealedLeaves } from '../../src/pack/leaves.js'
+import { LEAF_SIZE, fileLeaves, payloadStart } from '../../src/pack/leaves.js'
 import { importFile, importLeaves } from '../../src/pack/unixfs.js'
 import { ciphertextSize, decryptStream, encodeHeader, generateX25519Identity, newFileKey, x25519IdentityFromString } from '../../src/crypto/index.js'
 import { carFiles, describeTree, packerOk, tmpDir, bytes } from '../helpers.js'
@@ -19,14 +19,15 @@ function makeTree (): string {
   return src
 }
 
-async function * pieces (data: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
-  let at = 0
-  for (let i = 0; at < data.length; i++) {
-    const n = sizes[i % sizes.length]!
-    yield Buffer.from(data.subarray(at, at + n)) // own copies, as a reader gives
-    at += n
-  }
+/** `data` in a temporary file, open for the leaf workers. */
+function openData (data: Buffer): { fd: number, [Symbol.dispose]: () => void } {
+  const file = path.join(tmpDir(), 'data.bin')
+  fs.writeFileSync(file, data)
+  const fd = fs.openSync(file, 'r')
+  return { fd, [Symbol.dispose]: () => fs.closeSync(fd) }
 }
+
+const noProblem = (p: unknown): Error => new Error(`unexpected source problem ${JSON.stringify(p)}`)
 
 const sink = (): { put: (c: any, b: Uint8Array) => Promise<void>, blocks: Array<[string, Buffer]> } => {
   const blocks: Array<[string, Buffer]> = []
@@ -67,28 +68,33 @@ describe('--jobs', () => {
     expect(r.stderr).toMatch(/--jobs 0/)
   })
 
-  it('clear leaves give the blocks the importer gives, whatever the pieces and the workers', async () => {
-    const pool = new LeafWorkers(3) // clear leaves go to workers from 3 on
+  it('clear leaves give the blocks the importer gives, whatever the workers', async () => {
+    const pools = [new LeafWorkers(0), new LeafWorkers(3)]
     try {
       for (const n of SIZES) {
         const data = bytes(n, n + 7)
         const want = sink()
-        const wantFile = await importFile(pieces(data, [LEAF_SIZE]), want)
-        for (const [sizes, p] of [[[LEAF_SIZE], pool], [[333_333, 1 << 20, 70_000], pool], [[4096], new LeafWorkers(0)]] as const) {
-          const got = sink()
-          const file = await importLeaves(clearLeaves(pieces(data, [...sizes]), p), got)
-          expect(file.cid.toString()).toBe(wantFile.cid.toString())
-          expect(file.dagSize).toBe(wantFile.dagSize)
-          expect(got.blocks.map(([c]) => c)).toEqual(want.blocks.map(([c]) => c))
-          expect(Buffer.concat(got.blocks.map(([, b]) => b)).equals(Buffer.concat(want.blocks.map(([, b]) => b)))).toBe(true)
+        const wantFile = await importFile([data], want)
+        const src = openData(data)
+        try {
+          for (const pool of pools) {
+            const got = sink()
+            const file = await importLeaves(fileLeaves(src.fd, n, null, pool, noProblem), got)
+            expect(file.cid.toString()).toBe(wantFile.cid.toString())
+            expect(file.dagSize).toBe(wantFile.dagSize)
+            expect(got.blocks.map(([c]) => c)).toEqual(want.blocks.map(([c]) => c))
+            expect(Buffer.concat(got.blocks.map(([, b]) => b)).equals(Buffer.concat(want.blocks.map(([, b]) => b)))).toBe(true)
+          }
+        } finally {
+          src[Symbol.dispose]()
         }
       }
     } finally {
-      await pool.close()
+      await Promise.all(pools.map(async (p) => { await p.close() }))
     }
   })
 
-  it('sealed leaves are the age file of the content, cut at 1 MiB', async () => {
+  it('sealed leaves are the age file of the content, cut at 1 MiB, and count every plaintext byte read', async () => {
     const id = generateX25519Identity()
     const recipients = [x25519IdentityFromString(id.identity).recipient()]
     for (const workers of [0, 2]) {
@@ -99,9 +105,16 @@ describe('--jobs', () => {
           const fileKey = newFileKey()
           const header = encodeHeader(fileKey, recipients)
           const leaves: Buffer[] = []
-          for await (const l of sealedLeaves(pieces(data, [100_000, 1 << 20, 7]), { fileKey, header }, pool)) leaves.push(Buffer.from(l.bytes))
+          let read = 0
+          const src = openData(data)
+          try {
+            for await (const l of fileLeaves(src.fd, n, payloadStart({ fileKey, header }), pool, noProblem, (b) => { read += b })) leaves.push(Buffer.from(l.bytes))
+          } finally {
+            src[Symbol.dispose]()
+          }
           const age = Buffer.concat(leaves)
           expect(age.length).toBe(ciphertextSize(n, header.length))
+          expect(read).toBe(n)
           leaves.slice(0, -1).forEach((l) => expect(l.length).toBe(LEAF_SIZE))
           expect(age.subarray(0, header.length).equals(header)).toBe(true)
           const plain: Uint8Array[] = []
@@ -114,12 +127,31 @@ describe('--jobs', () => {
     }
   })
 
+  it('a file shorter than its listed size is a problem, not a short leaf', async () => {
+    for (const workers of [0, 2]) {
+      const pool = new LeafWorkers(workers)
+      const src = openData(bytes(LEAF_SIZE + 10, 1))
+      try {
+        const all = fileLeaves(src.fd, 3 * LEAF_SIZE, null, pool, (p) => new Error(JSON.stringify(p)))
+        await expect((async () => { for await (const _ of all) {} })()).rejects.toThrow(`{"kind":"changed","what":"only ${LEAF_SIZE + 10} of ${3 * LEAF_SIZE} bytes could be read"}`)
+      } finally {
+        src[Symbol.dispose]()
+        await pool.close()
+      }
+    }
+  })
+
   it('an error in a worker is a PackerError, and a closed pool refuses jobs', async () => {
     const pool = new LeafWorkers(1)
-    const job = { kind: 'seal' as const, key: new Uint8Array(5), start: 0, end: LEAF_SIZE, prefixLength: 0, prefix: null, chunks: [{ index: 0, last: false, parts: [new Uint8Array(65536)], need: 65552 }] }
-    await expect(pool.run(job)).rejects.toBeInstanceOf(PackerError)
-    await pool.close()
-    await expect(pool.run({ ...job, key: new Uint8Array(32) })).rejects.toBeInstanceOf(PackerError)
+    const src = openData(bytes(65536, 2))
+    try {
+      const job = { kind: 'range' as const, fd: src.fd, size: 65536, start: 0, end: 65600, seal: { key: new Uint8Array(5), prefix: new Uint8Array(16) } }
+      await expect(pool.run(job)).rejects.toBeInstanceOf(PackerError)
+      await pool.close()
+      await expect(pool.run({ ...job, seal: { key: new Uint8Array(32), prefix: new Uint8Array(16) } })).rejects.toBeInstanceOf(PackerError)
+    } finally {
+      src[Symbol.dispose]()
+    }
   })
 
   it('pack() with jobs > 1 fails a file that changes as with jobs 1 (streamed, or read whole as one leaf)', async () => {
