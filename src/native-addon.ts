@@ -41,6 +41,8 @@ export interface NativeAddon {
   benchNodeHash (impl: string, nodes: number): number
   /** utimensat(AT_FDCWD, path, …, AT_SYMLINK_NOFOLLOW); throws an Error whose `code` is the errno name. */
   setFileTimes (path: string | Uint8Array, atimeSec: bigint, atimeNsec: number, mtimeSec: bigint, mtimeNsec: number): void
+  /** Fixes glibc malloc's mmap threshold at 128 KiB (see native/src/addon.c); false where that is not glibc. */
+  limitMallocCache (): boolean
 }
 
 export interface NativeAddonLoad {
@@ -52,7 +54,7 @@ export interface NativeAddonLoad {
 /** Relative to this module: src/ under tests, dist/ when built; both are one level below the package root. */
 const ADDON_PATH = '../native/build/Release/packer_native.node'
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes']
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache']
 
 let cached: NativeAddonLoad | undefined
 

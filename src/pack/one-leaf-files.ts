@@ -29,7 +29,7 @@ export class OneLeafFiles {
     this.#pool = pool
     this.#enc = enc
     this.#ahead = opts.ahead ?? 64
-    this.#maxBytes = opts.maxBytes ?? 32 * 1024 * 1024
+    this.#maxBytes = opts.maxBytes ?? 16 * 1024 * 1024
   }
 
   /**
