@@ -34,13 +34,19 @@ export function flatten (s: string): string {
 }
 
 /**
- * Bounds what a long pack, unpack or mount keeps resident, for the whole process (the CLI calls it first thing).
- * V8 lets a heap grow to several times its live size between full collections: at the end of packing 20 000 files,
- * 150 MB of heap held 50 MB of live data; growing by at most 20 % keeps it near the live size. And glibc's malloc,
- * once its mmap threshold has risen, keeps freed 1 MiB buffers resident (native/src/addon.c). Measured on the 4 GiB
- * benchmark tree (pack --no-encrypt): peak RSS 390–440 MB before, see README "Performance" for after.
+ * glibc's malloc, once its mmap threshold has risen, keeps freed 1 MiB buffers resident (native/src/addon.c): the CLI
+ * fixes the threshold first thing, for every command.
  */
-export function boundProcessMemory (): void {
-  try { setFlagsFromString('--heap-growing-percent=20') } catch {}
+export function limitMallocCache (): void {
   nativeAddon()?.limitMallocCache()
+}
+
+/**
+ * V8 lets a heap grow to several times its live size between full collections: at the end of packing 20 000 files,
+ * 150 MB of heap held 50 MB of live data. Growing by at most 20 % keeps pack's heap near its live size, for about
+ * 5 % of its time (more full collections). Not for unpack: there it cost a quarter of the time (its garbage is
+ * short-lived) and its peak was within bounds anyway. Process-wide: called by the pack command.
+ */
+export function boundHeapGrowth (): void {
+  try { setFlagsFromString('--heap-growing-percent=20') } catch {}
 }

@@ -362,11 +362,12 @@ export class MountReader {
     if (!r.ok) {
       if (r.slot >= 0) this.#release(r.slot)
       if (u !== undefined) u.gone = true
-      const where = `block ${leaf.cid} at byte ${loc.offset} of CAR ${car.file}`
-      if (r.kind === 'auth') throw new PackerError('CORRUPT', `${displayPath(e.path)}: age chunk ${r.chunk} (in ${where}) failed authentication; the CAR is damaged, retrieve it again`, { subject: car.file })
-      if (r.kind === 'hash') throw new PackerError('CORRUPT', `${displayPath(e.path)}: ${where} does not match its hash; the CAR is damaged, retrieve it again`, { subject: car.file })
-      if (r.kind === 'truncated') throw new PackerError('CORRUPT', `${displayPath(e.path)}: CAR ${car.file} is truncated (${where} is past its end); retrieve it again`, { subject: car.file })
-      throw new PackerError('CORRUPT', `${displayPath(e.path)}: cannot read ${where}: ${r.message}`, { subject: car.file })
+      // Worded as src/restore/block-source.ts words them, with the file first.
+      const where = `block ${leaf.cid} at byte ${loc.offset}`
+      if (r.kind === 'auth') throw new PackerError('CORRUPT', `${displayPath(e.path)}: CAR ${car.file} is damaged: age chunk ${r.chunk} in ${where} failed authentication; retrieve the CAR again`, { subject: car.file })
+      if (r.kind === 'hash') throw new PackerError('CORRUPT', `${displayPath(e.path)}: CAR ${car.file} is damaged: ${where} does not match its hash; retrieve the CAR again`, { subject: car.file })
+      if (r.kind === 'truncated') throw new PackerError('CORRUPT', `${displayPath(e.path)}: CAR ${car.file} is truncated: ${where} is past its end; retrieve the CAR again`, { subject: car.file })
+      throw new PackerError('CORRUPT', `${displayPath(e.path)}: cannot read ${where} of CAR ${car.file}: ${r.message}`, { subject: car.file })
     }
     if (r.key !== undefined) this.#keys.set(e.cid!, Buffer.from(r.key))
     const view = this.#view(r.slot)

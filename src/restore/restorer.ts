@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises'
-import { constants } from 'node:fs'
+import { constants, type BigIntStats } from 'node:fs'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
@@ -9,7 +9,7 @@ import { setFileTimesNs } from '../native-addon.js'
 import { faultPoint } from '../pack/fault.js'
 import { WriteQueue } from '../car/write-queue.js'
 import type { CarSet } from './car-set.js'
-import { FileView } from './file-view.js'
+import { MountReader } from '../mount/reader.js'
 
 export interface RestoreOptions {
   dest: string
@@ -32,10 +32,8 @@ export interface RestoreResult {
   failed: Array<{ path: string, error: string }>
 }
 
-/** True when `p` already holds exactly what `e` restores: what an interrupted unpack left complete. */
-async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolean> {
-  const st = await fs.lstat(p, { bigint: true }).catch(() => null)
-  if (st === null) return false
+/** True when `p` (whose lstat is `st`) already holds exactly what `e` restores: what an interrupted unpack left complete. */
+async function alreadyRestored (p: Buffer, st: BigIntStats, e: TableEntry): Promise<boolean> {
   if (e.type === 'symlink') return st.isSymbolicLink() && (await fs.readlink(p, { encoding: 'buffer' })).equals(e.target!)
   return st.isFile() && Number(st.size) === e.size && st.mtimeNs === e.mtimeNs && Number(st.mode & 0o7777n) === e.mode
 }
@@ -56,24 +54,33 @@ function parentOf (p: Buffer): Buffer | null {
 export async function restore (set: CarSet, opts: RestoreOptions): Promise<RestoreResult> {
   const chosen = selectEntries(set, opts.paths)
   const dest = path.resolve(opts.dest)
-  await fs.mkdir(dest, { recursive: true }).catch((err) => {
+  const created = await fs.mkdir(dest, { recursive: true }).catch((err) => {
     throw new PackerError('OUTPUT', `cannot create destination ${dest}: ${(err as Error).message}`, { subject: dest, cause: err })
   })
   const target = (e: TableEntry): Buffer => Buffer.concat([Buffer.from(dest + '/'), e.path])
 
   // A file that is already there, complete and with its mtime set, was restored by an interrupted run: skip it.
+  // (Nothing is there when DEST was made just now.)
   const done = new Set<TableEntry>()
-  for (const e of chosen) {
-    if (e.type === 'dir') continue
-    if (await alreadyRestored(target(e), e)) { done.add(e); continue }
-    if (opts.overwrite) continue
-    const st = await fs.lstat(target(e)).catch(() => null)
-    if (st) throw new PackerError('EXISTS', `${displayPath(target(e))} already exists; remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(target(e)) })
+  if (created === undefined) {
+    const present = chosen.filter((e) => e.type !== 'dir')
+    for (let i = 0; i < present.length; i += 64) { // lstats 64 at a time: one at a time cost seconds for 20 000 files
+      const batch = present.slice(i, i + 64)
+      const stats = await Promise.all(batch.map(async (e) => await fs.lstat(target(e), { bigint: true }).catch(() => null)))
+      for (const [j, e] of batch.entries()) {
+        const st = stats[j]
+        if (st === null || st === undefined) continue
+        if (await alreadyRestored(target(e), st, e)) { done.add(e); continue }
+        if (!opts.overwrite) throw new PackerError('EXISTS', `${displayPath(target(e))} already exists; remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(target(e)) })
+      }
+    }
+    await removeStaleTemporaries(dest, chosen, target)
   }
-
-  await removeStaleTemporaries(dest, chosen, target)
   const result: RestoreResult = { files: 0, bytes: 0, dirs: 0, symlinks: 0, already: done.size, failed: [] }
-  const view = new FileView(set)
+  // The mount's reader: worker threads pread, hash-check and decrypt leaves ahead of each file being written, so this
+  // thread only moves plaintext to the files (reading through FileView.stream decrypted here: unpack ran at ~0.6 of
+  // the speed). 64 MiB of slots hold what the 8 files in progress read ahead.
+  const view = new MountReader(set, { cacheSize: 64 << 20, readAhead: 4 << 20 })
   try {
     for (const e of chosen) {
       if (e.type !== 'dir') continue
@@ -124,6 +131,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
     if (isErrno(err, 'ENOSPC')) throw new PackerError('NO_SPACE', `no space left in ${dest}; free space and rerun`, { subject: dest, cause: err })
     throw err
   } finally {
+    await view.close()
     await set.close()
   }
   return result
@@ -194,7 +202,7 @@ function selectEntries (set: CarSet, paths: Buffer[]): TableEntry[] {
   return set.entries.filter((e) => keep.has(e))
 }
 
-async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: RestoreOptions): Promise<void> {
+async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, opts: RestoreOptions): Promise<void> {
   const dir = path.dirname(p.toString('latin1'))
   const tmp = Buffer.concat([Buffer.from(dir, 'latin1'), Buffer.from(`/${TMP_PREFIX}${process.pid}-`), p.subarray(dir.length + 1)])
   const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
@@ -203,10 +211,18 @@ async function restoreFile (view: FileView, e: TableEntry, p: Buffer, opts: Rest
     let written = 0
     const writes = new WriteQueue(fh)
     try {
-      for await (const chunk of view.stream(e)) {
-        await writes.write(chunk, written)
-        written += chunk.length
-        opts.progress?.({ type: 'read', bytes: chunk.length })
+      const h = view.open()
+      try {
+        while (written < e.size!) {
+          const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - written))
+          const n = await view.read(e, h, chunk, chunk.length, written)
+          if (n === 0) break
+          await writes.write(n === chunk.length ? chunk : chunk.subarray(0, n), written)
+          written += n
+          opts.progress?.({ type: 'read', bytes: n })
+        }
+      } finally {
+        view.release(h)
       }
     } catch (err) {
       await writes.drain().catch(() => {}) // the stream's error is the one to report
