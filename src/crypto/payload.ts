@@ -3,8 +3,8 @@
  * HKDF(file key, nonce, "payload"), chunk nonce = 11-byte big-endian counter ‖ last-chunk flag.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
-import { headerLengthOf, parseHeader, unwrapFileKey, verifyHeaderMac } from './header.js'
-import type { Identity } from './stanza.js'
+import { encodeHeader, headerLengthOf, newFileKey, parseHeader, unwrapFileKey, verifyHeaderMac } from './header.js'
+import type { Identity, Recipient } from './stanza.js'
 import { corrupt, formatError, hkdf } from './util.js'
 
 export const AGE_CHUNK_SIZE = 65536
@@ -16,6 +16,16 @@ const MAX_HEADER = 16 * 1024 * 1024
 
 export function payloadKey (fileKey: Uint8Array, nonce: Uint8Array): Buffer {
   return hkdf(fileKey, nonce, 'payload')
+}
+
+/** The start of a new age file: a fresh file key, its header to the recipients, a fresh nonce and the payload key. */
+export interface AgeFileStart { fileKey: Buffer, header: Buffer, nonce: Buffer, payloadKey: Buffer }
+
+export function newAgeFile (recipients: Recipient[]): AgeFileStart {
+  const fileKey = newFileKey()
+  const header = encodeHeader(fileKey, recipients)
+  const nonce = randomBytes(NONCE_SIZE)
+  return { fileKey, header, nonce, payloadKey: payloadKey(fileKey, nonce) }
 }
 
 /** The ChaCha20-Poly1305 nonce of payload chunk `index`: 11-byte big-endian counter, then the last-chunk flag. */

@@ -15,6 +15,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
+import { fileURLToPath } from 'node:url'
 import { PackerError } from '../errors.js'
 import { openProblem, readWholeFileSync, statMismatch, type SourceIdentity, type SourceProblem } from '../source/file-reader.js'
 
@@ -29,22 +30,40 @@ export type LeafJob =
   | { kind: 'range', fd: number, size: number, start: number, end: number, seal: LeafSeal | null }
   /**
    * A whole source file that fits in one leaf, read by path with the checks of src/source/file-reader.ts (most files
-   * of a tree are this small: their open, stat, read and close then stay off the main thread too).
+   * of a tree are this small: their open, stat, read and close then stay off the main thread too). `seal: 'fresh'`:
+   * the age file is started where the job runs (its header's X25519 or RSA work is most of a small file's cost).
    */
-  | { kind: 'file', path: Uint8Array, expect: SourceIdentity, seal: LeafSeal | null }
+  | { kind: 'file', path: Uint8Array, expect: SourceIdentity, seal: LeafSeal | 'fresh' | null }
 
-/** A leaf (a fresh, unshared buffer) and its SHA-256, or what went wrong reading the source. */
-export type LeafJobResult = { leaf: Uint8Array, digest: Uint8Array } | { problem: SourceProblem }
+/** A new age file's seal, and what the file table keeps of it. */
+export interface FreshSeal { seal: LeafSeal, fileKey: Uint8Array, headerLength: number }
+
+/**
+ * A leaf (a fresh, unshared buffer) and its SHA-256 (and for a 'fresh' job the age file started), or what went
+ * wrong reading the source.
+ */
+export type LeafJobResult = { leaf: Uint8Array, digest: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number } } | { problem: SourceProblem }
 
 type ReadWhole = (path: Uint8Array, expect: SourceIdentity) => ReturnType<typeof readWholeFileSync>
 
 /**
  * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments, `c` being
- * node:crypto, `f` node:fs and `readWhole` readWholeFileSync over node:fs.
+ * node:crypto, `f` node:fs, `readWhole` readWholeFileSync over node:fs and `fresh` a maker of new age files (null
+ * where none can be made).
  */
-export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole, job: LeafJob): LeafJobResult {
+export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole, fresh: (() => FreshSeal) | null, job: LeafJob): LeafJobResult {
   const CHUNK = 65536
   const SEALED = CHUNK + 16
+  const LEAF = 1024 * 1024 // LEAF_SIZE (src/pack/leaves.ts)
+  let seal: LeafSeal | null
+  let started: FreshSeal | null = null
+  if (job.seal === 'fresh') {
+    if (fresh === null) throw new Error('no age header maker here')
+    started = fresh()
+    seal = started.seal
+  } else {
+    seal = job.seal
+  }
   let size: number
   let plainAt: (from: number, to: number) => Uint8Array | SourceProblem // plaintext [from, to)
   if (job.kind === 'file') {
@@ -70,12 +89,16 @@ export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole
       return b
     }
   }
-  const seal = job.seal
   const count = Math.max(1, Math.ceil(size / CHUNK)) // age chunks (an empty file has one, empty)
   const P = seal === null ? 0 : seal.prefix.length
   const start = job.kind === 'range' ? job.start : 0
   const end = job.kind === 'range' ? job.end : seal === null ? size : P + size + 16 * count
-  const hashed = (leaf: Uint8Array): LeafJobResult => ({ leaf, digest: new Uint8Array(c.createHash('sha256').update(leaf).digest()) })
+  if (job.kind === 'file' && end > LEAF) throw new Error(`a one-leaf file job made ${end} bytes`) // header longer than foreseen
+  const hashed = (leaf: Uint8Array): LeafJobResult => ({
+    leaf,
+    digest: new Uint8Array(c.createHash('sha256').update(leaf).digest()),
+    ...(started === null ? {} : { fresh: { fileKey: started.fileKey, headerLength: started.headerLength } }),
+  })
   if (seal === null) {
     const leaf = plainAt(start, end)
     return leaf instanceof Uint8Array ? hashed(leaf) : { problem: leaf }
@@ -120,7 +143,7 @@ export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
 const fs = require('node:fs')
-const { parentPort } = require('node:worker_threads')
+const { parentPort, workerData } = require('node:worker_threads')
 let collect
 try { require('node:v8').setFlagsFromString('--expose-gc'); collect = require('node:vm').runInNewContext('gc') } catch {}
 let sinceCollect = 0
@@ -129,19 +152,30 @@ const statMismatch = ${statMismatch.toString()}
 const readWholeFileSync = ${readWholeFileSync.toString()}
 const runLeafJob = ${runLeafJob.toString()}
 const readWhole = (path, expect) => readWholeFileSync(fs, path, expect)
-parentPort.on('message', (m) => {
+let fresh = null
+const ready = workerData.seals === null ? Promise.resolve() : import(workerData.seals.module).then(
+  (m) => { fresh = m.freshSealMaker(workerData.seals.recipients) },
+  () => {}) // then 'fresh' jobs fail, naming why
+parentPort.on('message', (m) => ready.then(() => {
   let r
   try {
-    r = runLeafJob(crypto, fs, readWhole, m.job)
+    r = runLeafJob(crypto, fs, readWhole, fresh, m.job)
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && err.code } })
     return
   }
   if (r.problem) parentPort.postMessage({ id: m.id, problem: r.problem })
-  else parentPort.postMessage({ id: m.id, leaf: r.leaf, digest: r.digest }, [r.leaf.buffer])
+  else parentPort.postMessage({ id: m.id, leaf: r.leaf, digest: r.digest, fresh: r.fresh }, [r.leaf.buffer])
   if (collect && ++sinceCollect >= 4) { sinceCollect = 0; collect({ type: 'minor' }) }
-})
+}))
 `
+
+/**
+ * The module workers load to start age files: compiled JavaScript beside this one. Absent when this runs from the
+ * TypeScript sources (the test runner): then headers are made on the main thread and posted with the job.
+ */
+const SEALS_MODULE = new URL('./leaves.js', import.meta.url)
+const canLoadSeals = ((): boolean => { try { return fs.statSync(fileURLToPath(SEALS_MODULE)).isFile() } catch { return false } })()
 
 const readWholeHere: ReadWhole = (path, expect) => readWholeFileSync(fs, path, expect)
 
@@ -155,28 +189,35 @@ export function defaultJobs (): number {
 
 /**
  * `workers` threads (0: every job runs on the calling thread). Idle workers do not keep the process alive; close()
- * terminates them. A worker that dies fails its jobs and every later one with a PackerError.
+ * terminates them. A worker that dies fails its jobs and every later one with a PackerError. `fresh` starts new age
+ * files on this thread; `recipients` (as parseRecipient reads them) let the workers start them too.
  */
 export class LeafWorkers {
   readonly size: number
+  /** Whether 'fresh' file jobs can be given: the workers start age files, or there are none and `fresh` does. */
+  readonly startsFiles: boolean
+  readonly #fresh: (() => FreshSeal) | null
   readonly #slots: Slot[] = []
   readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false
 
-  constructor (workers: number) {
+  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[] } | null = null) {
     this.size = Math.max(0, Math.floor(workers))
+    this.#fresh = seals?.fresh ?? null
+    this.startsFiles = seals !== null && (this.size === 0 || canLoadSeals)
+    const workerData = { seals: seals !== null && canLoadSeals ? { module: SEALS_MODULE.href, recipients: seals.recipients } : null }
     for (let i = 0; i < this.size; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true })
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData })
       const slot: Slot = { w, busy: 0, dead: null }
-      w.on('message', (m: { id: number, leaf?: Uint8Array, digest?: Uint8Array, problem?: SourceProblem, error?: { message: string, code?: string } }) => {
+      w.on('message', (m: { id: number, leaf?: Uint8Array, digest?: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, problem?: SourceProblem, error?: { message: string, code?: string } }) => {
         const p = this.#pending.get(m.id)
         if (p === undefined) return
         this.#pending.delete(m.id)
         if (--slot.busy === 0) w.unref()
         if (m.error !== undefined) p.reject(workerError(m.error.message, m.error.code))
         else if (m.problem !== undefined) p.resolve({ problem: m.problem })
-        else p.resolve({ leaf: m.leaf!, digest: m.digest! })
+        else p.resolve({ leaf: m.leaf!, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }) })
       })
       const die = (err: Error): void => {
         if (slot.dead !== null) return
@@ -205,7 +246,7 @@ export class LeafWorkers {
     if (best === undefined) {
       if (this.size > 0) return Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running'))
       try {
-        return Promise.resolve(runLeafJob(crypto, fs, readWholeHere, job))
+        return Promise.resolve(runLeafJob(crypto, fs, readWholeHere, this.#fresh, job))
       } catch (err) {
         return Promise.reject(err)
       }

@@ -5,29 +5,34 @@
  * ChaCha20-Poly1305, the last flagged), as encryptStream writes it. LeafWorkers read, seal and hash several leaves at
  * once; they are handed on in order.
  */
-import { randomBytes } from 'node:crypto'
-import { payloadKey } from '../crypto/payload.js'
+import { newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
 import type { SourceProblem } from '../source/file-reader.js'
-import type { LeafJobResult, LeafSeal, LeafWorkers } from './leaf-workers.js'
+import type { FreshSeal, LeafJobResult, LeafSeal, LeafWorkers } from './leaf-workers.js'
 
 /** The importer's chunk size in the unixfs-v1-2025 profile (docs/FORMAT.md). */
 export const LEAF_SIZE = 1024 * 1024
 const CHUNK = 65536
 const SEALED = CHUNK + 16
-const NONCE = 16
 
 export interface Leaf { bytes: Uint8Array, digest: Uint8Array }
 
 /** Leaves in flight (being read, sealed or hashed, or waiting for their turn) per file. */
 export function windowFor (pool: LeafWorkers): number { return Math.max(4, 3 * pool.size) }
 
-export interface SealedFile { fileKey: Buffer, header: Buffer }
+/** What the leaf workers need to seal a file's leaves, as own buffers (not views of Buffer's pool): posted with every job. */
+export function leafSeal (file: AgeFileStart): LeafSeal {
+  return { key: new Uint8Array(file.payloadKey), prefix: new Uint8Array(Buffer.concat([file.header, file.nonce])) }
+}
 
-/** The payload key of a new age file and what precedes its first chunk (header ‖ a fresh random nonce). */
-export function payloadStart (file: SealedFile): LeafSeal {
-  const nonce = randomBytes(NONCE)
-  // Own buffers (not views of Buffer's pool): they are posted to the workers with every job.
-  return { key: new Uint8Array(payloadKey(file.fileKey, nonce)), prefix: new Uint8Array(Buffer.concat([file.header, nonce])) }
+/** A new age file as a one-leaf file job needs it: its seal, and its key and header length for the file table. */
+export function freshSeal (file: AgeFileStart): FreshSeal {
+  return { seal: leafSeal(file), fileKey: new Uint8Array(file.fileKey), headerLength: file.header.length }
+}
+
+/** Makes fresh seals for recipients given as strings: what a leaf worker loads this module for. */
+export function freshSealMaker (recipients: string[]): () => FreshSeal {
+  const parsed = recipients.map((r) => parseRecipient(r))
+  return () => freshSeal(newAgeFile(parsed))
 }
 
 /** Bytes of the age file of `plain` bytes whose header ‖ nonce is `prefix` bytes long. */

@@ -1,7 +1,7 @@
 import { sourceProblemError } from '../source/file-reader.js'
 import type { SourceEntry } from '../source/walk.js'
 import type { LeafJob, LeafWorkers } from './leaf-workers.js'
-import { LEAF_SIZE, payloadStart, sealedLength, type Leaf } from './leaves.js'
+import { LEAF_SIZE, freshSeal, sealedLength, type Leaf } from './leaves.js'
 import type { SetEncryption } from './set-encryption.js'
 
 /** A file whose stored bytes are one leaf: that leaf, and for an encrypted set its file key and header length. */
@@ -9,8 +9,9 @@ export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: num
 
 /**
  * Files whose stored bytes fit in one leaf (most files of most trees) are read, sealed and hashed whole by the leaf
- * workers, several ahead of their turn: open, stat, read and close are synchronous calls there, and the main thread
- * only makes the age header and writes the block. (Read ahead through libuv's promises instead, these per-file
+ * workers, several ahead of their turn: open, stat, read and close are synchronous calls there, and so is the start
+ * of the age file (its header) where the workers can make it (LeafWorkers.startsFiles); the main thread writes the
+ * block. (Read ahead through libuv's promises instead, these per-file
  * costs on the main thread were most of the time of packing 20 000 small files.) Files are still handed on strictly
  * in walk order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
  */
@@ -21,6 +22,8 @@ export class OneLeafFiles {
   readonly #pending = new Map<SourceEntry, Promise<OneLeafFile>>()
   readonly #ahead: number
   readonly #maxBytes: number
+  /** Length of header ‖ nonce: the same for every file of a set (its stanzas have fixed lengths). */
+  readonly #prefixLength: number
   #next = 0
   #heldBytes = 0
 
@@ -30,6 +33,7 @@ export class OneLeafFiles {
     this.#enc = enc
     this.#ahead = opts.ahead ?? 64
     this.#maxBytes = opts.maxBytes ?? 16 * 1024 * 1024
+    this.#prefixLength = enc === null ? 0 : freshSeal(enc.newFile()).seal.prefix.length
   }
 
   /**
@@ -59,7 +63,8 @@ export class OneLeafFiles {
       this.#heldBytes += size
       const read = this.#pool.run(job.file).then((r): OneLeafFile => {
         if ('problem' in r) throw sourceProblemError(e, r.problem)
-        return { leaf: { bytes: r.leaf, digest: r.digest }, enc: job.enc }
+        const started = r.fresh === undefined ? job.enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
+        return { leaf: { bytes: r.leaf, digest: r.digest }, enc: started }
       })
       read.catch(() => {}) // an error is seen when the file's turn comes
       this.#pending.set(e, read)
@@ -72,9 +77,9 @@ export class OneLeafFiles {
     const path = new Uint8Array(e.abs) // a copy: posting a view of a pooled Buffer would clone the whole pool slab
     const expect = { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs }
     if (this.#enc === null) return { file: { kind: 'file', path, expect, seal: null }, enc: null }
-    const sealed = this.#enc.fileHeader()
-    const seal = payloadStart(sealed)
-    if (sealedLength(seal.prefix.length, size) > LEAF_SIZE) return null
-    return { file: { kind: 'file', path, expect, seal }, enc: { key: sealed.fileKey, headerLength: sealed.header.length } }
+    if (sealedLength(this.#prefixLength, size) > LEAF_SIZE) return null
+    if (this.#pool.startsFiles) return { file: { kind: 'file', path, expect, seal: 'fresh' }, enc: null }
+    const started = freshSeal(this.#enc.newFile())
+    return { file: { kind: 'file', path, expect, seal: started.seal }, enc: { key: Buffer.from(started.fileKey), headerLength: started.headerLength } }
   }
 }

@@ -13,7 +13,7 @@ import { sourceStat, walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError } from '../source/file-reader.js'
 import { importDirectories, importFile, importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, defaultJobs } from './leaf-workers.js'
-import { fileLeaves, payloadStart, type Leaf } from './leaves.js'
+import { fileLeaves, freshSeal, leafSeal, type Leaf } from './leaves.js'
 import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
 import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
@@ -181,7 +181,8 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   let resumedFiles = 0
   let fileNo = 0
   const jobs = Math.max(1, Math.floor(opts.jobs ?? defaultJobs()))
-  const pool = new LeafWorkers(jobs > 1 ? jobs : 0)
+  const fileEnc = enc
+  const pool = new LeafWorkers(jobs > 1 ? jobs : 0, fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients })
   const oneLeaf = new OneLeafFiles(tree.entries.filter((e) => !resumable.has(e.path.toString('latin1'))), pool, enc)
   try {
     // Phase 1: every file's blocks, in walk order.
@@ -314,9 +315,9 @@ async function packFile (e: SourceEntry, name: string | undefined, writer: CarSe
         try {
           let seal = null
           if (enc !== null) {
-            const sealed = enc.fileHeader()
-            t.enc = { key: sealed.fileKey, headerLength: sealed.header.length }
-            seal = payloadStart(sealed)
+            const started = enc.newFile()
+            t.enc = { key: started.fileKey, headerLength: started.header.length }
+            seal = leafSeal(started)
           }
           const leaves = fileLeaves(src.fd, Number(e.stat.size), seal, pool, (p) => sourceProblemError(e, p), (n) => opts.progress?.({ type: 'read', bytes: n }))
           file = await importLeaves((async function * (): AsyncGenerator<Leaf> { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import {
-  encodeHeader, encryptStream, generateX25519Identity, newFileKey, passphraseRecipient, x25519IdentityFromString, type Recipient,
+  encodeHeader, encryptStream, generateX25519Identity, newAgeFile, newFileKey, passphraseRecipient, x25519IdentityFromString,
+  type AgeFileStart, type Recipient,
 } from '../crypto/index.js'
 
 /**
@@ -16,16 +17,13 @@ export interface SetEncryption {
   /** Identifies the recipients without holding a secret: a resumed pack must use the same ones. */
   fingerprint: string
   setIdentity?: string
-  /** A new file's key and age header; the payload is sealed by the leaf workers (src/pack/leaf-workers.ts). */
-  fileHeader: () => { fileKey: Buffer, header: Buffer }
+  /** A new file's key, age header and payload key; the payload is sealed by the leaf workers (src/pack/leaf-workers.ts). */
+  newFile: () => AgeFileStart
+  /** The files' recipients as parseRecipient reads them: leaf workers make headers of small files themselves. */
+  fileRecipients: string[]
   sealTable: (plain: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>
   /** Passphrase sets: the same encryption with the set key of an interrupted pack, so that its files stay valid. */
   withSetIdentity?: (identity: string) => SetEncryption
-}
-
-function fileHeader (recipients: Recipient[]): { fileKey: Buffer, header: Buffer } {
-  const fileKey = newFileKey()
-  return { fileKey, header: encodeHeader(fileKey, recipients) }
 }
 
 function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -40,7 +38,8 @@ export function recipientEncryption (recipients: Recipient[], names: 'hidden' | 
     names,
     recipientKinds: [...new Set(recipients.map((r) => r.kind))],
     fingerprint,
-    fileHeader: () => fileHeader(recipients),
+    newFile: () => newAgeFile(recipients),
+    fileRecipients: recipients.map(String),
     sealTable: (plain) => seal(recipients, plain),
   }
 }
@@ -54,7 +53,8 @@ export function passphraseEncryption (passphrase: string, names: 'hidden' | 'pla
     recipientKinds: ['scrypt'],
     fingerprint: 'passphrase',
     setIdentity: identity,
-    fileHeader: () => fileHeader(fileRecipients),
+    newFile: () => newAgeFile(fileRecipients),
+    fileRecipients: fileRecipients.map(String),
     sealTable: (plain) => seal(tableRecipients, plain),
     withSetIdentity: (id) => passphraseEncryption(passphrase, names, id, logN),
   }

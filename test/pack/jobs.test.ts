@@ -4,9 +4,10 @@ import { describe, expect, it } from 'vitest'
 import { pack } from '../../src/pack/packer.js'
 import { PackerError } from '../../src/errors.js'
 import { LeafWorkers } from '../../src/pack/leaf-workers.js'
-import { LEAF_SIZE, fileLeaves, payloadStart } from '../../src/pack/leaves.js'
+import { LEAF_SIZE, fileLeaves, leafSeal } from '../../src/pack/leaves.js'
 import { importFile, importLeaves } from '../../src/pack/unixfs.js'
-import { ciphertextSize, decryptStream, encodeHeader, generateX25519Identity, newFileKey, x25519IdentityFromString } from '../../src/crypto/index.js'
+import { randomBytes } from 'node:crypto'
+import { ciphertextSize, decryptStream, encodeHeader, generateX25519Identity, newFileKey, payloadKey, x25519IdentityFromString } from '../../src/crypto/index.js'
 import { carFiles, describeTree, packerOk, tmpDir, bytes } from '../helpers.js'
 
 /** Sizes around the 64 KiB age chunks and the 1 MiB leaves. */
@@ -104,11 +105,12 @@ describe('--jobs', () => {
           const data = bytes(n, n + 3)
           const fileKey = newFileKey()
           const header = encodeHeader(fileKey, recipients)
+          const nonce = randomBytes(16)
           const leaves: Buffer[] = []
           let read = 0
           const src = openData(data)
           try {
-            for await (const l of fileLeaves(src.fd, n, payloadStart({ fileKey, header }), pool, noProblem, (b) => { read += b })) leaves.push(Buffer.from(l.bytes))
+            for await (const l of fileLeaves(src.fd, n, leafSeal({ fileKey, header, nonce, payloadKey: payloadKey(fileKey, nonce) }), pool, noProblem, (b) => { read += b })) leaves.push(Buffer.from(l.bytes))
           } finally {
             src[Symbol.dispose]()
           }
@@ -124,6 +126,42 @@ describe('--jobs', () => {
       } finally {
         await pool.close()
       }
+    }
+  })
+
+  it('workers of the compiled build start the age files of one-leaf files themselves; each file gets its own key', async () => {
+    // The workers load dist/pack/leaves.js (npm test builds first); from the TypeScript sources they cannot.
+    const dist = await import('../../dist/pack/leaf-workers.js' as string) as typeof import('../../src/pack/leaf-workers.js')
+    const id = generateX25519Identity()
+    const recipients = [x25519IdentityFromString(id.identity).recipient()]
+    const file = path.join(tmpDir(), 'small.bin')
+    const data = bytes(200_000, 9)
+    fs.writeFileSync(file, data)
+    const st = fs.statSync(file, { bigint: true })
+    const pool = new dist.LeafWorkers(2, { fresh: () => { throw new Error('made on the main thread') }, recipients: recipients.map(String) })
+    try {
+      expect(pool.startsFiles).toBe(true)
+      const fromSources = new LeafWorkers(1, { fresh: () => { throw new Error('unused') }, recipients: [] })
+      expect(fromSources.startsFiles).toBe(false)
+      await fromSources.close()
+      const job = { kind: 'file' as const, path: new Uint8Array(Buffer.from(file)), expect: { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs }, seal: 'fresh' as const }
+      const keys: string[] = []
+      for (const r of await Promise.all([pool.run(job), pool.run(job)])) {
+        if ('problem' in r) throw new Error('unexpected problem')
+        expect(r.fresh).toBeDefined()
+        const fileKey = Buffer.from(r.fresh!.fileKey)
+        keys.push(fileKey.toString('hex'))
+        expect(r.leaf.length).toBe(ciphertextSize(data.length, r.fresh!.headerLength))
+        const plain: Uint8Array[] = []
+        for await (const c of decryptStream([r.leaf], { fileKey })) plain.push(c)
+        expect(Buffer.concat(plain).equals(data)).toBe(true)
+        const opened: Uint8Array[] = []
+        for await (const c of decryptStream([r.leaf], { identities: [x25519IdentityFromString(id.identity)] })) opened.push(c)
+        expect(Buffer.concat(opened).equals(data)).toBe(true)
+      }
+      expect(keys[0]).not.toBe(keys[1])
+    } finally {
+      await pool.close()
     }
   })
 
