@@ -13,13 +13,14 @@ const gc: Gc | undefined = (() => {
 })()
 
 /**
- * Collects garbage now. For threads whose work allocates fast and keeps nothing (the mount's workers: node:crypto
- * allocates every opened chunk), V8 lets such garbage grow to ~64 MiB per thread before collecting; a young-generation
- * collection every few jobs costs well under a millisecond and keeps it to a few MiB. (Tried between pack's stages
- * too: no measurable effect on its peak, so not used there.)
+ * Collects garbage now. 'minor': the young generation, for threads whose work allocates fast and keeps nothing (the
+ * mount's and pack's workers: node:crypto allocates every sealed or opened chunk; V8 lets such garbage grow to
+ * ~64 MiB per thread, a young-generation collection every few jobs costs well under a millisecond). 'major': the whole
+ * heap, between pack's stages. (gc({ type: 'major' }) collects almost nothing in Node 20; gc() does a full collection.)
  */
 export function collectGarbage (type: 'major' | 'minor'): void {
-  gc?.({ type })
+  if (type === 'major') gc?.()
+  else gc?.({ type })
 }
 
 /**
@@ -41,12 +42,7 @@ export function limitMallocCache (): void {
   nativeAddon()?.limitMallocCache()
 }
 
-/**
- * V8 lets a heap grow to several times its live size between full collections: at the end of packing 20 000 files,
- * 150 MB of heap held 50 MB of live data. Growing by at most 20 % keeps pack's heap near its live size, for about
- * 5 % of its time (more full collections). Not for unpack: there it cost a quarter of the time (its garbage is
- * short-lived) and its peak was within bounds anyway. Process-wide: called by the pack command.
- */
-export function boundHeapGrowth (): void {
-  try { setFlagsFromString('--heap-growing-percent=20') } catch {}
+/** Gives the free pages of every malloc arena back to the system (after a stage whose threads churned buffers). */
+export function trimMalloc (): void {
+  nativeAddon()?.trimMalloc()
 }

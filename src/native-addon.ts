@@ -43,6 +43,8 @@ export interface NativeAddon {
   setFileTimes (path: string | Uint8Array, atimeSec: bigint, atimeNsec: number, mtimeSec: bigint, mtimeNsec: number): void
   /** Fixes glibc malloc's mmap threshold at 128 KiB (see native/src/addon.c); false where that is not glibc. */
   limitMallocCache (): boolean
+  /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
+  trimMalloc (): boolean
 }
 
 export interface NativeAddonLoad {
@@ -54,7 +56,7 @@ export interface NativeAddonLoad {
 /** Relative to this module: src/ under tests, dist/ when built; both are one level below the package root. */
 const ADDON_PATH = '../native/build/Release/packer_native.node'
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache']
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc']
 
 let cached: NativeAddonLoad | undefined
 
