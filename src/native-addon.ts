@@ -45,6 +45,8 @@ export interface NativeAddon {
   limitMallocCache (): boolean
   /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
   trimMalloc (): boolean
+  /** posix_fadvise(WILLNEED) of a whole file (opened without following symlinks): starts reading it; false if not. */
+  adviseWillNeed (path: string | Uint8Array): boolean
 }
 
 export interface NativeAddonLoad {
@@ -56,7 +58,7 @@ export interface NativeAddonLoad {
 /** Relative to this module: src/ under tests, dist/ when built; both are one level below the package root. */
 const ADDON_PATH = '../native/build/Release/packer_native.node'
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc']
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed']
 
 let cached: NativeAddonLoad | undefined
 
@@ -129,4 +131,9 @@ export async function setFileTimesNs (path: string | Uint8Array, atimeNs: bigint
 function nsToSeconds (ns: bigint): number {
   const { sec, nsec } = splitNs(ns)
   return Number(sec) + nsec / 1e9
+}
+
+/** Starts reading a file into the page cache ahead of its turn (a no-op without the addon). */
+export function adviseWillNeed (path: Uint8Array): void {
+  nativeAddon()?.adviseWillNeed(path)
 }

@@ -51,7 +51,6 @@ export function parseArgs (argv, benchDir) {
   const o = {
     full: false,
     tiny: false,
-    tiny: false,
     only: null,
     skip: new Set(),
     work: path.join(benchDir, 'work'),

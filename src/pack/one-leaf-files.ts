@@ -1,4 +1,5 @@
 import { sourceProblemError } from '../source/file-reader.js'
+import { adviseWillNeed } from '../native-addon.js'
 import type { SourceEntry } from '../source/walk.js'
 import type { LeafJob, LeafWorkers } from './leaf-workers.js'
 import { LEAF_SIZE, freshSeal, sealedLength, type Leaf } from './leaves.js'
@@ -61,6 +62,8 @@ export class OneLeafFiles {
       const job = this.#job(e)
       if (job === null) continue
       this.#heldBytes += size
+      // The disk reads these files ahead while the workers, one synchronous read at a time, are busy with earlier ones.
+      adviseWillNeed(job.file.path)
       const read = this.#pool.run(job.file).then((r): OneLeafFile => {
         if ('problem' in r) throw sourceProblemError(e, r.problem)
         const started = r.fresh === undefined ? job.enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
@@ -72,7 +75,7 @@ export class OneLeafFiles {
   }
 
   /** The job reading `e` as one leaf, or null when its stored bytes would not fit in one. */
-  #job (e: SourceEntry): { file: LeafJob, enc: OneLeafFile['enc'] } | null {
+  #job (e: SourceEntry): { file: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] } | null {
     const size = Number(e.stat.size)
     const path = new Uint8Array(e.abs) // a copy: posting a view of a pooled Buffer would clone the whole pool slab
     const expect = { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs }
