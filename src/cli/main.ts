@@ -2,14 +2,12 @@
 import { Command } from 'commander'
 import { PackerError } from '../errors.js'
 import { VERSION } from '../version.js'
-import { limitMallocCache } from '../memory.js'
 import { addPackCommand } from './pack-command.js'
 import { addReadCommands } from './read-commands.js'
 import { addKeygenCommand } from './keygen-command.js'
 import { addMountCommands } from './mount-command.js'
 
 /** The CLI: options become calls; a PackerError becomes one line on stderr and its exit code. */
-limitMallocCache()
 const program = new Command()
 program.name('packer').version(VERSION)
   .description('Pack data sets into Filecoin-ready CAR sets (encrypted, with piece CIDs); unpack, list, verify and mount them.')

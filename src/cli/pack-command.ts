@@ -8,6 +8,7 @@ import { PackerError } from '../errors.js'
 import { setEncryptionFrom } from './keys.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
+import { limitMallocCache } from '../memory.js'
 
 export function addPackCommand (program: Command): void {
   program.command('pack').argument('<source>', 'directory (its contents become the archive root) or single file')
@@ -32,6 +33,7 @@ export function addPackCommand (program: Command): void {
       }
       const encryption = await setEncryptionFrom({ encrypt: o.encrypt, recipient: o.recipient, recipientsFile: o.recipientsFile, passphrase: o.passphrase, plainNames: o.plainNames }, warn)
       const p = new Progress(progressMode(o), 'pack')
+      limitMallocCache()
       const r = await pack({
         source,
         out: o.output,

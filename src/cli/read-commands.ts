@@ -10,6 +10,7 @@ import { identitiesFrom } from './keys.js'
 import { lsJson, lsLine, piecesCsv, piecesRows } from './listing.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
+import { limitMallocCache } from '../memory.js'
 
 export interface SetOptions { identity?: string[], passphrase?: boolean, expect?: string, cars?: string }
 
@@ -35,6 +36,7 @@ export function addReadCommands (program: Command): void {
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line per event on stdout'))
     .action(async (dir: string, paths: string[], o) => {
+      limitMallocCache()
       const set = await openSet(dir, o)
       const p = new Progress(progressMode(o), 'unpack')
       const chosen = paths.length ? paths.flatMap((x) => set.select(Buffer.from(x.replace(/^\/+|\/+$/g, '')))) : set.entries
