@@ -446,6 +446,12 @@ static napi_value set_file_times_js(napi_env env, napi_callback_info info) {
   return r;
 }
 
+static napi_value js_bool(napi_env env, bool b) {
+  napi_value r;
+  napi_get_boolean(env, b, &r);
+  return r;
+}
+
 /*
  * adviseWillNeed(path): asks the kernel to start reading a whole file into the page cache (posix_fadvise WILLNEED)
  * and returns at once. Pack calls it for the small files it hands its workers ahead of their turn: their synchronous
@@ -465,9 +471,7 @@ static napi_value advise_will_need_js(napi_env env, napi_callback_info info) {
     ok = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED) == 0;
     close(fd);
   }
-  napi_value r;
-  napi_get_boolean(env, ok, &r);
-  return r;
+  return js_bool(env, ok);
 }
 
 /* ---------------------------------------------------------------- malloc */
@@ -484,9 +488,7 @@ static napi_value limit_malloc_cache_js(napi_env env, napi_callback_info info) {
 #ifdef __GLIBC__
   ok = mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1;
 #endif
-  napi_value r;
-  napi_get_boolean(env, ok, &r);
-  return r;
+  return js_bool(env, ok);
 }
 
 /*
@@ -500,9 +502,7 @@ static napi_value trim_malloc_js(napi_env env, napi_callback_info info) {
 #ifdef __GLIBC__
   released = malloc_trim(0) == 1;
 #endif
-  napi_value r;
-  napi_get_boolean(env, released, &r);
-  return r;
+  return js_bool(env, released);
 }
 
 /* ---------------------------------------------------------------- module */
