@@ -5,7 +5,7 @@
  * ChaCha20-Poly1305, the last flagged), as encryptStream writes it. LeafWorkers read, seal and hash several leaves at
  * once; they are handed on in order.
  */
-import { newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
+import { ciphertextSize, newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
 import type { SourceProblem } from '../source/file-reader.js'
 import type { FreshSeal, LeafJobResult, LeafSeal, LeafWorkers } from './leaf-workers.js'
 
@@ -13,11 +13,12 @@ import type { FreshSeal, LeafJobResult, LeafSeal, LeafWorkers } from './leaf-wor
 export const LEAF_SIZE = 1024 * 1024
 const CHUNK = 65536
 const SEALED = CHUNK + 16
+const NONCE = 16 // a seal's prefix is header ‖ nonce
 
 export interface Leaf { bytes: Uint8Array, digest: Uint8Array }
 
 /** Leaves in flight (being read, sealed or hashed, or waiting for their turn) per file. */
-export function windowFor (pool: LeafWorkers): number { return Math.max(4, 3 * pool.size) }
+function windowFor (pool: LeafWorkers): number { return Math.max(4, 3 * pool.size) }
 
 /** What the leaf workers need to seal a file's leaves, as own buffers (not views of Buffer's pool): posted with every job. */
 export function leafSeal (file: AgeFileStart): LeafSeal {
@@ -35,11 +36,6 @@ export function freshSealMaker (recipients: string[]): () => FreshSeal {
   return () => freshSeal(newAgeFile(parsed))
 }
 
-/** Bytes of the age file of `plain` bytes whose header ‖ nonce is `prefix` bytes long. */
-export function sealedLength (prefix: number, plain: number): number {
-  return prefix + plain + 16 * Math.max(1, Math.ceil(plain / CHUNK))
-}
-
 /** Plaintext bytes wholly before position `pos` of an age file of `plain` bytes after a prefix of `prefix` bytes. */
 function plainBefore (prefix: number, plain: number, pos: number): number {
   if (pos <= prefix) return 0
@@ -54,7 +50,7 @@ function plainBefore (prefix: number, plain: number, pos: number): number {
  */
 export async function * fileLeaves (fd: number, size: number, seal: LeafSeal | null, pool: LeafWorkers,
   problem: (p: SourceProblem) => Error, onRead?: (bytes: number) => void): AsyncGenerator<Leaf> {
-  const total = seal === null ? size : sealedLength(seal.prefix.length, size)
+  const total = seal === null ? size : ciphertextSize(size, seal.prefix.length - NONCE)
   const count = Math.max(1, Math.ceil(total / LEAF_SIZE))
   const window = windowFor(pool)
   const inflight: Array<Promise<LeafJobResult>> = []

@@ -2,7 +2,8 @@ import { sourceProblemError } from '../source/file-reader.js'
 import { adviseWillNeed } from '../native-addon.js'
 import type { SourceEntry } from '../source/walk.js'
 import type { LeafJob, LeafWorkers } from './leaf-workers.js'
-import { LEAF_SIZE, freshSeal, sealedLength, type Leaf } from './leaves.js'
+import { ciphertextSize } from '../crypto/index.js'
+import { LEAF_SIZE, freshSeal, type Leaf } from './leaves.js'
 import type { SetEncryption } from './set-encryption.js'
 
 /** A file whose stored bytes are one leaf: that leaf, and for an encrypted set its file key and header length. */
@@ -12,9 +13,9 @@ export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: num
  * Files whose stored bytes fit in one leaf (most files of most trees) are read, sealed and hashed whole by the leaf
  * workers, several ahead of their turn: open, stat, read and close are synchronous calls there, and so is the start
  * of the age file (its header) where the workers can make it (LeafWorkers.startsFiles); the main thread writes the
- * block. (Read ahead through libuv's promises instead, these per-file
- * costs on the main thread were most of the time of packing 20 000 small files.) Files are still handed on strictly
- * in walk order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
+ * block. (Read ahead through libuv's promises instead, these per-file costs on the main thread were most of the time
+ * of packing 20 000 small files.) Files are still handed on strictly in walk order, so the set's layout does not
+ * change; at most `ahead` files and `maxBytes` are held.
  */
 export class OneLeafFiles {
   readonly #entries: SourceEntry[]
@@ -23,8 +24,8 @@ export class OneLeafFiles {
   readonly #pending = new Map<SourceEntry, Promise<OneLeafFile>>()
   readonly #ahead: number
   readonly #maxBytes: number
-  /** Length of header ‖ nonce: the same for every file of a set (its stanzas have fixed lengths). */
-  readonly #prefixLength: number
+  /** Length of the age header: the same for every file of a set (its stanzas have fixed lengths). */
+  readonly #headerLength: number
   #next = 0
   #heldBytes = 0
 
@@ -34,7 +35,7 @@ export class OneLeafFiles {
     this.#enc = enc
     this.#ahead = opts.ahead ?? 64
     this.#maxBytes = opts.maxBytes ?? 16 * 1024 * 1024
-    this.#prefixLength = enc === null ? 0 : freshSeal(enc.newFile()).seal.prefix.length
+    this.#headerLength = enc === null ? 0 : enc.newFile().header.length
   }
 
   /**
@@ -80,7 +81,7 @@ export class OneLeafFiles {
     const path = new Uint8Array(e.abs) // a copy: posting a view of a pooled Buffer would clone the whole pool slab
     const expect = { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs }
     if (this.#enc === null) return { file: { kind: 'file', path, expect, seal: null }, enc: null }
-    if (sealedLength(this.#prefixLength, size) > LEAF_SIZE) return null
+    if (ciphertextSize(size, this.#headerLength) > LEAF_SIZE) return null
     if (this.#pool.startsFiles) return { file: { kind: 'file', path, expect, seal: 'fresh' }, enc: null }
     const started = freshSeal(this.#enc.newFile())
     return { file: { kind: 'file', path, expect, seal: started.seal }, enc: { key: Buffer.from(started.fileKey), headerLength: started.headerLength } }
