@@ -3,8 +3,8 @@ import { PackerError } from '../errors.js'
 /** Reads a line from the terminal without echo. */
 async function prompt (question: string): Promise<string> {
   const stdin = process.stdin
+  stdin.setRawMode(true) // before the question: a reply typed as soon as it shows must not echo
   process.stderr.write(question)
-  stdin.setRawMode(true)
   stdin.resume()
   let text = ''
   try {
