@@ -7,7 +7,8 @@ import { ROOT, describeTree, packerOk, tmpDir } from '../helpers.js'
 import { makeVectorTree } from '../../testdata/vectors/make-tree.mjs'
 
 const VECTORS = path.join(ROOT, 'testdata/vectors')
-const expected = JSON.parse(fs.readFileSync(path.join(VECTORS, 'expected.json'), 'utf8'))
+const V1 = path.join(VECTORS, 'v1')
+const expected = JSON.parse(fs.readFileSync(path.join(V1, 'expected.json'), 'utf8'))
 const isRoot = process.getuid?.() === 0
 
 /** Any change to how packer lays out bytes must fail here: bump the format version and regenerate instead. */
@@ -30,19 +31,27 @@ describe('format version 1 test vectors', () => {
     expect(got).toEqual(expected.plain.cars)
   })
 
+  it('the committed unencrypted version-1 set (the small vector tree) restores byte for byte', async () => {
+    const tree = path.join(tmpDir(), 'tree')
+    makeVectorTree(tree, { small: true })
+    const dest = tmpDir()
+    await packerOk(['unpack', path.join(V1, 'plain'), '-o', dest])
+    expect(describeTree(dest)).toEqual(describeTree(tree))
+  })
+
   it('the committed encrypted set (X25519 + RSA certificate) restores the vector tree with either key', async () => {
     const tree = path.join(tmpDir(), 'tree')
     makeVectorTree(tree, { small: true })
     for (const id of expected.encrypted.identities) {
       const dest = tmpDir()
-      await packerOk(['unpack', path.join(VECTORS, 'encrypted'), '-o', dest, '-i', path.join(VECTORS, id), '--expect', expected.encrypted.setId])
+      await packerOk(['unpack', path.join(V1, 'encrypted'), '-o', dest, '-i', path.join(VECTORS, id), '--expect', expected.encrypted.setId])
       expect(describeTree(dest)).toEqual(describeTree(tree))
     }
   })
 
   it('the committed encrypted set rebuilds from its CAR alone to the same manifest and index', async () => {
     const dir = tmpDir()
-    const set = path.join(VECTORS, 'encrypted')
+    const set = path.join(V1, 'encrypted')
     for (const n of fs.readdirSync(set).filter((f) => f.endsWith('.car'))) fs.copyFileSync(path.join(set, n), path.join(dir, n))
     await packerOk(['rebuild', dir])
     const want = JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8'))
@@ -55,7 +64,7 @@ describe('format version 1 test vectors', () => {
     const tree = path.join(tmpDir(), 'tree')
     makeVectorTree(tree, { small: true })
     const dest = tmpDir()
-    await packerOk(['unpack', path.join(VECTORS, 'encrypted-passphrase'), '-o', dest, '--expect', expected.encryptedPassphrase.setId],
+    await packerOk(['unpack', path.join(V1, 'encrypted-passphrase'), '-o', dest, '--expect', expected.encryptedPassphrase.setId],
       { env: { PACKER_PASSPHRASE: expected.encryptedPassphrase.passphrase } })
     expect(describeTree(dest)).toEqual(describeTree(tree))
   })
