@@ -27,7 +27,10 @@ mkdir -p "$cache"
 # Unpacks the newest version of PACKAGE@RANGE from the npm registry into $cache/NAME-VERSION (once); prints that path.
 fetch() {
   local version dir tarball
-  version=$(npm view "$1@$2" version --json | node -e 'const v = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log([].concat(v).pop())')
+  # npm lists the matching versions in publishing order, not semver order
+  version=$(npm view "$1@$2" version --json | node -e 'const num = (v) => v.split(".").map(Number)
+    const vs = [].concat(JSON.parse(require("fs").readFileSync(0, "utf8")))
+    console.log(vs.sort((a, b) => num(a).reduce((d, x, i) => d || x - num(b)[i], 0)).pop())')
   dir=$cache/$1-$version
   if [ ! -d "$dir" ]; then
     tarball=$(cd "$cache" && npm pack --silent "$1@$version")
