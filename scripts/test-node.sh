@@ -34,7 +34,7 @@ fetch() {
   dir=$cache/$1-$version
   if [ ! -d "$dir" ]; then
     tarball=$(cd "$cache" && npm pack --silent "$1@$version")
-    mkdir "$dir.partial" && tar -xzf "$cache/$tarball" -C "$dir.partial" --strip-components=1 && rm "$cache/$tarball"
+    rm -rf "$dir.partial" && mkdir "$dir.partial" && tar -xzf "$cache/$tarball" -C "$dir.partial" --strip-components=1 && rm "$cache/$tarball"
     mv "$dir.partial" "$dir"
   fi
   echo "$dir"
