@@ -8,13 +8,23 @@
 // `node-gyp` on PATH. Headers: npm's configured nodedir (npm_config_nodedir, e.g. `nodedir=/usr` in ~/.npmrc), else
 // the headers installed with this node (<prefix>/include/node, as in Debian/NodeSource packages and the official
 // tarballs), so node-gyp never downloads anything; else node-gyp's own cache (~/.cache/node-gyp).
+// An addon newer than its sources is kept (`npm ci && npm test` builds twice: prepare, then pretest); it uses only
+// N-API, so one build loads on every Node version.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const strict = process.argv.includes('--strict')
+const built = path.join(here, 'build/Release/packer_native.node')
+
+function upToDate () {
+  if (!existsSync(built)) return false
+  const sources = ['binding.gyp', 'build.mjs', ...readdirSync(path.join(here, 'src')).map((name) => path.join('src', name))]
+  const newest = Math.max(...sources.map((name) => statSync(path.join(here, name)).mtimeMs))
+  return statSync(built).mtimeMs > newest
+}
 
 function findNodeGyp () {
   const fromNpm = process.env.npm_config_node_gyp
@@ -38,6 +48,10 @@ function findNodeDir () {
   return undefined
 }
 
+if (upToDate()) {
+  process.stdout.write(`packer: native addon up to date (${built})\n`)
+  process.exit(0)
+}
 const [cmd, ...pre] = findNodeGyp()
 const nodedir = findNodeDir()
 const args = [...pre, 'rebuild', '-C', here, ...(nodedir ? [`--nodedir=${nodedir}`] : [])]
@@ -47,7 +61,7 @@ if (nodedir) env.npm_config_nodedir = nodedir
 else delete env.npm_config_nodedir
 const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env })
 if (r.status === 0) {
-  process.stdout.write(`packer: built native addon (${path.join(here, 'build/Release/packer_native.node')})\n`)
+  process.stdout.write(`packer: built native addon (${built})\n`)
   process.exit(0)
 }
 const output = `${r.stdout ?? ''}${r.stderr ?? ''}`

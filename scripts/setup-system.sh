@@ -1,20 +1,67 @@
 #!/usr/bin/env bash
-# Installs the Debian packages packer's tests and mount need, where missing: fuse (fusermount), libfuse2
-# (libfuse.so.2 for fuse-native), age (interop tests), openssl and openssh-client (key interop tests).
-# Runs as root on CI and fresh machines; elsewhere it only says what is missing.
+# Installs the Debian packages packer needs, where missing. Run it BEFORE `npm ci`: fuse-native's install script
+# (run by npm versions that run every dependency's scripts, like npm 10) compiles from source, which needs Node's
+# headers from the internet, when its prebuilt binary cannot load for want of libfuse.so.2.
+#
+#   bash scripts/setup-system.sh                   what packer needs to run (mount): fuse, libfuse2
+#   bash scripts/setup-system.sh --tests           that, and what only the test suite needs
+#   bash scripts/setup-system.sh [--tests] --check install nothing: name what is missing and exit 1 (npm test runs this)
+#
+# Installs as root (apt-get); otherwise it only says what to install. No installed package may start a service:
+# while apt-get runs, a policy-rc.d that answers 101 ("action forbidden") tells invoke-rc.d and deb-systemd-invoke
+# to start nothing (Debian's nginx would otherwise start on port 80); it is removed when apt-get is done. Tests start
+# the servers they need themselves, on 127.0.0.1.
 set -euo pipefail
-need=()
-command -v fusermount >/dev/null 2>&1 || need+=(fuse)
-ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2' || need+=(libfuse2)
-command -v age >/dev/null 2>&1 || need+=(age)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
-command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
-if [ ${#need[@]} -eq 0 ]; then exit 0; fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "packer: missing Debian packages: ${need[*]} (run: sudo apt-get install ${need[*]})" >&2
+PATH=$PATH:/usr/sbin:/sbin  # ldconfig, for users whose PATH lacks them
+
+# Each entry: "Debian package|shell test that passes when what packer uses from it is present". Testing for the file
+# rather than the package leaves an equivalent in place: fuse3's fusermount serves libfuse2 too, and installing
+# `fuse` over it would remove fuse3 and whatever depends on it.
+user_packages=(
+  'fuse|command -v fusermount'
+  'libfuse2|ldconfig -p | grep -q "libfuse\.so\.2 "'
+  # headers and libraries the native addon (native/) builds against go here too
+)
+test_packages=(
+  'age|command -v age'
+  'openssl|command -v openssl'
+  'openssh-client|command -v ssh-keygen'
+)
+
+wanted=("${user_packages[@]}") tests_flag='' check_only=false
+for arg in "$@"; do
+  case "$arg" in
+    --tests) wanted+=("${test_packages[@]}") tests_flag=' --tests' ;;
+    --check) check_only=true ;;
+    *) echo "usage: bash scripts/setup-system.sh [--tests] [--check]" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for entry in "${wanted[@]}"; do
+  bash -c "${entry#*|}" >/dev/null 2>&1 || missing+=("${entry%%|*}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if $check_only || [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "packer: missing Debian packages: ${missing[*]}; install them with: sudo bash scripts/setup-system.sh$tests_flag" >&2
   exit 1
 fi
-echo "packer: installing Debian packages: ${need[*]}" >&2
+
+echo "packer: installing Debian packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${need[@]}" >/dev/null
+# Debian 13 and Ubuntu 24.04 renamed libfuse2 (the 64-bit time_t transition).
+if [[ " ${missing[*]} " == *" libfuse2 "* ]] && apt-cache show libfuse2t64 >/dev/null 2>&1; then
+  missing=("${missing[@]/#libfuse2/libfuse2t64}")
+fi
+
+# An administrator's own policy-rc.d is set aside meanwhile and put back after, however this script ends.
+policy=/usr/sbin/policy-rc.d saved=/usr/sbin/policy-rc.d.packer-saved
+[ -e "$policy" ] && mv "$policy" "$saved"
+restore_policy() { rm -f "$policy"; if [ -e "$saved" ]; then mv "$saved" "$policy"; fi; }
+trap restore_policy EXIT
+trap 'exit 130' INT TERM HUP
+printf '#!/bin/sh\n# written by packer scripts/setup-system.sh while it installs packages: start no service\nexit 101\n' >"$policy"
+chmod 755 "$policy"
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

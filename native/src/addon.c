@@ -134,8 +134,14 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 }
 
 static void tsfn_finalize(napi_env env, void *data, void *hint) {
-  (void)env; (void)hint;
-  hasher_unref(data);
+  (void)hint;
+  hasher *h = data;
+  /* The tsfn is gone: released by us, or torn down with the environment at exit (an abandoned hasher), after which
+     Node 24 may still run the JS handle's finalizer; releasing the freed tsfn there hung the process. Stop the
+     workers now, while their notifications still reach a closing tsfn. */
+  h->tsfn_released = 1;
+  hasher_close(env, h);
+  hasher_unref(h);
 }
 
 static void handle_finalize(napi_env env, void *data, void *hint) {
