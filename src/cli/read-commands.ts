@@ -1,10 +1,12 @@
+import path from 'node:path'
 import { Command } from 'commander'
 import { PackerError } from '../errors.js'
 import { formatSize } from '../format/size.js'
 import { CarSet } from '../restore/car-set.js'
 import { restore } from '../restore/restorer.js'
 import { verifyFiles, verifySet } from '../restore/verifier.js'
-import { missingReport } from '../restore/availability.js'
+import { fixNamesCommand, missingReport, misnamedWarning } from '../restore/availability.js'
+import { fixNames, type NameFix } from '../restore/fix-names.js'
 import { rebuildSet } from '../restore/rebuild.js'
 import { identitiesFrom } from './keys.js'
 import { lsJson, lsLine, piecesCsv, piecesRows } from './listing.js'
@@ -20,6 +22,12 @@ export function identityOptions (cmd: Command): Command {
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
     .option('--cars <dir>', 'the CARs are in DIR (e.g. where a retrieval put them), not beside manifest.json')
+}
+
+/** unpack, ls: one warning line when CARs are read from files under names not theirs. */
+async function warnMisnamed (set: CarSet): Promise<void> {
+  const w = await misnamedWarning(set)
+  if (w !== null) warn(w)
 }
 
 export async function openSet (dir: string, o: SetOptions, skipTable = false): Promise<CarSet> {
@@ -38,6 +46,7 @@ export function addReadCommands (program: Command): void {
     .action(async (dir: string, paths: string[], o) => {
       limitMallocCache()
       const set = await openSet(dir, o)
+      await warnMisnamed(set)
       const p = new Progress(progressMode(o), 'unpack')
       const chosen = paths.length ? paths.flatMap((x) => set.select(Buffer.from(x.replace(/^\/+|\/+$/g, '')))) : set.entries
       p.totalBytes = chosen.reduce((n, e) => n + (e.size ?? 0), 0)
@@ -73,6 +82,7 @@ export function addReadCommands (program: Command): void {
     .action(async (dir: string, path: string | undefined, o) => {
       const set = await openSet(dir, o)
       try {
+        await warnMisnamed(set)
         if (o.missing) {
           const report = await missingReport(set)
           for (const m of report) out(o.json ? JSON.stringify(m) : `${m.path}\tneeds ${m.cars.join(' ')}`)
@@ -86,10 +96,11 @@ export function addReadCommands (program: Command): void {
     })
 
   identityOptions(program.command('verify').argument('<setdir>')
-    .description('read every CAR once: check every block, size and piece CID against the manifest')
+    .description('read every CAR once: check every block, size and piece CID against the manifest, and that each CAR is under its own name')
     .option('--decrypt', 'also read every file through decryption (needs -i or --passphrase): checks every age header and chunk')
+    .option('--fix-names', 'then give every CAR found whole under another name its own name (renames only, never overwrites)')
     .option('-q, --quiet', 'print only problems')
-    .option('--json', 'one JSON object per CAR (and per file with --decrypt)'))
+    .option('--json', 'one JSON object per CAR (and per file with --decrypt, per rename with --fix-names)'))
     .action(async (dir: string, o) => {
       const keyGiven = !!(o.identity?.length || o.passphrase)
       if (o.decrypt && !keyGiven && process.env.PACKER_PASSPHRASE === undefined) throw new PackerError('USAGE', '--decrypt needs the identity: give -i FILE or --passphrase')
@@ -105,17 +116,24 @@ export function addReadCommands (program: Command): void {
       p.totalBytes = set.manifest.cars.reduce((n, c) => n + c.size, 0)
       p.totalFiles = set.manifest.cars.length
       let bad = 0
+      let misnamed = 0
       let badFiles = 0
+      let fix: NameFix = { renamed: [], blocked: [] }
       try {
-        await verifySet(set, (r) => {
+        const report = await verifySet(set, (r) => {
           p.files++
-          if (r.status !== 'ok') bad++
+          if (r.status === 'misnamed') misnamed++
+          else if (r.status !== 'ok') bad++
           p.end()
-          if (o.json) { out(JSON.stringify({ car: r.car.file, status: r.status, detail: r.detail, affected: r.affected })); return }
+          const file = r.file === null ? null : path.basename(r.file)
+          if (o.json) { out(JSON.stringify({ car: r.car.file, status: r.status, detail: r.detail, file, affected: r.affected })); return }
           if (o.quiet && r.status === 'ok') return
-          const files = r.status === 'ok' ? '' : set.entries.length > 0 ? `; files affected: ${r.affected.join(', ') || 'none'}` : '; give -i to name the files affected'
-          out(`${r.status.toUpperCase().padEnd(9)} ${r.car.file}: ${r.detail}${files}`)
+          // A misnamed CAR is whole: the line names the file that holds it, and no file is affected.
+          const damaged = r.status !== 'ok' && r.status !== 'misnamed'
+          const files = !damaged ? '' : set.entries.length > 0 ? `; files affected: ${r.affected.join(', ') || 'none'}` : '; give -i to name the files affected'
+          out(`${r.status.toUpperCase().padEnd(9)} ${r.status === 'misnamed' ? file : r.car.file}: ${r.detail}${files}`)
         }, (n) => { p.bytes += n; p.tick() })
+        for (const c of report.copies) warn(`${path.basename(c.file)} is another copy of CAR ${set.manifest.cars[c.car].file} (by its header; not read); deal tools need only ${set.manifest.cars[c.car].file}`)
         if (o.decrypt) {
           await verifyFiles(set, (f) => {
             if (!f.ok) badFiles++
@@ -124,13 +142,24 @@ export function addReadCommands (program: Command): void {
             else if (!f.ok) out(`BAD FILE  ${f.path}: ${f.detail}`)
           })
         }
+        if (o.fixNames) {
+          fix = await fixNames(set.locator.dir, report.cars, (r) => out(o.json ? JSON.stringify({ renamed: r.from, to: r.to }) : `renamed ${r.from} -> ${r.to}`))
+          for (const b of fix.blocked) out(o.json ? JSON.stringify({ notRenamed: b.from, to: b.to, why: b.why }) : `not renamed ${b.from} -> ${b.to}: ${b.why}`)
+          misnamed -= fix.renamed.length
+        }
       } finally { await set.close() }
       p.end()
-      if (bad + badFiles > 0) {
-        const parts = [bad ? `${bad} of ${set.manifest.cars.length} CAR(s) missing or damaged` : '', badFiles ? `${badFiles} file(s) failed to decrypt` : ''].filter(Boolean)
-        throw new PackerError('CORRUPT', `${parts.join(' and ')} in ${dir}: see the lines above`)
+      const n = set.manifest.cars.length
+      if (bad + misnamed + badFiles > 0) {
+        const parts = [bad ? `${bad} of ${n} CAR(s) missing or damaged` : '', misnamed ? `${misnamed} of ${n} CAR(s) under names not their own` : '',
+          badFiles ? `${badFiles} file(s) failed to decrypt` : ''].filter(Boolean)
+        const todo = misnamed && !o.fixNames
+          ? `${bad + badFiles ? 'see the lines above; ' : ''}run '${fixNamesCommand(set)}' (deal tools and storage providers take a CAR by its name)`
+          : 'see the lines above'
+        throw new PackerError('CORRUPT', `${parts.join(' and ')} in ${dir}: ${todo}`)
       }
-      if (!o.json && !o.quiet) out(`all ${set.manifest.cars.length} CAR(s) verified${o.decrypt ? `, every file decrypted and authenticated` : ''} in ${p.seconds.toFixed(1)} s`)
+      const renamed = fix.renamed.length ? `; ${fix.renamed.length} renamed to their own names` : ''
+      if (!o.json && !o.quiet) out(`all ${n} CAR(s) verified${o.decrypt ? `, every file decrypted and authenticated` : ''}${renamed} in ${p.seconds.toFixed(1)} s`)
     })
 
   program.command('rebuild').argument('<cardir>', 'directory holding the CARs of a set whose manifest.json is lost')

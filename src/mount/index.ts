@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { PackerError } from '../errors.js'
 import type { Identity } from '../crypto/index.js'
 import { CarSet } from '../restore/car-set.js'
-import { missingCars } from '../restore/availability.js'
+import { missingCars, misnamedWarning } from '../restore/availability.js'
 import { checkFuse, checkMountpoint, mountPoints, type FuseEnvironment } from './preflight.js'
 import { buildTree, type Tree } from './tree.js'
 import { MountReader } from './reader.js'
@@ -59,6 +59,8 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
     for (const r of tree.renamed.slice(0, 5)) log(`${JSON.stringify(r.from.toString('latin1'))} is not valid UTF-8; it appears as ${r.to}`)
     if (tree.renamed.length > 5) log(`${tree.renamed.length - 5} more names appear changed (not valid UTF-8)`)
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)
+    const misnamed = await misnamedWarning(set)
+    if (misnamed !== null) log(`warning: ${misnamed}`)
     reader = new MountReader(set, { cacheSize: opts.cacheSize, workers: opts.workers })
     const throttled = throttle(log)
     const ops = fuseOperations(Fuse, tree, reader, { uid: opts.uid ?? process.getuid?.() ?? 0, gid: opts.gid ?? process.getgid?.() ?? 0, log: throttled })

@@ -8,41 +8,96 @@ import { displayPath } from '../format/stored-path.js'
 import type { CarRecord } from '../format/manifest.js'
 import type { CarSet } from './car-set.js'
 import { FileView } from './file-view.js'
+import { locateCars } from './availability.js'
 import { PackerError } from '../errors.js'
 
-export type CarStatus = 'ok' | 'missing' | 'truncated' | 'corrupt'
+export type CarStatus = 'ok' | 'misnamed' | 'missing' | 'truncated' | 'corrupt'
 
 export interface CarReport {
   index: number
   car: CarRecord
   status: CarStatus
   detail: string
+  /** The file read as this CAR (found by content), null when none is; for 'misnamed', a name that is not `car.file`. */
+  file: string | null
   /** Paths of the files with blocks in this CAR (empty when the file table could not be read). */
   affected: string[]
 }
 
+export interface SetReport {
+  cars: CarReport[]
+  /** Extra copies of CARs found whole elsewhere, under names that are none of the manifest's: harmless, not read. */
+  copies: Array<{ file: string, car: number }>
+}
+
 /**
  * verify: reads every CAR of the set once, end to end: re-hashes every block against its CID, checks the block count
- * and size, and recomputes the piece CID, comparing all of it with the manifest.
+ * and size, and recomputes the piece CID, comparing all of it with the manifest. The file holding a CAR is found by
+ * its header root (a first guess); the recomputed piece CID says which piece the file really holds, and a file that
+ * holds a whole CAR under a name other than that CAR's `file` is MISNAMED: deal tools and storage providers take a
+ * CAR by its name.
  */
-export async function verifySet (set: CarSet, onCar?: (r: CarReport) => void, onBytes?: (n: number) => void): Promise<CarReport[]> {
+export async function verifySet (set: CarSet, onCar?: (r: CarReport) => void, onBytes?: (n: number) => void): Promise<SetReport> {
+  const cars = set.manifest.cars
+  const found = await locateCars(set)
+  const copies = await set.locator.extraCopies()
+  const copyOf = new Map(copies.map((c) => [c.file, c.car]))
+  const foundAt = new Map(found.flatMap((f, i) => f === null ? [] : [[f, i] as const]))
+  const occupant = async (car: CarRecord): Promise<Occupant> => {
+    const own = path.join(set.locator.dir, car.file)
+    if (foundAt.has(own)) return { kind: 'found', car: foundAt.get(own)! }
+    if (copyOf.has(own)) return { kind: 'copy', car: copyOf.get(own)! }
+    return await fs.stat(own).then((st) => st.isFile() ? { kind: 'other' } : { kind: 'none' }, () => ({ kind: 'none' }))
+  }
   const reports: CarReport[] = []
-  for (const [index, car] of set.manifest.cars.entries()) {
+  for (const [index, car] of cars.entries()) {
     const affected = set.entries.filter((e) => e.cars?.includes(index)).map((e) => displayPath(e.path))
-    const r: CarReport = { index, car, affected, ...(await checkCar(set, index, car, onBytes)) }
+    const file = found[index]
+    const verdict = file === null
+      ? absent(set, car, await occupant(car))
+      : named(set, car, file, await checkCar(file, car, onBytes), await occupant(car))
+    const r: CarReport = { index, car, file, affected, ...verdict }
     reports.push(r)
     onCar?.(r)
   }
-  return reports
+  const manifestNames = new Set(cars.map((c) => path.join(set.locator.dir, c.file)))
+  return { cars: reports, copies: copies.filter((c) => !manifestNames.has(c.file)) }
 }
 
-async function checkCar (set: CarSet, index: number, car: CarRecord, onBytes?: (n: number) => void): Promise<{ status: CarStatus, detail: string }> {
-  const file = await set.locator.pathOf(index)
-  if (file === null) {
-    const named = await fs.stat(path.join(set.locator.dir, car.file)).catch(() => null)
-    if (named?.isFile()) return { status: 'corrupt', detail: 'its header is damaged (it does not name the root the manifest records)' }
-    return { status: 'missing', detail: `not found in ${set.locator.dir}` }
-  }
+interface Verdict { status: CarStatus, detail: string }
+
+/**
+ * What is under a CAR's own name: no file, the file where (by its header) another CAR was found, an extra copy of
+ * another CAR (by its header), or a file that is none of the set's CARs.
+ */
+type Occupant = { kind: 'none' } | { kind: 'other' } | { kind: 'found' | 'copy', car: number }
+
+/** No file holds the CAR's header root: what is under its name, if anything, says whether it is lost or damaged. */
+function absent (set: CarSet, car: CarRecord, under: Occupant): Verdict {
+  if (under.kind === 'none') return { status: 'missing', detail: `not found in ${set.locator.dir}` }
+  if (under.kind === 'other') return { status: 'corrupt', detail: 'its header is damaged (it does not name the root the manifest records)' }
+  return { status: 'missing', detail: `not found in ${set.locator.dir}; the file of that name has the header of CAR ${set.manifest.cars[under.car].file}` }
+}
+
+/** A whole CAR under a name not its own is MISNAMED; damage found in a file under another name says which file. */
+function named (set: CarSet, car: CarRecord, file: string, content: Verdict, under: Occupant): Verdict {
+  const name = path.basename(file)
+  if (name === car.file) return content
+  if (content.status !== 'ok') return { ...content, detail: `found as ${name}: ${content.detail}` }
+  const cars = set.manifest.cars
+  const claimed = cars.find((c) => c.file === name)
+  const says = claimed ? `, not piece ${claimed.pieceCid} as its name says` : ''
+  // A CAR found under the right name has its own line, which says what it holds.
+  const now = under.kind === 'none'
+    ? ', which is missing'
+    : under.kind === 'other'
+      ? `; ${car.file} holds another file, which is not a CAR of this set`
+      : under.kind === 'copy' ? `; ${car.file} holds a copy of CAR ${cars[under.car].file} (by its header)` : ''
+  return { status: 'misnamed', detail: `holds piece ${car.pieceCid}${says}; it should be named ${car.file}${now}` }
+}
+
+/** Reads one file end to end as CAR `car`: every block's hash, the size, the block count and the piece CID. */
+async function checkCar (file: string, car: CarRecord, onBytes?: (n: number) => void): Promise<Verdict> {
   const size = (await fs.stat(file)).size
   const hasher = createPieceHasher()
   let seen = 0

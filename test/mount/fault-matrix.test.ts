@@ -1,7 +1,8 @@
 /**
  * The damage matrix through the mount: for a CAR of a set deleted, truncated, given a flipped byte, swapped with
  * another or duplicated, every file read through the mount is either exactly its bytes or an I/O error (never a
- * wrong byte, never a hang), files the damage does not touch read whole, and the log names the CAR.
+ * wrong byte, never a hang), files the damage does not touch read whole, and the log names the CAR. Swapped CARs
+ * read whole (found by content) with a warning that they are not under their own names.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -55,6 +56,9 @@ describe('mount over a damaged CAR', () => {
           else expect(r.code, `${kind}: ${f.path} (124 = hang)`).toBe(1) // cat's status for a read error (EIO)
           if (harmless || !f.cars.includes(carIndex)) expect(r.code, `${kind}: ${f.path} should read whole`).toBe(0)
         }
+        // A swap is read by content, with one warning naming the CARs; a copy beside the right file needs none.
+        if (kind === 'swap') expect(m.stderr()).toMatch(new RegExp(`warning: 2 CAR\\(s\\) are not under their own names \\(.*${car.file} is found as `))
+        if (kind === 'duplicate') expect(m.stderr()).not.toMatch(/not under their own names/)
         if (!harmless) {
           const bad = await sh(`cat '${path.join(mnt, 'big.bin')}' > /dev/null`)
           expect(bad.code).toBe(1)

@@ -120,13 +120,21 @@ describe('a damaged CAR', () => {
     expect(fs.readFileSync(path.join(dest, 'a.txt'), 'utf8')).toBe('alpha\n')
   })
 
-  it('a renamed CAR is still found by its content', async () => {
+  it('renamed CARs are still read by their content; verify says they are misnamed until --fix-names', async () => {
     const set = copySet()
     for (const [i, c] of manifest.cars.entries()) fs.renameSync(path.join(set, c.file), path.join(set, `renamed-${i}.car`))
-    await packerOk(['verify', set])
+    const v = await packer(['verify', set])
+    expect(v.code).toBe(1)
+    for (const [i, c] of manifest.cars.entries()) {
+      expect(v.stdout).toMatch(new RegExp(`^MISNAMED +renamed-${i}\\.car: holds piece ${c.pieceCid}; it should be named ${c.file}, which is missing$`, 'm'))
+    }
     const dest = tmpDir()
-    await packerOk(['unpack', set, '-o', dest])
+    const u = await packerOk(['unpack', set, '-o', dest])
+    expect(u.stderr).toMatch(new RegExp(`^packer: warning: ${manifest.cars.length} CAR\\(s\\) are not under their own names \\(${manifest.cars[0].file} is found as renamed-0\\.car`))
     expect(describeTree(dest)).toEqual(describeTree(src))
+    await packerOk(['verify', set, '--fix-names'])
+    expect(fs.readdirSync(set).filter((n) => n.endsWith('.car')).sort()).toEqual(manifest.cars.map((c: any) => c.file).sort())
+    await packerOk(['verify', set])
   })
 })
 
