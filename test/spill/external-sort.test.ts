@@ -1,0 +1,174 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { PackerError } from '../../src/errors.js'
+import { ExternalSorter } from '../../src/spill/external-sort.js'
+import { run, tmpDir } from '../helpers.js'
+
+const byBytes = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b)
+
+/** Everything under dir, recursively (the sorter's runs live in a subdirectory of it). */
+function filesUnder (dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile())
+}
+
+/** The records as hex strings (vitest compares strings far faster than Buffers). */
+async function collect (it: AsyncIterable<Uint8Array>): Promise<string[]> {
+  const out: string[] = []
+  for await (const r of it) out.push(Buffer.from(r).toString('hex'))
+  return out
+}
+
+const hex = (records: Buffer[]): string[] => records.map((r) => r.toString('hex'))
+
+/** Deterministic records of random lengths (0 to max ≤ 126 bytes) and contents. */
+function randomRecords (n: number, max: number, seed: string): Buffer[] {
+  return Array.from({ length: n }, (_, i) => {
+    const h = Buffer.concat([crypto.createHash('sha512').update(`${seed}:${i}`).digest(), crypto.createHash('sha512').update(`${seed}:${i}:2`).digest()])
+    return Buffer.from(h.subarray(2, 2 + h.readUInt16BE(0) % (max + 1)))
+  })
+}
+
+describe('ExternalSorter', () => {
+  it('sorts random variable-length records as Array.sort does, through runs on disk merged in passes', async () => {
+    const dir = tmpDir()
+    const records = randomRecords(30_000, 120, 'a')
+    // Records that share long prefixes, and empty ones, so ties and prefix order are exercised.
+    for (let i = 0; i < 500; i++) records.push(Buffer.concat([records[i], Buffer.from([i & 3])]), Buffer.alloc(0))
+    const sorter = new ExternalSorter({ dir, memoryLimit: 16 * 1024, compare: byBytes })
+    for (const r of records) await sorter.add(r)
+    // Well over the merge fan-in (64): the merge passes ran.
+    expect(sorter.runs).toBeGreaterThan(150)
+    expect(filesUnder(dir).length).toBe(sorter.runs)
+    const out = await collect(sorter.sorted())
+    expect(out).toEqual(hex([...records].sort(Buffer.compare)))
+    // The runs are removed as the merge ends.
+    expect(filesUnder(dir)).toEqual([])
+    await sorter.dispose()
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('sorts in memory alone when the records fit, writing nothing', async () => {
+    const dir = tmpDir()
+    const records = randomRecords(2000, 60, 'b')
+    const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024 * 1024, compare: byBytes })
+    for (const r of records) await sorter.add(r)
+    expect(await collect(sorter.sorted())).toEqual(hex([...records].sort(Buffer.compare)))
+    expect(sorter.runs).toBe(0)
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('is stable: records that compare equal come out in the order they were added, across runs', async () => {
+    const dir = tmpDir()
+    // Key: one byte (many equal keys); then the insertion number, which compare ignores.
+    const records: Buffer[] = []
+    for (let i = 0; i < 20_000; i++) {
+      const r = Buffer.alloc(5)
+      r[0] = crypto.createHash('md5').update(String(i)).digest()[0] % 7
+      r.writeUInt32BE(i, 1)
+      records.push(r)
+    }
+    const sorter = new ExternalSorter({ dir, memoryLimit: 8 * 1024, compare: (a, b) => a[0] - b[0] })
+    for (const r of records) await sorter.add(r)
+    expect(sorter.runs).toBeGreaterThan(64)
+    const out = await collect(sorter.sorted())
+    const expected = [...records].sort((a, b) => a[0] - b[0] || a.readUInt32BE(1) - b.readUInt32BE(1))
+    expect(out).toEqual(hex(expected))
+    await sorter.dispose()
+  })
+
+  it('carries records larger than its read buffer, and copies what it is given (the caller may reuse its buffer)', async () => {
+    const dir = tmpDir()
+    const sizes = [0, 1, 127, 128, 16_383, 16_384, 131_071, 131_072, 131_083, 300_000, 1_000_000]
+    const records = sizes.map((n, i) => Buffer.concat([Buffer.from([(i * 37) % 11]), crypto.randomBytes(n)]))
+    const sorter = new ExternalSorter({ dir, memoryLimit: 200_000, compare: byBytes })
+    const reused = Buffer.alloc(1_000_001)
+    for (const r of records) {
+      r.copy(reused)
+      await sorter.add(reused.subarray(0, r.length))
+      reused.fill(0xee)
+    }
+    expect(sorter.runs).toBeGreaterThan(2)
+    expect(await collect(sorter.sorted())).toEqual(hex([...records].sort(Buffer.compare)))
+    await sorter.dispose()
+  })
+
+  it('yields nothing when empty; refuses add() after sorted() and a second sorted()', async () => {
+    const dir = tmpDir()
+    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, compare: byBytes })
+    expect(await collect(sorter.sorted())).toEqual([])
+    await expect(sorter.add(Buffer.from('x'))).rejects.toThrow('ExternalSorter: add() after sorted()')
+    expect(() => sorter.sorted()).toThrow('ExternalSorter: sorted() called twice')
+    await sorter.dispose()
+  })
+
+  it('dispose() removes its runs whether or not they were merged', async () => {
+    const dir = tmpDir()
+    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, compare: byBytes })
+    for (const r of randomRecords(3000, 40, 'c')) await sorter.add(r)
+    expect(sorter.runs).toBeGreaterThan(10)
+    expect(filesUnder(dir).length).toBe(sorter.runs)
+    await sorter.dispose()
+    expect(fs.readdirSync(dir)).toEqual([])
+    await sorter.dispose() // twice is harmless
+  })
+
+  it('leaves no files after dispose() when the comparison throws in the middle of the merge', async () => {
+    const dir = tmpDir()
+    let calls = 0
+    let armed = false
+    const sorter = new ExternalSorter({
+      dir,
+      memoryLimit: 2048,
+      compare: (a, b) => {
+        if (armed && ++calls === 5000) throw new Error('compare broke')
+        return Buffer.compare(a, b)
+      },
+    })
+    for (const r of randomRecords(20_000, 30, 'd')) await sorter.add(r)
+    expect(sorter.runs).toBeGreaterThan(64)
+    armed = true
+    let seen = 0
+    await expect((async () => { for await (const _ of sorter.sorted()) seen++ })()).rejects.toThrow('compare broke')
+    expect(seen).toBeLessThan(20_000)
+    await sorter.dispose()
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('leaves no files after dispose() when the comparison throws while a run is sorted for a spill', async () => {
+    const dir = tmpDir()
+    let adds = 0
+    const sorter = new ExternalSorter({
+      dir,
+      memoryLimit: 1024,
+      compare: (a, b) => { if (adds > 500) throw new Error('compare broke'); return Buffer.compare(a, b) },
+    })
+    const add = async (r: Uint8Array): Promise<void> => { adds++; await sorter.add(r) }
+    await expect((async () => { for (const r of randomRecords(1000, 30, 'e')) await add(r) })()).rejects.toThrow('compare broke')
+    expect(sorter.runs).toBeGreaterThan(5)
+    expect(filesUnder(dir).length).toBe(sorter.runs)
+    await sorter.dispose()
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('says NO_SPACE, naming its directory, when its device is full (a 256 KiB tmpfs), and cleans up', async () => {
+    const dir = tmpDir()
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir])
+    expect(mounted.code, mounted.stderr).toBe(0)
+    try {
+      const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024, compare: byBytes })
+      let err: unknown
+      try {
+        for (const r of randomRecords(20_000, 100, 'f')) await sorter.add(r)
+      } catch (e) { err = e }
+      expect(err).toBeInstanceOf(PackerError)
+      expect((err as PackerError).code).toBe('NO_SPACE')
+      expect((err as PackerError).message).toBe(`no space left on the device of ${dir} for temporary sort files; free space there or choose another temporary directory`)
+      await sorter.dispose()
+      expect(fs.readdirSync(dir)).toEqual([])
+    } finally {
+      await run('umount', [dir])
+    }
+  })
+})
