@@ -6,8 +6,6 @@ import { PackerError } from '../../src/errors.js'
 import { ExternalSorter } from '../../src/spill/external-sort.js'
 import { run, tmpDir } from '../helpers.js'
 
-const byBytes = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b)
-
 /** Everything under dir, recursively (the sorter's runs live in a subdirectory of it). */
 function filesUnder (dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile())
@@ -34,12 +32,13 @@ describe('ExternalSorter', () => {
   it('sorts random variable-length records as Array.sort does, through runs on disk merged in passes', async () => {
     const dir = tmpDir()
     const records = randomRecords(30_000, 120, 'a')
-    // Records that share long prefixes, and empty ones, so ties and prefix order are exercised.
-    for (let i = 0; i < 500; i++) records.push(Buffer.concat([records[i], Buffer.from([i & 3])]), Buffer.alloc(0))
-    const sorter = new ExternalSorter({ dir, memoryLimit: 16 * 1024, compare: byBytes })
+    // Records that extend others, empty ones, and ones sharing their first 6 bytes: ties on the first 4 bytes and
+    // prefix order are exercised.
+    for (let i = 0; i < 500; i++) records.push(Buffer.concat([records[i], Buffer.from([i & 3])]), Buffer.alloc(0), Buffer.concat([Buffer.from('AAAAAA'), records[i + 500]]))
+    const sorter = new ExternalSorter({ dir, memoryLimit: 16 * 1024, keyBytes: Infinity })
     for (const r of records) await sorter.add(r)
     // Well over the merge fan-in (64): the merge passes ran.
-    expect(sorter.runs).toBeGreaterThan(150)
+    expect(sorter.runs).toBeGreaterThan(64)
     expect(filesUnder(dir).length).toBe(sorter.runs)
     const out = await collect(sorter.sorted())
     expect(out).toEqual(hex([...records].sort(Buffer.compare)))
@@ -52,7 +51,7 @@ describe('ExternalSorter', () => {
   it('sorts in memory alone when the records fit, writing nothing', async () => {
     const dir = tmpDir()
     const records = randomRecords(2000, 60, 'b')
-    const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024 * 1024, compare: byBytes })
+    const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024 * 1024, keyBytes: Infinity })
     for (const r of records) await sorter.add(r)
     expect(await collect(sorter.sorted())).toEqual(hex([...records].sort(Buffer.compare)))
     expect(sorter.runs).toBe(0)
@@ -61,7 +60,7 @@ describe('ExternalSorter', () => {
 
   it('is stable: records that compare equal come out in the order they were added, across runs', async () => {
     const dir = tmpDir()
-    // Key: one byte (many equal keys); then the insertion number, which compare ignores.
+    // Key: one byte (many equal keys); then the insertion number, which the order ignores.
     const records: Buffer[] = []
     for (let i = 0; i < 20_000; i++) {
       const r = Buffer.alloc(5)
@@ -69,7 +68,7 @@ describe('ExternalSorter', () => {
       r.writeUInt32BE(i, 1)
       records.push(r)
     }
-    const sorter = new ExternalSorter({ dir, memoryLimit: 8 * 1024, compare: (a, b) => a[0] - b[0] })
+    const sorter = new ExternalSorter({ dir, memoryLimit: 2048, keyBytes: 1 })
     for (const r of records) await sorter.add(r)
     expect(sorter.runs).toBeGreaterThan(64)
     const out = await collect(sorter.sorted())
@@ -82,7 +81,7 @@ describe('ExternalSorter', () => {
     const dir = tmpDir()
     const sizes = [0, 1, 127, 128, 16_383, 16_384, 131_071, 131_072, 131_083, 300_000, 1_000_000]
     const records = sizes.map((n, i) => Buffer.concat([Buffer.from([(i * 37) % 11]), crypto.randomBytes(n)]))
-    const sorter = new ExternalSorter({ dir, memoryLimit: 200_000, compare: byBytes })
+    const sorter = new ExternalSorter({ dir, memoryLimit: 200_000, keyBytes: Infinity })
     const reused = Buffer.alloc(1_000_001)
     for (const r of records) {
       r.copy(reused)
@@ -96,7 +95,7 @@ describe('ExternalSorter', () => {
 
   it('yields nothing when empty; refuses add() after sorted() and a second sorted()', async () => {
     const dir = tmpDir()
-    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, compare: byBytes })
+    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, keyBytes: Infinity })
     expect(await collect(sorter.sorted())).toEqual([])
     await expect(sorter.add(Buffer.from('x'))).rejects.toThrow('ExternalSorter: add() after sorted()')
     expect(() => sorter.sorted()).toThrow('ExternalSorter: sorted() called twice')
@@ -105,7 +104,7 @@ describe('ExternalSorter', () => {
 
   it('dispose() removes its runs whether or not they were merged', async () => {
     const dir = tmpDir()
-    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, compare: byBytes })
+    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, keyBytes: Infinity })
     for (const r of randomRecords(3000, 40, 'c')) await sorter.add(r)
     expect(sorter.runs).toBeGreaterThan(10)
     expect(filesUnder(dir).length).toBe(sorter.runs)
@@ -114,40 +113,43 @@ describe('ExternalSorter', () => {
     await sorter.dispose() // twice is harmless
   })
 
-  it('leaves no files after dispose() when the comparison throws in the middle of the merge', async () => {
+  it('sorts by the key bytes only: what follows the key keeps the insertion order', async () => {
     const dir = tmpDir()
-    let calls = 0
-    let armed = false
-    const sorter = new ExternalSorter({
-      dir,
-      memoryLimit: 2048,
-      compare: (a, b) => {
-        if (armed && ++calls === 5000) throw new Error('compare broke')
-        return Buffer.compare(a, b)
-      },
-    })
+    const records = randomRecords(5000, 20, 'k').map((r, i) => Buffer.concat([r.subarray(0, 6), Buffer.from(String(5000 - i))]))
+    const sorter = new ExternalSorter({ dir, memoryLimit: 4096, keyBytes: 6 })
+    for (const r of records) await sorter.add(r)
+    expect(sorter.runs).toBeGreaterThan(10)
+    const key = (r: Buffer): Buffer => r.subarray(0, Math.min(6, r.length))
+    expect(await collect(sorter.sorted())).toEqual(hex(records.map((r, i) => ({ r, i })).sort((a, b) => Buffer.compare(key(a.r), key(b.r)) || a.i - b.i).map((x) => x.r)))
+    await sorter.dispose()
+  })
+
+  it('leaves no files after dispose() when its consumer fails in the middle of the merge', async () => {
+    const dir = tmpDir()
+    const sorter = new ExternalSorter({ dir, memoryLimit: 2048, keyBytes: Infinity })
     for (const r of randomRecords(20_000, 30, 'd')) await sorter.add(r)
     expect(sorter.runs).toBeGreaterThan(64)
-    armed = true
     let seen = 0
-    await expect((async () => { for await (const _ of sorter.sorted()) seen++ })()).rejects.toThrow('compare broke')
-    expect(seen).toBeLessThan(20_000)
+    await expect((async () => {
+      for await (const _ of sorter.sorted()) if (++seen === 5000) throw new Error('consumer failed')
+    })()).rejects.toThrow('consumer failed')
     await sorter.dispose()
     expect(fs.readdirSync(dir)).toEqual([])
   })
 
-  it('leaves no files after dispose() when the comparison throws while a run is sorted for a spill', async () => {
+  it('fails on a damaged run (cut short) in the middle of the merge, and leaves no files after dispose()', async () => {
     const dir = tmpDir()
-    let adds = 0
-    const sorter = new ExternalSorter({
-      dir,
-      memoryLimit: 1024,
-      compare: (a, b) => { if (adds > 500) throw new Error('compare broke'); return Buffer.compare(a, b) },
-    })
-    const add = async (r: Uint8Array): Promise<void> => { adds++; await sorter.add(r) }
-    await expect((async () => { for (const r of randomRecords(1000, 30, 'e')) await add(r) })()).rejects.toThrow('compare broke')
-    expect(sorter.runs).toBeGreaterThan(5)
-    expect(filesUnder(dir).length).toBe(sorter.runs)
+    const sorter = new ExternalSorter({ dir, memoryLimit: 8192, keyBytes: Infinity })
+    for (const r of randomRecords(3000, 30, 'e')) await sorter.add(r)
+    const runs = filesUnder(dir)
+    // Fewer runs than the fan-in: no merge pass, the damage shows while records are being yielded.
+    expect(runs.length).toBeGreaterThan(5)
+    expect(runs.length).toBeLessThan(64)
+    const victim = path.join(dir, runs[3])
+    fs.truncateSync(victim, fs.statSync(victim).size - 1)
+    let seen = 0
+    await expect((async () => { for await (const _ of sorter.sorted()) seen++ })()).rejects.toThrow('ExternalSorter: a run file ends inside a record')
+    expect(seen).toBeGreaterThan(0)
     await sorter.dispose()
     expect(fs.readdirSync(dir)).toEqual([])
   })
@@ -157,7 +159,7 @@ describe('ExternalSorter', () => {
     const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir])
     expect(mounted.code, mounted.stderr).toBe(0)
     try {
-      const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024, compare: byBytes })
+      const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024, keyBytes: Infinity })
       let err: unknown
       try {
         for (const r of randomRecords(20_000, 100, 'f')) await sorter.add(r)
