@@ -453,3 +453,40 @@ class Merge implements Cursor {
     heap[i] = item
   }
 }
+
+/**
+ * One memory limit for several sorters (made with memoryLimit Infinity) that fill at once: when the records they
+ * hold pass it, the one holding most writes them as a run.
+ */
+export class SharedSortBudget {
+  readonly limit: number
+  #used = 0
+  #spills = 0
+  readonly #sorters = new Set<ExternalSorter>()
+
+  constructor (limit: number) {
+    this.limit = limit
+  }
+
+  /** Runs the budget made its sorters write so far. */
+  get spills (): number { return this.#spills }
+
+  async add (sorter: ExternalSorter, record: Uint8Array): Promise<void> {
+    this.#sorters.add(sorter)
+    const before = sorter.memoryUsed
+    await sorter.add(record)
+    this.#used += sorter.memoryUsed - before
+    while (this.#used > this.limit) {
+      let largest = sorter
+      for (const s of this.#sorters) if (s.memoryUsed > largest.memoryUsed) largest = s
+      this.#used -= largest.memoryUsed
+      this.#spills++
+      await largest.spill()
+    }
+  }
+
+  /** The sorter no longer counts (its records are being merged, or it is disposed of). */
+  leave (sorter: ExternalSorter): void {
+    if (this.#sorters.delete(sorter)) this.#used -= sorter.memoryUsed
+  }
+}
