@@ -43,19 +43,21 @@ export interface HamtEntry {
   size: number
 }
 
+export type HamtHash = (nameBytes: Uint8Array, n: number) => Uint8Array
+
 /** The slot of an entry at a level: hash bytes, continued by the further hashes when two names share 64 bits. */
-function slotAt (e: HamtEntry & { more?: Uint8Array[] }, level: number): number {
+function slotAt (e: HamtEntry & { more?: Uint8Array[] }, level: number, hash: HamtHash): number {
   if (level < HASH_BYTES) return e.hash[level]
   const n = Math.floor(level / HASH_BYTES)
   e.more ??= []
-  e.more[n - 1] ??= hamtHash(e.nameBytes, n)
+  e.more[n - 1] ??= hash(e.nameBytes, n)
   return e.more[n - 1][level % HASH_BYTES]
 }
 
 /** The number of levels whose slot two entries share. */
-function sharedLevels (a: HamtEntry, b: HamtEntry): number {
+function sharedLevels (a: HamtEntry, b: HamtEntry, hash: HamtHash): number {
   let level = 0
-  while (slotAt(a, level) === slotAt(b, level)) {
+  while (slotAt(a, level, hash) === slotAt(b, level, hash)) {
     if (++level === MAX_LEVELS) throw new Error(`HAMT: the names ${JSON.stringify(a.name)} and ${JSON.stringify(b.name)} hash alike over ${MAX_LEVELS} levels`)
   }
   return level
@@ -81,6 +83,7 @@ interface ShardNode {
  */
 export class HamtBuilder {
   readonly #sink: BlockSink
+  readonly #hash: HamtHash
   /** The open nodes, the root first; open[L] is at level L. */
   readonly #open: ShardNode[] = [newNode(0)]
   /** Entries with the same 8 hash bytes as the last one, to be ordered on the further hashes. */
@@ -89,8 +92,10 @@ export class HamtBuilder {
   #waiting: HamtEntry | undefined
   #waitingShared = 0
 
-  constructor (sink: BlockSink) {
+  /** `hash`: how entry.hash was made (hamtHash; tests give a weaker one, to make names share all 64 bits). */
+  constructor (sink: BlockSink, hash: HamtHash = hamtHash) {
     this.#sink = sink
+    this.#hash = hash
   }
 
   async add (entry: HamtEntry): Promise<void> {
@@ -115,7 +120,7 @@ export class HamtBuilder {
       for (let i = 1; i < group.length; i++) {
         if (sameBytes(group[i - 1].nameBytes, group[i].nameBytes)) throw new Error(`the name ${JSON.stringify(group[i].name)} is given twice in one directory`)
       }
-      group.sort((a, b) => { const l = sharedLevels(a, b); return slotAt(a, l) - slotAt(b, l) })
+      group.sort((a, b) => { const l = sharedLevels(a, b, this.#hash); return slotAt(a, l, this.#hash) - slotAt(b, l, this.#hash) })
     }
     for (const e of group) await this.#next(e)
   }
@@ -124,7 +129,7 @@ export class HamtBuilder {
     const previous = this.#waiting
     this.#waiting = e
     if (previous === undefined) return
-    const shared = sharedLevels(previous, e)
+    const shared = sharedLevels(previous, e, this.#hash)
     await this.#place(previous, this.#waitingShared, Math.max(this.#waitingShared, shared))
     this.#waitingShared = shared
   }
@@ -132,8 +137,8 @@ export class HamtBuilder {
   /** Places an entry at `level`, after closing the nodes its predecessor was in deeper than what they share. */
   async #place (e: HamtEntry, sharedWithPrevious: number, level: number): Promise<void> {
     while (this.#open.length - 1 > sharedWithPrevious) await this.#closeDeepest()
-    while (this.#open.length <= level) this.#open.push(newNode(slotAt(e, this.#open.length - 1)))
-    const slot = slotAt(e, level)
+    while (this.#open.length <= level) this.#open.push(newNode(slotAt(e, this.#open.length - 1, this.#hash)))
+    const slot = slotAt(e, level, this.#hash)
     addLink(this.#open[level], slot, { Name: slotLabel(slot) + e.name, Hash: e.cid, Tsize: e.size })
   }
 

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import * as dagPb from '@ipld/dag-pb'
+import { createHAMT } from 'hamt-sharding'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
@@ -9,7 +10,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
 import { SharedSortBudget } from '../../src/spill/external-sort.js'
 import { DirectoryTree } from '../../src/pack/directory-tree.js'
-import { hamtHash } from '../../src/pack/hamt.js'
+import { HamtBuilder, hamtHash } from '../../src/pack/hamt.js'
 import { EMPTY_DIRECTORY, SHARD_SPLIT_THRESHOLD, UnixfsDirectory, type DirectoryNode } from '../../src/pack/unixfs-directory.js'
 import { importDirectories, type BlockSink } from '../../src/pack/unixfs.js'
 import { tmpDir } from '../helpers.js'
@@ -428,5 +429,39 @@ describe('DirectoryTree input checks', () => {
     await expect(t.beginDirectory('b')).rejects.toThrow('DirectoryTree: "b" was not listed in its parent')
     await t.dispose()
     expect(fs.readdirSync(tmp)).toEqual([])
+  })
+})
+
+describe('HamtBuilder', () => {
+  it('goes on past 64 bits with the next hashes, as hamt-sharding does, when names share all 64 (made common by a weak hash)', async () => {
+    // The real code of the importer's HAMT directory, with its hash swapped for a weak one: 7 of the 8 bytes zeroed,
+    // so names share whole 64-bit hashes by the dozen and nodes go on at levels 8, 16…
+    const { default: DirSharded } = await import('../../node_modules/ipfs-unixfs-importer/dist/src/dir-sharded.js')
+    const weak = (nameBytes: Uint8Array, n: number): Uint8Array => { const h = hamtHash(nameBytes, n).slice(); h.fill(0, 1); return h }
+    const random = prng(14)
+    const entries = makeDir('d', 3000, random).files.map((f) => {
+      const nameBytes = utf8.encode(f.name)
+      return { name: f.name, nameBytes, hash: weak(nameBytes, 0), cid: f.cid, size: f.size }
+    })
+    const reference = new DirSharded({ root: true, dir: true, path: '', dirty: true, flat: false }, { shardSplitStrategy: 'block-bytes', cidVersion: 1 } as any)
+    // hamt-sharding hashes the name, then the name and a byte 1, 2…; it reads the hash's bytes from the end.
+    reference.bucket = createHAMT({ hashFn: async (v: Uint8Array) => weak(v, 0).reverse(), bits: 8 })
+    for (const e of entries) await reference.put(e.name, { cid: e.cid, size: BigInt(e.size) } as any)
+    const theirs = recorder()
+    let root: any
+    for await (const r of reference.flush({ put: async (cid: CID, bytes: Uint8Array) => { await theirs.put(cid, bytes); return cid } } as any)) root = r
+    // 64-bit collisions took the reference past level 8.
+    const blocks = new Map(theirs.puts.map((p) => [p.cid.toString(), p.bytes]))
+    const depth = (cid: CID): number => 1 + Math.max(0, ...dagPb.decode(blocks.get(cid.toString())!).Links.filter((l) => l.Name!.length === 2).map((l) => depth(l.Hash)))
+    expect(depth(root.cid)).toBeGreaterThan(9)
+
+    const mine = recorder()
+    const builder = new HamtBuilder(mine, weak)
+    // In the order of the 8 hash bytes, names with the same 8 in the order given (as the sorter yields them).
+    for (const e of [...entries].sort((a, b) => Buffer.compare(a.hash, b.hash))) await builder.add(e)
+    const node = await builder.finish()
+    expect(node.cid.toString()).toBe(root.cid.toString())
+    expect(node.size).toBe(Number(root.size))
+    expect(firstOccurrences(mine.puts)).toEqual(firstOccurrences(theirs.puts))
   })
 })
