@@ -1,11 +1,8 @@
-import { createHash } from 'node:crypto'
 import * as dagPb from '@ipld/dag-pb'
 import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
-import { CID } from 'multiformats/cid'
-import * as Digest from 'multiformats/hashes/digest'
-import { sha256 } from 'multiformats/hashes/sha2'
-import type { BlockSink } from './unixfs.js'
+import type { CID } from 'multiformats/cid'
+import { dagPbCid, type BlockSink } from './unixfs.js'
 
 /**
  * UnixFS HAMT-sharded directories as ipfs-unixfs-importer writes them (dir-sharded.js over hamt-sharding): fanout 256
@@ -154,7 +151,7 @@ export class HamtBuilder {
     const data = node.bitfield.slice(0, used).reverse()
     const unixfs = new UnixFS({ type: 'hamt-sharded-directory', data, fanout: BigInt(HAMT_FANOUT), hashType: HASH_TYPE_MURMUR3 })
     const bytes = dagPb.encode(dagPb.prepare({ Data: unixfs.marshal(), Links: node.links }))
-    const cid = CID.createV1(dagPb.code, Digest.create(sha256.code, createHash('sha256').update(bytes).digest()))
+    const cid = dagPbCid(bytes)
     await this.#sink.put(cid, bytes)
     return { cid, size: node.links.reduce((sum, l) => sum + l.Tsize!, bytes.length) }
   }

@@ -1,12 +1,9 @@
-import { createHash } from 'node:crypto'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
-import * as Digest from 'multiformats/hashes/digest'
-import { sha256 } from 'multiformats/hashes/sha2'
 import { ExternalSorter, type SharedSortBudget } from '../spill/external-sort.js'
 import { HamtBuilder, hamtHash, type HamtEntry } from './hamt.js'
-import type { BlockSink } from './unixfs.js'
+import { dagPbCid, type BlockSink } from './unixfs.js'
 
 /**
  * ipfs-unixfs-importer's shard-split threshold (DEFAULT_SHARD_SPLIT_THRESHOLD_BYTES, which the unixfs-v1-2025
@@ -20,11 +17,7 @@ export interface DirectoryNode { cid: CID, size: number }
 const DIRECTORY_DATA = new UnixFS({ type: 'directory' }).marshal()
 const EMPTY_DIRECTORY_BLOCK = dagPb.encode(dagPb.prepare({ Data: DIRECTORY_DATA, Links: [] }))
 /** The empty directory, the block the importer writes for a directory given without content. */
-export const EMPTY_DIRECTORY: DirectoryNode = { cid: cidOf(EMPTY_DIRECTORY_BLOCK), size: EMPTY_DIRECTORY_BLOCK.length }
-
-function cidOf (block: Uint8Array): CID {
-  return CID.createV1(dagPb.code, Digest.create(sha256.code, createHash('sha256').update(block).digest()))
-}
+export const EMPTY_DIRECTORY: DirectoryNode = { cid: dagPbCid(EMPTY_DIRECTORY_BLOCK), size: EMPTY_DIRECTORY_BLOCK.length }
 
 function varintLength (n: number): number {
   let len = 1
@@ -228,7 +221,7 @@ async function flat (entries: Entry[], sink: BlockSink): Promise<DirectoryNode> 
   }
   const links = entries.map((e) => ({ Name: e.name, Hash: e.cid, Tsize: e.size }))
   const block = dagPb.encode(dagPb.prepare({ Data: DIRECTORY_DATA, Links: links }))
-  const cid = cidOf(block)
+  const cid = dagPbCid(block)
   await sink.put(cid, block)
   return { cid, size: links.reduce((sum, l) => sum + l.Tsize, block.length) }
 }

@@ -13,7 +13,7 @@ import { DirectoryTree } from '../../src/pack/directory-tree.js'
 import { HamtBuilder, hamtHash } from '../../src/pack/hamt.js'
 import { EMPTY_DIRECTORY, SHARD_SPLIT_THRESHOLD, UnixfsDirectory, type DirectoryNode } from '../../src/pack/unixfs-directory.js'
 import { importDirectories, type BlockSink } from '../../src/pack/unixfs.js'
-import { tmpDir } from '../helpers.js'
+import { bytes, tmpDir } from '../helpers.js'
 
 // A tree as packer's walk gives it: files (already imported: a CID and a dag size) and directories.
 interface FakeFile { name: string, cid: CID, size: number }
@@ -27,16 +27,11 @@ function children (d: Dir): Array<{ name: string, file?: FakeFile, dir?: Dir }> 
   return [...d.files.map((file) => ({ name: file.name, file })), ...d.dirs.map((dir) => ({ name: dir.name, dir }))].sort(byNameBytes)
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so failures reproduce. */
+/** Deterministic pseudo-random numbers in [0, 1) (from helpers' seeded bytes), so failures reproduce. */
 function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const pool = bytes(4 << 20, seed)
+  let i = 0
+  return () => { i = (i + 4) % pool.length; return pool.readUInt32LE(i) / 4294967296 }
 }
 
 let fileNo = 0

@@ -28,15 +28,21 @@ function randomRecords (n: number, max: number, seed: string): Buffer[] {
   })
 }
 
+/** A sorter in a new directory, given the records. */
+async function filled (records: Uint8Array[], memoryLimit: number, keyBytes = Infinity): Promise<{ dir: string, sorter: ExternalSorter }> {
+  const dir = tmpDir()
+  const sorter = new ExternalSorter({ dir, memoryLimit, keyBytes })
+  for (const r of records) await sorter.add(r)
+  return { dir, sorter }
+}
+
 describe('ExternalSorter', () => {
   it('sorts random variable-length records as Array.sort does, through runs on disk merged in passes', async () => {
-    const dir = tmpDir()
     const records = randomRecords(30_000, 120, 'a')
     // Records that extend others, empty ones, and ones sharing their first 6 bytes: ties on the first 4 bytes and
     // prefix order are exercised.
     for (let i = 0; i < 500; i++) records.push(Buffer.concat([records[i], Buffer.from([i & 3])]), Buffer.alloc(0), Buffer.concat([Buffer.from('AAAAAA'), records[i + 500]]))
-    const sorter = new ExternalSorter({ dir, memoryLimit: 16 * 1024, keyBytes: Infinity })
-    for (const r of records) await sorter.add(r)
+    const { dir, sorter } = await filled(records, 16 * 1024)
     // Well over the merge fan-in (64): the merge passes ran.
     expect(sorter.runs).toBeGreaterThan(64)
     expect(filesUnder(dir).length).toBe(sorter.runs)
@@ -49,17 +55,14 @@ describe('ExternalSorter', () => {
   })
 
   it('sorts in memory alone when the records fit, writing nothing', async () => {
-    const dir = tmpDir()
     const records = randomRecords(2000, 60, 'b')
-    const sorter = new ExternalSorter({ dir, memoryLimit: 64 * 1024 * 1024, keyBytes: Infinity })
-    for (const r of records) await sorter.add(r)
+    const { dir, sorter } = await filled(records, 64 * 1024 * 1024)
     expect(await collect(sorter.sorted())).toEqual(hex([...records].sort(Buffer.compare)))
     expect(sorter.runs).toBe(0)
     expect(fs.readdirSync(dir)).toEqual([])
   })
 
   it('is stable: records that compare equal come out in the order they were added, across runs', async () => {
-    const dir = tmpDir()
     // Key: one byte (many equal keys); then the insertion number, which the order ignores.
     const records: Buffer[] = []
     for (let i = 0; i < 20_000; i++) {
@@ -68,8 +71,7 @@ describe('ExternalSorter', () => {
       r.writeUInt32BE(i, 1)
       records.push(r)
     }
-    const sorter = new ExternalSorter({ dir, memoryLimit: 2048, keyBytes: 1 })
-    for (const r of records) await sorter.add(r)
+    const { dir, sorter } = await filled(records, 2048, 1)
     expect(sorter.runs).toBeGreaterThan(64)
     const out = await collect(sorter.sorted())
     const expected = [...records].sort((a, b) => a[0] - b[0] || a.readUInt32BE(1) - b.readUInt32BE(1))
@@ -103,9 +105,7 @@ describe('ExternalSorter', () => {
   })
 
   it('dispose() removes its runs whether or not they were merged', async () => {
-    const dir = tmpDir()
-    const sorter = new ExternalSorter({ dir, memoryLimit: 1024, keyBytes: Infinity })
-    for (const r of randomRecords(3000, 40, 'c')) await sorter.add(r)
+    const { dir, sorter } = await filled(randomRecords(3000, 40, 'c'), 1024)
     expect(sorter.runs).toBeGreaterThan(10)
     expect(filesUnder(dir).length).toBe(sorter.runs)
     await sorter.dispose()
@@ -114,10 +114,8 @@ describe('ExternalSorter', () => {
   })
 
   it('sorts by the key bytes only: what follows the key keeps the insertion order', async () => {
-    const dir = tmpDir()
     const records = randomRecords(5000, 20, 'k').map((r, i) => Buffer.concat([r.subarray(0, 6), Buffer.from(String(5000 - i))]))
-    const sorter = new ExternalSorter({ dir, memoryLimit: 4096, keyBytes: 6 })
-    for (const r of records) await sorter.add(r)
+    const { dir, sorter } = await filled(records, 4096, 6)
     expect(sorter.runs).toBeGreaterThan(10)
     const key = (r: Buffer): Buffer => r.subarray(0, Math.min(6, r.length))
     expect(await collect(sorter.sorted())).toEqual(hex(records.map((r, i) => ({ r, i })).sort((a, b) => Buffer.compare(key(a.r), key(b.r)) || a.i - b.i).map((x) => x.r)))
@@ -125,9 +123,7 @@ describe('ExternalSorter', () => {
   })
 
   it('leaves no files after dispose() when its consumer fails in the middle of the merge', async () => {
-    const dir = tmpDir()
-    const sorter = new ExternalSorter({ dir, memoryLimit: 2048, keyBytes: Infinity })
-    for (const r of randomRecords(20_000, 30, 'd')) await sorter.add(r)
+    const { dir, sorter } = await filled(randomRecords(20_000, 30, 'd'), 2048)
     expect(sorter.runs).toBeGreaterThan(64)
     let seen = 0
     await expect((async () => {
@@ -138,9 +134,7 @@ describe('ExternalSorter', () => {
   })
 
   it('fails on a damaged run (cut short) in the middle of the merge, and leaves no files after dispose()', async () => {
-    const dir = tmpDir()
-    const sorter = new ExternalSorter({ dir, memoryLimit: 8192, keyBytes: Infinity })
-    for (const r of randomRecords(3000, 30, 'e')) await sorter.add(r)
+    const { dir, sorter } = await filled(randomRecords(3000, 30, 'e'), 8192)
     const runs = filesUnder(dir)
     // Fewer runs than the fan-in: no merge pass, the damage shows while records are being yielded.
     expect(runs.length).toBeGreaterThan(5)
