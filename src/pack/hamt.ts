@@ -1,8 +1,8 @@
-import * as dagPb from '@ipld/dag-pb'
 import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
-import { dagPbCid, type BlockSink } from './unixfs.js'
+import { dagPbCid, encodeDirectoryNode, type NodeLink } from './dag-pb-node.js'
+import type { BlockSink } from './unixfs.js'
 
 /**
  * UnixFS HAMT-sharded directories as ipfs-unixfs-importer writes them (dir-sharded.js over hamt-sharding): fanout 256
@@ -32,11 +32,12 @@ export function hamtHash (nameBytes: Uint8Array, n = 0): Uint8Array {
 }
 
 export interface HamtEntry {
-  name: string
-  nameBytes: Uint8Array
-  /** hamtHash(nameBytes). */
+  /** UTF-8. */
+  name: Uint8Array
+  /** hamtHash(name). */
   hash: Uint8Array
-  cid: CID
+  /** The linked CID's bytes. */
+  cid: Uint8Array
   size: number
 }
 
@@ -47,7 +48,7 @@ function slotAt (e: HamtEntry & { more?: Uint8Array[] }, level: number, hash: Ha
   if (level < HASH_BYTES) return e.hash[level]
   const n = Math.floor(level / HASH_BYTES)
   e.more ??= []
-  e.more[n - 1] ??= hash(e.nameBytes, n)
+  e.more[n - 1] ??= hash(e.name, n)
   return e.more[n - 1][level % HASH_BYTES]
 }
 
@@ -55,7 +56,7 @@ function slotAt (e: HamtEntry & { more?: Uint8Array[] }, level: number, hash: Ha
 function sharedLevels (a: HamtEntry, b: HamtEntry, hash: HamtHash): number {
   let level = 0
   while (slotAt(a, level, hash) === slotAt(b, level, hash)) {
-    if (++level === MAX_LEVELS) throw new Error(`HAMT: the names ${JSON.stringify(a.name)} and ${JSON.stringify(b.name)} hash alike over ${MAX_LEVELS} levels`)
+    if (++level === MAX_LEVELS) throw new Error(`HAMT: the names ${shown(a.name)} and ${shown(b.name)} hash alike over ${MAX_LEVELS} levels`)
   }
   return level
 }
@@ -64,8 +65,15 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0
 }
 
+const fromUtf8 = new TextDecoder()
+
+/** A name in an error message. */
+export function shown (name: Uint8Array): string {
+  return JSON.stringify(fromUtf8.decode(name))
+}
+
 interface ShardNode {
-  links: dagPb.PBLink[]
+  links: NodeLink[]
   /** Used slots, a bit each (bit i of byte i >> 3). */
   bitfield: Uint8Array
   lastSlot: number
@@ -113,9 +121,9 @@ export class HamtBuilder {
     const group = this.#group
     this.#group = []
     if (group.length > 1) {
-      group.sort((a, b) => Buffer.compare(a.nameBytes, b.nameBytes))
+      group.sort((a, b) => Buffer.compare(a.name, b.name))
       for (let i = 1; i < group.length; i++) {
-        if (sameBytes(group[i - 1].nameBytes, group[i].nameBytes)) throw new Error(`the name ${JSON.stringify(group[i].name)} is given twice in one directory`)
+        if (sameBytes(group[i - 1].name, group[i].name)) throw new Error(`the name ${shown(group[i].name)} is given twice in one directory`)
       }
       group.sort((a, b) => { const l = sharedLevels(a, b, this.#hash); return slotAt(a, l, this.#hash) - slotAt(b, l, this.#hash) })
     }
@@ -136,13 +144,17 @@ export class HamtBuilder {
     while (this.#open.length - 1 > sharedWithPrevious) await this.#closeDeepest()
     while (this.#open.length <= level) this.#open.push(newNode(slotAt(e, this.#open.length - 1, this.#hash)))
     const slot = slotAt(e, level, this.#hash)
-    addLink(this.#open[level], slot, { Name: slotLabel(slot) + e.name, Hash: e.cid, Tsize: e.size })
+    const label = SLOT_LABELS[slot]
+    const name = new Uint8Array(label.length + e.name.length)
+    name.set(label)
+    name.set(e.name, label.length)
+    addLink(this.#open[level], slot, { name, cid: e.cid, tsize: e.size })
   }
 
   async #closeDeepest (): Promise<void> {
     const node = this.#open.pop()!
     const { cid, size } = await this.#encode(node)
-    addLink(this.#open[this.#open.length - 1], node.slot, { Name: slotLabel(node.slot), Hash: cid, Tsize: size })
+    addLink(this.#open[this.#open.length - 1], node.slot, { name: SLOT_LABELS[node.slot], cid: cid.bytes, tsize: size })
   }
 
   async #encode (node: ShardNode): Promise<{ cid: CID, size: number }> {
@@ -150,10 +162,11 @@ export class HamtBuilder {
     const used = node.links.length === 0 ? 0 : (node.lastSlot >> 3) + 1
     const data = node.bitfield.slice(0, used).reverse()
     const unixfs = new UnixFS({ type: 'hamt-sharded-directory', data, fanout: BigInt(HAMT_FANOUT), hashType: HASH_TYPE_MURMUR3 })
-    const bytes = dagPb.encode(dagPb.prepare({ Data: unixfs.marshal(), Links: node.links }))
+    // Links are in slot order, which is the order of their names, as dag-pb wants.
+    const bytes = encodeDirectoryNode(unixfs.marshal(), node.links)
     const cid = dagPbCid(bytes)
     await this.#sink.put(cid, bytes)
-    return { cid, size: node.links.reduce((sum, l) => sum + l.Tsize!, bytes.length) }
+    return { cid, size: node.links.reduce((sum, l) => sum + l.tsize, bytes.length) }
   }
 }
 
@@ -161,12 +174,11 @@ function newNode (slot: number): ShardNode {
   return { links: [], bitfield: new Uint8Array(HAMT_FANOUT / 8), lastSlot: -1, slot }
 }
 
-function addLink (node: ShardNode, slot: number, link: dagPb.PBLink): void {
+function addLink (node: ShardNode, slot: number, link: NodeLink): void {
   node.links.push(link)
   node.bitfield[slot >> 3] |= 1 << (slot & 7)
   node.lastSlot = slot
 }
 
-function slotLabel (slot: number): string {
-  return slot.toString(16).toUpperCase().padStart(2, '0')
-}
+/** A slot's label: 2 uppercase hex digits (UTF-8). */
+const SLOT_LABELS = Array.from({ length: HAMT_FANOUT }, (_, i) => new TextEncoder().encode(i.toString(16).toUpperCase().padStart(2, '0')))

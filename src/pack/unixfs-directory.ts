@@ -1,9 +1,9 @@
-import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { ExternalSorter, type SharedSortBudget } from '../spill/external-sort.js'
-import { HamtBuilder, hamtHash, type HamtEntry } from './hamt.js'
-import { dagPbCid, type BlockSink } from './unixfs.js'
+import { dagPbCid, encodeDirectoryNode, linkBytes } from './dag-pb-node.js'
+import { HamtBuilder, hamtHash, shown, type HamtEntry } from './hamt.js'
+import type { BlockSink } from './unixfs.js'
 
 /**
  * ipfs-unixfs-importer's shard-split threshold (DEFAULT_SHARD_SPLIT_THRESHOLD_BYTES, which the unixfs-v1-2025
@@ -15,21 +15,9 @@ export const SHARD_SPLIT_THRESHOLD = 262_144
 export interface DirectoryNode { cid: CID, size: number }
 
 const DIRECTORY_DATA = new UnixFS({ type: 'directory' }).marshal()
-const EMPTY_DIRECTORY_BLOCK = dagPb.encode(dagPb.prepare({ Data: DIRECTORY_DATA, Links: [] }))
+const EMPTY_DIRECTORY_BLOCK = encodeDirectoryNode(DIRECTORY_DATA, [])
 /** The empty directory, the block the importer writes for a directory given without content. */
 export const EMPTY_DIRECTORY: DirectoryNode = { cid: dagPbCid(EMPTY_DIRECTORY_BLOCK), size: EMPTY_DIRECTORY_BLOCK.length }
-
-function varintLength (n: number): number {
-  let len = 1
-  while (n >= 128) { n = Math.floor(n / 128); len++ }
-  return len
-}
-
-/** Bytes a link adds to a dag-pb node (the importer's linkSerializedSize: Hash, Name, Tsize, and its own header). */
-function linkBytes (nameLength: number, cidLength: number, tsize: number): number {
-  const inner = 1 + varintLength(cidLength) + cidLength + 1 + varintLength(nameLength) + nameLength + 1 + varintLength(tsize)
-  return 1 + varintLength(inner) + inner
-}
 
 const FILE = 0
 const SUBDIRECTORY = 1
@@ -50,7 +38,6 @@ const CID_AT = 22
 interface Entry extends HamtEntry { kind: number, position: number }
 
 const utf8 = new TextEncoder()
-const fromUtf8 = new TextDecoder()
 
 function encodeEntry (nameBytes: Uint8Array, cid: CID, size: number, kind: number, position: number): Uint8Array {
   const cidBytes = cid.bytes
@@ -70,15 +57,13 @@ function encodeEntry (nameBytes: Uint8Array, cid: CID, size: number, kind: numbe
 function decodeEntry (r: Uint8Array): Entry {
   const view = new DataView(r.buffer, r.byteOffset, r.byteLength)
   const cidEnd = CID_AT + r[CID_LENGTH_AT]
-  const nameBytes = r.slice(cidEnd)
   return {
     hash: r.slice(0, HASH_END),
     kind: r[KIND_AT],
     position: view.getUint32(POSITION_AT),
     size: view.getFloat64(SIZE_AT),
-    cid: CID.decode(r.slice(CID_AT, cidEnd)),
-    nameBytes,
-    name: fromUtf8.decode(nameBytes),
+    cid: r.slice(CID_AT, cidEnd),
+    name: r.slice(cidEnd),
   }
 }
 
@@ -207,21 +192,20 @@ function peakEstimate (entries: Entry[]): number {
   let estimate = EMPTY_DIRECTORY_BLOCK.length
   let peak = estimate
   for (const e of listing) {
-    if (e.kind === SUBDIRECTORY) peak = Math.max(peak, estimate + emptyLinkBytes(e.nameBytes.length))
-    else estimate += linkBytes(e.nameBytes.length, e.cid.byteLength, e.size)
+    if (e.kind === SUBDIRECTORY) peak = Math.max(peak, estimate + emptyLinkBytes(e.name.length))
+    else estimate += linkBytes(e.name.length, e.cid.length, e.size)
   }
   return Math.max(peak, estimate)
 }
 
 /** A flat directory node: its links sorted by name bytes, as dag-pb requires. */
 async function flat (entries: Entry[], sink: BlockSink): Promise<DirectoryNode> {
-  entries.sort((a, b) => Buffer.compare(a.nameBytes, b.nameBytes))
+  entries.sort((a, b) => Buffer.compare(a.name, b.name))
   for (let i = 1; i < entries.length; i++) {
-    if (Buffer.compare(entries[i - 1].nameBytes, entries[i].nameBytes) === 0) throw new Error(`the name ${JSON.stringify(entries[i].name)} is given twice in one directory`)
+    if (Buffer.compare(entries[i - 1].name, entries[i].name) === 0) throw new Error(`the name ${shown(entries[i].name)} is given twice in one directory`)
   }
-  const links = entries.map((e) => ({ Name: e.name, Hash: e.cid, Tsize: e.size }))
-  const block = dagPb.encode(dagPb.prepare({ Data: DIRECTORY_DATA, Links: links }))
+  const block = encodeDirectoryNode(DIRECTORY_DATA, entries.map((e) => ({ name: e.name, cid: e.cid, tsize: e.size })))
   const cid = dagPbCid(block)
   await sink.put(cid, block)
-  return { cid, size: links.reduce((sum, l) => sum + l.Tsize, block.length) }
+  return { cid, size: entries.reduce((sum, e) => sum + e.size, block.length) }
 }

@@ -1,6 +1,4 @@
 import './varint-fix.js' // before anything is encoded: see there
-import { createHash } from 'node:crypto'
-import * as dagPb from '@ipld/dag-pb'
 import { importer, type BufferImporter, type ImportCandidate, type ImporterOptions, type ImportResult } from 'ipfs-unixfs-importer'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
@@ -20,11 +18,6 @@ export const IMPORT_OPTIONS: ImporterOptions = {
 }
 
 export interface BlockSink { put: (cid: CID, bytes: Uint8Array) => Promise<void> }
-
-/** The CID of a dag-pb block as the importer makes it (CIDv1, sha2-256). */
-export function dagPbCid (block: Uint8Array): CID {
-  return CID.createV1(dagPb.code, Digest.create(sha256.code, createHash('sha256').update(block).digest()))
-}
 
 /** A file already imported: what a directory needs to link to it. */
 export interface ImportedFile { cid: CID, dagSize: number }

@@ -435,13 +435,13 @@ describe('HamtBuilder', () => {
     const weak = (nameBytes: Uint8Array, n: number): Uint8Array => { const h = hamtHash(nameBytes, n).slice(); h.fill(0, 1); return h }
     const random = prng(14)
     const entries = makeDir('d', 3000, random).files.map((f) => {
-      const nameBytes = utf8.encode(f.name)
-      return { name: f.name, nameBytes, hash: weak(nameBytes, 0), cid: f.cid, size: f.size }
+      const name = utf8.encode(f.name)
+      return { file: f, name, hash: weak(name, 0), cid: f.cid.bytes, size: f.size }
     })
     const reference = new DirSharded({ root: true, dir: true, path: '', dirty: true, flat: false }, { shardSplitStrategy: 'block-bytes', cidVersion: 1 } as any)
     // hamt-sharding hashes the name, then the name and a byte 1, 2…; it reads the hash's bytes from the end.
     reference.bucket = createHAMT({ hashFn: async (v: Uint8Array) => weak(v, 0).reverse(), bits: 8 })
-    for (const e of entries) await reference.put(e.name, { cid: e.cid, size: BigInt(e.size) } as any)
+    for (const e of entries) await reference.put(e.file.name, { cid: e.file.cid, size: BigInt(e.size) } as any)
     const theirs = recorder()
     let root: any
     for await (const r of reference.flush({ put: async (cid: CID, bytes: Uint8Array) => { await theirs.put(cid, bytes); return cid } } as any)) root = r
