@@ -41,6 +41,7 @@ const utf8 = new TextEncoder()
 
 function encodeEntry (nameBytes: Uint8Array, cid: CID, size: number, kind: number, position: number): Uint8Array {
   const cidBytes = cid.bytes
+  if (cidBytes.length > 255) throw new Error(`UnixfsDirectory: a CID of ${cidBytes.length} bytes (${cid}) is longer than a directory entry holds (255)`)
   const r = new Uint8Array(CID_AT + cidBytes.length + nameBytes.length)
   r.set(hamtHash(nameBytes), 0)
   const view = new DataView(r.buffer)
