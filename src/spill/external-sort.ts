@@ -10,6 +10,8 @@ const READ_BUFFER = 128 * 1024
 const MAX_FAN_IN = 64
 /** A run holds at most this many records: the in-memory sort packs a record's number in 21 bits of its sort key. */
 const MAX_RUN_RECORDS = 1 << 21
+/** ...and at most this many bytes: records' offsets are 32-bit. */
+const MAX_RUN_BYTES = 2 ** 32 - 1
 /** The first allocation of the record buffer, which then doubles as needed. */
 const FIRST_BUFFER = 16 * 1024
 /** Beyond this size, a record buffer under a memory limit of its own is allocated at that limit. */
@@ -67,7 +69,8 @@ export class ExternalSorter {
 
   async add (record: Uint8Array): Promise<void> {
     if (this.#sealed) throw new Error('ExternalSorter: add() after sorted()')
-    if (this.#count > 0 && (this.#count === MAX_RUN_RECORDS || this.memoryUsed + record.length + INDEX_BYTES > this.#opts.memoryLimit)) await this.spill()
+    const full = this.#count === MAX_RUN_RECORDS || this.#used + record.length > MAX_RUN_BYTES || this.memoryUsed + record.length + INDEX_BYTES > this.#opts.memoryLimit
+    if (this.#count > 0 && full) await this.spill()
     if (this.#used + record.length > this.#bytes.length || this.#count === this.#starts.length) this.#grow(record.length)
     this.#starts[this.#count++] = this.#used
     this.#bytes.set(record, this.#used)
@@ -84,7 +87,10 @@ export class ExternalSorter {
     if (Number.isFinite(this.#opts.memoryLimit) && this.#count === 0) [this.#bytes, this.#starts, this.#order] = [bytes, starts, order]
   }
 
-  /** The records in order, each valid until the next is asked for; once. The sorter's files go as the merge ends (dispose() removes them in any case). */
+  /**
+   * The records in order, each valid until the next is asked for; once. The sorter's files go as the merge ends
+   * (dispose() removes them in any case).
+   */
   sorted (): AsyncIterableIterator<Uint8Array> {
     if (this.#sealed) throw new Error('ExternalSorter: sorted() called twice')
     this.#sealed = true
