@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'node:fs'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 
 /** Result of a native CommP computation. */
 export interface NativeCommP {
@@ -55,8 +56,13 @@ export interface NativeAddonLoad {
   reason?: string
 }
 
-/** Relative to this module: src/ under tests, dist/ when built; both are one level below the package root. */
+/**
+ * Relative to this module: src/ under tests, dist/ when built (also in an installed package, which carries the
+ * built addon); both are one level below the package root.
+ */
 const ADDON_PATH = '../native/build/Release/packer_native.node'
+/** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
+const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed']
 
@@ -74,13 +80,13 @@ export function loadNativeAddon (): NativeAddonLoad {
     const missing = EXPECTED.filter((name) => typeof addon[name] !== 'function')
     cached = missing.length === 0
       ? { addon }
-      : { addon: null, reason: `native/build is stale (no ${missing.join(', ')}); rebuild with: npm run build:native` }
+      : { addon: null, reason: `native/build is stale (no ${missing.join(', ')}); rebuild with: ${BUILD_COMMAND}` }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     cached = {
       addon: null,
       reason: code === 'MODULE_NOT_FOUND'
-        ? 'native/build/Release/packer_native.node not built; build it with: npm run build:native'
+        ? `native/build/Release/packer_native.node not built; build it with: ${BUILD_COMMAND}`
         : `cannot load native/build/Release/packer_native.node: ${(err as Error).message.split('\n')[0]}`,
     }
   }

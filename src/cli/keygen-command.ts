@@ -1,6 +1,5 @@
-import path from 'node:path'
 import { Command } from 'commander'
-import { generateRsaCertificatePair, writeX25519IdentityFile } from '../crypto/index.js'
+import { keygen } from '../index.js'
 import { out } from './output.js'
 
 export function addKeygenCommand (program: Command): void {
@@ -10,12 +9,12 @@ export function addKeygenCommand (program: Command): void {
     .option('--rsa', 'RSA-2048 key and self-signed certificate, as the original tool made them')
     .action(async (o) => {
       if (o.rsa) {
-        const r = await generateRsaCertificatePair(o.output)
+        const r = await keygen(o.output, { rsa: true })
         out(`wrote ${r.privateKey} (keep it secret) and ${r.certificate} (give it to pack with -R)`)
       } else {
-        const recipient = await writeX25519IdentityFile(o.output)
-        process.stderr.write(`wrote ${path.resolve(o.output)} (keep it secret); its recipient, for pack -r:\n`)
-        out(recipient)
+        const r = await keygen(o.output)
+        process.stderr.write(`wrote ${r.identityFile} (keep it secret); its recipient, for pack -r:\n`)
+        out(r.recipient)
       }
     })
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { writeSync } from 'node:fs'
 import { Command } from 'commander'
 import { PackerError } from '../errors.js'
 import { VERSION } from '../version.js'
@@ -21,6 +22,11 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof PackerError) {
     process.stderr.write(`packer: ${err.message}\n`)
     process.exitCode = err.exitCode
+    // The library's mount runs this CLI in a child process and reads the error, with its code, from this descriptor.
+    const fd = process.env.PACKER_ERROR_FD
+    if (fd !== undefined) {
+      try { writeSync(Number(fd), JSON.stringify({ code: err.code, message: err.message, exitCode: err.exitCode, subject: err.subject }) + '\n') } catch {}
+    }
   } else {
     const e = err as Error
     process.stderr.write(`packer: unexpected error: ${e?.message ?? String(err)} (please report it with the output of PACKER_DEBUG=1)\n`)

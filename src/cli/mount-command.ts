@@ -1,10 +1,11 @@
 import { Option, type Command } from 'commander'
 import { PackerError } from '../errors.js'
 import { parseSize, formatSize } from '../format/size.js'
-import { mountSet, unmountPath, DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from '../mount/index.js'
-import { identitiesFrom } from './keys.js'
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
+import { mountSet, DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from '../mount/index.js'
+import { identitiesOf } from '../api/keys.js'
+import { unmount } from '../index.js'
+import { keyOptionsFrom } from './keys.js'
+import { collect } from './output.js'
 
 function id (text: string, option: string): number {
   if (!/^\d+$/.test(text) || Number(text) > 2 ** 32 - 2) throw new PackerError('USAGE', `${option}: '${text}' is not a numeric id`)
@@ -15,7 +16,7 @@ function id (text: string, option: string): number {
 export function addMountCommands (program: Command): void {
   program.command('mount').argument('<cardir>', 'directory with the CARs (and manifest.json, unless --manifest)').argument('<mountpoint>', 'empty directory to mount on')
     .description('mount a set read-only (FUSE): browse and read files on demand, decrypted and checked; runs until Ctrl-C or packer umount')
-    .option('-i, --identity <file>', 'identity that opens an encrypted set: RSA private key PEM, age identity file or OpenSSH key (repeatable)', collect)
+    .option('-i, --identity <file>', 'identity that opens an encrypted set: RSA private key PEM, age identity file or OpenSSH key (repeatable; - reads it from standard input)', collect)
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
     .option('--manifest <dir>', 'directory with manifest.json, blocks.idx and the table, when not beside the CARs')
@@ -36,7 +37,7 @@ export function addMountCommands (program: Command): void {
         carDir: cardir,
         setDir: o.manifest,
         mountpoint,
-        identities: async () => await identitiesFrom(o),
+        identities: async () => await identitiesOf(await keyOptionsFrom(o)),
         expect: o.expect,
         cacheSize,
         workers: o.workers !== undefined ? id(o.workers, '--workers') : undefined,
@@ -70,6 +71,6 @@ export function addMountCommands (program: Command): void {
     .description('unmount a packer mount (same as fusermount -u)')
     .option('-z, --lazy', 'detach now even while programs use it (they keep their view until they close it)')
     .action(async (mountpoint: string, o) => {
-      await unmountPath(mountpoint, !!o.lazy)
+      await unmount(mountpoint, { lazy: !!o.lazy })
     })
 }

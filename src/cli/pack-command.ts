@@ -1,14 +1,11 @@
 import { Command, Option } from 'commander'
-import { formatSize, parseSize } from '../format/size.js'
-import { displayPath } from '../format/stored-path.js'
+import { formatSize } from '../format/size.js'
 import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
-import { pack, type OnChange } from '../pack/packer.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
-import { PackerError } from '../errors.js'
-import { setEncryptionFrom } from './keys.js'
+import { pack } from '../index.js'
+import { readPassphrase } from './passphrase.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
-import { limitMallocCache } from '../memory.js'
 
 export function addPackCommand (program: Command): void {
   program.command('pack').argument('<source>', 'directory (its contents become the archive root) or single file')
@@ -26,56 +23,39 @@ export function addPackCommand (program: Command): void {
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line per event (file, car, done) on stdout')
     .action(async (source: string, o) => {
-      const binSize = parseSize(o.binSize, '--bin-size')
-      const jobs = Number(o.jobs)
-      if (!/^[0-9]+$/.test(String(o.jobs)) || !Number.isSafeInteger(jobs) || jobs < 1 || jobs > 256) {
-        throw new PackerError('USAGE', `--jobs ${o.jobs}: give a whole number from 1 to 256`)
-      }
-      const encryption = await setEncryptionFrom({ encrypt: o.encrypt, recipient: o.recipient, recipientsFile: o.recipientsFile, passphrase: o.passphrase, plainNames: o.plainNames }, warn)
       const p = new Progress(progressMode(o), 'pack')
-      limitMallocCache()
-      const r = await pack({
-        source,
-        out: o.output,
-        binSize,
-        encryption,
-        onChange: o.onChange as OnChange,
-        jobs,
+      const r = await pack(source, {
+        output: o.output,
+        binSize: o.binSize,
+        recipients: o.recipient,
+        recipientFiles: o.recipientsFile,
+        passphrase: o.passphrase ? async () => await readPassphrase(true) : undefined,
+        encrypt: o.encrypt,
+        plainNames: o.plainNames,
+        onChange: o.onChange,
+        jobs: o.jobs,
         stateDir: o.stateDir,
-        warn: (m) => { p.end(); warn(m) },
-        progress: (e) => {
-          switch (e.type) {
-            case 'scan':
-              p.totalFiles = e.files; p.totalBytes = e.bytes
-              if (e.done) p.event({ event: 'scan', files: e.files, bytes: e.bytes })
-              else p.status(`scanning the source: ${e.files} files, ${formatSize(e.bytes)}`)
-              break
-            case 'read': p.bytes += e.bytes; p.tick(); break
-            case 'file': p.files++; p.event({ event: 'file', path: displayPath(e.path), bytes: e.bytes }); p.tick(); break
-            case 'skip': p.event({ event: 'skip', path: displayPath(e.path), reason: e.reason }); break
-            case 'car':
-              p.current = `CAR ${e.index + 1} done`
-              p.event({ event: 'car', index: e.index, file: e.car.file, size: e.car.size, pieceCid: e.car.pieceCid, pieceSize: e.car.pieceSize, root: e.car.root })
-              p.tick(true)
-              break
-            case 'resume': p.event({ event: 'resume', cars: e.cars, files: e.files }); break
+        onWarning: (m) => { p.end(); warn(m) },
+        onEvent: (e) => {
+          switch (e.event) {
+            case 'scanning': p.status(`scanning the source: ${e.files} files, ${formatSize(e.bytes)}`); break
+            case 'progress': p.update(e); break
+            case 'car': p.current = `CAR ${e.index + 1} done`; p.event(e); p.tick(true); break
+            default: p.event(e)
           }
         },
       })
       p.end()
-      const m = r.manifest
+      if (p.mode === 'json' || o.quiet) return
       if (r.nothingToDo) {
-        p.event({ event: 'done', nothingToDo: true, root: m.root, setId: m.table.cid })
-        if (p.mode !== 'json' && !o.quiet) out(`nothing to do: ${o.output} already holds the set these arguments make (set ID ${m.table.cid})`)
+        out(`nothing to do: ${o.output} already holds the set these arguments make (set ID ${r.setId})`)
         return
       }
-      p.event({ event: 'done', files: r.files, bytes: r.bytes, cars: m.cars.length, seconds: p.seconds, root: m.root, setId: m.table.cid, skipped: r.skipped, resumed: r.resumed })
-      if (p.mode === 'json' || o.quiet) return
-      const mbs = r.bytes / 1e6 / Math.max(p.seconds, 1e-3)
-      out(`packed ${r.files} files (${formatSize(r.bytes)}) into ${m.cars.length} CAR(s) in ${o.output} in ${p.seconds.toFixed(1)} s (${mbs.toFixed(0)} MB/s)`)
+      const mbs = r.bytes / 1e6 / Math.max(r.seconds, 1e-3)
+      out(`packed ${r.files} files (${formatSize(r.bytes)}) into ${r.cars} CAR(s) in ${o.output} in ${r.seconds.toFixed(1)} s (${mbs.toFixed(0)} MB/s)`)
       if (r.resumed) out(`resumed: ${r.resumed.cars} CAR(s) and ${r.resumed.files} files were already complete and kept`)
       if (r.skipped.length) out(`skipped ${r.skipped.length}: ${r.skipped.map((s) => `${s.path} (${s.reason})`).join(', ')}`)
-      out(`root ${m.root}`)
-      out(`set ID ${m.table.cid}  (keep it apart from the CARs; check a set with --expect)`)
+      out(`root ${r.root}`)
+      out(`set ID ${r.setId}  (keep it apart from the CARs; check a set with --expect)`)
     })
 }

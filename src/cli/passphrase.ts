@@ -26,7 +26,7 @@ async function prompt (question: string): Promise<string> {
   }
 }
 
-/** The passphrase from PACKER_PASSPHRASE, else from the terminal (asked twice when it sets a new one). */
+/** The passphrase from PACKER_PASSPHRASE, else from the terminal (asked twice when it sets a new one); the API refuses an empty one. */
 export async function readPassphrase (confirm: boolean): Promise<string> {
   let pass = process.env.PACKER_PASSPHRASE
   if (pass === undefined) {
@@ -34,6 +34,5 @@ export async function readPassphrase (confirm: boolean): Promise<string> {
     pass = await prompt('Passphrase: ')
     if (confirm && await prompt('Passphrase again: ') !== pass) throw new PackerError('USAGE', 'the two passphrases differ; nothing was written')
   }
-  if (pass === '') throw new PackerError('CRYPTO', 'the passphrase is empty; choose a non-empty passphrase')
   return pass
 }

@@ -23,7 +23,8 @@ function clock (s: number): string {
  */
 export class Progress {
   readonly mode: ProgressMode
-  readonly started = Date.now()
+  /** When the first counts arrived: the rate leaves out what came before (a passphrase typed, a key read). */
+  #started: number | undefined
   totalBytes = 0
   totalFiles = 0
   bytes = 0
@@ -34,7 +35,17 @@ export class Progress {
 
   constructor (mode: ProgressMode, label: string) { this.mode = mode; this.#label = label }
 
-  event (obj: Record<string, unknown>): void {
+  /** New running totals (the API's progress event; `files` counts CARs for verify); redraws the bar. */
+  update (c: { bytes: number, totalBytes: number, files: number, totalFiles: number }): void {
+    this.#started ??= Date.now()
+    this.bytes = c.bytes
+    this.totalBytes = c.totalBytes
+    this.files = c.files
+    this.totalFiles = c.totalFiles
+    this.tick()
+  }
+
+  event (obj: object): void {
     if (this.mode === 'json') process.stdout.write(JSON.stringify(obj) + '\n')
   }
 
@@ -43,8 +54,7 @@ export class Progress {
     process.stderr.write(`\r\x1b[K${this.#label}: ${text}`)
   }
 
-  get seconds (): number { return (Date.now() - this.started) / 1000 }
-  get rate (): number { return this.bytes / Math.max(this.seconds, 1e-3) }
+  get rate (): number { return this.bytes / Math.max((Date.now() - (this.#started ?? Date.now())) / 1000, 1e-3) }
 
   tick (force = false): void {
     if (this.mode !== 'bar') return

@@ -67,7 +67,11 @@ export async function readRecipientsFile (path: string): Promise<{ recipients: R
  * `RSA PRIVATE KEY`), unencrypted OpenSSH keys (rsa, ed25519), and `AGE-SECRET-KEY-1…` lines (comments allowed).
  */
 export async function readIdentityFile (path: string): Promise<Identity[]> {
-  const text = (await readKeyFile(path, 'identity')).toString('utf8')
+  return parseIdentities((await readKeyFile(path, 'identity')).toString('utf8'), path)
+}
+
+/** Identities from the text of an identity file; `path` names it in errors. */
+export function parseIdentities (text: string, path: string): Identity[] {
   if (text.startsWith('age-encryption.org/')) {
     throw cryptoError(`${path} is itself an age-encrypted file; decrypt it first (age -d -o key.txt ${path}) and give the decrypted key`, path)
   }

@@ -1,6 +1,17 @@
 import { Worker } from 'node:worker_threads'
+import { existsSync } from 'node:fs'
 import os from 'node:os'
+import { fileURLToPath } from 'node:url'
 import type { InitMessage, LeafJob, LeafResult } from './worker.js'
+
+/**
+ * The workers' compiled module: beside this one, or in dist/ when this runs from the TypeScript sources (the test
+ * runner, calling the library API in-process).
+ */
+const WORKER_MODULE = ((): URL => {
+  const beside = new URL('./worker.js', import.meta.url)
+  return existsSync(fileURLToPath(beside)) ? beside : new URL('../../dist/mount/worker.js', import.meta.url)
+})()
 
 type Pending = {
   job: LeafJob
@@ -28,7 +39,7 @@ export class WorkerPool {
     this.size = size
     this.#acquire = acquire
     for (let i = 0; i < size; i++) {
-      const w = new Worker(new URL('./worker.js', import.meta.url))
+      const w = new Worker(WORKER_MODULE)
       const slot = { w, busy: 0 }
       w.postMessage({ init: true, slab, slotSize } satisfies InitMessage)
       w.on('message', (r: LeafResult) => {

@@ -1,0 +1,47 @@
+import { PackerError } from '../errors.js'
+import { CarSet } from '../restore/car-set.js'
+import { missingReport } from '../restore/availability.js'
+import { openCarSet, pieceInfo, setEntry, storedPath, type PieceInfo, type SetEntry, type SetOptions } from './set.js'
+import { warnMisnamed } from './set.js'
+
+export interface ListOptions extends SetOptions {
+  /** List only this path and what is below it. */
+  path?: string
+  /** Warnings (e.g. CARs found under names not their own). */
+  onWarning?: (message: string) => void
+}
+
+/** A file that is not fully available, and the CAR files it still needs. */
+export interface MissingFile { path: string, cars: string[] }
+
+/**
+ * `packer ls`: the set's entries (parents before children) from the file table, reading no file data. The set is
+ * opened when iteration starts (errors are thrown then) and closed when it ends, also by `break`.
+ */
+export async function * list (setDir: string, options: ListOptions = {}): AsyncIterable<SetEntry> {
+  const set = await openCarSet(setDir, options)
+  await warnMisnamed(set, options.onWarning)
+  try {
+    const entries = set.select(storedPath(options.path ?? ''))
+    if (options.path && entries.length === 0) throw new PackerError('USAGE', `${options.path} is not in the set (see 'packer ls ${setDir}')`, { subject: options.path })
+    for (const e of entries) yield setEntry(e)
+  } finally { await set.close() }
+}
+
+/**
+ * `packer ls --missing`: the files not fully available because a CAR holding their blocks is absent from the CAR
+ * directory, each with the CAR files it needs. Nothing when every CAR is there.
+ */
+export async function * listMissing (setDir: string, options: SetOptions = {}): AsyncIterable<MissingFile> {
+  const set = await openCarSet(setDir, options)
+  try {
+    yield * await missingReport(set)
+  } finally { await set.close() }
+}
+
+/** `packer pieces`: every CAR of the set with its piece CID and sizes, from the manifest (no key needed). */
+export async function pieces (setDir: string): Promise<PieceInfo[]> {
+  const set = await CarSet.open(setDir, { skipTable: true })
+  await set.close()
+  return pieceInfo(set.manifest)
+}

@@ -1,0 +1,78 @@
+import { PackerError } from '../errors.js'
+import { restore } from '../restore/restorer.js'
+import { limitMallocCache } from '../memory.js'
+import { openCarSet, storedPath, type SetOptions } from './set.js'
+import { warnMisnamed } from './set.js'
+import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
+
+export interface UnpackOptions extends SetOptions, Callbacks<UnpackEvent> {
+  /** Destination directory (created if missing). Rerun into the same one to continue an interrupted unpack. */
+  output: string
+  /** Paths inside the set to restore, with everything below them (default: everything). */
+  paths?: Array<string | Uint8Array>
+  /** Replace existing files (default: refuse). */
+  overwrite?: boolean
+  /** Restore owners (as root). */
+  sameOwner?: boolean
+}
+
+/** unpack's events: what `packer unpack --json` prints, plus `progress`. */
+export type UnpackEvent = FileEvent | ProgressEvent | ({ event: 'done' } & UnpackResult)
+
+export interface UnpackResult {
+  files: number
+  bytes: number
+  dirs: number
+  symlinks: number
+  /** Files found already restored by an interrupted unpack into the same destination, and skipped. */
+  already: number
+  /** Files that could not be restored (always empty in a result: unpack then throws, after its `done` event). */
+  failed: Array<{ path: string, error: string }>
+  seconds: number
+}
+
+/**
+ * `packer unpack`: restores the set (or `paths`) into `output`, checking every block and authenticating every byte.
+ * A file that cannot be restored (missing CAR, damaged block) leaves nothing under its name; the others are restored,
+ * then a PackerError names the first failure.
+ */
+export async function unpack (setDir: string, options: UnpackOptions): Promise<UnpackResult> {
+  const emit = options.onEvent ?? (() => {})
+  limitMallocCache()
+  const set = await openCarSet(setDir, options)
+  await warnMisnamed(set, options.onWarning)
+  const started = Date.now()
+  const paths = options.paths ?? []
+  try {
+    const chosen = paths.length ? paths.flatMap((p) => set.select(storedPath(p))) : set.entries
+    const progress: ProgressEvent = {
+      event: 'progress',
+      bytes: 0,
+      totalBytes: chosen.reduce((n, e) => n + (e.size ?? 0), 0),
+      files: 0,
+      totalFiles: chosen.filter((e) => e.type === 'file').length,
+    }
+    const r = await restore(set, {
+      dest: options.output,
+      paths: paths.map((p) => Buffer.from(p)),
+      overwrite: !!options.overwrite,
+      sameOwner: !!options.sameOwner,
+      warn: options.onWarning ?? (() => {}),
+      progress: (e) => {
+        if (e.type === 'read') progress.bytes += e.bytes
+        else {
+          progress.files++
+          emit({ event: 'file', path: e.path.toString('utf8'), bytes: e.bytes })
+        }
+        emit({ ...progress })
+      },
+    })
+    const result: UnpackResult = { ...r, seconds: (Date.now() - started) / 1000 }
+    emit({ event: 'done', ...result })
+    if (r.failed.length > 0) {
+      throw new PackerError(r.failed[0].error.includes('missing') ? 'MISSING_CAR' : 'CORRUPT',
+        `${r.failed.length} file(s) could not be restored (first: ${r.failed[0].error}); the others are in ${options.output}`)
+    }
+    return result
+  } finally { await set.close() }
+}
