@@ -4,12 +4,13 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
 import type { CarRecord } from '../format/manifest.js'
-import { BlockIndexBuilder } from './block-index.js'
+import { encodeBlockRecord } from './block-index.js'
+import { RecentBlocks } from './recent-blocks.js'
 import { syncDir } from './durable-file.js'
 import { WriteQueue } from './write-queue.js'
 import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
 import { PackerError } from '../errors.js'
-import { faultPoint } from '../pack/fault.js'
+import { faultPoint } from '../fault.js'
 
 /** Largest block packer writes: 1 MiB leaves, plus room for a full dag-pb node of 1024 links. */
 export const MAX_BLOCK_SIZE = 1024 * 1024 + 64 * 1024
@@ -40,26 +41,33 @@ interface OpenCar {
 /** Small sections are gathered into writes of this size. */
 const WRITE_BUFFER = 1024 * 1024
 
+/** Blocks a writer remembers for "not written again" (FORMAT.md §2): part of the format, so a constant. */
+export const RECENT_BLOCKS = 524_288
+
 export interface CarSetWriterOptions {
   dir: string
   binSize: number
-  /** Called once a CAR is complete, durable and renamed to its final name, with its block-index records. */
-  onCarDone?: (car: CarRecord, index: number, blockRecords: Buffer) => Promise<void> | void
+  /** Gets the block-index record (48 bytes, FORMAT.md §8; a buffer of its own) of every block written, in order. */
+  onRecord: (record: Buffer) => void
+  /** Called once a CAR is complete, durable and renamed to its final name (after the records of its blocks). */
+  onCarDone?: (car: CarRecord, index: number) => Promise<void> | void
+  /** Tests only: a smaller memory of recent blocks. */
+  recentBlocks?: number
 }
 
 /**
  * Writes a stream of blocks into a set of CARv1 files, none larger than the bin size. Blocks go whole, in the order
  * given, into the current CAR; a block that does not fit starts the next one, so every CAR but the last is filled to
  * within one block of the bin size. Each CAR's only root is its first block (known before its first byte, so the
- * CAR and its piece CID are produced in one pass). Blocks already written are not written again.
+ * CAR and its piece CID are produced in one pass). A block among the last RECENT_BLOCKS written is not written again.
+ * Memory is fixed: the records of the blocks written go to `onRecord` (the pack journal keeps them on disk).
  */
 export class CarSetWriter {
   readonly #opts: CarSetWriterOptions
-  readonly index = new BlockIndexBuilder()
   readonly cars: CarRecord[] = []
-  /** Digest (latin1) → CAR of every block written. */
-  readonly #seen = new Map<string, number>()
-  #carFirstRecord = 0
+  readonly #recent: RecentBlocks
+  /** Records handed to onRecord. */
+  records = 0
   #touched = new Set<number>()
   #car?: OpenCar
   #buffer = Buffer.allocUnsafe(WRITE_BUFFER)
@@ -70,12 +78,13 @@ export class CarSetWriter {
       throw new PackerError('USAGE', `--bin-size ${opts.binSize} is too small: a CAR must hold at least one block (minimum ${MIN_BIN_SIZE} bytes, e.g. 2MiB)`)
     }
     this.#opts = opts
+    this.#recent = new RecentBlocks(opts.recentBlocks ?? RECENT_BLOCKS)
   }
 
   /** Adds a block. Returns once its bytes are handed to the file system. */
   async put (cid: CID, bytes: Uint8Array): Promise<void> {
-    const key = Buffer.from(cid.multihash.digest).toString('latin1')
-    const seenIn = this.#seen.get(key)
+    const digest = cid.multihash.digest
+    const seenIn = this.#recent.get(digest)
     if (seenIn !== undefined) { this.#touched.add(seenIn); return }
     if (bytes.length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${bytes.length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
     const head = new Uint8Array(varint.encodingLength(cid.bytes.length + bytes.length) + cid.bytes.length)
@@ -90,20 +99,23 @@ export class CarSetWriter {
     await this.#write(bytes)
     car.blocks++
     const carIndex = this.cars.length
-    this.index.add(cid.multihash.digest, { car: carIndex, offset, length: bytes.length })
-    this.#seen.set(key, carIndex)
+    this.#opts.onRecord(encodeBlockRecord(digest, { car: carIndex, offset, length: bytes.length }))
+    this.records++
+    this.#recent.add(digest, carIndex)
     this.#touched.add(carIndex)
     faultPoint('block')
   }
 
-  /** Continues a set whose first CARs are complete (from a pack journal): new CARs come after them. */
-  resume (cars: CarRecord[], blockRecords: Buffer): void {
+  /**
+   * Continues a set whose first CARs are complete (from a pack journal): new CARs come after them. `records` are
+   * the records of their blocks in write order, replayed to remember the same recent blocks as an uninterrupted run.
+   */
+  async resume (cars: CarRecord[], records: AsyncIterable<Buffer>): Promise<void> {
     this.cars.push(...cars)
-    this.index.addRecords(blockRecords)
-    for (let at = 0; at < blockRecords.length; at += 48) {
-      this.#seen.set(blockRecords.subarray(at, at + 32).toString('latin1'), blockRecords.readUInt32LE(at + 32))
+    for await (const r of records) {
+      if (this.#recent.get(r) === undefined) this.#recent.add(r, r.readUInt32LE(32))
+      this.records++
     }
-    this.#carFirstRecord = this.index.count
   }
 
   /** The root of every CAR so far, the open one included, in write order. */
@@ -189,8 +201,6 @@ export class CarSetWriter {
       file, size: car.size, root: car.root, pieceCid: piece.pieceCid, pieceCidV2: piece.pieceCidV2, pieceSize: piece.paddedSize, blocks: car.blocks,
     }
     this.cars.push(record)
-    const records = this.index.recordsFrom(this.#carFirstRecord)
-    this.#carFirstRecord = this.index.count
-    await this.#opts.onCarDone?.(record, this.cars.length - 1, records)
+    await this.#opts.onCarDone?.(record, this.cars.length - 1)
   }
 }

@@ -7,7 +7,8 @@ import { PackerError, isErrno } from '../errors.js'
  * with its piece CID and padded size) and where the rest is (file table, block index). Nothing in it is secret: for
  * an encrypted set it carries no names, sizes of files, keys or metadata. See docs/FORMAT.md, "manifest.json".
  */
-export const MANIFEST_VERSION = 1
+/** The version pack writes; version 1 is still read (FORMAT.md §12). */
+export const MANIFEST_VERSION = 2
 export const MANIFEST_FILE = 'manifest.json'
 
 export interface CarRecord {
@@ -33,12 +34,18 @@ export interface EncryptionInfo {
 
 export interface Manifest {
   format: 'packer-car-set'
+  /** 2, or 1 for a set written by an older packer. */
   version: number
   createdBy: string
   /** Root CID of the UnixFS tree. */
   root: string
-  /** CID of the file table's UnixFS file (the age file when encrypted). Pins every entry: it is the set ID. */
-  table: { cid: string, file: string, size: number }
+  /** Version 2: the source was a single file, the root is that file. */
+  single?: boolean
+  /**
+   * The set ID: version 2, the CID of the table index (it pins every table chunk, which pin every file); version 1,
+   * of the whole file table, which also has a copy beside the manifest (`file`, `size`).
+   */
+  table: { cid: string, file?: string, size?: number }
   /** CID of the dag-cbor set descriptor, the last block of the set (FORMAT.md, "Self-description"). */
   descriptor: string
   index: { file: string, blocks: number }
@@ -63,12 +70,14 @@ export function parseManifest (text: string, where: string): Manifest {
   try { o = JSON.parse(text) } catch { bad(where, 'not valid JSON') }
   if (typeof o !== 'object' || o === null) bad(where, 'not a JSON object')
   if (o.format !== 'packer-car-set') bad(where, "no 'format': \"packer-car-set\"")
-  if (o.version !== MANIFEST_VERSION) {
-    throw new PackerError('FORMAT', `${where}: manifest version ${JSON.stringify(o.version)} is not supported by this packer (it reads version ${MANIFEST_VERSION}); upgrade packer`)
+  if (o.version !== 1 && o.version !== MANIFEST_VERSION) {
+    throw new PackerError('FORMAT', `${where}: manifest version ${JSON.stringify(o.version)} is not supported by this packer (it reads versions 1 and ${MANIFEST_VERSION}); upgrade packer`)
   }
   if (!isStr(o.root) || !isStr(o.descriptor)) bad(where, "'root' or 'descriptor' is missing")
   const t = o.table
-  if (typeof t !== 'object' || t === null || !isStr(t.cid) || !isStr(t.file) || !SAFE_NAME.test(t.file) || !isNat(t.size)) bad(where, "'table' is not valid")
+  if (typeof t !== 'object' || t === null || !isStr(t.cid)) bad(where, "'table' is not valid")
+  if (o.version === 1 && (!isStr(t.file) || !SAFE_NAME.test(t.file) || !isNat(t.size))) bad(where, "'table' is not valid")
+  if (o.version === 2 && typeof o.single !== 'boolean') bad(where, "'single' is not valid")
   const ix = o.index
   if (typeof ix !== 'object' || ix === null || !isStr(ix.file) || !SAFE_NAME.test(ix.file) || !isNat(ix.blocks)) bad(where, "'index' is not valid")
   if (!isNat(o.binSize)) bad(where, "'binSize' is not valid")

@@ -3,25 +3,21 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { CarRecord } from '../format/manifest.js'
 import { readCarRoots } from '../car/car-header.js'
-import { BLOCK_RECORD_SIZE } from '../car/block-index.js'
+import { decodeBlockRecord } from '../car/block-index.js'
 
 /**
  * The cheap check a resumed pack makes of a CAR its journal says is complete: present under its name, the recorded
- * size, the recorded header root, and its last block intact (a CAR cut short or never fully synced fails here).
+ * size, the recorded header root, and its last block (`lastRecord`, the record of the last block written to it) intact (a CAR cut short or never fully synced fails here).
  * It does not re-read the whole CAR: `verify` does that.
  */
-export async function checkCompleteCar (dir: string, car: CarRecord, records: Buffer): Promise<boolean> {
+export async function checkCompleteCar (dir: string, car: CarRecord, lastRecord: Buffer): Promise<boolean> {
   const file = path.join(dir, car.file)
   const st = await fs.stat(file).catch(() => null)
   if (st === null || st.size !== car.size) return false
   const roots = await readCarRoots(file)
   if (roots?.[0]?.toString() !== car.root) return false
-  let last: { digest: Buffer, offset: number, length: number } | undefined
-  for (let at = 0; at < records.length; at += BLOCK_RECORD_SIZE) {
-    const offset = Number(records.readBigUInt64LE(at + 40))
-    if (last === undefined || offset > last.offset) last = { digest: records.subarray(at, at + 32), offset, length: records.readUInt32LE(at + 36) }
-  }
-  if (last === undefined || last.offset + last.length !== car.size) return false
+  const last = decodeBlockRecord(lastRecord)
+  if (last.offset + last.length !== car.size) return false
   const fh = await fs.open(file, 'r')
   try {
     const buf = Buffer.alloc(last.length)

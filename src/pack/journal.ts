@@ -4,17 +4,22 @@ import os from 'node:os'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
-import { parseTableEntry, tableEntryJson, type TableEntry } from '../format/file-table.js'
+import { decodePath, encodePath } from '../format/stored-path.js'
+import { entryFieldsJson, parseEntryFields, type TableEntry } from '../format/table-entry.js'
 import { BLOCK_RECORD_SIZE } from '../car/block-index.js'
+import { Appender, readLines } from '../spill/lines.js'
 
 /**
- * The pack journal: what a pack has made durable so far, so that a rerun after a crash continues where it stopped.
- * It holds names and file keys, so it never lives in OUTDIR (which is shipped to storage providers): it is kept in
- * the user's state directory, mode 0600, and removed when the pack succeeds (docs/FORMAT.md, "Pack journal").
+ * The pack journal: what a pack has written so far, so that a rerun after a crash continues where it stopped, and
+ * the list of entries the final stage builds the directories and the file table from. It holds names and file keys,
+ * so it never lives in OUTDIR (which is shipped to storage providers): it is kept in the user's state directory,
+ * mode 0600, and removed when the pack succeeds (docs/FORMAT.md §9). Everything is on disk and read as streams: its
+ * memory does not grow with the number of files.
  *
- *   <id>.journal  JSON lines: a header, then a line per file packed and a line per complete CAR, in the order they
- *                 happened (a CAR's line is synced, and so makes the lines before it durable)
- *   <id>.blocks   the block-index records of those CARs, appended in order (48 bytes each)
+ *   <id>.journal  JSON lines: a header, then the entries in table order and a line per complete CAR where it happened
+ *                 (a CAR's line is synced, and so makes the lines before it durable)
+ *   <id>.blocks   the block-index records of every block written, in order (48 bytes each)
+ *   <id>.work/    temporary files of the final stage
  *   <id>.done     after success: which arguments made which set, so an identical rerun does nothing
  * where <id> is derived from OUTDIR's real path.
  */
@@ -29,22 +34,16 @@ export interface JournalHeader {
   setIdentity?: string
 }
 
-/** A file whose blocks are all in complete CARs. */
-export interface JournalFile {
-  entry: TableEntry
-  /** The UnixFS DAG size (what a directory link records). */
-  dagSize: number
-  /** The source file as it was read; a rerun repacks the file if it differs now. */
-  src: { dev: string, ino: string, size: string, mtimeNs: string }
-}
+/** Where a packed file came from: a rerun repacks it if the source differs now. */
+export interface SourceId { dev: string, ino: string, size: string, mtimeNs: string }
+
+/** An entry as the journal holds it: a file with its DAG size (what a directory link records) and source. */
+export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId }
 
 export interface JournalState {
   header: JournalHeader
+  /** CARs made durable, in order, with the number of block records up to and including each. */
   cars: CarRecord[]
-  files: JournalFile[]
-  /** Block-index records of the complete CARs. */
-  blocks: Buffer
-  /** Records in `blocks` up to and including each CAR. */
   blockCounts: number[]
 }
 
@@ -61,17 +60,58 @@ export function sameArgs (a: Omit<JournalHeader, 'out' | 'setIdentity'>, b: Omit
   return a.source === b.source && a.binSize === b.binSize && a.encryption === b.encryption && a.names === b.names
 }
 
-/** 2: a line per file (1: files listed in their CAR's line; still read). */
-const JOURNAL_VERSION = 2
+/** 3: entries of the version-2 table, in its order (1 and 2, of packer 0.1, are not continued). */
+const JOURNAL_VERSION = 3
 
-function fileLine (f: JournalFile): string {
-  return JSON.stringify({ file: { entry: tableEntryJson(f.entry), dagSize: f.dagSize, src: f.src } })
+function entryLine (j: JournalEntry): string {
+  const o: Record<string, unknown> = { entry: entryFieldsJson(j.entry, { ...encodePath(j.entry.path) }) }
+  if (j.dagSize !== undefined) o.dagSize = j.dagSize
+  if (j.src !== undefined) o.src = j.src
+  return JSON.stringify(o) + '\n'
+}
+
+/** Appends binary records in batches. */
+class RecordAppender {
+  readonly #file: string
+  #pending: Buffer[] = []
+  #bytes = 0
+  #fh: fs.FileHandle | null = null
+
+  constructor (file: string) { this.#file = file }
+
+  async add (record: Buffer): Promise<void> {
+    this.#pending.push(record)
+    this.#bytes += record.length
+    if (this.#bytes >= 1 << 20) await this.flush()
+  }
+
+  async flush (): Promise<void> {
+    if (this.#pending.length === 0) return
+    const data = Buffer.concat(this.#pending)
+    this.#pending = []
+    this.#bytes = 0
+    this.#fh ??= await fs.open(this.#file, 'a', 0o600)
+    await this.#fh.appendFile(data)
+  }
+
+  async sync (): Promise<void> {
+    await this.flush()
+    await this.#fh?.datasync()
+  }
+
+  async close (): Promise<void> {
+    await this.flush()
+    await this.#fh?.close()
+    this.#fh = null
+  }
 }
 
 export class PackJournal {
   readonly base: string
-  #blocks = 0
-  #pending = ''
+  #lines: Appender | null = null
+  #records: RecordAppender | null = null
+  /** Records handed over (written or pending). */
+  #recordCount = 0
 
   private constructor (base: string) { this.base = base }
 
@@ -85,85 +125,172 @@ export class PackJournal {
   }
 
   get #journal (): string { return `${this.base}.journal` }
+  get #previous (): string { return `${this.base}.journal.previous` }
   get #blockFile (): string { return `${this.base}.blocks` }
   get #doneFile (): string { return `${this.base}.done` }
+  /** A private directory for the final stage's temporary files. */
+  get workDir (): string { return `${this.base}.work` }
 
-  /** The journal's content, or null when there is none. A line cut short by a crash is ignored. */
+  /**
+   * The journal's header and durable CARs, or null when there is none. Lines after the last CAR line (not synced)
+   * are not trusted; a line cut short by a crash ends the journal.
+   */
   async load (): Promise<JournalState | null> {
-    let text: string
-    try { text = await fs.readFile(this.#journal, 'utf8') } catch (err) { if (isErrno(err, 'ENOENT')) return null; throw err }
-    const lines = text.split('\n')
-    const parse = (l: string): any => { try { return JSON.parse(l) } catch { return undefined } }
-    const head = parse(lines[0])
-    if (head?.journal !== 'packer-pack-journal' || (head.version !== 1 && head.version !== JOURNAL_VERSION)) {
-      throw new PackerError('FORMAT', `${this.#journal} is not a packer journal; remove it to start the pack afresh`, { subject: this.#journal })
+    let first = true
+    let state: JournalState | null = null
+    let blocks: number
+    try {
+      blocks = Math.floor((await fs.stat(this.#blockFile)).size / BLOCK_RECORD_SIZE)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+      blocks = 0
     }
-    const state: JournalState = { header: head.header, cars: [], files: [], blocks: Buffer.alloc(0), blockCounts: [] }
-    const blocks = await fs.readFile(this.#blockFile).catch(() => Buffer.alloc(0))
-    const fileOf = (f: any): JournalFile => ({ entry: parseTableEntry(f.entry, this.#journal, Number.MAX_SAFE_INTEGER), dagSize: f.dagSize, src: f.src })
-    let count = 0
-    for (const line of lines.slice(1)) {
-      const rec = parse(line)
-      if (rec?.file !== undefined) { state.files.push(fileOf(rec.file)); continue }
-      if (rec?.car === undefined || typeof rec.blocks !== 'number' || rec.blocks * BLOCK_RECORD_SIZE > blocks.length) break
-      state.cars.push(rec.car)
-      state.blockCounts.push(rec.blocks)
-      for (const f of rec.files ?? []) state.files.push(fileOf(f)) // version 1: a CAR's line listed its files
-      count = rec.blocks
+    try {
+      for await (const line of readLines(this.#journal)) {
+        let rec: any
+        try { rec = JSON.parse(line) } catch { break }
+        if (first) {
+          first = false
+          if (rec?.journal !== 'packer-pack-journal') {
+            throw new PackerError('FORMAT', `${this.#journal} is not a packer journal; remove it to start the pack afresh`, { subject: this.#journal })
+          }
+          if (rec.version !== JOURNAL_VERSION) {
+            throw new PackerError('OUTPUT', `the interrupted pack of ${rec.header?.out ?? 'this output'} was made by an older packer (journal ${this.#journal}); finish it with that version, or remove the journal and the output directory to start afresh`, { subject: this.#journal })
+          }
+          state = { header: rec.header, cars: [], blockCounts: [] }
+          continue
+        }
+        if (rec?.car === undefined) continue
+        if (typeof rec.blocks !== 'number' || rec.blocks > blocks) break
+        state!.cars.push(rec.car)
+        state!.blockCounts.push(rec.blocks)
+      }
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null
+      throw err
     }
-    state.blocks = blocks.subarray(0, count * BLOCK_RECORD_SIZE)
     return state
   }
 
   /**
-   * Starts a new journal, or continues one: keeps only its first `carCount` CARs, and the files whose blocks all lie
-   * in them.
+   * The entries of the journal being continued (see open), in table order: the files among them whose CARs were kept
+   * can be reused. (A line that could be read whole is true: it was written after what it describes.)
    */
-  async open (header: JournalHeader, keep?: JournalState, carCount = 0): Promise<void> {
-    const lines = [JSON.stringify({ journal: 'packer-pack-journal', version: JOURNAL_VERSION, header })]
-    let blocks: Buffer = Buffer.alloc(0)
-    if (keep && carCount > 0) {
-      lines.push(...keep.cars.slice(0, carCount).map((car, i) => JSON.stringify({ car, blocks: keep.blockCounts[i] })))
-      for (const f of keep.files) if (f.entry.cars!.every((c) => c < carCount)) lines.push(fileLine(f))
-      blocks = keep.blocks.subarray(0, keep.blockCounts[carCount - 1]! * BLOCK_RECORD_SIZE)
+  async * previousEntries (): AsyncGenerator<JournalEntry> {
+    yield * this.#entriesOf(this.#previous)
+  }
+
+  /** The entries of this run's journal, in table order (for the final stage). */
+  async * entries (): AsyncGenerator<JournalEntry> {
+    await this.#lines?.flush()
+    yield * this.#entriesOf(this.#journal)
+  }
+
+  async * #entriesOf (file: string): AsyncGenerator<JournalEntry> {
+    try { await fs.access(file) } catch { return }
+    const where = `journal ${file}`
+    let first = true
+    for await (const line of readLines(file)) {
+      if (first) { first = false; continue }
+      let rec: any
+      try { rec = JSON.parse(line) } catch { break }
+      if (rec?.entry === undefined) continue
+      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src }
     }
-    await writeSynced(this.#blockFile, blocks)
-    await writeSynced(this.#journal, lines.join('\n') + '\n')
-    this.#blocks = blocks.length / BLOCK_RECORD_SIZE
-    this.#pending = ''
   }
 
   /**
-   * Records a file packed (its blocks written, in CARs that may not be complete yet). Written in batches and not
-   * synced: the next CAR's line makes it durable, and a file counts on resume only if its CARs were recorded. (One
-   * line per CAR listing its files cost 80 MB of heap for 20 000 files in one CAR.)
+   * Starts this run's journal. To continue an interrupted one, `keep` names how many of its CARs were kept: their
+   * lines and block records stay, the rest is cut off, and its entries stay readable through previousEntries() until
+   * finish().
    */
-  async addFile (f: JournalFile): Promise<void> {
-    this.#pending += fileLine(f) + '\n'
-    if (this.#pending.length >= 64 * 1024) await this.#flush()
+  async open (header: JournalHeader, keep?: JournalState, carCount = 0): Promise<void> {
+    await this.#closeFiles()
+    const lines = [JSON.stringify({ journal: 'packer-pack-journal', version: JOURNAL_VERSION, header })]
+    let records = 0
+    if (keep !== undefined && carCount > 0) {
+      lines.push(...keep.cars.slice(0, carCount).map((car, i) => JSON.stringify({ car, blocks: keep.blockCounts[i] })))
+      records = keep.blockCounts[carCount - 1]!
+      await fs.rename(this.#journal, this.#previous)
+    } else {
+      await fs.rm(this.#previous, { force: true })
+    }
+    await truncateSynced(this.#blockFile, records * BLOCK_RECORD_SIZE)
+    await writeSynced(this.#journal, lines.join('\n') + '\n')
+    await fs.rm(this.workDir, { recursive: true, force: true })
+    await fs.mkdir(this.workDir, { mode: 0o700 })
+    this.#lines = new Appender(this.#journal)
+    this.#records = new RecordAppender(this.#blockFile)
+    this.#recordCount = records
   }
 
-  /** Records a complete (durable, renamed) CAR and its block-index records; syncs the journal. */
-  async addCar (car: CarRecord, blockRecords: Buffer): Promise<void> {
-    await appendSynced(this.#blockFile, blockRecords)
-    this.#blocks += blockRecords.length / BLOCK_RECORD_SIZE
-    this.#pending += JSON.stringify({ car, blocks: this.#blocks }) + '\n'
-    const text = this.#pending
-    this.#pending = ''
-    await appendSynced(this.#journal, text)
+  /** The block records of the kept CARs (or all written so far), in write order. */
+  async * records (count = this.#recordCount): AsyncGenerator<Buffer> {
+    await this.#records?.flush()
+    const fh = await fs.open(this.#blockFile, 'r')
+    try {
+      const buf = Buffer.allocUnsafe(BLOCK_RECORD_SIZE * 8192)
+      for (let done = 0; done < count;) {
+        const want = Math.min(count - done, 8192) * BLOCK_RECORD_SIZE
+        const { bytesRead } = await fh.read(buf, 0, want, done * BLOCK_RECORD_SIZE)
+        if (bytesRead < want) throw new PackerError('FORMAT', `${this.#blockFile} is shorter than its journal says; remove the journal to start the pack afresh`)
+        for (let at = 0; at < bytesRead; at += BLOCK_RECORD_SIZE) yield Buffer.from(buf.subarray(at, at + BLOCK_RECORD_SIZE))
+        done += bytesRead / BLOCK_RECORD_SIZE
+      }
+    } finally {
+      await fh.close()
+    }
   }
 
-  async #flush (): Promise<void> {
-    const text = this.#pending
-    this.#pending = ''
-    await fs.appendFile(this.#journal, text, { mode: 0o600 })
+  get recordCount (): number { return this.#recordCount }
+
+  /** Record `n` (0-based) of the blocks file. */
+  async record (n: number): Promise<Buffer> {
+    const fh = await fs.open(this.#blockFile, 'r')
+    try {
+      const buf = Buffer.alloc(BLOCK_RECORD_SIZE)
+      const { bytesRead } = await fh.read(buf, 0, BLOCK_RECORD_SIZE, n * BLOCK_RECORD_SIZE)
+      if (bytesRead !== BLOCK_RECORD_SIZE) throw new PackerError('FORMAT', `${this.#blockFile} is shorter than its journal says; remove the journal to start the pack afresh`)
+      return buf
+    } finally {
+      await fh.close()
+    }
   }
+
+  /** Records an entry of the table (a file once its blocks are written). Batched, not synced (see addCar). */
+  async addEntry (j: JournalEntry): Promise<void> {
+    await this.#lines!.write(entryLine(j))
+  }
+
+  /** Records a block written (its block-index record). Batched, not synced. */
+  async addRecord (record: Buffer): Promise<void> {
+    this.#recordCount++
+    await this.#records!.add(record)
+  }
+
+  /** Records a complete (durable, renamed) CAR: its blocks' records and the lines before it become durable. */
+  async addCar (car: CarRecord): Promise<void> {
+    await this.#records!.sync()
+    await this.#lines!.write(JSON.stringify({ car, blocks: this.#recordCount }) + '\n')
+    await this.#lines!.sync()
+  }
+
+  async #closeFiles (): Promise<void> {
+    await this.#lines?.close()
+    await this.#records?.close()
+    this.#lines = null
+    this.#records = null
+  }
+
+  /** Closes the files (after a failure: everything stays for a rerun). */
+  async close (): Promise<void> { await this.#closeFiles() }
 
   /** On success: forget names and keys, remember only which arguments made which set. */
   async finish (done: DoneRecord): Promise<void> {
+    await this.#closeFiles()
     await writeSynced(this.#doneFile, JSON.stringify(done) + '\n')
-    await fs.rm(this.#journal, { force: true })
-    await fs.rm(this.#blockFile, { force: true })
+    for (const f of [this.#journal, this.#previous, this.#blockFile]) await fs.rm(f, { force: true })
+    await fs.rm(this.workDir, { recursive: true, force: true })
   }
 
   async done (): Promise<DoneRecord | null> {
@@ -178,7 +305,7 @@ async function writeSynced (file: string, data: string | Uint8Array): Promise<vo
   try { await fh.writeFile(data); await fh.datasync() } finally { await fh.close() }
 }
 
-async function appendSynced (file: string, data: string | Uint8Array): Promise<void> {
+async function truncateSynced (file: string, length: number): Promise<void> {
   const fh = await fs.open(file, 'a', 0o600)
-  try { await fh.writeFile(data); await fh.datasync() } finally { await fh.close() }
+  try { await fh.truncate(length); await fh.datasync() } finally { await fh.close() }
 }

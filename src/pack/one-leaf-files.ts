@@ -14,11 +14,12 @@ export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: num
  * workers, several ahead of their turn: open, stat, read and close are synchronous calls there, and so is the start
  * of the age file (its header) where the workers can make it (LeafWorkers.startsFiles); the main thread writes the
  * block. (Read ahead through libuv's promises instead, these per-file costs on the main thread were most of the time
- * of packing 20 000 small files.) Files are still handed on strictly in walk order, so the set's layout does not
- * change; at most `ahead` files and `maxBytes` are held.
+ * of packing 20 000 small files.) Files are offered in table order as the walk finds them (`offer`) and still handed
+ * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
  */
 export class OneLeafFiles {
-  readonly #entries: SourceEntry[]
+  /** Files offered and not yet taken, in order; those before #next were considered for reading ahead. */
+  readonly #queue: SourceEntry[] = []
   readonly #pool: LeafWorkers
   readonly #enc: SetEncryption | null
   readonly #pending = new Map<SourceEntry, Promise<OneLeafFile>>()
@@ -29,8 +30,7 @@ export class OneLeafFiles {
   #next = 0
   #heldBytes = 0
 
-  constructor (entries: SourceEntry[], pool: LeafWorkers, enc: SetEncryption | null, opts: { ahead?: number, maxBytes?: number } = {}) {
-    this.#entries = entries.filter((e) => e.type === 'file')
+  constructor (pool: LeafWorkers, enc: SetEncryption | null, opts: { ahead?: number, maxBytes?: number } = {}) {
     this.#pool = pool
     this.#enc = enc
     this.#ahead = opts.ahead ?? 64
@@ -38,24 +38,36 @@ export class OneLeafFiles {
     this.#headerLength = enc === null ? 0 : enc.newFile().header.length
   }
 
+  /** A file that will be packed (offered in the order they will be taken): read it ahead if it fits in one leaf. */
+  offer (e: SourceEntry): void {
+    this.#queue.push(e)
+    this.#fill()
+  }
+
+  /** Files offered and not yet taken. */
+  get waiting (): number { return this.#queue.length }
+
   /**
-   * The file, read as one leaf, when it fits in one (its turn has come: it is taken out); null: stream it. A file
-   * that changed or vanished rejects with the error a streamed read would throw.
+   * The next file offered, read as one leaf when it fits in one; null: stream it. A file that changed or vanished
+   * rejects with the error a streamed read would throw.
    */
   take (e: SourceEntry): Promise<OneLeafFile> | null {
+    if (this.#queue[0] !== e) throw new Error('OneLeafFiles: files taken out of the order they were offered')
     this.#fill()
+    this.#queue.shift()
+    if (this.#next > 0) this.#next--
     const p = this.#pending.get(e) ?? null
     if (p !== null) {
       this.#pending.delete(e)
       this.#heldBytes -= Number(e.stat.size)
-      this.#fill()
     }
+    this.#fill()
     return p
   }
 
   #fill (): void {
-    while (this.#next < this.#entries.length && this.#pending.size < this.#ahead) {
-      const e = this.#entries[this.#next]!
+    while (this.#next < this.#queue.length && this.#pending.size < this.#ahead) {
+      const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
       if (size > LEAF_SIZE) { this.#next++; continue }
       if (this.#heldBytes + size > this.#maxBytes && this.#pending.size > 0) return

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto'
+import type { FileEncryption } from '../format/table-entry.js'
 import {
   encodeHeader, encryptStream, generateX25519Identity, newAgeFile, newFileKey, passphraseRecipient, x25519IdentityFromString,
   type AgeFileStart, type Recipient,
@@ -21,6 +22,7 @@ export interface SetEncryption {
   newFile: () => AgeFileStart
   /** The files' recipients as parseRecipient reads them: leaf workers make headers of small files themselves. */
   fileRecipients: string[]
+  /** Seals the table index (to the recipients, or with the passphrase): the set ID is its CID. */
   sealTable: (plain: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>
   /** Passphrase sets: the same encryption with the set key of an interrupted pack, so that its files stay valid. */
   withSetIdentity?: (identity: string) => SetEncryption
@@ -29,6 +31,12 @@ export interface SetEncryption {
 function seal (recipients: Recipient[], plain: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   const fileKey = newFileKey()
   return encryptStream(plain, fileKey, encodeHeader(fileKey, recipients))
+}
+
+/** One piece of the table (a chunk) as an age file to the files' recipients, with the key and header length the index keeps. */
+export function sealTablePart (enc: SetEncryption, plain: Uint8Array): { bytes: AsyncIterable<Uint8Array>, enc: FileEncryption } {
+  const start = enc.newFile()
+  return { bytes: encryptStream([plain], start.fileKey, start.header), enc: { key: start.fileKey, headerLength: start.header.length } }
 }
 
 /** `specs` are the recipient strings and recipient files' contents the user gave, for the fingerprint. */

@@ -2,12 +2,13 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
+import { ExternalSorter } from '../spill/external-sort.js'
 
 export type SourceType = 'file' | 'dir' | 'symlink'
 
 /**
  * What packer keeps of a source entry's lstat: the fields it stores or checks. (A whole BigIntStats, with its four
- * Dates, is about 1 KB; for millions of files that mattered.)
+ * Dates, is about 1 KB.)
  */
 export interface SourceStat {
   dev: bigint
@@ -34,15 +35,28 @@ export interface SourceEntry {
   target?: Buffer
 }
 
-export interface SourceTree {
-  entries: SourceEntry[]
-  /** True when SOURCE is a single file rather than a directory. */
+/** Entries of one directory (`dir`, '' for the root), in name order: all of them, or the next part of them. */
+export interface SourceRun { dir: Buffer, entries: SourceEntry[] }
+
+export interface WalkedSource {
+  /** True when SOURCE is a single file rather than a directory: one run of one entry. */
   single: boolean
-  fileCount: number
-  totalBytes: number
+  /** The tree in the file table's order (FORMAT.md §5): each directory's entries, directories depth-first. */
+  runs: AsyncIterable<SourceRun>
+}
+
+export interface WalkOptions {
+  warn: (msg: string) => void
+  /** A private directory for the names of directories too large to sort in memory. */
+  tmpDir: string
+  /** Names of one directory held in memory before they are sorted on disk. */
+  namesInMemory?: number
 }
 
 const SLASH = Buffer.from('/')
+/** Entries handed on at a time (and lstat'ed together). */
+const RUN = 256
+const NAMES_IN_MEMORY = 100_000
 
 function typeOf (st: import('node:fs').BigIntStats): SourceType | string {
   if (st.isFile()) return 'file'
@@ -63,11 +77,46 @@ function sourceError (what: Buffer | string, err: unknown): PackerError {
 }
 
 /**
- * Lists the source tree: depth-first, parents before children, siblings in byte order of their names, so the same
- * tree always packs the same way. Symlinks are recorded, never followed; devices, FIFOs and sockets are skipped with
- * a warning naming each.
+ * A directory's names in byte order, whatever their number: sorted in memory, or on disk past `limit` names.
+ * `sorted()` may be read once.
  */
-export async function walkSource (source: string, warn: (msg: string) => void, onProgress?: (files: number, bytes: number) => void): Promise<SourceTree> {
+class SortedNames {
+  readonly #limit: number
+  readonly #tmpDir: string
+  #names: Buffer[] = []
+  #sorter: ExternalSorter | null = null
+
+  constructor (limit: number, tmpDir: string) { this.#limit = limit; this.#tmpDir = tmpDir }
+
+  async add (name: Buffer): Promise<void> {
+    if (this.#sorter !== null) return await this.#sorter.add(name)
+    this.#names.push(name)
+    if (this.#names.length > this.#limit) {
+      this.#sorter = new ExternalSorter({ dir: this.#tmpDir, memoryLimit: 16 << 20, compare: Buffer.compare })
+      for (const n of this.#names) await this.#sorter.add(n)
+      this.#names = []
+    }
+  }
+
+  async * sorted (): AsyncGenerator<Buffer> {
+    if (this.#sorter === null) {
+      yield * this.#names.sort(Buffer.compare)
+      return
+    }
+    for await (const n of this.#sorter.sorted()) yield Buffer.from(n)
+  }
+
+  async dispose (): Promise<void> { await this.#sorter?.dispose() }
+}
+
+/**
+ * Walks SOURCE in the file table's order: the root's entries, then each directory's, depth-first, names by bytes, so
+ * the same tree always packs the same way. Memory does not grow with the tree: a directory is read with opendir (its
+ * names sorted on disk when there are very many), its entries handed on RUN at a time, and the names of its
+ * subdirectories kept (on disk too when many) only until they are walked. Symlinks are recorded, never followed;
+ * devices, FIFOs and sockets are skipped with a warning naming each.
+ */
+export async function walkSource (source: string, opts: WalkOptions): Promise<WalkedSource> {
   let top: import('node:fs').BigIntStats
   try {
     top = await fs.stat(source, { bigint: true })
@@ -75,51 +124,97 @@ export async function walkSource (source: string, warn: (msg: string) => void, o
     if (isErrno(err, 'ENOENT')) throw new PackerError('SOURCE', `source ${source} does not exist; give an existing directory or file`, { subject: source })
     throw sourceError(source, err)
   }
-  const tree: SourceTree = { entries: [], single: false, fileCount: 0, totalBytes: 0 }
+  const abs = Buffer.from(path.resolve(source))
   if (top.isFile()) {
-    tree.single = true
-    tree.entries.push({ path: Buffer.from(path.basename(source)), abs: Buffer.from(path.resolve(source)), type: 'file', stat: sourceStat(top) })
-    tree.fileCount = 1
-    tree.totalBytes = Number(top.size)
-    return tree
+    const entry: SourceEntry = { path: Buffer.from(path.basename(source)), abs, type: 'file', stat: sourceStat(top) }
+    return { single: true, runs: (async function * () { yield { dir: Buffer.alloc(0), entries: [entry] } })() }
   }
   if (!top.isDirectory()) throw new PackerError('SOURCE', `source ${source} is a ${typeOf(top)}, not a directory or regular file`, { subject: source })
+  return { single: false, runs: walkDirectories(abs, opts) }
+}
 
-  const visit = async (absDir: Buffer, relDir: Buffer | null): Promise<void> => {
-    let names: Buffer[]
+async function * walkDirectories (rootAbs: Buffer, opts: WalkOptions): AsyncGenerator<SourceRun> {
+  const limit = opts.namesInMemory ?? NAMES_IN_MEMORY
+  // Directories left to walk, depth-first: each level's subdirectories in name order.
+  const stack: Array<{ absDir: Buffer, relDir: Buffer, subdirs: AsyncIterator<Buffer>, list: SortedNames }> = []
+  const visit = async function * (absDir: Buffer, relDir: Buffer): AsyncGenerator<SourceRun> {
+    const names = new SortedNames(limit, opts.tmpDir)
     try {
-      names = await fs.readdir(absDir, { encoding: 'buffer' })
-    } catch (err) {
-      throw sourceError(absDir, err)
-    }
-    names.sort(Buffer.compare)
-    for (const name of names) {
-      const abs = Buffer.concat([absDir, SLASH, name])
-      const rel = relDir === null ? name : Buffer.concat([relDir, SLASH, name])
-      let st: import('node:fs').BigIntStats
+      let dir: import('node:fs').Dir
       try {
-        st = await fs.lstat(abs, { bigint: true })
-      } catch (err) {
-        throw sourceError(abs, err)
-      }
-      const type = typeOf(st)
-      if (type === 'file') {
-        tree.entries.push({ path: rel, abs, type, stat: sourceStat(st) })
-        tree.fileCount++
-        tree.totalBytes += Number(st.size)
-        if (tree.fileCount % 1000 === 0) onProgress?.(tree.fileCount, tree.totalBytes)
-      } else if (type === 'symlink') {
-        let target: Buffer
-        try { target = await fs.readlink(abs, { encoding: 'buffer' }) } catch (err) { throw sourceError(abs, err) }
-        tree.entries.push({ path: rel, abs, type, stat: sourceStat(st), target })
-      } else if (type === 'dir') {
-        tree.entries.push({ path: rel, abs, type, stat: sourceStat(st) })
-        await visit(abs, rel)
-      } else {
-        warn(`skipping ${displayPath(abs)}: a ${type} cannot be stored`)
-      }
+        dir = await fs.opendir(absDir, { encoding: 'buffer' as any, bufferSize: 256 })
+      } catch (err) { throw sourceError(absDir, err) }
+      try {
+        for await (const d of dir) await names.add(d.name as unknown as Buffer)
+      } catch (err) { throw sourceError(absDir, err) }
+    } catch (err) {
+      await names.dispose()
+      throw err
     }
+    const subdirs = new SortedNames(limit, opts.tmpDir)
+    try {
+      let batch: Buffer[] = []
+      const flush = async (): Promise<SourceRun | null> => {
+        const found = await statBatch(absDir, relDir, batch, opts.warn)
+        const entries: SourceEntry[] = []
+        for (const [i, e] of found.entries()) {
+          if (e === null) continue
+          entries.push(e)
+          if (e.type === 'dir') await subdirs.add(batch[i]!)
+        }
+        batch = []
+        return entries.length > 0 ? { dir: relDir, entries } : null
+      }
+      for await (const name of names.sorted()) {
+        batch.push(name)
+        if (batch.length === RUN) { const r = await flush(); if (r) yield r }
+      }
+      if (batch.length > 0) { const r = await flush(); if (r) yield r }
+    } catch (err) {
+      await subdirs.dispose()
+      throw err
+    } finally {
+      await names.dispose()
+    }
+    stack.push({ absDir, relDir, subdirs: subdirs.sorted()[Symbol.asyncIterator](), list: subdirs })
   }
-  await visit(Buffer.from(path.resolve(source)), null)
-  return tree
+  try {
+    yield * visit(rootAbs, Buffer.alloc(0))
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!
+      const next = await top.subdirs.next()
+      if (next.done === true) {
+        await top.list.dispose()
+        stack.pop()
+        continue
+      }
+      const name = next.value
+      yield * visit(Buffer.concat([top.absDir, SLASH, name]), top.relDir.length === 0 ? Buffer.from(name) : Buffer.concat([top.relDir, SLASH, name]))
+    }
+  } finally {
+    for (const s of stack) await s.list.dispose()
+  }
+}
+
+/** lstat (and readlink) a batch of names of one directory together: an entry per name, null for specials (skipped). */
+async function statBatch (absDir: Buffer, relDir: Buffer, names: Buffer[], warn: (m: string) => void): Promise<Array<SourceEntry | null>> {
+  return await Promise.all(names.map(async (name): Promise<SourceEntry | null> => {
+    const abs = Buffer.concat([absDir, SLASH, name])
+    const rel = relDir.length === 0 ? Buffer.from(name) : Buffer.concat([relDir, SLASH, name])
+    let st: import('node:fs').BigIntStats
+    try {
+      st = await fs.lstat(abs, { bigint: true })
+    } catch (err) {
+      throw sourceError(abs, err)
+    }
+    const type = typeOf(st)
+    if (type === 'file' || type === 'dir') return { path: rel, abs, type, stat: sourceStat(st) }
+    if (type === 'symlink') {
+      let target: Buffer
+      try { target = await fs.readlink(abs, { encoding: 'buffer' }) } catch (err) { throw sourceError(abs, err) }
+      return { path: rel, abs, type, stat: sourceStat(st), target }
+    }
+    warn(`skipping ${displayPath(abs)}: a ${type} cannot be stored`)
+    return null
+  }))
 }
