@@ -1,8 +1,8 @@
 import { PackerError } from '../errors.js'
 import { CarSet } from '../restore/car-set.js'
 import { missingReport } from '../restore/availability.js'
-import { openCarSet, pieceInfo, setEntry, storedPath, type PieceInfo, type SetEntry, type SetOptions } from './set.js'
-import { warnMisnamed } from './set.js'
+import { subtree } from '../restore/set-table.js'
+import { openCarSet, pieceInfo, setEntry, storedPath, type PieceInfo, type SetEntry, type SetOptions, warnMisnamed } from './set.js'
 
 export interface ListOptions extends SetOptions {
   /** List only this path and what is below it. */
@@ -22,9 +22,9 @@ export async function * list (setDir: string, options: ListOptions = {}): AsyncI
   const set = await openCarSet(setDir, options)
   await warnMisnamed(set, options.onWarning)
   try {
-    const entries = set.select(storedPath(options.path ?? ''))
-    if (options.path && entries.length === 0) throw new PackerError('USAGE', `${options.path} is not in the set (see 'packer ls ${setDir}')`, { subject: options.path })
-    for (const e of entries) yield setEntry(e)
+    let any = false
+    for await (const e of subtree(set.files, storedPath(options.path ?? ''))) { any = true; yield setEntry(e) }
+    if (options.path && !any) throw new PackerError('USAGE', `${options.path} is not in the set (see 'packer ls ${setDir}')`, { subject: options.path })
   } finally { await set.close() }
 }
 
@@ -35,7 +35,7 @@ export async function * list (setDir: string, options: ListOptions = {}): AsyncI
 export async function * listMissing (setDir: string, options: SetOptions = {}): AsyncIterable<MissingFile> {
   const set = await openCarSet(setDir, options)
   try {
-    yield * await missingReport(set)
+    yield * missingReport(set)
   } finally { await set.close() }
 }
 

@@ -1,10 +1,11 @@
 import { PackerError } from '../errors.js'
 import type { Manifest } from '../format/manifest.js'
-import type { TableEntry } from '../format/file-table.js'
+import type { TableEntry } from '../format/table-entry.js'
 import { displayPath } from '../format/stored-path.js'
 import { CarSet } from '../restore/car-set.js'
 import { FileView } from '../restore/file-view.js'
 import { misnamedWarning } from '../restore/availability.js'
+import { subtree } from '../restore/set-table.js'
 import { identitiesOf, type KeyOptions } from './keys.js'
 
 /** How a reading command finds and opens a set (`-i`, `--passphrase`, `--expect`, `--cars`). */
@@ -77,7 +78,7 @@ export interface PackerSet {
   /** The entries at or below `path` (default: all), parents before children. */
   entries (path?: string | Uint8Array): AsyncIterable<SetEntry>
   /** The entry at `path`, or undefined. */
-  entry (path: string | Uint8Array): SetEntry | undefined
+  entry (path: string | Uint8Array): Promise<SetEntry | undefined>
   /** A file's bytes, streamed in order with bounded memory. */
   stream (path: string | Uint8Array): AsyncIterable<Uint8Array>
   /** A file's bytes, whole. */
@@ -140,15 +141,15 @@ export async function openCarSet (dir: string, o: SetOptions, skipTable = false)
 export async function openSet (dir: string, options: SetOptions = {}): Promise<PackerSet> {
   const set = await openCarSet(dir, options)
   const view = new FileView(set)
-  const file = (p: string | Uint8Array): TableEntry => {
-    const e = set.lookup(storedPath(p))
+  const file = async (p: string | Uint8Array): Promise<TableEntry> => {
+    const e = await set.files.lookup(storedPath(p))
     const shown = typeof p === 'string' ? p : displayPath(Buffer.from(p))
     if (e === undefined) throw new PackerError('USAGE', `${shown} is not in the set (see 'packer ls ${dir}')`, { subject: shown })
     if (e.type !== 'file') throw new PackerError('USAGE', `${shown} is a ${e.type === 'dir' ? 'directory' : 'symlink'}, not a file`, { subject: shown })
     return e
   }
   async function * stream (p: string | Uint8Array): AsyncGenerator<Uint8Array> {
-    const e = file(p)
+    const e = await file(p)
     let n = 0
     for await (const chunk of view.stream(e)) { n += chunk.length; yield chunk }
     if (n !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: ${n} bytes, the file table says ${e.size}; the set is damaged`, { subject: displayPath(e.path) })
@@ -156,15 +157,15 @@ export async function openSet (dir: string, options: SetOptions = {}): Promise<P
   return {
     manifest: setManifest(set.manifest),
     setId: set.setId,
-    entries: async function * (p = '') { for (const e of set.select(storedPath(p))) yield setEntry(e) },
-    entry: (p) => { const e = set.lookup(storedPath(p)); return e === undefined ? undefined : setEntry(e) },
+    entries: async function * (p = '') { for await (const e of subtree(set.files, storedPath(p))) yield setEntry(e) },
+    entry: async (p) => { const e = await set.files.lookup(storedPath(p)); return e === undefined ? undefined : setEntry(e) },
     stream,
     readFile: async (p) => {
       const parts: Uint8Array[] = []
       for await (const chunk of stream(p)) parts.push(chunk)
       return Buffer.concat(parts)
     },
-    read: async (p, offset, length) => await view.read(file(p), offset, offset + length),
+    read: async (p, offset, length) => await view.read(await file(p), offset, offset + length),
     close: async () => { await set.close() },
   }
 }

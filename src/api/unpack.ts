@@ -1,8 +1,8 @@
 import { PackerError } from '../errors.js'
+import { subtree } from '../restore/set-table.js'
 import { restore } from '../restore/restorer.js'
 import { limitMallocCache } from '../memory.js'
-import { openCarSet, storedPath, type SetOptions } from './set.js'
-import { warnMisnamed } from './set.js'
+import { openCarSet, storedPath, type SetOptions, warnMisnamed } from './set.js'
 import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
 
 export interface UnpackOptions extends SetOptions, Callbacks<UnpackEvent> {
@@ -44,13 +44,13 @@ export async function unpack (setDir: string, options: UnpackOptions): Promise<U
   const started = Date.now()
   const paths = options.paths ?? []
   try {
-    const chosen = paths.length ? paths.flatMap((p) => set.select(storedPath(p))) : set.entries
-    const progress: ProgressEvent = {
-      event: 'progress',
-      bytes: 0,
-      totalBytes: chosen.reduce((n, e) => n + (e.size ?? 0), 0),
-      files: 0,
-      totalFiles: chosen.filter((e) => e.type === 'file').length,
+    const progress: ProgressEvent = { event: 'progress', bytes: 0, totalBytes: 0, files: 0, totalFiles: 0 }
+    for (const p of paths.length ? paths : ['']) {
+      for await (const e of subtree(set.files, storedPath(p))) {
+        if (e.type !== 'file') continue
+        progress.totalBytes += e.size!
+        progress.totalFiles++
+      }
     }
     const r = await restore(set, {
       dest: options.output,

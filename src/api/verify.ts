@@ -74,7 +74,7 @@ export async function verify (setDir: string, options: VerifyOptions = {}): Prom
     else throw err
   }
   const started = Date.now()
-  const named = set.entries.length > 0
+  const named = set.table !== null
   const progress = { event: 'progress' as const, bytes: 0, totalBytes: set.manifest.cars.reduce((n, c) => n + c.size, 0), cars: 0, totalCars: set.manifest.cars.length }
   const result: VerifyResult = { ok: true, cars: [], badCars: 0, misnamed: 0, renamed: [], fixCommand: null, files: 0, badFiles: 0, seconds: 0 }
   try {

@@ -232,7 +232,7 @@ export class BlockIndex {
     let start = 0
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1
-      if (this.#fence.compare(d, 0, 32, mid * 32, mid * 32 + 32) > 0) { start = mid; lo = mid + 1 } else hi = mid - 1
+      if (this.#fence.compare(d, 0, 32, mid * 32, mid * 32 + 32) < 0) { start = mid; lo = mid + 1 } else hi = mid - 1
     }
     for (let p = start; p < pages; p++) {
       if (p > start && this.#fence.compare(d, 0, 32, p * 32, p * 32 + 32) !== 0) break
@@ -266,7 +266,7 @@ function collect (buf: Buffer, n: number, d: Buffer, out: BlockLocation[]): void
   let hi = n
   while (lo < hi) {
     const mid = (lo + hi) >>> 1
-    if (buf.compare(d, 0, 32, mid * RECORD, mid * RECORD + 32) > 0) lo = mid + 1
+    if (buf.compare(d, 0, 32, mid * RECORD, mid * RECORD + 32) < 0) lo = mid + 1
     else hi = mid
   }
   for (let i = lo; i < n && buf.compare(d, 0, 32, i * RECORD, i * RECORD + 32) === 0; i++) {

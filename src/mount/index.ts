@@ -55,7 +55,9 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
   const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir })
   let reader: MountReader | undefined
   try {
-    const tree = buildTree(set.entries)
+    const entries = []
+    for await (const e of set.files.entries()) entries.push(e)
+    const tree = buildTree(entries)
     for (const r of tree.renamed.slice(0, 5)) log(`${JSON.stringify(r.from.toString('latin1'))} is not valid UTF-8; it appears as ${r.to}`)
     if (tree.renamed.length > 5) log(`${tree.renamed.length - 5} more names appear changed (not valid UTF-8)`)
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)

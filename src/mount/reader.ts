@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { PackerError } from '../errors.js'
-import type { TableEntry } from '../format/file-table.js'
+import type { TableEntry } from '../format/table-entry.js'
 import { displayPath } from '../format/stored-path.js'
 import type { CarSet } from '../restore/car-set.js'
 import { FileView, type Leaf, type StoredLayout } from '../restore/file-view.js'

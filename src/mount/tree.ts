@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer'
-import type { TableEntry } from '../format/file-table.js'
+import type { TableEntry } from '../format/table-entry.js'
 
 /** One name in the mounted tree. */
 export interface Node {

@@ -40,6 +40,9 @@ export interface SourceId { dev: string, ino: string, size: string, mtimeNs: str
 /** An entry as the journal holds it: a file with its DAG size (what a directory link records) and source. */
 export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId }
 
+/** What the journal lists, in table order: each directory (every one, empty ones too) before its entries. */
+export type JournalItem = { dir: Buffer } | JournalEntry
+
 export interface JournalState {
   header: JournalHeader
   /** CARs made durable, in order, with the number of block records up to and including each. */
@@ -62,6 +65,10 @@ export function sameArgs (a: Omit<JournalHeader, 'out' | 'setIdentity'>, b: Omit
 
 /** 3: entries of the version-2 table, in its order (1 and 2, of packer 0.1, are not continued). */
 const JOURNAL_VERSION = 3
+
+function dirLine (dir: Buffer): string {
+  return JSON.stringify({ dir: encodePath(dir) }) + '\n'
+}
 
 function entryLine (j: JournalEntry): string {
   const o: Record<string, unknown> = { entry: entryFieldsJson(j.entry, { ...encodePath(j.entry.path) }) }
@@ -177,16 +184,16 @@ export class PackJournal {
    * can be reused. (A line that could be read whole is true: it was written after what it describes.)
    */
   async * previousEntries (): AsyncGenerator<JournalEntry> {
-    yield * this.#entriesOf(this.#previous)
+    for await (const item of this.#itemsOf(this.#previous)) if ('entry' in item) yield item
   }
 
-  /** The entries of this run's journal, in table order (for the final stage). */
-  async * entries (): AsyncGenerator<JournalEntry> {
+  /** The directories and entries of this run's journal, in table order (for the final stage). */
+  async * items (): AsyncGenerator<JournalItem> {
     await this.#lines?.flush()
-    yield * this.#entriesOf(this.#journal)
+    yield * this.#itemsOf(this.#journal)
   }
 
-  async * #entriesOf (file: string): AsyncGenerator<JournalEntry> {
+  async * #itemsOf (file: string): AsyncGenerator<JournalItem> {
     try { await fs.access(file) } catch { return }
     const where = `journal ${file}`
     let first = true
@@ -194,6 +201,11 @@ export class PackJournal {
       if (first) { first = false; continue }
       let rec: any
       try { rec = JSON.parse(line) } catch { break }
+      if (rec?.dir !== undefined) {
+        const d = rec.dir.path === '' ? Buffer.alloc(0) : decodePath(rec.dir, where)
+        yield { dir: d }
+        continue
+      }
       if (rec?.entry === undefined) continue
       yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src }
     }
@@ -255,6 +267,11 @@ export class PackJournal {
     } finally {
       await fh.close()
     }
+  }
+
+  /** Records the start of a directory's entries (every directory, in table order). Batched, not synced. */
+  async addDir (dir: Buffer): Promise<void> {
+    await this.#lines!.write(dirLine(dir))
   }
 
   /** Records an entry of the table (a file once its blocks are written). Batched, not synced (see addCar). */

@@ -1,34 +1,37 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { CID } from 'multiformats/cid'
 import { PackerError, isErrno } from '../errors.js'
 import { CarSetWriter } from '../car/car-set-writer.js'
-import { BLOCK_RECORD_SIZE, INDEX_FILE } from '../car/block-index.js'
-import { writeFileDurably } from '../car/durable-file.js'
-import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
-import { encodeTableEntry, encodeTableHeader, type TableEntry } from '../format/file-table.js'
+import { INDEX_FILE } from '../car/block-index.js'
+import { MANIFEST_FILE, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
+import type { TableEntry } from '../format/table-entry.js'
+import { compareTableOrder } from '../format/table.js'
 import { displayPath } from '../format/stored-path.js'
 import { formatSize } from '../format/size.js'
 import { sourceStat, walkSource, type SourceEntry } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError } from '../source/file-reader.js'
-import { importDirectories, importFile, importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
+import { importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, defaultJobs } from './leaf-workers.js'
 import { fileLeaves, freshSeal, leafSeal, type Leaf } from './leaves.js'
 import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
-import { PackJournal, sameArgs, type JournalFile, type JournalState } from './journal.js'
+import { PackJournal, sameArgs, type JournalEntry, type JournalState, type SourceId } from './journal.js'
 import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
 import { checkCompleteCar } from './car-check.js'
+import { finishSet } from './finish.js'
 import { faultPoint } from '../fault.js'
-import { VERSION } from '../version.js'
 import { collectGarbage, flatten, trimMalloc } from '../memory.js'
-import { encodeDescriptor } from '../format/descriptor.js'
 
 /** What to do with a source file that changes or vanishes while it is packed. */
 export type OnChange = 'retry' | 'fail' | 'skip'
 const RETRIES = 3
 /** Files packed between full garbage collections (each ~10–40 ms here; 20 000 files: peak RSS −60 MB). */
 const GC_EVERY_FILES = 4096
+/** Files the walk may run ahead of the packing (read ahead by the leaf workers when small), and entries in all. */
+const WALK_AHEAD_FILES = 256
+const WALK_AHEAD_ENTRIES = 4096
+/** Skipped files named in the result (the rest are counted). */
+const SKIPPED_NAMED = 100
 
 export interface PackOptions {
   source: string
@@ -60,21 +63,14 @@ export interface PackResult {
   manifest: Manifest
   files: number
   bytes: number
+  /** The first files left out (changed or vanished while packed, with --on-change skip), and how many in all. */
   skipped: Array<{ path: string, reason: string }>
+  skippedCount: number
   /** Set when this run continued an interrupted one. */
   resumed: { cars: number, files: number } | null
   /** True when OUTDIR already held the set these arguments make: nothing was done. */
   nothingToDo: boolean
 }
-
-export const TABLE_FILE_PLAIN = 'table.jsonl'
-export const TABLE_FILE_ENCRYPTED = 'table.jsonl.age'
-
-/** Name a file gets in the flat UnixFS tree of a hidden-names set: its position, base 36, fixed width. */
-function storedName (n: number): string { return n.toString(36).padStart(8, '0') }
-
-/** The string path the importer gets. Names that are not UTF-8 show lossily in the UnixFS tree; the file table keeps the bytes. */
-function importPath (p: Buffer): string { return p.toString('utf8') }
 
 function tableEntryOf (e: SourceEntry): TableEntry {
   return {
@@ -89,12 +85,12 @@ function tableEntryOf (e: SourceEntry): TableEntry {
   }
 }
 
-function sourceId (e: SourceEntry): JournalFile['src'] {
+function sourceId (e: SourceEntry): SourceId {
   return { dev: e.stat.dev.toString(), ino: e.stat.ino.toString(), size: e.stat.size.toString(), mtimeNs: e.stat.mtimeNs.toString() }
 }
 
-/** Written at the end of every pack, before the manifest: a resumed pack writes them again. */
-const REWRITTEN = new Set([INDEX_FILE, TABLE_FILE_PLAIN, TABLE_FILE_ENCRYPTED])
+/** Written at the end of every pack, before the manifest: a resumed pack writes it again. */
+const REWRITTEN = new Set([INDEX_FILE])
 const isLeftover = (n: string): boolean => n.startsWith('.partial-') || (n.startsWith('.') && n.endsWith('.tmp'))
 const isOurCar = (n: string): boolean => /^baga[a-z2-7]+\.car$/.test(n)
 
@@ -109,10 +105,12 @@ async function ensureDir (out: string): Promise<void> {
 }
 
 /**
- * pack: SOURCE → CAR set in OUT. One pass over the source: each byte is read once, each CAR byte written once and
- * hashed for its piece CID as it is written. Files are imported one by one (phase 1), then the directory nodes are
- * built over their CIDs (phase 2), then the file table and the set descriptor are added. manifest.json is written
- * last: its presence means the set is complete. Complete CARs are journaled, so a rerun after a crash continues.
+ * pack: SOURCE → CAR set in OUT (docs/FORMAT.md). One pass over the source, walked in the file table's order: each
+ * byte is read once, each CAR byte written once and hashed for its piece CID as it is written. Every entry goes to the
+ * journal as it is packed (on disk: memory does not grow with the number of files); the final stage (finish.ts) then
+ * builds the directory nodes, the file table, the descriptor and the block index from the journal. manifest.json is
+ * written last: its presence means the set is complete. Complete CARs are journaled, so a rerun after a crash
+ * continues.
  */
 export async function pack (opts: PackOptions): Promise<PackResult> {
   const source = path.resolve(opts.source)
@@ -136,7 +134,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
     const done = await journal.done()
     const manifest = await readManifest(opts.out).catch(() => null)
     if (done && manifest && sameArgs(done as any, args) && done.setId === setIdOf(manifest)) {
-      return { manifest, files: 0, bytes: 0, skipped: [], resumed: null, nothingToDo: true }
+      return { manifest, files: 0, bytes: 0, skipped: [], skippedCount: 0, resumed: null, nothingToDo: true }
     }
     throw new PackerError('OUTPUT', `output ${opts.out} already holds a packer set (manifest.json); choose an empty directory`, { subject: opts.out })
   }
@@ -144,10 +142,10 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   let state = await journal.load()
   // A journal is stale when OUTDIR holds nothing packer wrote (it was emptied or removed): start afresh.
   if (state && !present.some((n) => isLeftover(n) || isOurCar(n) || REWRITTEN.has(n))) state = null
-  const kept = state ? await keepCompleteCars(opts.out, state) : 0
   if (state && !sameArgs(state.header, args)) {
     throw new PackerError('OUTPUT', `output ${opts.out} holds an interrupted pack made with other arguments (source ${state.header.source}); rerun it with those arguments, or choose an empty directory`, { subject: opts.out })
   }
+  const kept = state ? await keepCompleteCars(opts.out, state, journal) : 0
   const keptCars = state ? state.cars.slice(0, kept) : []
   const keptNames = new Set(keptCars.map((c) => c.file))
   for (const n of present) {
@@ -158,122 +156,129 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   if (enc?.withSetIdentity && state?.header.setIdentity) enc = enc.withSetIdentity(state.header.setIdentity)
   await journal.open({ out: await fs.realpath(opts.out), ...args, setIdentity: enc?.setIdentity }, state ?? undefined, kept)
 
-  const tree = await walkSource(source, opts.warn, (files, bytes) => opts.progress?.({ type: 'scan', files, bytes, done: false }))
-  opts.progress?.({ type: 'scan', files: tree.fileCount, bytes: tree.totalBytes, done: true })
-
-  const resumable = resumableFiles(state, kept)
   const writer = new CarSetWriter({
     dir: opts.out,
     binSize: opts.binSize,
-    onCarDone: async (car, index, records) => {
+    onRecord: async (r) => { await journal.addRecord(r) },
+    onCarDone: async (car, index) => {
       faultPoint('car-done')
-      await journal.addCar(car, records)
+      await journal.addCar(car)
       faultPoint('car-journaled')
       opts.progress?.({ type: 'car', car, index })
     },
   })
-  if (kept > 0) writer.resume(keptCars, state!.blocks.subarray(0, state!.blockCounts[kept - 1] * BLOCK_RECORD_SIZE))
+  if (kept > 0) await writer.resume(keptCars, journal.records())
 
-  const hidden = enc?.names === 'hidden'
-  const table: TableEntry[] = []
-  const imported = new Map<TableEntry, ImportedFile>()
-  const skipped: PackResult['skipped'] = []
-  let resumedFiles = 0
-  let fileNo = 0
   const jobs = Math.max(1, Math.floor(opts.jobs ?? defaultJobs()))
   const fileEnc = enc
   const pool = new LeafWorkers(jobs > 1 ? jobs : 0, fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients })
-  const oneLeaf = new OneLeafFiles(tree.entries.filter((e) => !resumable.has(e.path.toString('latin1'))), pool, enc)
+  const oneLeaf = new OneLeafFiles(pool, enc)
+  const reuse = new Reusable(journal.previousEntries(), kept)
+  const skipped: PackResult['skipped'] = []
+  let skippedCount = 0
+  let files = 0
+  let bytes = 0
+  let resumedFiles = 0
+  let single = false
+  let walked = { files: 0, bytes: 0 }
   try {
-    // Phase 1: every file's blocks, in walk order.
-    for (const e of tree.entries) {
-      if (e.type !== 'file') { table.push(tableEntryOf(e)); continue }
-      const name = hidden ? storedName(fileNo) : undefined
-      const done = resumable.get(e.path.toString('latin1'))
-      if (done && done.entry.storedName === name && sameSource(done.src, e)) {
-        table.push(done.entry)
-        imported.set(done.entry, { cid: CID.parse(done.entry.cid!), dagSize: done.dagSize })
+    const walk = await walkSource(source, { warn: opts.warn, tmpDir: path.join(journal.workDir, 'walk') })
+    single = walk.single
+    // Phase 1: every file's blocks, in table order. The walk runs ahead (its files offered to the read-ahead);
+    // entries are handed on strictly in order.
+    type Item = { dir: Buffer } | { e: SourceEntry, reused: JournalEntry | null }
+    const queue: Item[] = []
+    let queuedFiles = 0
+    const runs = walk.runs[Symbol.asyncIterator]()
+    let walkDone = false
+    const pull = async (): Promise<void> => {
+      while (!walkDone && queuedFiles < WALK_AHEAD_FILES && queue.length < WALK_AHEAD_ENTRIES) {
+        const r = await runs.next()
+        if (r.done === true) { walkDone = true; opts.progress?.({ type: 'scan', ...walked, done: true }); break }
+        queue.push({ dir: r.value.dir })
+        for (const e of r.value.entries) {
+          if (e.type !== 'file') { queue.push({ e, reused: null }); continue }
+          walked = { files: walked.files + 1, bytes: walked.bytes + Number(e.stat.size) }
+          const reused = await reuse.take(e)
+          queue.push({ e, reused })
+          queuedFiles++
+          if (reused === null) oneLeaf.offer(e)
+        }
+        opts.progress?.({ type: 'scan', ...walked, done: false })
+      }
+    }
+    let lastDir: Buffer | null = null
+    for (;;) {
+      if (queue.length === 0 || (queuedFiles < WALK_AHEAD_FILES / 2 && queue.length < WALK_AHEAD_ENTRIES / 2)) await pull()
+      const item = queue.shift()
+      if (item === undefined) break
+      if ('dir' in item) {
+        // A directory's runs may come in parts: the journal lists it once.
+        if (lastDir === null || !lastDir.equals(item.dir)) await journal.addDir(item.dir)
+        lastDir = item.dir
+        continue
+      }
+      const { e, reused } = item
+      if (e.type !== 'file') { await journal.addEntry({ entry: tableEntryOf(e) }); continue }
+      queuedFiles--
+      if (reused !== null) {
+        await journal.addEntry(reused)
         resumedFiles++
-        fileNo++
-        opts.progress?.({ type: 'file', path: e.path, bytes: done.entry.size! })
+        files++
+        bytes += reused.entry.size!
+        opts.progress?.({ type: 'read', bytes: reused.entry.size! })
+        opts.progress?.({ type: 'file', path: e.path, bytes: reused.entry.size! })
         continue
       }
-      const packed = await packFile(e, name, writer, enc, onChange, opts, oneLeaf.take(e), pool)
+      const packed = await packFile(e, writer, enc, onChange, opts, oneLeaf.take(e), pool)
       if (packed === null) {
-        skipped.push({ path: displayPath(e.path), reason: 'changed or vanished while packed' })
+        if (skipped.length < SKIPPED_NAMED) skipped.push({ path: displayPath(e.path), reason: 'changed or vanished while packed' })
+        skippedCount++
         continue
       }
-      fileNo++
-      table.push(packed.entry)
-      imported.set(packed.entry, packed.file)
-      await journal.addFile({ entry: packed.entry, dagSize: packed.file.dagSize, src: sourceId(e) })
+      files++
+      bytes += packed.entry.size!
+      await journal.addEntry({ entry: packed.entry, dagSize: packed.file.dagSize, src: sourceId(e) })
       opts.progress?.({ type: 'file', path: e.path, bytes: packed.entry.size! })
-      // Each small file leaves a few KB of garbage that V8 lets pile up (its heap limit grows with the live set, which
-      // grows with the file table): a full collection every few thousand files keeps the heap near the live set.
-      if (fileNo % GC_EVERY_FILES === 0) collectGarbage('major')
+      // Each small file leaves a few KB of garbage that V8 lets pile up: a full collection every few thousand files
+      // keeps the heap near the live set.
+      if (files % GC_EVERY_FILES === 0) collectGarbage('major')
     }
     if (kept > 0) opts.progress?.({ type: 'resume', cars: kept, files: resumedFiles, bytes: 0 })
+    if (single && files === 0) {
+      throw new PackerError('SOURCE', `${source} was not packed (${skipped[0]?.reason ?? 'nothing to pack'})`, { subject: source })
+    }
 
-    // The leaf workers are done: their heaps and the ~50 MB malloc arena each leaves go back to the system. Each
-    // final stage makes tens of MB of garbage per 10 000 files, which V8 would let the heap grow by: a full
-    // collection before each keeps peak memory near the live set.
+    // The leaf workers are done: their heaps and the ~50 MB malloc arena each leaves go back to the system.
     await pool.close()
     collectGarbage('major')
     trimMalloc()
-    // Phase 2: directory nodes over the files' CIDs.
-    let root: CID
-    if (tree.single) {
-      const only = table[0]
-      if (only === undefined) throw new PackerError('SOURCE', `${source} was not packed (${skipped[0]?.reason ?? 'nothing to pack'})`, { subject: source })
-      root = imported.get(only)!.cid
-    } else {
-      const entries = table.flatMap((t) => t.type === 'file'
-        ? [{ path: t.storedName ?? importPath(t.path), file: imported.get(t)! }]
-        : t.type === 'dir' && !hidden ? [{ path: importPath(t.path) }] : [])
-      root = await importDirectories(entries, writer)
-    }
-
-    collectGarbage('major')
-    // The file table, inside the set and beside the manifest.
-    const { cid: tableCid, size: tableSize, file: tableFile } = await writeTable(opts.out, table, enc, writer)
-
-    // The set descriptor, the last block: lets the CARs alone say what the set is (FORMAT.md §7).
-    const { cid: descriptor, bytes: descriptorBytes } = await encodeDescriptor({
-      root, table: tableCid, encrypted: enc !== null, names: enc ? enc.names : 'clear', binSize: opts.binSize, cars: writer.carRoots(),
-    })
-    await writer.put(descriptor, descriptorBytes)
-
-    collectGarbage('major')
-    const cars = await writer.finish()
-    await writeFileDurably(path.join(opts.out, INDEX_FILE), writer.index.encode())
-    const manifest: Manifest = {
-      format: 'packer-car-set',
-      version: MANIFEST_VERSION,
-      createdBy: `packer ${VERSION}`,
-      root: root.toString(),
-      table: { cid: tableCid.toString(), file: tableFile, size: tableSize },
-      descriptor: descriptor.toString(),
-      index: { file: INDEX_FILE, blocks: writer.index.count },
-      encryption: enc ? { scheme: 'age-v1', names: enc.names, recipients: enc.recipientKinds } : null,
+    const manifest = await finishSet({
+      out: opts.out,
+      writer,
+      items: () => journal.items(),
+      records: () => journal.records(),
+      enc,
+      single,
       binSize: opts.binSize,
-      cars,
-    }
+      workDir: journal.workDir,
+    })
     faultPoint('manifest')
-    await writeFileDurably(path.join(opts.out, MANIFEST_FILE), encodeManifest(manifest))
     await journal.finish({ ...args, setId: setIdOf(manifest) })
-    const files = table.filter((t) => t.type === 'file')
     return {
       manifest,
-      files: files.length,
-      bytes: files.reduce((n, t) => n + t.size!, 0),
+      files,
+      bytes,
       skipped,
+      skippedCount,
       resumed: kept > 0 ? { cars: kept, files: resumedFiles } : null,
       nothingToDo: false,
     }
   } catch (err) {
     await writer.abort()
+    await journal.close()
     if (isErrno(err, 'ENOSPC')) {
-      throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} (the set needs about ${formatSize(tree.totalBytes)} plus 1%); free space and rerun: packer continues where it stopped`, { subject: opts.out, cause: err })
+      throw new PackerError('NO_SPACE', `no space left on the device of ${opts.out} or of the state directory (the set needs about ${formatSize(walked.bytes)} plus 1% so far); free space and rerun: packer continues where it stopped`, { subject: opts.out, cause: err })
     }
     throw err
   } finally {
@@ -281,36 +286,71 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   }
 }
 
-function sameSource (src: JournalFile['src'], e: SourceEntry): boolean {
+/**
+ * The files of the interrupted pack that can be reused, taken in table order: from the start of the table, while
+ * each file is the next one journaled, its blocks are all in kept CARs and its source is unchanged. Past the first
+ * that is not, everything is packed again (FORMAT.md §9): the journal of this run stays in table order.
+ */
+class Reusable {
+  readonly #it: AsyncIterator<JournalEntry>
+  readonly #kept: number
+  #next: JournalEntry | null | undefined
+  #stopped: boolean
+
+  constructor (previous: AsyncIterable<JournalEntry>, kept: number) {
+    this.#it = previous[Symbol.asyncIterator]()
+    this.#kept = kept
+    this.#stopped = kept === 0
+  }
+
+  async #peek (): Promise<JournalEntry | null> {
+    if (this.#next === undefined) {
+      for (;;) {
+        const r = await this.#it.next()
+        if (r.done === true) { this.#next = null; break }
+        if (r.value.entry.type === 'file') { this.#next = r.value; break }
+      }
+    }
+    return this.#next
+  }
+
+  async take (e: SourceEntry): Promise<JournalEntry | null> {
+    if (this.#stopped) return null
+    const j = await this.#peek()
+    // A file journaled earlier in the order and gone from the source now: skip past it.
+    if (j !== null && compareTableOrder(j.entry.path, e.path) < 0) {
+      this.#next = undefined
+      return await this.take(e)
+    }
+    const ok = j !== null && j.entry.path.equals(e.path) && j.entry.cars!.every((c) => c < this.#kept) && j.src !== undefined && sameSource(j.src, e)
+    if (!ok) {
+      this.#stopped = true
+      await this.#it.return?.()
+      return null
+    }
+    this.#next = undefined
+    return j
+  }
+}
+
+function sameSource (src: SourceId, e: SourceEntry): boolean {
   const now = sourceId(e)
   return src.dev === now.dev && src.ino === now.ino && src.size === now.size && src.mtimeNs === now.mtimeNs
 }
 
-/** The files of a journal whose blocks all lie in the CARs kept, by path. */
-function resumableFiles (state: JournalState | null, kept: number): Map<string, JournalFile> {
-  const out = new Map<string, JournalFile>()
-  for (const f of state?.files ?? []) {
-    if (f.entry.cars!.every((c) => c < kept)) out.set(f.entry.path.toString('latin1'), f)
-  }
-  return out
-}
-
 /** How many of the journal's CARs are present and intact (cheap checks); the rest are redone. */
-async function keepCompleteCars (dir: string, state: JournalState): Promise<number> {
+async function keepCompleteCars (dir: string, state: JournalState, journal: PackJournal): Promise<number> {
   for (let i = 0; i < state.cars.length; i++) {
-    const from = i === 0 ? 0 : state.blockCounts[i - 1]
-    const records = state.blocks.subarray(from * BLOCK_RECORD_SIZE, state.blockCounts[i] * BLOCK_RECORD_SIZE)
-    if (!await checkCompleteCar(dir, state.cars[i], records)) return i
+    if (!await checkCompleteCar(dir, state.cars[i]!, await journal.record(state.blockCounts[i]! - 1))) return i
   }
   return state.cars.length
 }
 
 /** Phase 1 for one file: read (and encrypt) it into the CAR set; reread or skip it if it changes, as asked. */
-async function packFile (e: SourceEntry, name: string | undefined, writer: CarSetWriter, enc: SetEncryption | null, onChange: OnChange,
+async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryption | null, onChange: OnChange,
   opts: PackOptions, ahead: Promise<OneLeafFile> | null, pool: LeafWorkers): Promise<{ entry: TableEntry, file: ImportedFile } | null> {
   for (let attempt = 1; ; attempt++) {
     const t = tableEntryOf(e)
-    if (name !== undefined) t.storedName = name
     try {
       writer.takeTouchedCars() // blocks put before this file's first byte belong to something else
       let file: ImportedFile
@@ -358,37 +398,4 @@ async function packFile (e: SourceEntry, name: string | undefined, writer: CarSe
       opts.warn(`${displayPath(e.abs)} changed while being packed; reading it again (attempt ${attempt + 1} of ${RETRIES})`)
     }
   }
-}
-
-async function writeTable (out: string, table: TableEntry[], enc: SetEncryption | null, writer: CarSetWriter): Promise<{ cid: CID, size: number, file: string }> {
-  const text = (async function * () {
-    yield Buffer.from(encodeTableHeader({ setIdentity: enc?.setIdentity }))
-    let batch = ''
-    for (const t of table) {
-      batch += encodeTableEntry(t)
-      if (batch.length > 1 << 20) { yield Buffer.from(batch); batch = '' }
-    }
-    if (batch) yield Buffer.from(batch)
-  })()
-  const file = enc ? TABLE_FILE_ENCRYPTED : TABLE_FILE_PLAIN
-  const bytes = enc ? enc.sealTable(text) : text
-  const tmp = path.join(out, `.${file}.tmp`)
-  const fh = await fs.open(tmp, 'w')
-  let size = 0
-  let cid: CID
-  try {
-    const teed = (async function * () {
-      for await (const chunk of bytes) {
-        await fh.write(chunk)
-        size += chunk.length
-        yield chunk
-      }
-    })()
-    cid = (await importFile(teed, writer)).cid
-    await fh.datasync()
-  } finally {
-    await fh.close()
-  }
-  await fs.rename(tmp, path.join(out, file))
-  return { cid, size, file }
 }

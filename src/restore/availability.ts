@@ -35,14 +35,12 @@ export async function misnamedWarning (set: CarSet): Promise<string | null> {
  * `packer ls --missing`: the files that are not fully available (some CAR holding their blocks is absent), each with
  * the CAR files it still needs, in table order. Empty when every CAR is present.
  */
-export async function missingReport (set: CarSet): Promise<Array<{ path: string, cars: string[] }>> {
+export async function * missingReport (set: CarSet): AsyncGenerator<{ path: string, cars: string[] }> {
   const missing = new Set(await missingCars(set))
-  if (missing.size === 0) return []
-  const out: Array<{ path: string, cars: string[] }> = []
-  for (const e of set.entries) {
+  if (missing.size === 0) return
+  for await (const e of set.files.entries()) {
     if (e.type !== 'file') continue
     const need = (e.cars ?? []).filter((c) => missing.has(c))
-    if (need.length > 0) out.push({ path: displayPath(e.path), cars: need.map((c) => set.manifest.cars[c].file) })
+    if (need.length > 0) yield { path: displayPath(e.path), cars: need.map((c) => set.manifest.cars[c]!.file) }
   }
-  return out
 }

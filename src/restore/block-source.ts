@@ -1,5 +1,6 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
+import { read } from 'node:fs'
 import type { CID } from 'multiformats/cid'
 import { PackerError } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
@@ -39,31 +40,38 @@ export class BlockSource {
   car (i: number): CarRecord { return this.#cars[i] }
 
   /**
-   * Where a block's bytes are, with an open descriptor of its CAR (owned by this source; valid until close()), for
-   * readers that pread and hash blocks elsewhere (the mount's worker threads). The caller must check the SHA-256.
-   * Throws MissingCarError when the CAR is absent, FORMAT when the block is not in the index.
+   * Where a block is: its location in a CAR that is present (a block may be in several CARs: the first present one),
+   * with an open descriptor of that CAR (owned by this source; valid until close()), for readers that pread and hash
+   * blocks elsewhere (the mount's worker threads). The caller must check the SHA-256.
+   * Throws MissingCarError when no CAR holding it is present, FORMAT when the block is not in the index.
    */
   async locate (cid: CID): Promise<{ car: number, fd: number, offset: number, length: number }> {
     if (cid.multihash.code !== SHA2_256) throw new PackerError('FORMAT', `block ${cid} is not SHA-256 addressed; packer sets hold only SHA-256 blocks`, { subject: cid.toString() })
-    const loc = this.#index.get(cid.multihash.digest)
-    if (loc === undefined) throw new PackerError('FORMAT', `block ${cid} is not in the set's index; the index or file table is damaged`, { subject: cid.toString() })
-    const fh = await this.#handle(loc.car)
-    return { car: loc.car, fd: fh.fd, offset: loc.offset, length: loc.length }
+    const locs = await this.#index.locations(cid.multihash.digest)
+    if (locs.length === 0) throw new PackerError('FORMAT', `block ${cid} is not in the set's index; the index or file table is damaged`, { subject: cid.toString() })
+    let missing: unknown
+    for (const loc of locs) {
+      try {
+        const fh = await this.#handle(loc.car)
+        return { car: loc.car, fd: fh.fd, offset: loc.offset, length: loc.length }
+      } catch (err) {
+        if (!(err instanceof MissingCarError)) throw err
+        missing ??= err
+      }
+    }
+    throw missing
   }
 
-  /** The CAR that holds a block, or undefined when the index has no such block. */
-  carOf (cid: CID): number | undefined { return this.#index.get(cid.multihash.digest)?.car }
+  /** The CARs that hold a block (empty when the index has no such block). */
+  async carsOf (cid: CID): Promise<number[]> { return (await this.#index.locations(cid.multihash.digest)).map((l) => l.car) }
 
   async get (cid: CID): Promise<Uint8Array> {
-    if (cid.multihash.code !== SHA2_256) throw new PackerError('FORMAT', `block ${cid} is not SHA-256 addressed; packer sets hold only SHA-256 blocks`, { subject: cid.toString() })
-    const loc = this.#index.get(cid.multihash.digest)
-    if (loc === undefined) throw new PackerError('FORMAT', `block ${cid} is not in the set's index; the index or file table is damaged`, { subject: cid.toString() })
-    const fh = await this.#handle(loc.car)
-    const car = this.#cars[loc.car]
+    const loc = await this.locate(cid)
+    const car = this.#cars[loc.car]!
     const bytes = Buffer.allocUnsafe(loc.length)
     let done = 0
     while (done < loc.length) {
-      const { bytesRead } = await fh.read(bytes, done, loc.length - done, loc.offset + done)
+      const bytesRead = await new Promise<number>((resolve, reject) => read(loc.fd, bytes, done, loc.length - done, loc.offset + done, (err, n) => err ? reject(err) : resolve(n)))
       if (bytesRead === 0) {
         throw new PackerError('CORRUPT', `CAR ${car.file} is truncated: block ${cid} at byte ${loc.offset} is past its end; retrieve the CAR again`, { subject: car.file })
       }

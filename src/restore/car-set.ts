@@ -1,15 +1,14 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import { exporter } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
 import { PackerError, isErrno } from '../errors.js'
 import { readManifest, setIdOf, type Manifest } from '../format/manifest.js'
-import { parseTable, type TableEntry, type TableHeader } from '../format/file-table.js'
 import { BlockIndex } from '../car/block-index.js'
 import { importFile } from '../pack/unixfs.js'
 import { decryptStream, type Identity } from '../crypto/index.js'
 import { CarLocator } from './car-locator.js'
 import { BlockSource } from './block-source.js'
+import { TableV1, TableV2, readStoredFile, type SetTable } from './set-table.js'
 
 export interface OpenOptions {
   /** Identities that may open an encrypted set. */
@@ -22,37 +21,37 @@ export interface OpenOptions {
   skipTable?: boolean
 }
 
-async function collect (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Uint8Array[] = []
-  for await (const p of source) parts.push(p)
-  return Buffer.concat(parts)
-}
-
 /**
- * An opened CAR set: manifest, file table and block index, read without scanning CAR data. Every reader of a set
- * (unpack, ls, verify, mount) starts here.
+ * An opened CAR set: manifest, block index and file table, read without scanning CAR data. Every reader of a set
+ * (unpack, ls, verify, mount) starts here. Memory does not grow with the set: the block index is read by pages and a
+ * version-2 table by chunks (SetTable).
  */
 export class CarSet {
   readonly dir: string
   readonly manifest: Manifest
-  readonly header: TableHeader
-  readonly entries: TableEntry[]
   readonly locator: CarLocator
   readonly blocks: BlockSource
-  readonly #byPath = new Map<string, TableEntry>()
+  /** null when opened with skipTable. */
+  readonly table: SetTable | null
+  readonly #index: BlockIndex & { close: () => Promise<void> }
 
-  private constructor (dir: string, manifest: Manifest, index: BlockIndex, locator: CarLocator, header: TableHeader, entries: TableEntry[]) {
+  private constructor (dir: string, manifest: Manifest, index: BlockIndex & { close: () => Promise<void> }, locator: CarLocator, blocks: BlockSource, table: SetTable | null) {
     this.dir = dir
     this.manifest = manifest
+    this.#index = index
     this.locator = locator
-    this.blocks = new BlockSource(index, locator, manifest.cars)
-    this.header = header
-    this.entries = entries
-    for (const e of entries) this.#byPath.set(e.path.toString('latin1'), e)
+    this.blocks = blocks
+    this.table = table
   }
 
   get setId (): string { return setIdOf(this.manifest) }
   get encrypted (): boolean { return this.manifest.encryption !== null }
+
+  /** The table (opened without skipTable). */
+  get files (): SetTable {
+    if (this.table === null) throw new Error('CarSet: the table was not read (skipTable)')
+    return this.table
+  }
 
   static async open (dir: string, opts: OpenOptions = {}): Promise<CarSet> {
     const manifest = await readManifest(dir)
@@ -61,52 +60,55 @@ export class CarSet {
     }
     const index = await BlockIndex.read(path.join(dir, manifest.index.file), manifest.cars.length)
     const locator = new CarLocator(opts.carDir ?? dir, manifest.cars)
-    const set = new CarSet(dir, manifest, index, locator, {}, [])
-    if (opts.skipTable) return set
-    const text = await set.#readTable(opts.identities ?? [])
-    const { header, entries } = parseTable(text, `file table of ${dir}`, manifest.cars.length)
-    const opened = new CarSet(dir, manifest, index, locator, header, entries)
-    await set.close()
-    return opened
-  }
-
-  /** The table's stored bytes: from the file beside the manifest (checked against the table CID), else from the CARs. */
-  async #storedTable (): Promise<Buffer> {
-    const m = this.manifest
-    const sidecar = path.join(this.dir, m.table.file)
+    const blocks = new BlockSource(index, locator, manifest.cars)
     try {
-      const bytes = await fs.readFile(sidecar)
-      const { cid } = await importFile([bytes], { put: async () => {} })
-      if (cid.toString() !== m.table.cid) {
-        throw new PackerError('CORRUPT', `${sidecar} does not match the set's table ${m.table.cid}; delete it to read the table from the CARs`, { subject: sidecar })
-      }
-      return bytes
+      const table = opts.skipTable ? null : await readTable(dir, manifest, blocks, opts.identities ?? [])
+      return new CarSet(dir, manifest, index, locator, blocks, table)
     } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err
+      await blocks.close()
+      await index.close()
+      throw err
     }
-    const entry = await exporter(CID.parse(m.table.cid), this.blocks.blockstore as any)
-    if (entry.type !== 'file' && entry.type !== 'raw') throw new PackerError('FORMAT', `the set's table ${m.table.cid} is not a file`)
-    return await collect(entry.content())
   }
 
-  async #readTable (identities: Identity[]): Promise<string> {
-    const stored = await this.#storedTable()
-    if (!this.encrypted) return stored.toString('utf8')
-    if (identities.length === 0) {
-      throw new PackerError('NO_IDENTITY', `${this.dir} is encrypted: give the identity with -i FILE (or --passphrase)`, { subject: this.dir })
+  async close (): Promise<void> {
+    await this.blocks.close()
+    await this.#index.close()
+  }
+}
+
+async function readTable (dir: string, m: Manifest, blocks: BlockSource, identities: Identity[]): Promise<SetTable> {
+  const encrypted = m.encryption !== null
+  if (encrypted && identities.length === 0) {
+    throw new PackerError('NO_IDENTITY', `${dir} is encrypted: give the identity with -i FILE (or --passphrase)`, { subject: dir })
+  }
+  if (m.version >= 2) {
+    const stored = await readStoredFile(blocks, CID.parse(m.table.cid), 'table index')
+    return await TableV2.open(stored, { encrypted, identities, blocks, carCount: m.cars.length, where: `table index of ${dir}` })
+  }
+  const stored = await storedTableV1(dir, m, blocks)
+  const text = encrypted ? await collect(decryptStream([stored], { identities })) : stored
+  return new TableV1(text.toString('utf8'), `file table of ${dir}`, m.cars.length)
+}
+
+async function collect (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const p of source) parts.push(p)
+  return Buffer.concat(parts)
+}
+
+/** A version-1 table's stored bytes: from the copy beside the manifest (checked against the table CID), else from the CARs. */
+async function storedTableV1 (dir: string, m: Manifest, blocks: BlockSource): Promise<Buffer> {
+  const sidecar = path.join(dir, m.table.file!)
+  try {
+    const bytes = await fs.readFile(sidecar)
+    const { cid } = await importFile([bytes], { put: async () => {} })
+    if (cid.toString() !== m.table.cid) {
+      throw new PackerError('CORRUPT', `${sidecar} does not match the set's table ${m.table.cid}; delete it to read the table from the CARs`, { subject: sidecar })
     }
-    const plain = await collect(decryptStream([stored], { identities }))
-    return plain.toString('utf8')
+    return bytes
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err
   }
-
-  lookup (p: Buffer): TableEntry | undefined { return this.#byPath.get(p.toString('latin1')) }
-
-  /** The entries at or below `p` (the whole tree for the empty path). */
-  select (p: Buffer): TableEntry[] {
-    if (p.length === 0) return this.entries
-    const key = p.toString('latin1')
-    return this.entries.filter((e) => { const k = e.path.toString('latin1'); return k === key || k.startsWith(key + '/') })
-  }
-
-  async close (): Promise<void> { await this.blocks.close() }
+  return await readStoredFile(blocks, CID.parse(m.table.cid), 'file table')
 }

@@ -3,7 +3,7 @@ import { CID } from 'multiformats/cid'
 import { LRUCache } from 'lru-cache'
 import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
-import type { TableEntry } from '../format/file-table.js'
+import type { TableEntry } from '../format/table-entry.js'
 import { SeekableAgeReader, decryptStream } from '../crypto/index.js'
 import type { CarSet } from './car-set.js'
 

@@ -4,11 +4,12 @@ import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import { formatSize } from '../format/size.js'
-import type { TableEntry } from '../format/file-table.js'
+import type { TableEntry } from '../format/table-entry.js'
 import { setFileTimesNs } from '../native-addon.js'
 import { faultPoint } from '../fault.js'
 import { WriteQueue } from '../car/write-queue.js'
 import type { CarSet } from './car-set.js'
+import { subtree, type NumberedEntry } from './set-table.js'
 import { MountReader } from '../mount/reader.js'
 
 export interface RestoreOptions {
@@ -52,7 +53,7 @@ function parentOf (p: Buffer): Buffer | null {
  * be restored (missing CAR, damaged block) leaves nothing behind under its name and does not stop the others.
  */
 export async function restore (set: CarSet, opts: RestoreOptions): Promise<RestoreResult> {
-  const chosen = selectEntries(set, opts.paths)
+  const chosen = await selectEntries(set, opts.paths)
   const dest = path.resolve(opts.dest)
   const created = await fs.mkdir(dest, { recursive: true }).catch((err) => {
     throw new PackerError('OUTPUT', `cannot create destination ${dest}: ${(err as Error).message}`, { subject: dest, cause: err })
@@ -188,18 +189,21 @@ async function removeStaleTemporaries (dest: string, chosen: TableEntry[], targe
   }
 }
 
-function selectEntries (set: CarSet, paths: Buffer[]): TableEntry[] {
-  if (paths.length === 0) return set.entries
-  const keep = new Set<TableEntry>()
-  for (const p of paths) {
+async function selectEntries (set: CarSet, paths: Buffer[]): Promise<TableEntry[]> {
+  const table = set.files
+  const keep = new Map<number, NumberedEntry>()
+  for (const p of paths.length === 0 ? [Buffer.alloc(0)] : paths) {
     const clean = Buffer.from(p.toString('latin1').replace(/^\/+|\/+$/g, ''), 'latin1')
-    const below = set.select(clean)
-    if (below.length === 0) throw new PackerError('USAGE', `${displayPath(p)} is not in the set (see 'packer ls')`, { subject: displayPath(p) })
-    for (const e of below) keep.add(e)
+    let any = false
+    for await (const e of subtree(table, clean)) { any = true; keep.set(e.number, e) }
+    if (!any && paths.length > 0) throw new PackerError('USAGE', `${displayPath(p)} is not in the set (see 'packer ls')`, { subject: displayPath(p) })
     // Parents of a chosen path are restored as directories too, with their stored metadata.
-    for (let q = parentOf(clean); q !== null; q = parentOf(q)) keep.add(set.lookup(q)!)
+    for (let q = parentOf(clean); q !== null; q = parentOf(q)) {
+      const e = await table.lookup(q)
+      if (e !== undefined) keep.set(e.number, e)
+    }
   }
-  return set.entries.filter((e) => keep.has(e))
+  return [...keep.values()].sort((a, b) => a.number - b.number)
 }
 
 async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, opts: RestoreOptions): Promise<void> {

@@ -20,7 +20,7 @@ export interface CarReport {
   detail: string
   /** The file read as this CAR (found by content), null when none is; for 'misnamed', a name that is not `car.file`. */
   file: string | null
-  /** Paths of the files with blocks in this CAR (empty when the file table could not be read). */
+  /** For a missing or damaged CAR, the paths of the files with blocks in it (empty when the table was not read). */
   affected: string[]
 }
 
@@ -51,12 +51,12 @@ export async function verifySet (set: CarSet, onCar?: (r: CarReport) => void, on
   }
   const reports: CarReport[] = []
   for (const [index, car] of cars.entries()) {
-    const affected = set.entries.filter((e) => e.cars?.includes(index)).map((e) => displayPath(e.path))
     const file = found[index]
     const verdict = file === null
       ? absent(set, car, await occupant(car))
       : named(set, car, file, await checkCar(file, car, onBytes), await occupant(car))
-    const r: CarReport = { index, car, file, affected, ...verdict }
+    const damaged = verdict.status !== 'ok' && verdict.status !== 'misnamed'
+    const r: CarReport = { index, car, file, affected: damaged ? await filesIn(set, index) : [], ...verdict }
     reports.push(r)
     onCar?.(r)
   }
@@ -136,16 +136,23 @@ async function checkCar (file: string, car: CarRecord, onBytes?: (n: number) => 
   return { status: 'ok', detail: `${blocks} blocks, piece ${piece.pieceCid}` }
 }
 
+/** The files with blocks in CAR `index` (one pass over the table; none when it was not read). */
+async function filesIn (set: CarSet, index: number): Promise<string[]> {
+  const out: string[] = []
+  if (set.table === null) return out
+  for await (const e of set.table.entries()) if (e.cars?.includes(index)) out.push(displayPath(e.path))
+  return out
+}
+
 export interface FileReport { path: string, ok: boolean, detail: string }
 
 /**
  * verify --decrypt: reads every file through the same path unpack takes (blocks hash-checked, age header MAC and every
  * payload chunk authenticated, sizes bound to the file table), writing nothing.
  */
-export async function verifyFiles (set: CarSet, onFile?: (r: FileReport) => void, onBytes?: (n: number) => void): Promise<FileReport[]> {
+export async function verifyFiles (set: CarSet, onFile?: (r: FileReport) => void, onBytes?: (n: number) => void): Promise<void> {
   const view = new FileView(set)
-  const reports: FileReport[] = []
-  for (const e of set.entries) {
+  for await (const e of set.files.entries()) {
     if (e.type !== 'file') continue
     let r: FileReport
     try {
@@ -156,8 +163,6 @@ export async function verifyFiles (set: CarSet, onFile?: (r: FileReport) => void
       if (!(err instanceof PackerError)) throw err
       r = { path: displayPath(e.path), ok: false, detail: err.message }
     }
-    reports.push(r)
     onFile?.(r)
   }
-  return reports
 }

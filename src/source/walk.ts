@@ -35,7 +35,10 @@ export interface SourceEntry {
   target?: Buffer
 }
 
-/** Entries of one directory (`dir`, '' for the root), in name order: all of them, or the next part of them. */
+/**
+ * Entries of one directory (`dir`, '' for the root), in name order: all of them, or the next part of them. Every
+ * directory has at least one run (an empty directory, one without entries).
+ */
 export interface SourceRun { dir: Buffer, entries: SourceEntry[] }
 
 export interface WalkedSource {
@@ -92,7 +95,7 @@ class SortedNames {
     if (this.#sorter !== null) return await this.#sorter.add(name)
     this.#names.push(name)
     if (this.#names.length > this.#limit) {
-      this.#sorter = new ExternalSorter({ dir: this.#tmpDir, memoryLimit: 16 << 20, compare: Buffer.compare })
+      this.#sorter = new ExternalSorter({ dir: this.#tmpDir, memoryLimit: 16 << 20, keyBytes: Infinity })
       for (const n of this.#names) await this.#sorter.add(n)
       this.#names = []
     }
@@ -165,11 +168,13 @@ async function * walkDirectories (rootAbs: Buffer, opts: WalkOptions): AsyncGene
         batch = []
         return entries.length > 0 ? { dir: relDir, entries } : null
       }
+      let yielded = false
       for await (const name of names.sorted()) {
         batch.push(name)
-        if (batch.length === RUN) { const r = await flush(); if (r) yield r }
+        if (batch.length === RUN) { const r = await flush(); if (r) { yielded = true; yield r } }
       }
-      if (batch.length > 0) { const r = await flush(); if (r) yield r }
+      if (batch.length > 0) { const r = await flush(); if (r) { yielded = true; yield r } }
+      if (!yielded) yield { dir: relDir, entries: [] }
     } catch (err) {
       await subdirs.dispose()
       throw err

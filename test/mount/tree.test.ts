@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { TableEntry } from '../../src/format/file-table.js'
+import type { TableEntry } from '../../src/format/table-entry.js'
 import { buildTree, mtimeMs } from '../../src/mount/tree.js'
 
 const entry = (p: string | Buffer, type: 'dir' | 'file' = 'file', mtimeNs = 1_700_000_000_123_456_789n): TableEntry =>

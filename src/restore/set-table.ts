@@ -1,0 +1,182 @@
+import { exporter } from 'ipfs-unixfs-exporter'
+import { CID } from 'multiformats/cid'
+import { PackerError } from '../errors.js'
+import { decryptStream, type Identity } from '../crypto/index.js'
+import type { TableEntry } from '../format/table-entry.js'
+import { parseTableV1 } from '../format/table-v1.js'
+import { chunkFor, compareTableOrder, isWithin, parseTableChunk, parseTableIndex, splitEntryPath, type ChunkRecord, type TableIndexHeader } from '../format/table.js'
+import type { BlockSource } from './block-source.js'
+
+/** An entry with its number in the table (entries counted from 0 in table order): what a mount gives as its inode. */
+export type NumberedEntry = TableEntry & { number: number }
+
+/**
+ * A set's file table as readers use it, whatever its version: entries in table order, one directory's entries, one
+ * path's entry. Version 2 reads only the chunks it needs (a few cached); version 1 had no other way than to hold the
+ * whole table.
+ */
+export interface SetTable {
+  readonly version: 1 | 2
+  /** Passphrase sets: the identity of the set's own key (FORMAT.md §6). */
+  readonly setIdentity?: string
+  /** Every entry, in table order (parents before children). */
+  entries: () => AsyncGenerator<NumberedEntry>
+  /** The entries below directory `dir` ('' for all), in table order; not `dir` itself. */
+  below: (dir: Buffer) => AsyncGenerator<NumberedEntry>
+  /** The entries of directory `dir` ('' for the root), by name. */
+  list: (dir: Buffer) => AsyncGenerator<NumberedEntry>
+  /** The entry at `path`, or undefined. */
+  lookup: (path: Buffer) => Promise<NumberedEntry | undefined>
+}
+
+async function collect (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const p of source) parts.push(p)
+  return Buffer.concat(parts)
+}
+
+/** The bytes of a UnixFS file of the set (a table chunk or index), every block hash-checked. */
+export async function readStoredFile (blocks: BlockSource, cid: CID, what: string): Promise<Buffer> {
+  const entry = await exporter(cid, blocks.blockstore as any)
+  if (entry.type !== 'file' && entry.type !== 'raw') throw new PackerError('FORMAT', `the set's ${what} ${cid} is not a file`)
+  return await collect(entry.content())
+}
+
+/** Version 1: the whole table in memory (parsed from its text). */
+export class TableV1 implements SetTable {
+  readonly version = 1 as const
+  readonly setIdentity?: string
+  readonly #entries: NumberedEntry[]
+  readonly #byPath = new Map<string, NumberedEntry>()
+
+  constructor (text: string, where: string, carCount: number) {
+    const { header, entries } = parseTableV1(text, where, carCount)
+    this.setIdentity = header.setIdentity
+    this.#entries = entries.map((e, number) => Object.assign(e, { number }))
+    for (const e of this.#entries) this.#byPath.set(e.path.toString('latin1'), e)
+  }
+
+  async * entries (): AsyncGenerator<NumberedEntry> { yield * this.#entries }
+
+  async * below (dir: Buffer): AsyncGenerator<NumberedEntry> {
+    for (const e of this.#entries) if (!e.path.equals(dir) && isWithin(e.path, dir)) yield e
+  }
+
+  async * list (dir: Buffer): AsyncGenerator<NumberedEntry> {
+    const children = this.#entries.filter((e) => splitEntryPath(e.path).dir.equals(dir))
+    yield * children.sort((a, b) => Buffer.compare(a.path, b.path))
+  }
+
+  async lookup (path: Buffer): Promise<NumberedEntry | undefined> { return this.#byPath.get(path.toString('latin1')) }
+}
+
+/** Chunks kept parsed (each up to ~500 entries). */
+const CACHED_CHUNKS = 16
+/** Sorts before every name byte: (dir, MIN_NAME) is the first possible entry of dir. */
+const MIN_NAME = Buffer.of(0)
+
+/** Version 2: the table index in memory (a line per chunk), chunks read, decrypted and parsed on demand. */
+export class TableV2 implements SetTable {
+  readonly version = 2 as const
+  readonly setIdentity?: string
+  readonly header: TableIndexHeader
+  readonly #chunks: ChunkRecord[]
+  readonly #blocks: BlockSource
+  readonly #carCount: number
+  readonly #cache = new Map<number, Promise<NumberedEntry[]>>()
+
+  private constructor (header: TableIndexHeader, chunks: ChunkRecord[], blocks: BlockSource, carCount: number) {
+    this.header = header
+    this.setIdentity = header.setIdentity
+    this.#chunks = chunks
+    this.#blocks = blocks
+    this.#carCount = carCount
+  }
+
+  /** Reads the table index (`stored`: its stored bytes; decrypted with `identities` when the set is encrypted). */
+  static async open (stored: Buffer, o: { encrypted: boolean, identities: Identity[], blocks: BlockSource, carCount: number, where: string }): Promise<TableV2> {
+    const text = o.encrypted ? await collect(decryptStream([stored], { identities: o.identities })) : stored
+    const { header, chunks } = parseTableIndex(text.toString('utf8'), o.where)
+    return new TableV2(header, chunks, o.blocks, o.carCount)
+  }
+
+  get chunkCount (): number { return this.#chunks.length }
+
+  /** Chunk `i`'s entries, numbered; read once and cached. */
+  async chunk (i: number): Promise<NumberedEntry[]> {
+    let p = this.#cache.get(i)
+    if (p !== undefined) {
+      this.#cache.delete(i)
+      this.#cache.set(i, p)
+      return await p
+    }
+    p = (async () => {
+      const c = this.#chunks[i]!
+      const where = `table chunk ${i + 1} (${c.cid})`
+      const stored = await readStoredFile(this.#blocks, CID.parse(c.cid), 'table chunk')
+      if (stored.length !== c.size) throw new PackerError('CORRUPT', `${where} is ${stored.length} bytes, the table index says ${c.size}; the set is damaged`)
+      const text = c.enc ? await collect(decryptStream([stored], { fileKey: c.enc.key })) : stored
+      const entries = parseTableChunk(text.toString('utf8'), where, this.#carCount)
+      const next = this.#chunks[i + 1]
+      if (entries.length !== c.entries || entries.filter((e) => e.type === 'file').length !== c.files ||
+          !entries[0]!.path.equals(c.first) || (next !== undefined && compareTableOrder(entries[entries.length - 1]!.path, next.first) >= 0)) {
+        throw new PackerError('CORRUPT', `${where} does not match the table index; the set is damaged`)
+      }
+      return entries.map((e, k) => Object.assign(e, { number: c.firstEntry + k }))
+    })()
+    this.#cache.set(i, p)
+    p.catch(() => this.#cache.delete(i))
+    if (this.#cache.size > CACHED_CHUNKS) this.#cache.delete(this.#cache.keys().next().value!)
+    return await p
+  }
+
+  /** Entries from the first one not before `key` (in table order), while `keep` holds. */
+  async * #from (key: Buffer, keep: (e: TableEntry) => boolean): AsyncGenerator<NumberedEntry> {
+    for (let i = Math.max(0, chunkFor(this.#chunks, key)); i < this.#chunks.length; i++) {
+      for (const e of await this.chunk(i)) {
+        if (compareTableOrder(e.path, key) < 0) continue
+        if (!keep(e)) return
+        yield e
+      }
+    }
+  }
+
+  async * entries (): AsyncGenerator<NumberedEntry> {
+    for (let i = 0; i < this.#chunks.length; i++) yield * await this.chunk(i)
+  }
+
+  below (dir: Buffer): AsyncGenerator<NumberedEntry> {
+    const first = dir.length === 0 ? MIN_NAME : Buffer.concat([dir, Buffer.from('/'), MIN_NAME])
+    return this.#from(first, (e) => isWithin(splitEntryPath(e.path).dir, dir))
+  }
+
+  list (dir: Buffer): AsyncGenerator<NumberedEntry> {
+    const first = dir.length === 0 ? MIN_NAME : Buffer.concat([dir, Buffer.from('/'), MIN_NAME])
+    return this.#from(first, (e) => splitEntryPath(e.path).dir.equals(dir))
+  }
+
+  async lookup (path: Buffer): Promise<NumberedEntry | undefined> {
+    const i = chunkFor(this.#chunks, path)
+    if (i < 0) return undefined
+    const entries = await this.chunk(i)
+    let lo = 0
+    let hi = entries.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const c = compareTableOrder(entries[mid]!.path, path)
+      if (c === 0) return entries[mid]
+      if (c < 0) lo = mid + 1
+      else hi = mid - 1
+    }
+    return undefined
+  }
+}
+
+/** The entry at `p` and, for a directory, everything below it, in table order ('' : the whole table). */
+export async function * subtree (table: SetTable, p: Buffer): AsyncGenerator<NumberedEntry> {
+  if (p.length === 0) { yield * table.entries(); return }
+  const e = await table.lookup(p)
+  if (e === undefined) return
+  yield e
+  if (e.type === 'dir') yield * table.below(p)
+}
