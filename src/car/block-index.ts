@@ -168,7 +168,7 @@ export class BlockIndex {
     if (size !== HEADER + count * RECORD + pages * 32) bad('it is truncated or has trailing bytes')
     const fence = await readAt(HEADER + count * RECORD, pages * 32)
     if (fence.length !== pages * 32) bad('it is truncated')
-    for (let p = 1; p < pages; p++) if (fence.compare(fence, (p - 1) * 32, p * 32, p * 32, (p + 1) * 32) > 0) bad('its fence is not sorted')
+    for (let p = 1; p < pages; p++) if (fence.compare(fence, (p - 1) * 32, p * 32, p * 32, (p + 1) * 32) < 0) bad('its fence is not sorted')
     return new BlockIndex({ readAt, where, carCount, count, version, fence, recordsAt: HEADER, all: null })
   }
 

@@ -12,6 +12,7 @@ import { ExternalSorter, SharedSortBudget } from '../spill/external-sort.js'
 import { Appender, readLines } from '../spill/lines.js'
 import { VERSION } from '../version.js'
 import { collectGarbage } from '../memory.js'
+import { faultPoint } from '../fault.js'
 import { DirectoryTree } from './directory-tree.js'
 import { UnixfsDirectory } from './unixfs-directory.js'
 import { importFile } from './unixfs.js'
@@ -81,6 +82,7 @@ export async function finishSet (o: FinishOptions): Promise<Manifest> {
     binSize: o.binSize,
     cars,
   }
+  faultPoint('manifest')
   await writeFileDurably(path.join(o.out, MANIFEST_FILE), encodeManifest(manifest))
   return manifest
 }
@@ -149,7 +151,7 @@ async function plainTree (items: AsyncIterable<JournalItem>, writer: CarSetWrite
 /** The file table: its chunks (each an age file when encrypted), then the index, whose CID is the set ID. */
 async function writeTable (o: FinishOptions): Promise<CID> {
   const records = new Appender(path.join(o.workDir, 'table-index.jsonl'))
-  await fs.rm(records.file, { force: true })
+  await fs.writeFile(records.file, '', { mode: 0o600 })
   const chunker = new TableChunker()
   let entries = 0
   let files = 0

@@ -196,15 +196,15 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
         const r = await runs.next()
         if (r.done === true) { walkDone = true; opts.progress?.({ type: 'scan', ...walked, done: true }); break }
         queue.push({ dir: r.value.dir })
+        for (const e of r.value.entries) if (e.type === 'file') walked = { files: walked.files + 1, bytes: walked.bytes + Number(e.stat.size) }
+        opts.progress?.({ type: 'scan', ...walked, done: false }) // listed, none of them read yet
         for (const e of r.value.entries) {
           if (e.type !== 'file') { queue.push({ e, reused: null }); continue }
-          walked = { files: walked.files + 1, bytes: walked.bytes + Number(e.stat.size) }
           const reused = await reuse.take(e)
           queue.push({ e, reused })
           queuedFiles++
           if (reused === null) oneLeaf.offer(e)
         }
-        opts.progress?.({ type: 'scan', ...walked, done: false })
       }
     }
     let lastDir: Buffer | null = null
@@ -263,7 +263,6 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
       binSize: opts.binSize,
       workDir: journal.workDir,
     })
-    faultPoint('manifest')
     await journal.finish({ ...args, setId: setIdOf(manifest) })
     return {
       manifest,
