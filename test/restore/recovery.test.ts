@@ -61,13 +61,20 @@ beforeAll(async () => {
   await packerOk(['keygen', '--rsa', '-o', keys])
 })
 
-/** From a decrypted table, recover every file with the given age arguments and compare with the source. */
-async function recoverFiles (store: any, tableText: string, ageArgs: string[]): Promise<void> {
-  const lines = tableText.trim().split('\n').map((l) => JSON.parse(l))
-  expect(lines[0].table).toBe('packer-file-table')
+/**
+ * From the decrypted table index, as FORMAT.md §10 says: decrypt each chunk it names, then every file of each chunk
+ * (path = the chunk's current `dir` line + '/' + `name`), with the given age arguments; compare with the source.
+ */
+async function recoverFiles (store: any, indexText: string, ageArgs: string[]): Promise<void> {
+  const lines = indexText.trim().split('\n').map((l) => JSON.parse(l))
+  expect(lines[0].table).toBe('packer-table-index')
   const recovered = new Map<string, string>()
-  for (const e of lines.slice(1).filter((l) => l.type === 'file')) {
-    recovered.set(e.path, sha256(age(['-d', ...ageArgs], await cat(store, e.cid))))
+  for (const chunk of lines.slice(1)) {
+    let dir = ''
+    for (const line of age(['-d', ...ageArgs], await cat(store, chunk.cid)).toString().trim().split('\n').map((l) => JSON.parse(l))) {
+      if (line.dir !== undefined) { dir = line.dir; continue }
+      if (line.type === 'file') recovered.set(dir === '' ? line.name : `${dir}/${line.name}`, sha256(age(['-d', ...ageArgs], await cat(store, line.cid))))
+    }
   }
   expect(recovered).toEqual(files)
 }
@@ -81,7 +88,7 @@ describe('recovering a set with generic tools only', () => {
     for (const [p, hash] of files) expect(sha256(await cat(store, `${m.root}/${p}`))).toBe(hash)
   })
 
-  it('RSA certificate made by openssl: age -d -i private_key.pem opens the table and every file', async () => {
+  it('RSA certificate made by openssl: age -d -i private_key.pem opens the table index, its chunks and every file', async () => {
     const out = tmpDir()
     await packerOk(['pack', src, '-o', out, '-R', path.join(keys, 'certificate.pem'), '--bin-size', '2MiB'])
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'))
@@ -102,7 +109,7 @@ describe('recovering a set with generic tools only', () => {
     await recoverFiles(store, table, ['-i', id])
   })
 
-  it('passphrase: the table with the passphrase, then the files with the set identity found in it', async () => {
+  it('passphrase: the table index with the passphrase, then its chunks and the files with the set identity found in it', async () => {
     const out = tmpDir()
     const passphrase = 'recover me in ten years'
     await packerOk(['pack', src, '-o', out, '--passphrase', '--bin-size', '2MiB'], { env: { PACKER_PASSPHRASE: passphrase } })
@@ -111,7 +118,7 @@ describe('recovering a set with generic tools only', () => {
     const work = tmpDir()
     fs.writeFileSync(path.join(work, 'table.age'), await cat(store, m.table.cid))
     ageWithPassphrase(path.join(work, 'table.age'), path.join(work, 'table.jsonl'), passphrase)
-    const table = fs.readFileSync(path.join(work, 'table.jsonl'), 'utf8')
+    const table = fs.readFileSync(path.join(work, 'table.jsonl'), 'utf8') // the table index
     const setIdentity = JSON.parse(table.split('\n')[0]).setIdentity
     expect(setIdentity).toMatch(/^AGE-SECRET-KEY-1/)
     fs.writeFileSync(path.join(work, 'set.key'), setIdentity + '\n')
