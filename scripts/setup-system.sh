@@ -9,8 +9,9 @@
 #
 # Installs as root (apt-get); otherwise it only says what to install. No installed package may start a service:
 # while apt-get runs, a policy-rc.d that answers 101 ("action forbidden") tells invoke-rc.d and deb-systemd-invoke
-# to start nothing (Debian's nginx would otherwise start on port 80); it is removed when apt-get is done. Tests start
-# the servers they need themselves, on 127.0.0.1.
+# to start nothing (Debian's nginx would otherwise start on port 80); it is removed when apt-get is done. A service
+# installed here is also disabled at boot (the package enables it for systemd and SysV init alike). Tests start the
+# servers they need themselves, on 127.0.0.1, with their own configuration.
 set -euo pipefail
 PATH=$PATH:/usr/sbin:/sbin  # ldconfig, for users whose PATH lacks them
 
@@ -26,6 +27,9 @@ test_packages=(
   'age|command -v age'
   'openssl|command -v openssl'
   'openssh-client|command -v ssh-keygen'
+  # the HTTP tests' web server (test/servers/nginx.ts); its echo module (echo_sleep) gives a response latency
+  'nginx-light|command -v nginx'
+  'libnginx-mod-http-echo|test -e /usr/lib/nginx/modules/ngx_http_echo_module.so'
 )
 
 wanted=("${user_packages[@]}") tests_flag='' check_only=false
@@ -65,3 +69,8 @@ trap 'exit 130' INT TERM HUP
 printf '#!/bin/sh\n# written by packer scripts/setup-system.sh while it installs packages: start no service\nexit 101\n' >"$policy"
 chmod 755 "$policy"
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Only a service this run installed: an nginx the administrator had is left as it was.
+if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+  if command -v systemctl >/dev/null; then systemctl disable --quiet nginx.service; fi  # SysV links too, if any
+  update-rc.d nginx disable >/dev/null 2>&1
+fi
