@@ -2,7 +2,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { bytes, run, tmpDir } from '../helpers.js'
-import { isListening, startNginx } from './nginx.js'
+import { startNginx } from './nginx.js'
+import { isListening } from './ports.js'
 
 // Proxy variables as a user behind a proxy has them: nothing here may go through it (it does not exist).
 const PROXY_ENV = { HTTP_PROXY: 'http://127.0.0.1:9', HTTPS_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9', NO_PROXY: '', no_proxy: '' }

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort, isListening } from './ports.js'
 
 /** One line of the access log: what a client asked for and what nginx sent (`bytes`: body bytes). */
 export interface AccessLogEntry { method: string, path: string, range: string, status: number, bytes: number }
@@ -44,15 +44,6 @@ function nginxBinary (): string {
   throw new Error('nginx not found: install it with: sudo bash scripts/setup-system.sh --tests')
 }
 
-/** A port nothing listens on right now (nginx cannot report the port it got for port 0). */
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 function config (dir: string, port: number, opts: NginxOptions): string {
   const file = (name: string): string => JSON.stringify(path.join(dir, name))
   const delay = opts.delayMs ?? 0
@@ -87,15 +78,6 @@ http {
   }
 }
 `
-}
-
-/** Whether something accepts connections on 127.0.0.1:port. */
-export function isListening (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-  })
 }
 
 /**
