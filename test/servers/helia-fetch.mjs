@@ -51,7 +51,8 @@ try {
     // the gateway is http://127.0.0.1:PORT: insecure and local, which the broker refuses by default
     blockBrokers: [trustlessGateway({ allowInsecure: true, allowLocal: true })],
     routers: [httpGatewayRouting({ gateways: [gateway] })],
-    // @helia/http's libp2p node would otherwise carry a delegated router (https://delegated-ipfs.dev)
+    // @helia/http's libp2p node carries a delegated router (https://delegated-ipfs.dev); no router above consults
+    // it, and it goes all the same
     libp2p: { services: {} },
   })
   const signal = AbortSignal.timeout(timeoutMs)
