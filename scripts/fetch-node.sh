@@ -24,7 +24,7 @@ fetch_package() {
   fi
   dir=$cache/$1-$version
   if [ ! -d "$dir" ]; then
-    partial=$(mktemp -d "$dir.partial.XXXXXX")
+    partial=$(mktemp -d "$dir.partial.XXXXXX") && chmod 755 "$partial"
     (cd "$partial" && npm pack --silent "$1@$version" >/dev/null && tar -xzf ./*.tgz --strip-components=1 && rm ./*.tgz)
     mv -T "$partial" "$dir" 2>/dev/null || rm -rf "$partial"  # another run got there first
   fi
