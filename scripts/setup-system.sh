@@ -30,6 +30,9 @@ test_packages=(
   # a real single-node Slurm for the job-array tests (test/servers/slurm.ts starts its own daemons on 127.0.0.1)
   'slurm-wlm|command -v slurmctld && command -v slurmd && command -v sbatch'
   'munge|command -v munged'
+  # the HTTP tests' web server (test/servers/nginx.ts); its echo module (echo_sleep) gives a response latency
+  'nginx-light|command -v nginx'
+  'libnginx-mod-http-echo|test -e /usr/lib/nginx/modules/ngx_http_echo_module.so'
 )
 
 wanted=("${user_packages[@]}") tests_flag='' check_only=false
@@ -73,6 +76,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 boot_disabled=()
 if [[ " ${missing[*]} " == *" munge "* ]]; then boot_disabled+=(munge); fi
 if [[ " ${missing[*]} " == *" slurm-wlm "* ]]; then boot_disabled+=(slurmctld slurmd); fi
+if [[ " ${missing[*]} " == *" nginx-light "* ]]; then boot_disabled+=(nginx); fi
 for service in "${boot_disabled[@]}"; do
   if command -v systemctl >/dev/null; then systemctl disable --quiet "$service.service"; fi  # SysV links too, if any
   update-rc.d "$service" disable >/dev/null 2>&1
