@@ -3,7 +3,7 @@
 # (run by npm versions that run every dependency's scripts, like npm 10) compiles from source, which needs Node's
 # headers from the internet, when its prebuilt binary cannot load for want of libfuse.so.2.
 #
-#   bash scripts/setup-system.sh                   what packer needs to run (mount): fuse, libfuse2
+#   bash scripts/setup-system.sh                   what packer needs: fuse, libfuse2 (mount), libzstd-dev (the addon)
 #   bash scripts/setup-system.sh --tests           that, and what only the test suite needs
 #   bash scripts/setup-system.sh [--tests] --check install nothing: name what is missing and exit 1 (npm test runs this)
 #
@@ -22,11 +22,15 @@ user_packages=(
   'fuse|command -v fusermount'
   'libfuse2|ldconfig -p | grep -q "libfuse\.so\.2 "'
   # headers and libraries the native addon (native/) builds against go here too
+  'libzstd-dev|test -e /usr/include/zstd.h'  # zstd frames (native/src/zstd.c); its libzstd1 is on every Debian (dpkg needs it)
 )
 test_packages=(
   'age|command -v age'
   'openssl|command -v openssl'
   'openssh-client|command -v ssh-keygen'
+  # the zstd tests decode packer's streams with the reference CLI and check its seek table's checksums with xxhsum
+  'zstd|command -v zstd'
+  'xxhash|command -v xxhsum'
   # a real single-node Slurm for the job-array tests (test/servers/slurm.ts starts its own daemons on 127.0.0.1)
   'slurm-wlm|command -v slurmctld && command -v slurmd && command -v sbatch'
   'munge|command -v munged'

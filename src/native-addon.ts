@@ -1,7 +1,8 @@
 /**
  * The optional native addon (native/, built by node-gyp into native/build/Release/packer_native.node):
- * fast CommP and nanosecond file times. Everything using it has a pure-JS fallback; the addon is missing when
- * the build failed or was skipped, and disabled by PACKER_NO_NATIVE=1.
+ * fast CommP, nanosecond file times and zstd frames (libzstd). Everything using it has a fallback (pure JS; for zstd,
+ * node:zlib where Node has it); the addon is missing when the build failed or was skipped, and disabled by
+ * PACKER_NO_NATIVE=1.
  */
 import { promises as fsp } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -48,6 +49,18 @@ export interface NativeAddon {
   trimMalloc (): boolean
   /** posix_fadvise(WILLNEED) of a whole file (opened without following symlinks): starts reading it; false if not. */
   adviseWillNeed (path: string | Uint8Array): boolean
+  /**
+   * Compresses `src` as one zstd frame with its content size and XXH64 checksum into `dst`, which must hold
+   * ZSTD_compressBound(src.length) bytes; returns the frame's length. Uses this thread's reusable context.
+   */
+  zstdCompressFrame (src: Uint8Array, level: number, dst: Uint8Array): number
+  /**
+   * Decompresses `src`, exactly one zstd frame whose content size is dst.length, into `dst` (its checksum checked
+   * when it has one); returns dst.length. Throws an Error whose `code` is 'ZSTD' for anything else.
+   */
+  zstdDecompressFrame (src: Uint8Array, dst: Uint8Array): number
+  /** The zstd library in use, e.g. "1.5.4" (Node 22 and later: the zstd bundled with node, see native/README.md). */
+  zstdVersion (): string
 }
 
 export interface NativeAddonLoad {
@@ -62,9 +75,10 @@ export interface NativeAddonLoad {
  */
 const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
-const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
+export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed']
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
+  'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion']
 
 let cached: NativeAddonLoad | undefined
 

@@ -12,8 +12,8 @@
  *   commpImpls() -> string[]    available node-hash implementations, fastest first
  *   benchNodeHash(impl, nodes) -> seconds taken to hash `nodes` tree nodes
  *   setFileTimes(path, atimeSec: bigint, atimeNsec, mtimeSec: bigint, mtimeNsec)   utimensat, no symlink following
+ *   zstdCompressFrame, zstdDecompressFrame, zstdVersion    see zstd.c
  */
-#define NAPI_VERSION 8
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "commp.h"
+#include "zstd_frames.h"
 
 extern const char *uv_err_name(int err); /* exported by node (libuv); on Unix uv error = -errno */
 
@@ -528,6 +529,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "adviseWillNeed", NULL, advise_will_need_js, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  if (zstd_define(env, exports) != napi_ok) return NULL;
   return exports;
 }
 
