@@ -240,7 +240,7 @@ try {
   if (spawnSync('zstd', ['--version']).status === 0) {
     const lines = []
     for (const level of [1, 3]) {
-      const c = cpuOf(`zstd -q -${level} -T1 -c ${logFile} > ${logFile}.zst`)
+      const c = cpuOf(`zstd -q -${level} --single-thread -c ${logFile} > ${logFile}.zst`)
       const d = cpuOf(`zstd -q -d -c ${logFile}.zst`)
       lines.push(`level ${level}: compress ${(log.length / c / 1e6).toFixed(0)} MB/s, decompress ${(log.length / d / 1e6).toFixed(0)} MB/s, ratio ${(log.length / fs.statSync(`${logFile}.zst`).size).toFixed(2)} (whole file)`)
     }
