@@ -158,7 +158,7 @@ describe.each(codecs.map((c) => [c.name, c] as const))('seekable streams with %s
     expect(listed).toMatch(/Decompressed Size: .* \(10000 B\)/)
   })
 
-  it('frames made one by one (any thread, any order) and a SeekTableWriter make the same stream as compressSeekable', () => {
+  it('frames made one by one, in any order, and a SeekTableWriter make the same stream as compressSeekable', () => {
     const data = text(2 * FRAME_SIZE + 100, 9)
     const pieces = [0, 1, 2].map((i) => data.subarray(i * FRAME_SIZE, (i + 1) * FRAME_SIZE))
     const dst = new Uint8Array(compressBound(FRAME_SIZE))
