@@ -37,8 +37,12 @@ export interface JournalHeader {
 /** Where a packed file came from: a rerun repacks it if the source differs now. */
 export interface SourceId { dev: string, ino: string, size: string, mtimeNs: string }
 
-/** An entry as the journal holds it: a file with its DAG size (what a directory link records) and source. */
-export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId }
+/**
+ * An entry as the journal holds it: a file with its DAG size (what a directory link records), its source, and which
+ * blocks are its: the record numbers it wrote [first, end) and those of copies it reuses (`refs`). (A join of shards
+ * uses them to follow blocks it moves; FORMAT.md §9.)
+ */
+export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId, records?: [number, number], refs?: number[] }
 
 /** What the journal lists, in table order: each directory (every one, empty ones too) before its entries. */
 export type JournalItem = { dir: Buffer } | JournalEntry
@@ -74,6 +78,8 @@ function entryLine (j: JournalEntry): string {
   const o: Record<string, unknown> = { entry: entryFieldsJson(j.entry, { ...encodePath(j.entry.path) }) }
   if (j.dagSize !== undefined) o.dagSize = j.dagSize
   if (j.src !== undefined) o.src = j.src
+  if (j.records !== undefined) o.records = j.records
+  if (j.refs !== undefined && j.refs.length > 0) o.refs = j.refs
   return JSON.stringify(o) + '\n'
 }
 
@@ -207,7 +213,7 @@ export class PackJournal {
         continue
       }
       if (rec?.entry === undefined) continue
-      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src }
+      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src, records: rec.records, refs: rec.refs }
     }
   }
 
