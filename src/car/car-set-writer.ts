@@ -51,6 +51,8 @@ export interface CarSetWriterOptions {
   onRecord: (record: Buffer) => void | Promise<void>
   /** Called once a CAR is complete, durable and renamed to its final name (after the records of its blocks). */
   onCarDone?: (car: CarRecord, index: number) => Promise<void> | void
+  /** Name of the n-th CAR while it is written (default `.partial-<n>.car`): shards sharing a directory use their own. */
+  partialName?: (n: number) => string
   /** Tests only: a smaller memory of recent blocks. */
   recentBlocks?: number
 }
@@ -166,7 +168,7 @@ export class CarSetWriter {
   }
 
   async #openCar (root: CID): Promise<void> {
-    const tmp = path.join(this.#opts.dir, `.partial-${this.cars.length}.car`)
+    const tmp = path.join(this.#opts.dir, this.#opts.partialName?.(this.cars.length) ?? `.partial-${this.cars.length}.car`)
     const fh = await fs.open(tmp, 'w')
     this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: new WriteQueue(fh) }
     await this.#write(carHeader(root))

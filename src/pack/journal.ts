@@ -128,6 +128,12 @@ export class PackJournal {
 
   private constructor (base: string) { this.base = base }
 
+  /** A journal at `base` (its files are `base.journal`, `base.blocks`…), e.g. a shard run's, in a work directory. */
+  static async at (base: string): Promise<PackJournal> {
+    await fs.mkdir(path.dirname(base), { recursive: true, mode: 0o700 })
+    return new PackJournal(base)
+  }
+
   /** The journal of an output directory (which need not have one yet). */
   static async for (out: string, dir?: string): Promise<PackJournal> {
     const real = await fs.realpath(out)
@@ -303,6 +309,12 @@ export class PackJournal {
     await this.#records?.close()
     this.#lines = null
     this.#records = null
+  }
+
+  /** Makes everything handed over durable. */
+  async sync (): Promise<void> {
+    await this.#records?.sync()
+    await this.#lines?.sync()
   }
 
   /** Closes the files (after a failure: everything stays for a rerun). */
