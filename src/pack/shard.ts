@@ -127,13 +127,13 @@ export async function packShard (o: ShardOptions): Promise<ShardResult> {
   const timer = setInterval(() => { writeBeat().catch(() => {}) }, HEARTBEAT_MS)
   timer.unref()
   try {
-    return await runShard(o, plan, work, dir, run, beat)
+    return await runShard(o, plan, work, dir, run, beat, writeBeat)
   } finally {
     clearInterval(timer)
   }
 }
 
-async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string, run: string, beat: Heartbeat): Promise<ShardResult> {
+async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string, run: string, beat: Heartbeat, writeBeat: () => Promise<void>): Promise<ShardResult> {
   const enc = plannedSetEncryption(plan.encryption)
   const args = { source: plan.source, binSize: plan.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const }
   const journal = await PackJournal.at(path.join(dir, 'pack'))
@@ -154,6 +154,7 @@ async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string
       await journal.addCar(car)
       faultPoint('car-journaled')
       beat.cars = index + 1
+      await writeBeat() // status shows CARs as they are made
       o.progress?.({ type: 'car', car, index })
     },
   })
