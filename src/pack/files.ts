@@ -8,7 +8,7 @@ import { sourceStat, type SourceEntry, type SourceRun } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError } from '../source/file-reader.js'
 import { importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers } from './leaf-workers.js'
-import { fileLeaves, freshSeal, leafSeal, type Leaf } from './leaves.js'
+import { fileLeaves, freshSeal, leafSeal, wholeFileSealer, type Leaf } from './leaves.js'
 import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
 import type { JournalEntry, PackJournal, SourceId } from './journal.js'
@@ -88,7 +88,7 @@ function sameSource (src: SourceId, e: SourceEntry): boolean {
 export async function packFiles (o: PackFilesOptions): Promise<PackFilesResult> {
   const { writer, journal, enc } = o
   const fileEnc = enc
-  const pool = new LeafWorkers(o.jobs > 1 ? o.jobs : 0, fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients })
+  const pool = new LeafWorkers(o.jobs > 1 ? o.jobs : 0, fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients, whole: wholeFileSealer(fileEnc.fileRecipients) })
   const oneLeaf = new OneLeafFiles(pool, enc)
   const reuse = new Reusable(journal.previousEntries(), o.kept)
   const result: PackFilesResult = { files: 0, bytes: 0, skipped: [], skippedCount: 0, resumedFiles: 0 }
