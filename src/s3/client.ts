@@ -9,7 +9,7 @@ import https from 'node:https'
 import net from 'node:net'
 import { S3Client } from '@aws-sdk/client-s3'
 import { NODE_REQUEST_CHECKSUM_CALCULATION_CONFIG_OPTIONS, NODE_RESPONSE_CHECKSUM_VALIDATION_CONFIG_OPTIONS } from '@aws-sdk/checksums/flexible-checksums'
-import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from '@smithy/core/config'
+import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS, type LoadedConfigSelectors, type LocalConfigOptions } from '@smithy/core/config'
 import { NODE_MAX_ATTEMPT_CONFIG_OPTIONS } from '@smithy/core/retry'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent'
@@ -51,8 +51,11 @@ const DEFAULT_MAX_ATTEMPTS = 5
 export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
   const endpoint = configuredEndpoint(opts.endpoint)
   // AWS S3 answers a bucket in another region with a redirect the client follows; a custom endpoint ignores the region
-  const region = await loadConfig({ ...NODE_REGION_CONFIG_OPTIONS, default: 'us-east-1' }, NODE_REGION_CONFIG_FILE_OPTIONS)()
-  const maxAttempts = opts.maxAttempts ?? await loadConfig({ ...NODE_MAX_ATTEMPT_CONFIG_OPTIONS, default: DEFAULT_MAX_ATTEMPTS })()
+  const region = await setting(NODE_REGION_CONFIG_OPTIONS, 'us-east-1', NODE_REGION_CONFIG_FILE_OPTIONS)
+  const maxAttempts = opts.maxAttempts ?? await setting(NODE_MAX_ATTEMPT_CONFIG_OPTIONS, DEFAULT_MAX_ATTEMPTS)
+  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
+    throw new PackerError('USAGE', `${maxAttempts} attempts per request: give at least 1 (AWS_MAX_ATTEMPTS or the profile's max_attempts)`)
+  }
   const idleTimeoutMs = opts.idleTimeoutMs ?? 60_000
   const target = endpoint ?? new URL(`https://s3.${region}.amazonaws.com`)
   const proxy = proxyFor(target)
@@ -81,8 +84,8 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
           forcePathStyle: opts.pathStyle ?? (net.isIP(endpoint.hostname.replace(/^\[|\]$/g, '')) !== 0 || endpoint.hostname === 'localhost'),
           // the SDK's default (a CRC32 on every upload, checked on every download, sent as aws-chunked trailers) is
           // AWS's; other stores reject or mishandle it. The environment or profile may still ask for it.
-          requestChecksumCalculation: loadConfig({ ...NODE_REQUEST_CHECKSUM_CALCULATION_CONFIG_OPTIONS, default: 'WHEN_REQUIRED' as const }),
-          responseChecksumValidation: loadConfig({ ...NODE_RESPONSE_CHECKSUM_VALIDATION_CONFIG_OPTIONS, default: 'WHEN_REQUIRED' as const }),
+          requestChecksumCalculation: await setting(NODE_REQUEST_CHECKSUM_CALCULATION_CONFIG_OPTIONS, 'WHEN_REQUIRED'),
+          responseChecksumValidation: await setting(NODE_RESPONSE_CHECKSUM_VALIDATION_CONFIG_OPTIONS, 'WHEN_REQUIRED'),
         }),
   })
   return {
@@ -111,13 +114,18 @@ function configuredEndpoint (option: string | undefined): URL | undefined {
   return url
 }
 
+/** A setting from the environment or the AWS profile, read as the SDK reads it (a value it cannot parse is passed
+ * over), else `fallback`. */
+async function setting<T> (selectors: Omit<LoadedConfigSelectors<T>, 'default'>, fallback: T, configuration?: LocalConfigOptions): Promise<T> {
+  return await loadConfig({ ...selectors, default: fallback }, configuration)()
+}
+
 /** The CA certificates AWS_CA_BUNDLE (or the profile's ca_bundle) names: they replace Node's own, as in the AWS CLI. */
 async function caBundle (): Promise<Buffer | undefined> {
-  const file = await loadConfig<string | undefined>({
+  const file = await setting<string | undefined>({
     environmentVariableSelector: (env) => env.AWS_CA_BUNDLE === '' ? undefined : env.AWS_CA_BUNDLE,
     configFileSelector: (profile) => profile.ca_bundle,
-    default: undefined,
-  })()
+  }, undefined)
   if (file === undefined) return undefined
   try {
     return await fs.readFile(file)

@@ -15,12 +15,15 @@ export function proxyFor (url: URL, env: NodeJS.ProcessEnv = process.env): URL |
   const name = [scheme, scheme.toUpperCase(), 'all_proxy', 'ALL_PROXY'].find((n) => (env[n] ?? '') !== '')
   if (name === undefined) return undefined
   const value = env[name] as string
+  let proxy: URL | undefined
   try {
     // curl takes a bare host:port as an http proxy
-    return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`)
-  } catch {
-    throw new PackerError('USAGE', `${name} is not a proxy URL; set it to e.g. http://proxy.example:3128, or unset it`, { subject: name })
+    proxy = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`)
+  } catch {}
+  if (proxy === undefined || (proxy.protocol !== 'http:' && proxy.protocol !== 'https:')) {
+    throw new PackerError('USAGE', `${name} is not an http(s) proxy URL; set it to e.g. http://proxy.example:3128, or unset it`, { subject: name })
   }
+  return proxy
 }
 
 function isLoopback (host: string): boolean {

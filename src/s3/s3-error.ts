@@ -48,6 +48,7 @@ export function s3Error (store: S3Store, err: unknown, where: S3Subject, attempt
   if (THROTTLING.has(name) || status === 429 || status === 503) {
     return fail(`${at} is refusing requests as too many (${name})${tries}, on ${object}: lower the parallelism, or try again later`)
   }
+  if (name === 'NotImplemented' || status === 501) return fail(`${at} does not implement this request (${e.message ?? name}), on ${object}`)
   if (status !== undefined && status >= 500) return fail(`${at} failed${tries} with HTTP ${status} (${name}), on ${object}: try again later`)
   if (name === 'TimeoutError' || e.code === 'ETIMEDOUT') {
     return /establish a connection/.test(e.message ?? '')

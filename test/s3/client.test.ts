@@ -90,11 +90,8 @@ beforeAll(async () => {
   restoreEnv = setEnv({ ...TEST_ENV, ...NO_PROXY_ENV })
   s3 = await startS3()
   await s3.bucket('listing')
-  const store = await s3Client({ endpoint: s3.endpoint })
   const keys = [...LISTED, 'many/a-b', 'many/sub/x', 'many/sub/y', 'many/zz/q', 'other']
-  for (let i = 0; i < keys.length; i += 100) {
-    await Promise.all(keys.slice(i, i + 100).map((k) => store.client.send(new PutObjectCommand({ Bucket: 'listing', Key: k, Body: k }))))
-  }
+  for (let i = 0; i < keys.length; i += 100) await Promise.all(keys.slice(i, i + 100).map(async (k) => await s3.put('listing', k, k)))
 })
 
 afterAll(async () => {
@@ -212,7 +209,8 @@ describe('the test server says what it lacks (501 NotImplemented), not a wrong a
   it('ListParts and conditional writes', async () => {
     const store = await s3Client({ endpoint: s3.endpoint })
     const { UploadId } = await store.client.send(new CreateMultipartUploadCommand({ Bucket: 'listing', Key: 'mpu' }))
-    await expect(store.client.send(new ListPartsCommand({ Bucket: 'listing', Key: 'mpu', UploadId }))).rejects.toMatchObject({ name: 'NotImplemented' })
+    const err = await failure(store, { bucket: 'listing', key: 'mpu' }, () => store.client.send(new ListPartsCommand({ Bucket: 'listing', Key: 'mpu', UploadId })))
+    expect(err.message).toBe(`${s3.endpoint} does not implement this request (ListParts is not implemented by this test server (fauxqs 1.9.2)), on s3://listing/mpu`)
     await expect(store.client.send(new PutObjectCommand({ Bucket: 'listing', Key: 'other', Body: 'lock', IfNoneMatch: '*' }))).rejects.toMatchObject({ name: 'NotImplemented' })
     const other = await store.client.send(new GetObjectCommand({ Bucket: 'listing', Key: 'other' }))
     expect((await bodyOf(other)).toString()).toBe('other')
@@ -256,7 +254,7 @@ describe('s3Client through faults (a proxy in front of the server)', () => {
     expect(gets().length).toBe(2)
   })
 
-  it('reads again, from where it was cut off, a body whose connection was reset', async () => {
+  it('reads again, from where it was cut off, a body whose connection was reset (and asks again when reset before the answer)', async () => {
     proxy.clear()
     proxy.fault({ match: { method: 'GET' }, times: 1, fault: { kind: 'reset', afterBytes: 300_000 } })
     const got = await readRange(await faulty(), { bucket, key: 'data', etag, start: 0, end: data.length - 1 })
@@ -267,6 +265,12 @@ describe('s3Client through faults (a proxy in front of the server)', () => {
     const resumedAt = Number(/^bytes=(\d+)-/.exec(seen[1].range ?? '')?.[1])
     expect(resumedAt).toBeLessThanOrEqual(300_000)
     expect(seen[1]).toEqual({ range: `bytes=${resumedAt}-${data.length - 1}`, status: 206 })
+
+    // reset before any answer: the SDK's own retry
+    proxy.clear()
+    proxy.fault({ match: { method: 'GET' }, times: 1, fault: { kind: 'reset' } })
+    expect((await readRange(await faulty(), { bucket, key: 'data', etag, start: 5, end: 9 })).equals(data.subarray(5, 10))).toBe(true)
+    expect(gets()).toEqual([{ range: 'bytes=5-9', status: 'reset' }, { range: 'bytes=5-9', status: 206 }])
   })
 
   it('aborts a body that stalls, within the idle timeout, and names the endpoint in one line', async () => {
@@ -333,15 +337,17 @@ describe('s3Client failures that never reach a store', () => {
     }
   })
 
-  it('refuses an endpoint that is not an http(s) URL, and a bad proxy, in one line', async () => {
+  it('refuses an endpoint that is not an http(s) URL, a bad proxy, or no attempts, in one line', async () => {
     await expect(s3Client({ endpoint: 'minio:9000' })).rejects.toThrow('--s3-endpoint "minio:9000" is not an http(s) URL; give the store\'s address, e.g. https://s3.example.com or http://127.0.0.1:9000')
+    await expect(s3Client({ endpoint: s3.endpoint, maxAttempts: 0 })).rejects.toThrow('0 attempts per request: give at least 1 (AWS_MAX_ATTEMPTS or the profile\'s max_attempts)')
     const restore = setEnv({ AWS_ENDPOINT_URL_S3: 'ftp://store' })
     try {
       await expect(s3Client()).rejects.toThrow('AWS_ENDPOINT_URL_S3 "ftp://store" is not an http(s) URL')
     } finally {
       restore()
     }
-    expect(() => proxyFor(new URL('https://s3.example.test'), { HTTPS_PROXY: 'http://[bad' })).toThrow('HTTPS_PROXY is not a proxy URL; set it to e.g. http://proxy.example:3128, or unset it')
+    expect(() => proxyFor(new URL('https://s3.example.test'), { HTTPS_PROXY: 'http://[bad' })).toThrow('HTTPS_PROXY is not an http(s) proxy URL; set it to e.g. http://proxy.example:3128, or unset it')
+    expect(() => proxyFor(new URL('https://s3.example.test'), { ALL_PROXY: 'socks5://127.0.0.1:1080' })).toThrow('ALL_PROXY is not an http(s) proxy URL')
   })
 })
 
@@ -361,7 +367,7 @@ describe('proxies and CAs for a remote endpoint', () => {
       expect(via(local, { ...env, NO_PROXY: '' })).toBeUndefined()
     }
     expect(via('https://s3.example.test', { ...env, NO_PROXY: '*' })).toBeUndefined()
-    expect(via('https://s3.example.test', { ALL_PROXY: 'socks5://127.0.0.1:1080' })).toBe('socks5://127.0.0.1:1080')
+    expect(via('https://s3.example.test', { all_proxy: 'https://proxy.corp' })).toBe('https://proxy.corp/')
   })
 
   it('parses s3:// URLs', () => {

@@ -33,8 +33,7 @@ describe('the fault proxy breaks what it is told to, and records what it saw', (
   beforeAll(async () => {
     s3 = await startS3()
     await s3.bucket('b')
-    const put = await fetch(`${s3.endpoint}/b/data`, { method: 'PUT', body: data })
-    expect(put.status).toBe(200)
+    await s3.put('b', 'data', data)
     proxy = await startFaultProxy(s3.endpoint)
     object = `${proxy.url}/b/data`
   })

@@ -12,6 +12,7 @@
  * fauxqs 2.x adds UploadPartCopy for single-part sources but needs Node >= 22.5; s3rver 3.7.1 and its fork
  * @20minutes/s3rver 4.0.4 fail ListObjectsV2 past 1,000 keys (500), ignore If-Match and mishandle suffix ranges.
  */
+import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildApp } from 'fauxqs'
 
@@ -22,6 +23,8 @@ export interface S3Server {
   readonly endpoint: string
   /** Creates a bucket and returns its name. */
   bucket (name: string): Promise<string>
+  /** Stores an object with a plain unsigned PUT: quicker than the SDK, for filling a bucket before a test. */
+  put (bucket: string, key: string, body: string | Buffer): Promise<void>
   stop (): Promise<void>
 }
 
@@ -35,14 +38,24 @@ export async function startS3 (): Promise<S3Server> {
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const endpoint = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  const agent = new http.Agent({ keepAlive: true })
+  const put = async (path: string, body: string | Buffer): Promise<void> => await new Promise((resolve, reject) => {
+    const req = http.request(`${endpoint}/${path}`, { method: 'PUT', agent, headers: { 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = ''
+      res.on('data', (d) => { text += d })
+      res.on('end', () => res.statusCode === 200 ? resolve() : reject(new Error(`PUT ${endpoint}/${path}: HTTP ${res.statusCode ?? '?'} ${text}`)))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
   return {
     endpoint,
-    async bucket (name) {
-      const res = await fetch(`${endpoint}/${name}`, { method: 'PUT' })
-      if (!res.ok) throw new Error(`creating bucket ${name} on ${endpoint}: HTTP ${res.status} ${await res.text()}`)
-      return name
+    bucket: async (name) => { await put(name, ''); return name },
+    put: async (bucket, key, body) => { await put(`${bucket}/${key}`, body) },
+    stop: async () => {
+      agent.destroy()
+      await app.close()
     },
-    stop: async () => { await app.close() },
   }
 }
 
