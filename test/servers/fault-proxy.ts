@@ -5,8 +5,8 @@
  * matches; the first matching rule with uses left applies.
  */
 import http from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
 import zlib from 'node:zlib'
+import { listenOnLoopback } from './loopback.js'
 
 export type Fault =
   /** Waits this long before passing the request on: latency before the first byte. */
@@ -98,21 +98,13 @@ export async function startFaultProxy (upstream: string): Promise<FaultProxy> {
     else forward()
   })
 
-  const sockets = new Set<Socket>()
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
+  const { port, close } = await listenOnLoopback(server)
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://127.0.0.1:${port}`,
     requests,
     fault: (rule) => { rules.push({ ...rule, left: rule.times ?? Infinity }) },
     clear: () => { rules.length = 0; requests.length = 0 },
-    stop: async () => {
-      for (const socket of sockets) socket.destroy() // stalled answers included
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
+    stop: close,
   }
 }
 

@@ -7,8 +7,9 @@
  * clients that reach it directly (https://localhost:PORT).
  */
 import http from 'node:http'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import tls from 'node:tls'
+import { listenOnLoopback } from './loopback.js'
 
 export interface TlsTunnelProxy {
   /** http://127.0.0.1:PORT, for HTTPS_PROXY */
@@ -23,7 +24,6 @@ export interface TlsTunnelProxy {
 export async function startTlsTunnelProxy (opts: { key: string | Buffer, cert: string | Buffer, upstream: string }): Promise<TlsTunnelProxy> {
   const upstream = new URL(opts.upstream)
   const seen: string[] = []
-  const sockets = new Set<net.Socket>()
   const server = http.createServer((req, res) => {
     seen.push(`${req.method ?? ''} ${req.url ?? ''}`)
     res.writeHead(502).end()
@@ -43,20 +43,11 @@ export async function startTlsTunnelProxy (opts: { key: string | Buffer, cert: s
     relay(new tls.TLSSocket(socket, { isServer: true, key: opts.key, cert: opts.cert }))
   })
   const front = tls.createServer({ key: opts.key, cert: opts.cert }, relay)
-  for (const s of [server, front]) {
-    s.on('connection', (socket: net.Socket) => {
-      sockets.add(socket)
-      socket.on('close', () => sockets.delete(socket))
-    })
-    await new Promise<void>((resolve, reject) => s.once('error', reject).listen(0, '127.0.0.1', resolve))
-  }
+  const [proxy, direct] = await Promise.all([listenOnLoopback(server), listenOnLoopback(front)])
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://127.0.0.1:${proxy.port}`,
     seen,
-    direct: `https://localhost:${(front.address() as AddressInfo).port}`,
-    stop: async () => {
-      for (const socket of sockets) socket.destroy()
-      await Promise.all([server, front].map(async (s) => await new Promise<void>((resolve) => s.close(() => resolve()))))
-    },
+    direct: `https://localhost:${direct.port}`,
+    stop: async () => { await Promise.all([proxy.close(), direct.close()]) },
   }
 }
