@@ -15,6 +15,7 @@ import { proxyFor } from '../../src/s3/env-proxy.js'
 import { readRange } from '../../src/s3/read-range.js'
 import { s3Error } from '../../src/s3/s3-error.js'
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
+import { listenOnLoopback } from '../servers/loopback.js'
 import { startS3, type S3Server } from '../servers/s3.js'
 import { startTlsTunnelProxy, type TlsTunnelProxy } from '../servers/tls-tunnel-proxy.js'
 import { ROOT, bytes, run, tmpDir } from '../helpers.js'
@@ -376,6 +377,21 @@ describe('proxies and CAs for a remote endpoint', () => {
     expect(parseS3Url('s3://my.bucket/a/b c/%20')).toEqual({ bucket: 'my.bucket', prefix: 'a/b c/%20' })
     for (const bad of ['s3://', 's3:///prefix', 'https://bucket/x', 'bucket/x']) {
       expect(() => parseS3Url(bad)).toThrow(`${bad}: not an S3 URL; write s3://BUCKET or s3://BUCKET/PREFIX`)
+    }
+  })
+
+  it('gives up on a connection that does not open within the connect timeout (a proxy that never answers CONNECT)', async () => {
+    const silent = await listenOnLoopback(net.createServer(() => {}))
+    const restore = setEnv({ ...NO_PROXY_ENV, HTTPS_PROXY: `http://127.0.0.1:${silent.port}` })
+    try {
+      const store = await s3Client({ endpoint: 'https://s3.example.test', connectTimeoutMs: 300, maxAttempts: 2 })
+      const started = Date.now()
+      const err = await failure(store, { bucket: 'b' }, () => store.client.send(new ListObjectsV2Command({ Bucket: 'b' })))
+      expect(Date.now() - started).toBeLessThan(3000)
+      expect(err.message).toBe(`cannot connect to https://s3.example.test (through the proxy http://127.0.0.1:${silent.port}) after 2 attempts (timed out), for s3://b: check the endpoint (--s3-endpoint, HTTPS_PROXY and NO_PROXY) and the network`)
+    } finally {
+      restore()
+      await silent.close()
     }
   })
 
