@@ -338,12 +338,13 @@ describe('s3Client failures that never reach a store', () => {
     }
   })
 
-  it('refuses an endpoint that is not an http(s) URL, a bad proxy, or no attempts, in one line', async () => {
+  it('refuses an endpoint that is not an http(s) URL, a bad proxy, a missing CA bundle, or no attempts, in one line', async () => {
     await expect(s3Client({ endpoint: 'minio:9000' })).rejects.toThrow('--s3-endpoint "minio:9000" is not an http(s) URL; give the store\'s address, e.g. https://s3.example.com or http://127.0.0.1:9000')
     await expect(s3Client({ endpoint: s3.endpoint, maxAttempts: 0 })).rejects.toThrow('0 attempts per request: give at least 1 (AWS_MAX_ATTEMPTS or the profile\'s max_attempts)')
-    const restore = setEnv({ AWS_ENDPOINT_URL_S3: 'ftp://store' })
+    const restore = setEnv({ AWS_ENDPOINT_URL_S3: 'ftp://store', AWS_CA_BUNDLE: '/nonexistent/ca.pem' })
     try {
       await expect(s3Client()).rejects.toThrow('AWS_ENDPOINT_URL_S3 "ftp://store" is not an http(s) URL')
+      await expect(s3Client({ endpoint: s3.endpoint })).rejects.toThrow('AWS_CA_BUNDLE /nonexistent/ca.pem: cannot read it (ENOENT); point it at a PEM file of CA certificates, or unset it')
     } finally {
       restore()
     }
