@@ -5,7 +5,7 @@ import type { S3Store } from './client.js'
 export interface S3Subject { bucket: string, key?: string }
 
 const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID'])
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT'])
 const THROTTLING = new Set(['SlowDown', 'TooManyRequests', 'TooManyRequestsException', 'RequestLimitExceeded', 'Throttling', 'ThrottlingException'])
 
 /**
@@ -58,6 +58,11 @@ export function s3Error (store: S3Store, err: unknown, where: S3Subject, attempt
   if (e.code !== undefined && TLS_TRUST_CODES.has(e.code)) {
     return fail(`cannot trust the TLS certificate of ${at} (${e.code}): if the store's certificate comes from a private CA, set AWS_CA_BUNDLE to that CA's PEM file`)
   }
+  if (e.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return fail(`the TLS certificate of ${at} is for another host name (${e.code}): check the endpoint (${endpointHint})`)
+  if (e.code === 'CERT_HAS_EXPIRED' || e.code === 'CERT_NOT_YET_VALID') return fail(`the TLS certificate of ${at} is not valid now (${e.code}): check this machine's clock, or have the store's certificate renewed`)
+  // hpagent's words when the proxy answers CONNECT with anything but 200
+  const refused = store.proxy === undefined ? null : /^Bad response: (\d+)$/.exec(e.message ?? '')
+  if (refused !== null) return fail(`the proxy ${store.proxy} refused to connect to ${store.endpoint} (HTTP ${refused[1]}): check HTTPS_PROXY (and its credentials) and NO_PROXY`)
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') return fail(`cannot reach ${at}: its host name does not resolve (${e.code}); check the endpoint (${endpointHint})`)
   if (e.code === 'ECONNREFUSED' || e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH') {
     return fail(`cannot reach ${at} (${e.code})${tries}, for ${object}: check the endpoint (${endpointHint}) and that the store is running`)

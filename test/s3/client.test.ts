@@ -396,6 +396,21 @@ describe('proxies and CAs for a remote endpoint', () => {
     }
   })
 
+  it('names a proxy that refuses to connect (407)', async () => {
+    const refusing = await listenOnLoopback(net.createServer((socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n'))
+    }))
+    const restore = setEnv({ ...NO_PROXY_ENV, HTTPS_PROXY: `http://user:secret@127.0.0.1:${refusing.port}` })
+    try {
+      const store = await s3Client({ endpoint: 'https://s3.example.test', maxAttempts: 1 })
+      const err = await failure(store, { bucket: 'b' }, () => store.client.send(new ListObjectsV2Command({ Bucket: 'b' })))
+      expect(err.message).toBe(`the proxy http://127.0.0.1:${refusing.port} refused to connect to https://s3.example.test (HTTP 407): check HTTPS_PROXY (and its credentials) and NO_PROXY`)
+    } finally {
+      restore()
+      await refusing.close()
+    }
+  })
+
   describe('over TLS, with a certificate no public CA signed', () => {
     let tunnel: TlsTunnelProxy
     let cert: string
