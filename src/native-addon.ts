@@ -47,8 +47,12 @@ export interface NativeAddon {
   limitMallocCache (): boolean
   /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
   trimMalloc (): boolean
-  /** posix_fadvise(WILLNEED) of a whole file (opened without following symlinks): starts reading it; false if not. */
-  adviseWillNeed (path: string | Uint8Array): boolean
+  /** posix_fadvise(WILLNEED) of whole files (opened without following symlinks), on libuv's pool: returns at once. */
+  adviseWillNeed (paths: Uint8Array[]): void
+  /** Age recipients for ageSealFile; null when one is of a kind or size the addon does not do. */
+  ageRecipients (list: Array<{ x25519: Uint8Array } | { spki: Uint8Array, tag: string }>): NativeAgeRecipients | null
+  /** A whole file as an age file: file key (16) ‖ its SHA-256 (32) ‖ header length (u32 LE) ‖ the age file. */
+  ageSealFile (recipients: NativeAgeRecipients, plain: Uint8Array): Buffer
   /**
    * Compresses `src` as one zstd frame with its content size and XXH64 checksum into `dst`, which must hold
    * ZSTD_compressBound(src.length) bytes; returns the frame's length. Uses this thread's reusable context.
@@ -62,6 +66,9 @@ export interface NativeAddon {
   /** The zstd library in use, e.g. "1.5.4" (Node 22 and later: the zstd bundled with node, see native/README.md). */
   zstdVersion (): string
 }
+
+/** Opaque handle of parsed age recipients. */
+export type NativeAgeRecipients = object & { readonly __nativeAgeRecipients?: never }
 
 export interface NativeAddonLoad {
   addon: NativeAddon | null
@@ -78,7 +85,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
-  'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion']
+  'ageRecipients', 'ageSealFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion']
 
 let cached: NativeAddonLoad | undefined
 
@@ -153,7 +160,7 @@ function nsToSeconds (ns: bigint): number {
   return Number(sec) + nsec / 1e9
 }
 
-/** Starts reading a file into the page cache ahead of its turn (a no-op without the addon). */
-export function adviseWillNeed (path: Uint8Array): void {
-  nativeAddon()?.adviseWillNeed(path)
+/** Starts reading files into the page cache ahead of their turn, off this thread (a no-op without the addon). */
+export function adviseWillNeed (paths: Uint8Array[]): void {
+  if (paths.length > 0) nativeAddon()?.adviseWillNeed(paths)
 }

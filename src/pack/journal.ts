@@ -37,8 +37,12 @@ export interface JournalHeader {
 /** Where a packed file came from: a rerun repacks it if the source differs now. */
 export interface SourceId { dev: string, ino: string, size: string, mtimeNs: string }
 
-/** An entry as the journal holds it: a file with its DAG size (what a directory link records) and source. */
-export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId }
+/**
+ * An entry as the journal holds it: a file with its DAG size (what a directory link records), its source, and which
+ * blocks are its: the record numbers it wrote [first, end) and those of copies it reuses (`refs`). (A join of shards
+ * uses them to follow blocks it moves; FORMAT.md §9.)
+ */
+export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId, records?: [number, number], refs?: number[] }
 
 /** What the journal lists, in table order: each directory (every one, empty ones too) before its entries. */
 export type JournalItem = { dir: Buffer } | JournalEntry
@@ -74,6 +78,8 @@ function entryLine (j: JournalEntry): string {
   const o: Record<string, unknown> = { entry: entryFieldsJson(j.entry, { ...encodePath(j.entry.path) }) }
   if (j.dagSize !== undefined) o.dagSize = j.dagSize
   if (j.src !== undefined) o.src = j.src
+  if (j.records !== undefined) o.records = j.records
+  if (j.refs !== undefined && j.refs.length > 0) o.refs = j.refs
   return JSON.stringify(o) + '\n'
 }
 
@@ -121,6 +127,12 @@ export class PackJournal {
   #recordCount = 0
 
   private constructor (base: string) { this.base = base }
+
+  /** A journal at `base` (its files are `base.journal`, `base.blocks`…), e.g. a shard run's, in a work directory. */
+  static async at (base: string): Promise<PackJournal> {
+    await fs.mkdir(path.dirname(base), { recursive: true, mode: 0o700 })
+    return new PackJournal(base)
+  }
 
   /** The journal of an output directory (which need not have one yet). */
   static async for (out: string, dir?: string): Promise<PackJournal> {
@@ -207,7 +219,7 @@ export class PackJournal {
         continue
       }
       if (rec?.entry === undefined) continue
-      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src }
+      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src, records: rec.records, refs: rec.refs }
     }
   }
 
@@ -297,6 +309,12 @@ export class PackJournal {
     await this.#records?.close()
     this.#lines = null
     this.#records = null
+  }
+
+  /** Makes everything handed over durable. */
+  async sync (): Promise<void> {
+    await this.#records?.sync()
+    await this.#lines?.sync()
   }
 
   /** Closes the files (after a failure: everything stays for a rerun). */

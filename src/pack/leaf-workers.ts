@@ -46,15 +46,25 @@ export type LeafJobResult = { leaf: Uint8Array, digest: Uint8Array, fresh?: { fi
 
 type ReadWhole = (path: Uint8Array, expect: SourceIdentity) => ReturnType<typeof readWholeFileSync>
 
+/** A whole file sealed as a new age file in one call (the native sealer, src/crypto/native-seal.ts). */
+export type SealWhole = (plain: Uint8Array) => { file: Uint8Array, digest: Uint8Array, fileKey: Uint8Array, headerLength: number }
+
 /**
  * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments, `c` being
  * node:crypto, `f` node:fs, `readWhole` readWholeFileSync over node:fs and `fresh` a maker of new age files (null
  * where none can be made).
  */
-export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole, fresh: (() => FreshSeal) | null, job: LeafJob): LeafJobResult {
+export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole, fresh: (() => FreshSeal) | null, sealWhole: SealWhole | null, job: LeafJob): LeafJobResult {
   const CHUNK = 65536
   const SEALED = CHUNK + 16
   const LEAF = 1024 * 1024 // LEAF_SIZE (src/pack/leaves.ts)
+  if (job.kind === 'file' && job.seal === 'fresh' && sealWhole !== null) {
+    const read = readWhole(job.path, job.expect)
+    if (!('bytes' in read)) return read
+    const s = sealWhole(read.bytes)
+    if (s.file.length > LEAF) throw new Error(`a one-leaf file job made ${s.file.length} bytes`)
+    return { leaf: s.file, digest: s.digest, fresh: { fileKey: s.fileKey, headerLength: s.headerLength } }
+  }
   let seal: LeafSeal | null
   let started: FreshSeal | null = null
   if (job.seal === 'fresh') {
@@ -153,13 +163,14 @@ const readWholeFileSync = ${readWholeFileSync.toString()}
 const runLeafJob = ${runLeafJob.toString()}
 const readWhole = (path, expect) => readWholeFileSync(fs, path, expect)
 let fresh = null
+let sealWhole = null
 const ready = workerData.seals === null ? Promise.resolve() : import(workerData.seals.module).then(
-  (m) => { fresh = m.freshSealMaker(workerData.seals.recipients) },
+  (m) => { fresh = m.freshSealMaker(workerData.seals.recipients); sealWhole = m.wholeFileSealer(workerData.seals.recipients) },
   () => {}) // then 'fresh' jobs fail, naming why
 parentPort.on('message', (m) => ready.then(() => {
   let r
   try {
-    r = runLeafJob(crypto, fs, readWhole, fresh, m.job)
+    r = runLeafJob(crypto, fs, readWhole, fresh, sealWhole, m.job)
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && err.code } })
     return
@@ -197,14 +208,16 @@ export class LeafWorkers {
   /** Whether 'fresh' file jobs can be given: the workers start age files, or there are none and `fresh` does. */
   readonly startsFiles: boolean
   readonly #fresh: (() => FreshSeal) | null
+  readonly #sealWhole: SealWhole | null
   readonly #slots: Slot[] = []
   readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false
 
-  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[] } | null = null) {
+  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[], whole?: SealWhole | null } | null = null) {
     this.size = Math.max(0, Math.floor(workers))
     this.#fresh = seals?.fresh ?? null
+    this.#sealWhole = seals?.whole ?? null
     this.startsFiles = seals !== null && (this.size === 0 || canLoadSeals)
     const workerData = { seals: seals !== null && canLoadSeals ? { module: SEALS_MODULE.href, recipients: seals.recipients } : null }
     for (let i = 0; i < this.size; i++) {
@@ -246,7 +259,7 @@ export class LeafWorkers {
     if (best === undefined) {
       if (this.size > 0) return Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running'))
       try {
-        return Promise.resolve(runLeafJob(crypto, fs, readWholeHere, this.#fresh, job))
+        return Promise.resolve(runLeafJob(crypto, fs, readWholeHere, this.#fresh, this.#sealWhole, job))
       } catch (err) {
         return Promise.reject(err)
       }

@@ -6,8 +6,9 @@
  * once; they are handed on in order.
  */
 import { ciphertextSize, newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
+import { nativeSealer } from '../crypto/native-seal.js'
 import type { SourceProblem } from '../source/file-reader.js'
-import type { FreshSeal, LeafJobResult, LeafSeal, LeafWorkers } from './leaf-workers.js'
+import type { FreshSeal, LeafJobResult, LeafSeal, LeafWorkers, SealWhole } from './leaf-workers.js'
 
 /** The importer's chunk size in the unixfs-v1-2025 profile (docs/FORMAT.md). */
 export const LEAF_SIZE = 1024 * 1024
@@ -34,6 +35,11 @@ export function freshSeal (file: AgeFileStart): FreshSeal {
 export function freshSealMaker (recipients: string[]): () => FreshSeal {
   const parsed = recipients.map((r) => parseRecipient(r))
   return () => freshSeal(newAgeFile(parsed))
+}
+
+/** Seals whole small files natively for recipients given as strings, or null where the native sealer cannot. */
+export function wholeFileSealer (recipients: string[]): SealWhole | null {
+  return nativeSealer(recipients.map((r) => parseRecipient(r)))
 }
 
 /** Plaintext bytes wholly before position `pos` of an age file of `plain` bytes after a prefix of `prefix` bytes. */

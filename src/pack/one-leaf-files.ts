@@ -66,6 +66,11 @@ export class OneLeafFiles {
   }
 
   #fill (): void {
+    const advise: Uint8Array[] = []
+    try { this.#start(advise) } finally { adviseWillNeed(advise) }
+  }
+
+  #start (advise: Uint8Array[]): void {
     while (this.#next < this.#queue.length && this.#pending.size < this.#ahead) {
       const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
@@ -76,7 +81,7 @@ export class OneLeafFiles {
       if (job === null) continue
       this.#heldBytes += size
       // The disk reads these files ahead while the workers, one synchronous read at a time, are busy with earlier ones.
-      adviseWillNeed(job.file.path)
+      advise.push(job.file.path)
       const read = this.#pool.run(job.file).then((r): OneLeafFile => {
         if ('problem' in r) throw sourceProblemError(e, r.problem)
         const started = r.fresh === undefined ? job.enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
