@@ -5,6 +5,7 @@ import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
 import { pack as packSet, type PackEvent as InternalPackEvent } from '../pack/packer.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
 import { limitMallocCache } from '../memory.js'
+import { compressionOf } from '../pack/compress.js'
 import { setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
 import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
@@ -20,6 +21,11 @@ export interface PackOptions extends RecipientOptions, Callbacks<PackEvent> {
   jobs?: number | string
   /** Where the resume journal lives (default `$XDG_STATE_HOME/packer` or `~/.local/state/packer`). */
   stateDir?: string
+  /**
+   * Compression before encryption: 'auto' (the default when encrypting: a file whose first MiB shrinks by 10 % at
+   * zstd level 1), 'off' (the default in clear, where it is refused), 'zstd' (level 3) or 'zstd:LEVEL' (1 to 19).
+   */
+  compress?: string
 }
 
 /** pack's events: what `packer pack --json` prints, plus `scanning` and `progress` for progress displays. */
@@ -110,6 +116,7 @@ export async function pack (source: string, options: PackOptions): Promise<PackR
     onChange: options.onChange,
     jobs,
     stateDir: options.stateDir,
+    compress: compressionOf(options.compress, encryption !== null, warn),
     warn,
     progress: packProgress(emit),
   })

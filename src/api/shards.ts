@@ -5,6 +5,7 @@ import { packShard as runShard, shardFromEnvironment } from '../pack/shard.js'
 import { joinShards } from '../pack/join.js'
 import { workStatus, type WorkStatus } from '../pack/status.js'
 import { limitMallocCache } from '../memory.js'
+import { compressionOf } from '../pack/compress.js'
 import { binSizeOf, jobsOf, packProgress, type PackEvent } from './pack.js'
 import { passphraseText, setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
@@ -21,6 +22,8 @@ export interface PlanOptions extends RecipientOptions, Callbacks<PlanEvent> {
   shards?: number
   shardSize?: number | string
   binSize?: number | string
+  /** As pack's `compress`. */
+  compress?: string
 }
 
 export type PlanEvent = { event: 'scanning', files: number, bytes: number }
@@ -46,6 +49,7 @@ export async function plan (source: string, options: PlanOptions): Promise<PlanR
     shards: options.shards,
     shardBytes,
     encryption,
+    compress: compressionOf(options.compress, encryption !== null, warn),
     passphrase,
     warn,
     progress: (files, bytes) => options.onEvent?.({ event: 'scanning', files, bytes }),

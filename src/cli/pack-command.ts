@@ -21,6 +21,7 @@ export function addPackCommand (program: Command): void {
     .option('--passphrase', 'encrypt with a passphrase (asks twice on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--no-encrypt', 'store files in clear')
     .option('--plain-names', 'keep the UnixFS tree browsable (names in clear; contents still encrypted)')
+    .option('--compress <how>', 'zstd before encryption: auto (default when encrypting: files whose first MiB shrinks 10 %), off, zstd, zstd:LEVEL')
     .addOption(new Option('--on-change <what>', 'a source file that changes while packed: read it again, fail, or leave it out').choices(['retry', 'fail', 'skip']).default('retry'))
     .option('-j, --jobs <n>', 'threads that hash and encrypt (1: none besides the main one); the output does not depend on it', String(defaultJobs()))
     .option('--state-dir <dir>', 'where the resume journal lives (default $XDG_STATE_HOME/packer or ~/.local/state/packer; never OUTDIR)')
@@ -38,6 +39,7 @@ export function addPackCommand (program: Command): void {
         passphrase: o.passphrase ? async () => await readPassphrase(true) : undefined,
         encrypt: o.encrypt,
         plainNames: o.plainNames,
+        compress: o.compress,
         onChange: o.onChange,
         jobs: o.jobs,
         stateDir: o.stateDir,

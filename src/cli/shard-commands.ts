@@ -24,7 +24,7 @@ function packDisplay (p: Progress): (e: PackEvent | { event: 'moving', bytes: nu
 /** `packer pack --plan WORK --shard I|auto`. */
 export async function packShardCommand (source: string | undefined, o: any, cmd: Command): Promise<void> {
   if (o.plan === undefined || o.shard === undefined) throw new PackerError('USAGE', '--plan WORK and --shard I go together')
-  const given = ['output', 'binSize', 'recipient', 'recipientsFile', 'passphrase', 'plainNames', 'stateDir'].filter((k) => cmd.getOptionValueSource(k) === 'cli')
+  const given = ['output', 'binSize', 'recipient', 'recipientsFile', 'passphrase', 'plainNames', 'stateDir', 'compress'].filter((k) => cmd.getOptionValueSource(k) === 'cli')
   if (source !== undefined || given.length > 0 || cmd.getOptionValueSource('encrypt') === 'cli') {
     throw new PackerError('USAGE', `a shard takes its source, output and keys from the plan: give only --plan, --shard, --jobs, --on-change, --json or -q${given.length ? ` (not --${given[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())})` : ''}`)
   }
@@ -53,6 +53,7 @@ export function addShardCommands (program: Command): void {
     .option('--passphrase', 'encrypt with a passphrase (asked once, now; or PACKER_PASSPHRASE)')
     .option('--no-encrypt', 'store files in clear')
     .option('--plain-names', 'keep the UnixFS tree browsable (names in clear; contents still encrypted)')
+    .option('--compress <how>', 'zstd before encryption: auto (default when encrypting: files whose first MiB shrinks 10 %), off, zstd, zstd:LEVEL')
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line with the plan on stdout')
     .action(async (source: string, o) => {
@@ -63,7 +64,7 @@ export function addShardCommands (program: Command): void {
         output: o.output, work: o.work, shards, shardSize: o.shardSize, binSize: o.binSize,
         recipients: o.recipient, recipientFiles: o.recipientsFile,
         passphrase: o.passphrase ? async () => await readPassphrase(true) : undefined,
-        encrypt: o.encrypt, plainNames: o.plainNames,
+        encrypt: o.encrypt, plainNames: o.plainNames, compress: o.compress,
         onWarning: (m) => { p.end(); warn(m) },
         onEvent: (e) => p.status(`scanning the source: ${e.files} files, ${formatSize(e.bytes)}`),
       })

@@ -5,10 +5,11 @@ import type { TableEntry } from '../format/table-entry.js'
 import { compareTableOrder } from '../format/table.js'
 import { displayPath } from '../format/stored-path.js'
 import { sourceStat, type SourceEntry, type SourceRun } from '../source/walk.js'
-import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError } from '../source/file-reader.js'
+import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError, type SourceProblem } from '../source/file-reader.js'
 import { importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
-import { LeafWorkers } from './leaf-workers.js'
-import { fileLeaves, freshSeal, leafSeal, wholeFileSealer, type Leaf } from './leaves.js'
+import { LeafWorkers, type Compress } from './leaf-workers.js'
+import { fileLeaves, freshSeal, leafSeal, wholeFileSealer, zstdCompressor, type Leaf } from './leaves.js'
+import { compressLarge, type CompressedFile } from './compress.js'
 import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
 import type { JournalEntry, PackJournal, SourceId } from './journal.js'
@@ -44,6 +45,10 @@ export interface PackFilesOptions {
   jobs: number
   /** CARs kept from an interrupted run: the files journaled then, wholly in them, can be reused. */
   kept: number
+  /** How files are compressed before they are sealed (null: not at all). */
+  compress: Compress | null
+  /** A private directory for temporary files (a large file's compressed stream). */
+  tmpDir: string
   warn: (msg: string) => void
   progress?: (event: PackEvent) => void
 }
@@ -88,8 +93,10 @@ function sameSource (src: SourceId, e: SourceEntry): boolean {
 export async function packFiles (o: PackFilesOptions): Promise<PackFilesResult> {
   const { writer, journal, enc } = o
   const fileEnc = enc
-  const pool = new LeafWorkers(o.jobs > 1 ? o.jobs : 0, fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients, whole: wholeFileSealer(fileEnc.fileRecipients) })
-  const oneLeaf = new OneLeafFiles(pool, enc)
+  const pool = new LeafWorkers(o.jobs > 1 ? o.jobs : 0,
+    fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients, whole: wholeFileSealer(fileEnc.fileRecipients) },
+    o.compress === null ? null : zstdCompressor())
+  const oneLeaf = new OneLeafFiles(pool, enc, { compress: o.compress })
   const reuse = new Reusable(journal.previousEntries(), o.kept)
   const result: PackFilesResult = { files: 0, bytes: 0, skipped: [], skippedCount: 0, resumedFiles: 0 }
   let walked = { files: 0, bytes: 0 }
@@ -222,21 +229,31 @@ async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryptio
         const one = await ahead
         o.progress?.({ type: 'read', bytes: t.size! })
         if (one.enc !== null) t.enc = one.enc
+        if (one.compressed) t.compression = 'zstd'
         file = await singleLeaf(one.leaf, writer)
         storedSize = one.leaf.bytes.length
       } else {
         const src = await openSourceFile(e)
+        let compressed: CompressedFile | null = null
         try {
+          const problem = (p: SourceProblem): Error => sourceProblemError(e, p)
+          const onRead = (n: number): void => o.progress?.({ type: 'read', bytes: n })
+          // A compressed file is its seekable stream, made first (its size is needed before it is sealed).
+          if (o.compress !== null && e.stat.size > 0n) compressed = await compressLarge(src.fd, Number(e.stat.size), o.compress, pool, o.tmpDir, problem, onRead)
           let seal = null
           if (enc !== null) {
             const started = enc.newFile()
             t.enc = { key: started.fileKey, headerLength: started.header.length }
             seal = leafSeal(started)
           }
-          const leaves = fileLeaves(src.fd, Number(e.stat.size), seal, pool, (p) => sourceProblemError(e, p), (n) => o.progress?.({ type: 'read', bytes: n }))
+          const leaves = compressed === null
+            ? fileLeaves(src.fd, Number(e.stat.size), seal, pool, problem, onRead)
+            : fileLeaves(compressed.fd, compressed.size, seal, pool, problem)
+          if (compressed !== null) t.compression = 'zstd'
           file = await importLeaves((async function * (): AsyncGenerator<Leaf> { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)
           await src.check('while being read')
         } finally {
+          await compressed?.remove()
           await src.close()
         }
       }

@@ -30,6 +30,8 @@ export interface JournalHeader {
   /** Identifies the recipients (or 'passphrase', or 'none') without holding secrets. */
   encryption: string
   names: 'hidden' | 'plain' | 'clear'
+  /** How files are compressed: 'off', 'auto' or 'zstd:LEVEL' (absent: off). */
+  compress?: string
   /** Passphrase sets: the set's X25519 identity, which files already written are encrypted to. */
   setIdentity?: string
 }
@@ -54,7 +56,7 @@ export interface JournalState {
   blockCounts: number[]
 }
 
-export interface DoneRecord { source: string, binSize: number, encryption: string, names: string, setId: string }
+export interface DoneRecord { source: string, binSize: number, encryption: string, names: string, compress?: string, setId: string }
 
 export function stateDir (override?: string): string {
   if (override) return override
@@ -64,7 +66,7 @@ export function stateDir (override?: string): string {
 }
 
 export function sameArgs (a: Omit<JournalHeader, 'out' | 'setIdentity'>, b: Omit<JournalHeader, 'out' | 'setIdentity'>): boolean {
-  return a.source === b.source && a.binSize === b.binSize && a.encryption === b.encryption && a.names === b.names
+  return a.source === b.source && a.binSize === b.binSize && a.encryption === b.encryption && a.names === b.names && (a.compress ?? 'off') === (b.compress ?? 'off')
 }
 
 /** 3: entries of the version-2 table, in its order (1 and 2, of packer 0.1, are not continued). */

@@ -13,6 +13,8 @@ import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
 import { keepCompleteCars } from './car-check.js'
 import { finishSet } from './finish.js'
 import { packFiles, type OnChange, type PackEvent, type PackFilesResult } from './files.js'
+import { compressName } from './compress.js'
+import type { Compress } from './leaf-workers.js'
 import { faultPoint } from '../fault.js'
 import { collectGarbage, trimMalloc } from '../memory.js'
 
@@ -30,6 +32,8 @@ export interface PackOptions {
    * The set's bytes do not depend on it (for --no-encrypt they are identical whatever the value).
    */
   jobs?: number
+  /** How files are compressed before they are sealed (compressionOf; default null: not at all). */
+  compress?: Compress | null
   /** Where the pack journal lives (default: the user's state directory, never OUTDIR). */
   stateDir?: string
   warn: (msg: string) => void
@@ -87,7 +91,7 @@ export async function pack (opts: PackOptions): Promise<PackResult> {
 async function packLocked (opts: PackOptions, source: string, onChange: OnChange): Promise<PackResult> {
   const journal = await PackJournal.for(opts.out, opts.stateDir)
   let enc = opts.encryption
-  const args = { source, binSize: opts.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const }
+  const args = { source, binSize: opts.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const, compress: compressName(opts.compress ?? null) }
   const present = await fs.readdir(opts.out)
 
   if (present.includes(MANIFEST_FILE)) {
@@ -140,6 +144,8 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
       onChange,
       jobs: Math.max(1, Math.floor(opts.jobs ?? defaultJobs())),
       kept,
+      compress: opts.compress ?? null,
+      tmpDir: journal.workDir,
       warn: opts.warn,
       progress: (e) => { if (e.type === 'scan') walkedBytes = e.bytes; opts.progress?.(e) },
     })

@@ -6,6 +6,8 @@ import { walkSource } from '../source/walk.js'
 import { VERSION } from '../version.js'
 import { ensureDir } from './packer.js'
 import type { SetEncryption } from './set-encryption.js'
+import type { Compress } from './leaf-workers.js'
+import { compressName } from './compress.js'
 import { ShardListWriter, WorkDir, newPlan, type Plan, type PlannedEncryption, type ShardTotals } from './work-dir.js'
 import { Appender, readLines } from '../spill/lines.js'
 
@@ -18,6 +20,7 @@ export interface PlanOptions {
   shards?: number
   shardBytes?: number
   encryption: SetEncryption | null
+  compress: Compress | null
   /** Passphrase sets: the passphrase, to seal the table index's key now (the join will not ask for it). */
   passphrase?: string
   warn: (msg: string) => void
@@ -83,7 +86,7 @@ export async function makePlan (o: PlanOptions): Promise<Plan> {
     const shards = await cut(path.join(tmp, 'all.jsonl'), count, share, work)
     const plan = newPlan({
       source, out: path.resolve(o.out), binSize: o.binSize, single: walk.single,
-      encryption: plannedEncryption(o.encryption, o.passphrase), shards, createdBy: `packer ${VERSION}`,
+      encryption: plannedEncryption(o.encryption, o.passphrase), compress: compressName(o.compress), shards, createdBy: `packer ${VERSION}`,
     })
     await work.writePlan(plan)
     return plan

@@ -10,6 +10,7 @@ import { keepCompleteCars } from './car-check.js'
 import { packFiles, type OnChange, type PackEvent } from './files.js'
 import { noSpaceError } from './packer.js'
 import { plannedSetEncryption } from './set-encryption.js'
+import { compressionOf } from './compress.js'
 import { WorkDir, newRunId, readShardList, type Plan } from './work-dir.js'
 import { faultPoint } from '../fault.js'
 
@@ -135,7 +136,7 @@ export async function packShard (o: ShardOptions): Promise<ShardResult> {
 
 async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string, run: string, beat: Heartbeat, writeBeat: () => Promise<void>): Promise<ShardResult> {
   const enc = plannedSetEncryption(plan.encryption)
-  const args = { source: plan.source, binSize: plan.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const }
+  const args = { source: plan.source, binSize: plan.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const, compress: plan.compress }
   const journal = await PackJournal.at(path.join(dir, 'pack'))
   let state = await journal.load()
   if (state !== null && !sameArgs(state.header, args)) state = null // another plan's: ignore
@@ -170,6 +171,8 @@ async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string
       onChange: o.onChange ?? 'retry',
       jobs: Math.max(1, Math.floor(o.jobs ?? defaultJobs())),
       kept,
+      compress: compressionOf(plan.compress, enc !== null, o.warn),
+      tmpDir: journal.workDir,
       warn: o.warn,
       progress: (e) => {
         if (e.type === 'file') { beat.files++; beat.bytes += e.bytes }

@@ -41,6 +41,8 @@ export interface Plan {
   binSize: number
   single: boolean
   encryption: PlannedEncryption
+  /** How files are compressed: 'off', 'auto' or 'zstd:LEVEL'. */
+  compress: string
   shards: ShardTotals[]
   createdBy: string
 }
