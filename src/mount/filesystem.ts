@@ -1,5 +1,5 @@
 import { mtimeMs, type Node, type Tree } from './tree.js'
-import type { MountReader } from './reader.js'
+import type { SetReader as MountReader } from '../read/reader.js'
 
 const S_IFDIR = 0o040000
 const S_IFREG = 0o100000

@@ -5,11 +5,11 @@ import { CarSet } from '../restore/car-set.js'
 import { missingCars, misnamedWarning } from '../restore/availability.js'
 import { checkFuse, checkMountpoint, mountPoints, type FuseEnvironment } from './preflight.js'
 import { buildTree, type Tree } from './tree.js'
-import { MountReader } from './reader.js'
+import { SetReader as MountReader } from '../read/reader.js'
 import { fuseOperations } from './filesystem.js'
 
 export { checkFuse, checkMountpoint, mountPoints } from './preflight.js'
-export { DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from './reader.js'
+export { DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from '../read/reader.js'
 
 export interface MountOptions {
   /** Directory holding the CARs. */

@@ -1,10 +1,11 @@
 /**
- * A mount worker thread: preads one leaf block from its CAR (the descriptor is shared with the main thread), checks
- * its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the chunk that starts in
- * it and ends in the next leaf (its remaining bytes are pread from the next leaf's place; the main thread serves that
- * chunk only once the next leaf has passed its own hash check). Plaintext is written straight into a slot of a
- * SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated, transferred or collected
- * per leaf. The FUSE thread only copies plaintext out; hashing and decryption, the costly part, run here.
+ * A reader worker thread (src/read/pool.ts): preads one leaf block from its CAR (the descriptor is shared with the
+ * main thread), checks its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the
+ * chunk that starts in it and ends in the next leaf (its remaining bytes are pread from the next leaf's place; the
+ * main thread serves that chunk only once the next leaf has passed its own hash check). Plaintext is written straight
+ * into a slot of a SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated,
+ * transferred or collected per leaf. The main thread (the mount's FUSE handlers, unpack) only copies plaintext out;
+ * hashing and decryption, the costly part, run here.
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
