@@ -6,7 +6,7 @@ import type { CarSet } from '../restore/car-set.js'
 import { FileView, type Leaf, type StoredLayout } from '../restore/file-view.js'
 import { AgeGeometry, CHUNK } from './chunks.js'
 import { WorkerPool } from './pool.js'
-import type { LeafJob, LeafResult } from './worker.js'
+import { runJob, type LeafJob, type LeafResult } from './worker.js'
 
 export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
 export const MIN_CACHE_SIZE = 4 * 1024 * 1024
@@ -20,6 +20,12 @@ const MAX_LEAF = MiB
 export const SLOT = 17 * CHUNK
 /** Fewest slots, whatever --cache-size says: concurrent readers each hold a few while they gather. */
 const MIN_SLOTS = 8
+/**
+ * Leaves this small (small files, the tails of others) are hashed and opened on this thread: for them the hops to a
+ * worker and back (two postMessages, two wake-ups) cost more than the work, and a tree of small files is read one
+ * file after the other (diff -r, cp -r).
+ */
+const INLINE_LEAF = 64 * 1024
 
 export interface ReaderOptions {
   /** Bytes of verified, decrypted data kept (LRU). */
@@ -332,7 +338,8 @@ export class SetReader {
       }
       job.dec = {
         key: pkey,
-        fileKey: pkey === null ? e.enc.key : undefined,
+        // A copy: the key is a view into a shared pool, and posting a view copies its whole ArrayBuffer (8 KiB).
+        fileKey: pkey === null ? new Uint8Array(e.enc.key) : undefined,
         nonceAt: pkey === null ? nonceAt : undefined,
         first: ins.first,
         count: ins.count,
@@ -357,7 +364,7 @@ export class SetReader {
     }
     let r: LeafResult & { slot: number }
     try {
-      r = await this.#pool.run(job, urgent, onPartial)
+      r = await this.#run(job, urgent, onPartial)
     } finally { f.job = undefined }
     if (!r.ok) {
       if (r.slot >= 0) this.#release(r.slot)
@@ -385,6 +392,19 @@ export class SetReader {
     if (old !== undefined) this.#drop(old)
     this.#cache.set(key, u)
     return u
+  }
+
+  /** Runs a leaf job here when it is small and a slot is free at once, else on the workers. */
+  async #run (job: Omit<LeafJob, 'id' | 'slot'>, urgent: boolean, partial: (r: LeafResult & { slot: number }) => void): Promise<LeafResult & { slot: number }> {
+    const slot = job.length <= INLINE_LEAF ? this.#acquire() : undefined
+    if (slot === undefined) return await this.#pool.run(job, urgent, partial)
+    return await new Promise((resolve) => {
+      const post = (r: LeafResult): void => {
+        if (r.ok && r.partial !== undefined) partial({ ...r, slot })
+        else resolve({ ...r, slot })
+      }
+      runJob({ ...job, id: 0, slot }, this.#view(slot), post).catch((err: Error) => { post({ id: 0, ok: false, kind: 'io', message: err.message }) })
+    })
   }
 
   #view (slot: number): Buffer {
