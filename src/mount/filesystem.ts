@@ -9,8 +9,6 @@ export interface FsOptions {
   bytes: number
 }
 
-/** readdir's '.' and '..': directories (fuse-native takes a stat per name to give the kernel each entry's type). */
-const DOTS = [{ mode: S_IFDIR, ino: 0 }, { mode: S_IFDIR, ino: 0 }]
 
 /** A value, or a promise of one: what the tree answers from memory when it can, without a turn of the event loop. */
 function settle<T> (v: T | Promise<T>, ok: (v: T) => void, fail: (err: Error) => void): void {
@@ -54,7 +52,10 @@ export function fuseOperations (Fuse: any, tree: MountTree, reader: SetReader, o
       settle(tree.list(p), (l: Listing | null | undefined) => {
         if (l === undefined) return cb(Fuse.ENOENT)
         if (l === null) return cb(Fuse.ENOTDIR)
-        const stats = DOTS.concat(l.modes.map((mode, i) => ({ mode, ino: l.numbers[i] + 2 })))
+        // A stat per name gives the kernel each entry's type (find and ls -l need not ask) and inode (never 0: the C
+        // library hides entries whose inode is 0).
+        const stats = [{ mode: S_IFDIR, ino: l.ino }, { mode: S_IFDIR, ino: l.parentIno }]
+        for (let i = 0; i < l.names.length; i++) stats.push({ mode: l.modes[i], ino: l.numbers[i] + 2 })
         cb(0, ['.', '..'].concat(l.names), stats)
       }, failed('listing', p, cb))
     },

@@ -101,6 +101,9 @@ function splitPath (p: string): { parent: string, name: string } {
  * changed names taken in table order): the same listing always gives the same names.
  */
 export class Listing {
+  /** Inode numbers of the directory and of its parent (readdir's '.' and '..'). */
+  ino = 1
+  parentIno = 1
   readonly names: string[] = []
   readonly numbers: number[] = []
   /** Type and permission bits. */
@@ -229,13 +232,20 @@ export class MountTree {
 
   async #readListing (p: string): Promise<Listing | null | undefined> {
     let dir: Buffer = EMPTY
+    let ino = 1
+    let parentIno = 1
     if (p !== '/') {
       const n = await this.node(p)
       if (n === undefined) return undefined
       if (n.entry.type !== 'dir') return null
       dir = n.entry.path
+      ino = n.stat.ino
+      const { parent } = splitPath(p)
+      if (parent !== '/') parentIno = (await this.node(parent))?.stat.ino ?? 1
     }
     const l = await Listing.read(this.#table.list(dir), dir)
+    l.ino = ino
+    l.parentIno = parentIno
     this.#stats.listingsRead++
     this.#logRenamed(p, dir, l)
     this.#listings.set(p, l)
