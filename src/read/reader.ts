@@ -122,7 +122,16 @@ export class SetReader {
     return h
   }
 
-  release (h: number): void { this.#handles.delete(h) }
+  /**
+   * Closes a handle. The leaves a sequential reader still held go first when slots are needed, as those it had gone
+   * past: the kernel's page cache keeps what it read (kernel_cache), so a tree of files read one after the other
+   * (diff -r, cp -r, unpack) cycles through a few slots instead of filling the cache.
+   */
+  release (h: number): void {
+    const handle = this.#handles.get(h)
+    this.#handles.delete(h)
+    for (const u of handle?.seen ?? []) this.#offer(u)
+  }
 
   /**
    * Copies plaintext [pos, pos + len) of a file into buf; gives the bytes copied (0 at or past the end): a number at
@@ -232,11 +241,18 @@ export class SetReader {
       const u = h.seen[0]
       if (u.plainStart + u.plain.length + BEHIND > pos) break
       h.seen.shift()
-      if (!u.gone && this.#cache.get(u.key) === u) { u.behind = true; this.#behind.push(u) }
+      this.#offer(u)
     }
     if (h.seen.length > 64) h.seen.splice(0, h.seen.length - 64)
-    if (this.#behind.length > 2 * this.#views.length + 64) this.#behind = this.#behind.filter((u) => u.behind && !u.gone)
     this.#readAhead(e, h, end)
+  }
+
+  /** Puts a cached unit a sequential reader is done with in line for reuse. */
+  #offer (u: Unit): void {
+    if (u.gone || u.behind || this.#cache.get(u.key) !== u) return
+    u.behind = true
+    this.#behind.push(u)
+    if (this.#behind.length > 2 * this.#views.length + 64) this.#behind = this.#behind.filter((x) => x.behind && !x.gone)
   }
 
   #readAhead (e: TableEntry, h: Handle, end: number): void {
