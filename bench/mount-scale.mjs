@@ -15,12 +15,13 @@
  *   cache dropped; packer vs borg mount.
  * Prints each figure and writes them all as JSON to --out.
  */
-import { spawn, spawnSync, execFileSync } from 'node:child_process'
+import { spawnSync, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { manyFilesTree } from './lib/many-files.mjs'
+import { startMount, stopMount } from './lib/mounts.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = path.join(ROOT, 'dist/cli/main.js')
@@ -42,7 +43,6 @@ const dropCaches = () => { sh('sync; echo 3 > /proc/sys/vm/drop_caches') }
 const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
 const r2 = (x) => x == null ? null : Math.round(x * 100) / 100
 const mib = (bytes) => Math.round(bytes / 1048576)
-const mounted = (mnt) => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt)
 const loadavg = () => os.loadavg().map((x) => Math.round(x * 10) / 10)
 const secs = (fn) => { const t0 = performance.now(); const out = fn(); return { secs: (performance.now() - t0) / 1000, out } }
 const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
@@ -79,40 +79,9 @@ function ensureBorg (src, dir) {
   return dir
 }
 
-/** Starts a mount; resolves when ready (its ready text on stdout, or the mount point in /proc/mounts). */
-function startMount (cmd, argv, mnt, { readyText, env } = {}) {
-  fs.mkdirSync(mnt, { recursive: true })
-  if (mounted(mnt)) sh(`fusermount -uz ${mnt}`)
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now()
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env })
-    let out = ''
-    let err = ''
-    let done = false
-    const finish = (fn) => { if (done) return; done = true; clearInterval(poll); clearTimeout(limit); fn() }
-    const ok = () => finish(() => resolve({ proc: p, mnt, secs: (performance.now() - t0) / 1000, out: () => out }))
-    const fail = (why) => finish(() => { p.kill('SIGKILL'); reject(new Error(`${path.basename(cmd)} mount: ${why}: ${err.trim().split('\n').slice(-3).join(' | ')}`)) })
-    p.stderr.on('data', (d) => { err += d })
-    p.stdout.on('data', (d) => { out += d; if (readyText && out.includes(readyText)) ok() })
-    const poll = readyText ? undefined : setInterval(() => { if (mounted(mnt)) ok() }, 20)
-    const limit = setTimeout(() => fail('not ready after 120 s'), 120_000)
-    p.on('exit', (code) => fail(`exited ${code}`))
-  })
-}
-
-async function stopMount (m) {
-  if (m === undefined) return
-  m.proc.removeAllListeners('exit')
-  const exited = new Promise((resolve) => { if (m.proc.exitCode !== null || m.proc.signalCode !== null) resolve(); else m.proc.on('exit', resolve) })
-  m.proc.kill('SIGTERM')
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))])
-  try { if (mounted(m.mnt)) sh(`fusermount -uz ${m.mnt}`) } catch {}
-  if (m.proc.exitCode === null && m.proc.signalCode === null) m.proc.kill('SIGKILL')
-}
-
 const mnt = path.join(WORK, 'mnt')
-const packerMount = (dir) => startMount(process.execPath, [CLI, 'mount', path.join(dir, 'set'), mnt, '-i', path.join(dir, 'key.txt')], mnt, { readyText: 'mounted set' })
-const borgMount = (repo) => startMount('borg', ['mount', '-f', `${repo}::a`, mnt], mnt, { env: borgEnv() })
+const packerMount = (dir) => startMount(process.execPath, [CLI, 'mount', path.join(dir, 'set'), mnt, '-i', path.join(dir, 'key.txt')], mnt, { readyText: 'mounted set', timeoutSecs: 120 })
+const borgMount = (repo) => startMount('borg', ['mount', '-f', `${repo}::a`, mnt], mnt, { env: borgEnv(), timeoutSecs: 120 })
 
 /** Median seconds of `cmd` (MNT replaced by the mount point) over fresh mounts, page cache dropped before each. */
 async function coldRuns (start, cmd, check) {
@@ -126,7 +95,7 @@ async function coldRuns (start, cmd, check) {
       check?.(t.out)
       times.push(t.secs)
       rss = Math.max(rss, peakRss(m.proc.pid))
-    } finally { await stopMount(m) }
+    } finally { await stopMount(m, 10) }
   }
   return { runs: times.map(r2), median: r2(median(times)), peakRssMiB: mib(rss) }
 }
@@ -142,7 +111,7 @@ async function ready (result) {
       dropCaches()
       const m = await packerMount(dir)
       spawnToReady.push(m.secs)
-      own.push(Number(/ready in ([\d.]+) s/.exec(m.out())?.[1]))
+      own.push(Number(/ready in ([\d.]+) s/.exec(m.out)?.[1]))
       if (r < RUNS - 1) { await stopMount(m); continue }
       try {
         const row = { files: n, spawnToReady: spawnToReady.map(r2), median: r2(median(spawnToReady)), ownCount: own.map(r2), rssReadyMiB: mib(peakRss(m.proc.pid)) }

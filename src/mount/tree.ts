@@ -12,7 +12,7 @@ const EMPTY: Buffer = Buffer.alloc(0)
 const SLASH = Buffer.from('/')
 
 /** Paths whose entry and stat are kept, by default (the kernel keeps attributes an hour anyway). */
-export const DEFAULT_NODE_CACHE = 4096
+export const DEFAULT_NODE_CACHE = 1024
 /** Entries of directory listings kept, by default, all listings together (~100 bytes each). */
 export const DEFAULT_LISTING_CACHE = 131_072
 
@@ -168,7 +168,8 @@ export class MountTree {
   readonly #root: Stat
   readonly #nodes: LRUCache<string, Node>
   readonly #listings: LRUCache<string, Listing>
-  readonly #listing = new Map<string, Promise<Listing | null | undefined>>()
+  /** Listings being read: concurrent readdirs of one directory share the reading. */
+  readonly #reading = new Map<string, Promise<Listing | null | undefined>>()
   readonly #stats: TreeStats
 
   constructor (table: SetTable, opts: TreeOptions) {
@@ -220,11 +221,11 @@ export class MountTree {
   list (p: string): Listing | Promise<Listing | null | undefined> {
     const hit = this.#listings.get(p)
     if (hit !== undefined) return hit
-    let pending = this.#listing.get(p)
+    let pending = this.#reading.get(p)
     if (pending === undefined) {
       pending = this.#readListing(p)
-      this.#listing.set(p, pending)
-      const done = (): void => { this.#listing.delete(p) }
+      this.#reading.set(p, pending)
+      const done = (): void => { this.#reading.delete(p) }
       pending.then(done, done)
     }
     return pending

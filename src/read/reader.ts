@@ -94,7 +94,8 @@ export class SetReader {
   /** Cached units in LRU order (a Map keeps insertion order: the first is the least recently used). */
   readonly #cache = new Map<string, Unit>()
   readonly #inflight = new Map<string, Inflight>()
-  readonly #keys = new LRUCache<string, Buffer>({ max: 65536 })
+  /** Payload keys of files read lately (an HKDF each to derive; a file's later leaves need it). */
+  readonly #keys = new LRUCache<string, Buffer>({ max: 4096 })
   readonly #layouts = new Map<string, StoredLayout>()
   readonly #handles = new Map<number, Handle>()
   readonly #maxAhead: number

@@ -91,6 +91,8 @@ export class TableV1 implements SetTable {
 
 /** Chunks kept parsed (each up to ~500 entries). */
 const CACHED_CHUNKS = 16
+/** Chunks read ahead of a run of entries (a directory's listing, the whole table) that goes on. */
+const READ_AHEAD = 4
 /** Sorts before every name byte: (dir, MIN_NAME) is the first possible entry of dir. */
 const MIN_NAME = Buffer.of(0)
 
@@ -156,7 +158,9 @@ export class TableV2 implements SetTable {
   /** Entries from the first one not before `key` (in table order), while `keep` holds. */
   async * #from (key: Buffer, keep: (e: TableEntry) => boolean): AsyncGenerator<NumberedEntry> {
     for (let i = Math.max(0, chunkFor(this.#chunks, key)); i < this.#chunks.length; i++) {
-      for (const e of await this.chunk(i)) {
+      const entries = await this.chunk(i)
+      if (keep(entries[entries.length - 1]!)) this.#readAhead(i)
+      for (const e of entries) {
         if (compareTableOrder(e.path, key) < 0) continue
         if (!keep(e)) return
         yield e
@@ -165,7 +169,16 @@ export class TableV2 implements SetTable {
   }
 
   async * entries (): AsyncGenerator<NumberedEntry> {
-    for (let i = 0; i < this.#chunks.length; i++) yield * await this.chunk(i)
+    for (let i = 0; i < this.#chunks.length; i++) {
+      const entries = await this.chunk(i)
+      this.#readAhead(i)
+      yield * entries
+    }
+  }
+
+  /** Starts reading the chunks after chunk `i` (a run goes on past it): their reads overlap the parsing of this one. */
+  #readAhead (i: number): void {
+    for (let k = i + 1; k <= i + READ_AHEAD && k < this.#chunks.length; k++) this.chunk(k).catch(() => {})
   }
 
   below (dir: Buffer): AsyncGenerator<NumberedEntry> {
