@@ -189,7 +189,11 @@ export class ExternalSorter {
   /** Writes the records of a source as a run file: each is its length (LEB128) and its bytes. */
   async #writeRun (source: Cursor): Promise<string> {
     try {
-      this.#runDir ??= await fs.mkdtemp(path.join(this.#opts.dir, 'sort-'))
+      if (this.#runDir === undefined) {
+        // The directory may not exist yet (a pack's work directory gets its sub-directories as their sorts spill).
+        await fs.mkdir(this.#opts.dir, { recursive: true })
+        this.#runDir = await fs.mkdtemp(path.join(this.#opts.dir, 'sort-'))
+      }
       const file = path.join(this.#runDir, `run-${this.#fileNo++}`)
       const fh = await fs.open(file, 'wx')
       try {
