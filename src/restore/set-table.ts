@@ -4,7 +4,7 @@ import { PackerError } from '../errors.js'
 import { decryptStream, type Identity } from '../crypto/index.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { parseTableV1 } from '../format/table-v1.js'
-import { chunkFor, compareTableOrder, isWithin, parseTableChunk, parseTableIndex, splitEntryPath, type ChunkRecord, type TableIndexHeader } from '../format/table.js'
+import { chunkFor, compareTableOrder, isEntryOf, isWithin, parseTableChunk, parseTableIndex, splitEntryPath, type ChunkRecord, type TableIndexHeader } from '../format/table.js'
 import type { BlockSource } from './block-source.js'
 
 /** An entry with its number in the table (entries counted from 0 in table order): what a mount gives as its inode. */
@@ -19,6 +19,9 @@ export interface SetTable {
   readonly version: 1 | 2
   /** Passphrase sets: the identity of the set's own key (FORMAT.md §6). */
   readonly setIdentity?: string
+  /** Entries and files in the table (known without reading it: the index's header, or the table held whole). */
+  readonly entryCount: number
+  readonly fileCount: number
   /** Every entry, in table order (parents before children). */
   entries: () => AsyncGenerator<NumberedEntry>
   /** The entries below directory `dir` ('' for all), in table order; not `dir` itself. */
@@ -46,14 +49,20 @@ export async function readStoredFile (blocks: BlockSource, cid: CID, what: strin
 export class TableV1 implements SetTable {
   readonly version = 1 as const
   readonly setIdentity?: string
+  readonly entryCount: number
+  readonly fileCount: number
   readonly #entries: NumberedEntry[]
   readonly #byPath = new Map<string, NumberedEntry>()
+  /** Each directory's entries by name (latin1 of the directory's path → entries), made on the first list(). */
+  #byDir: Map<string, NumberedEntry[]> | undefined
 
   constructor (text: string, where: string, carCount: number) {
     const { header, entries } = parseTableV1(text, where, carCount)
     this.setIdentity = header.setIdentity
     this.#entries = entries.map((e, number) => Object.assign(e, { number }))
     for (const e of this.#entries) this.#byPath.set(e.path.toString('latin1'), e)
+    this.entryCount = this.#entries.length
+    this.fileCount = this.#entries.filter((e) => e.type === 'file').length
   }
 
   async * entries (): AsyncGenerator<NumberedEntry> { yield * this.#entries }
@@ -63,8 +72,18 @@ export class TableV1 implements SetTable {
   }
 
   async * list (dir: Buffer): AsyncGenerator<NumberedEntry> {
-    const children = this.#entries.filter((e) => splitEntryPath(e.path).dir.equals(dir))
-    yield * children.sort((a, b) => Buffer.compare(a.path, b.path))
+    // Grouped once: a directory's entries are not one run in version 1's order, and a mount lists every directory.
+    if (this.#byDir === undefined) {
+      this.#byDir = new Map()
+      for (const e of this.#entries) {
+        const key = splitEntryPath(e.path).dir.toString('latin1')
+        const group = this.#byDir.get(key)
+        if (group === undefined) this.#byDir.set(key, [e])
+        else group.push(e)
+      }
+      for (const group of this.#byDir.values()) group.sort((a, b) => Buffer.compare(a.path, b.path))
+    }
+    yield * this.#byDir.get(dir.toString('latin1')) ?? []
   }
 
   async lookup (path: Buffer): Promise<NumberedEntry | undefined> { return this.#byPath.get(path.toString('latin1')) }
@@ -72,6 +91,8 @@ export class TableV1 implements SetTable {
 
 /** Chunks kept parsed (each up to ~500 entries). */
 const CACHED_CHUNKS = 16
+/** Chunks read ahead of a run of entries (a directory's listing, the whole table) that goes on. */
+const READ_AHEAD = 4
 /** Sorts before every name byte: (dir, MIN_NAME) is the first possible entry of dir. */
 const MIN_NAME = Buffer.of(0)
 
@@ -80,6 +101,8 @@ export class TableV2 implements SetTable {
   readonly version = 2 as const
   readonly setIdentity?: string
   readonly header: TableIndexHeader
+  readonly entryCount: number
+  readonly fileCount: number
   readonly #chunks: ChunkRecord[]
   readonly #blocks: BlockSource
   readonly #carCount: number
@@ -88,6 +111,8 @@ export class TableV2 implements SetTable {
   private constructor (header: TableIndexHeader, chunks: ChunkRecord[], blocks: BlockSource, carCount: number) {
     this.header = header
     this.setIdentity = header.setIdentity
+    this.entryCount = header.entries
+    this.fileCount = header.files
     this.#chunks = chunks
     this.#blocks = blocks
     this.#carCount = carCount
@@ -133,7 +158,9 @@ export class TableV2 implements SetTable {
   /** Entries from the first one not before `key` (in table order), while `keep` holds. */
   async * #from (key: Buffer, keep: (e: TableEntry) => boolean): AsyncGenerator<NumberedEntry> {
     for (let i = Math.max(0, chunkFor(this.#chunks, key)); i < this.#chunks.length; i++) {
-      for (const e of await this.chunk(i)) {
+      const entries = await this.chunk(i)
+      if (keep(entries[entries.length - 1]!)) this.#readAhead(i)
+      for (const e of entries) {
         if (compareTableOrder(e.path, key) < 0) continue
         if (!keep(e)) return
         yield e
@@ -142,7 +169,16 @@ export class TableV2 implements SetTable {
   }
 
   async * entries (): AsyncGenerator<NumberedEntry> {
-    for (let i = 0; i < this.#chunks.length; i++) yield * await this.chunk(i)
+    for (let i = 0; i < this.#chunks.length; i++) {
+      const entries = await this.chunk(i)
+      this.#readAhead(i)
+      yield * entries
+    }
+  }
+
+  /** Starts reading the chunks after chunk `i` (a run goes on past it): their reads overlap the parsing of this one. */
+  #readAhead (i: number): void {
+    for (let k = i + 1; k <= i + READ_AHEAD && k < this.#chunks.length; k++) this.chunk(k).catch(() => {})
   }
 
   below (dir: Buffer): AsyncGenerator<NumberedEntry> {
@@ -152,7 +188,7 @@ export class TableV2 implements SetTable {
 
   list (dir: Buffer): AsyncGenerator<NumberedEntry> {
     const first = dir.length === 0 ? MIN_NAME : Buffer.concat([dir, Buffer.from('/'), MIN_NAME])
-    return this.#from(first, (e) => splitEntryPath(e.path).dir.equals(dir))
+    return this.#from(first, (e) => isEntryOf(e.path, dir))
   }
 
   async lookup (path: Buffer): Promise<NumberedEntry | undefined> {
