@@ -9,8 +9,11 @@ import { decodeBytes, encodeBytes, entryFieldsJson, parseEntryFields, tableError
  * table index, so that a reader can find one directory's entries, or one file's, without reading the rest.
  */
 export const TABLE_VERSION = 2
-/** Largest chunk of table text (a single larger entry makes a chunk of its own). */
-export const MAX_CHUNK_BYTES = 128 * 1024
+/**
+ * Largest chunk of table text (a single larger entry makes a chunk of its own). PACKER_TEST_TABLE_CHUNK_BYTES, for
+ * tests only (like PACKER_FAULT), makes it smaller, so that small trees make tables of many chunks.
+ */
+export const MAX_CHUNK_BYTES = Number(process.env.PACKER_TEST_TABLE_CHUNK_BYTES ?? '') || 128 * 1024
 
 const SLASH = 0x2f
 

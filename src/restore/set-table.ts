@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import { PackerError } from '../errors.js'
 import { decryptStream, type Identity } from '../crypto/index.js'
 import type { TableEntry } from '../format/table-entry.js'
+import { displayPath } from '../format/stored-path.js'
 import { parseTableV1 } from '../format/table-v1.js'
 import { chunkFor, compareTableOrder, isWithin, parseTableChunk, parseTableIndex, splitEntryPath, type ChunkRecord, type TableIndexHeader } from '../format/table.js'
 import type { BlockSource } from './block-source.js'
@@ -19,7 +20,10 @@ export interface SetTable {
   readonly version: 1 | 2
   /** Passphrase sets: the identity of the set's own key (FORMAT.md §6). */
   readonly setIdentity?: string
-  /** Every entry, in table order (parents before children). */
+  /**
+   * Every entry, in table order (parents before children). These generators refuse (UNSAFE_PATH) a run of entries
+   * whose directory is not a directory entry of the table: a path never leads through a stored symlink or file.
+   */
   entries: () => AsyncGenerator<NumberedEntry>
   /** The entries below directory `dir` ('' for all), in table order; not `dir` itself. */
   below: (dir: Buffer) => AsyncGenerator<NumberedEntry>
@@ -27,6 +31,14 @@ export interface SetTable {
   list: (dir: Buffer) => AsyncGenerator<NumberedEntry>
   /** The entry at `path`, or undefined. */
   lookup: (path: Buffer) => Promise<NumberedEntry | undefined>
+}
+
+/** What a version-2 table reader has done (tests check that its memory stays bounded). */
+export interface TableStats {
+  /** Chunks read, decrypted and parsed. */
+  chunkReads: number
+  /** Most chunks held parsed at once. */
+  maxCached: number
 }
 
 async function collect (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -71,7 +83,7 @@ export class TableV1 implements SetTable {
 }
 
 /** Chunks kept parsed (each up to ~500 entries). */
-const CACHED_CHUNKS = 16
+export const CACHED_CHUNKS = 16
 /** Sorts before every name byte: (dir, MIN_NAME) is the first possible entry of dir. */
 const MIN_NAME = Buffer.of(0)
 
@@ -84,6 +96,7 @@ export class TableV2 implements SetTable {
   readonly #blocks: BlockSource
   readonly #carCount: number
   readonly #cache = new Map<number, Promise<NumberedEntry[]>>()
+  readonly stats: TableStats = { chunkReads: 0, maxCached: 0 }
 
   private constructor (header: TableIndexHeader, chunks: ChunkRecord[], blocks: BlockSource, carCount: number) {
     this.header = header
@@ -110,6 +123,7 @@ export class TableV2 implements SetTable {
       this.#cache.set(i, p)
       return await p
     }
+    this.stats.chunkReads++
     p = (async () => {
       const c = this.#chunks[i]!
       const where = `table chunk ${i + 1} (${c.cid})`
@@ -127,22 +141,45 @@ export class TableV2 implements SetTable {
     this.#cache.set(i, p)
     p.catch(() => this.#cache.delete(i))
     if (this.#cache.size > CACHED_CHUNKS) this.#cache.delete(this.#cache.keys().next().value!)
+    this.stats.maxCached = Math.max(this.stats.maxCached, this.#cache.size)
     return await p
   }
 
-  /** Entries from the first one not before `key` (in table order), while `keep` holds. */
+  /**
+   * Entries from the first one not before `key` (in table order), while `keep` holds. Each run of entries of one
+   * directory is checked to belong to a directory entry of the table (found by a lookup: the chunks it needs are
+   * usually cached, as the entries of a directory's parent come shortly before its own).
+   */
   async * #from (key: Buffer, keep: (e: TableEntry) => boolean): AsyncGenerator<NumberedEntry> {
+    let dir: Buffer | null = null
+    let started = false
     for (let i = Math.max(0, chunkFor(this.#chunks, key)); i < this.#chunks.length; i++) {
       for (const e of await this.chunk(i)) {
-        if (compareTableOrder(e.path, key) < 0) continue
+        if (!started) {
+          if (compareTableOrder(e.path, key) < 0) continue
+          started = true
+        }
         if (!keep(e)) return
+        const d = splitEntryPath(e.path).dir
+        if (dir === null || !d.equals(dir)) {
+          await this.#checkDirectory(d, i)
+          dir = d
+        }
         yield e
       }
     }
   }
 
-  async * entries (): AsyncGenerator<NumberedEntry> {
-    for (let i = 0; i < this.#chunks.length; i++) yield * await this.chunk(i)
+  async #checkDirectory (dir: Buffer, chunk: number): Promise<void> {
+    if (dir.length === 0) return
+    const e = await this.lookup(dir)
+    if (e?.type !== 'dir') {
+      throw new PackerError('UNSAFE_PATH', `table chunk ${chunk + 1} (${this.#chunks[chunk]!.cid}): ${JSON.stringify(displayPath(dir))} holds entries but is ${e === undefined ? 'not in the table' : `a ${e.type}`}, not a directory; refusing this set`)
+    }
+  }
+
+  entries (): AsyncGenerator<NumberedEntry> {
+    return this.#from(MIN_NAME, () => true)
   }
 
   below (dir: Buffer): AsyncGenerator<NumberedEntry> {
