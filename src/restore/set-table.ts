@@ -47,11 +47,19 @@ async function collect (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(parts)
 }
 
-/** The bytes of a UnixFS file of the set (a table chunk or index), every block hash-checked. */
+/**
+ * The bytes of a UnixFS file of the set (a table chunk or index), every block hash-checked. A missing or damaged CAR
+ * is named as the reason the table cannot be read.
+ */
 export async function readStoredFile (blocks: BlockSource, cid: CID, what: string): Promise<Buffer> {
-  const entry = await exporter(cid, blocks.blockstore as any)
-  if (entry.type !== 'file' && entry.type !== 'raw') throw new PackerError('FORMAT', `the set's ${what} ${cid} is not a file`)
-  return await collect(entry.content())
+  try {
+    const entry = await exporter(cid, blocks.blockstore as any)
+    if (entry.type !== 'file' && entry.type !== 'raw') throw new PackerError('FORMAT', `the set's ${what} ${cid} is not a file`)
+    return await collect(entry.content())
+  } catch (err) {
+    if (!(err instanceof PackerError) || (err.code !== 'MISSING_CAR' && err.code !== 'CORRUPT')) throw err
+    throw new PackerError(err.code, `cannot read the set's ${what} ${cid}: ${err.message}`, { subject: err.subject, cause: err })
+  }
 }
 
 /** Version 1: the whole table in memory (parsed from its text). */
@@ -127,7 +135,7 @@ export class TableV2 implements SetTable {
     p = (async () => {
       const c = this.#chunks[i]!
       const where = `table chunk ${i + 1} (${c.cid})`
-      const stored = await readStoredFile(this.#blocks, CID.parse(c.cid), 'table chunk')
+      const stored = await readStoredFile(this.#blocks, CID.parse(c.cid), `table chunk ${i + 1}`)
       if (stored.length !== c.size) throw new PackerError('CORRUPT', `${where} is ${stored.length} bytes, the table index says ${c.size}; the set is damaged`)
       const text = c.enc ? await collect(decryptStream([stored], { fileKey: c.enc.key })) : stored
       const entries = parseTableChunk(text.toString('utf8'), where, this.#carCount)
