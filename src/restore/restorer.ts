@@ -109,21 +109,26 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
         }
       }
       let current: Buffer | null = null
-      for await (const e of entries()) {
-        const dir = splitEntryPath(e.path).dir
-        if (current === null || !dir.equals(current)) {
-          await enterDirectory(target(dir), dir, resumable)
-          current = dir
+      try {
+        for await (const e of entries()) {
+          const dir = splitEntryPath(e.path).dir
+          if (current === null || !dir.equals(current)) {
+            await enterDirectory(target(dir), dir, resumable)
+            current = dir
+          }
+          if (e.type === 'dir') {
+            await makeDirectory(target(e.path), e)
+            await dirs.write(spillLine(e))
+            result.dirs++
+          } else if (e.type === 'symlink') {
+            await symlinks.write(spillLine(e))
+          } else if (!await files.add(Math.min(e.size!, 16 << 20), async () => await restoreOne(e))) {
+            break
+          }
         }
-        if (e.type === 'dir') {
-          await makeDirectory(target(e.path), e)
-          await dirs.write(spillLine(e))
-          result.dirs++
-        } else if (e.type === 'symlink') {
-          await symlinks.write(spillLine(e))
-        } else if (!await files.add(Math.min(e.size!, 16 << 20), async () => await restoreOne(e))) {
-          break
-        }
+      } catch (err) {
+        await files.finish().catch(() => {}) // the files being written end first (a failed one leaves no temporary)
+        throw err
       }
       await files.finish()
       await symlinks.close()
