@@ -9,11 +9,14 @@ import { decodeBytes, encodeBytes, entryFieldsJson, parseEntryFields, tableError
  * table index, so that a reader can find one directory's entries, or one file's, without reading the rest.
  */
 export const TABLE_VERSION = 2
+/** Largest chunk of table text (a single larger entry makes a chunk of its own). */
+export const MAX_CHUNK_BYTES = 128 * 1024
 /**
- * Largest chunk of table text (a single larger entry makes a chunk of its own). PACKER_TEST_TABLE_CHUNK_BYTES, for
- * tests only (like PACKER_FAULT), makes it smaller, so that small trees make tables of many chunks.
+ * Test-only, like PACKER_FAULT: PACKER_TEST_TABLE_CHUNK_BYTES=N makes pack cut the table into chunks of at most N
+ * bytes, so that small trees make many chunks and readers cross them (any N gives a valid table: chunks are at most
+ * 128 KiB, not exactly). Unset in normal use.
  */
-export const MAX_CHUNK_BYTES = Number(process.env.PACKER_TEST_TABLE_CHUNK_BYTES ?? '') || 128 * 1024
+const TEST_CHUNK_BYTES = Number(process.env.PACKER_TEST_TABLE_CHUNK_BYTES) || undefined
 
 const SLASH = 0x2f
 
@@ -77,7 +80,7 @@ export class TableChunker {
   #dir: Buffer | null = null
   #last: Buffer | null = null
 
-  constructor (maxChunkBytes = MAX_CHUNK_BYTES) { this.#max = maxChunkBytes }
+  constructor (maxChunkBytes = TEST_CHUNK_BYTES ?? MAX_CHUNK_BYTES) { this.#max = maxChunkBytes }
 
   /** Adds the next entry; returns the chunk it completed (the chunk before it), if any. */
   add (e: TableEntry): ChunkText | null {
