@@ -48,7 +48,18 @@ export interface NativeAddon {
   trimMalloc (): boolean
   /** posix_fadvise(WILLNEED) of a whole file (opened without following symlinks): starts reading it; false if not. */
   adviseWillNeed (path: string | Uint8Array): boolean
+  /**
+   * On libuv's thread pool, writes each file whole under its name (which must not exist: O_CREAT|O_EXCL|O_NOFOLLOW,
+   * 0600), then fchown (uid >= 0), fchmod, futimens, close; a file that fails is removed. `paths`: each name followed
+   * by a NUL byte; `meta`: [mode, uid, gid, mtimeSec, mtimeNsec] per file. `done` gets the files that failed.
+   */
+  writeFiles (paths: Uint8Array, data: Uint8Array[], meta: Float64Array, done: (failures: FileOpFailure[]) => void): void
+  /** rename(2) of `count` pairs on libuv's thread pool; `paths`: from, NUL, to, NUL… */
+  renameFiles (paths: Uint8Array, count: number, done: (failures: FileOpFailure[]) => void): void
 }
+
+/** A file writeFiles or renameFiles could not do: its index in the batch, its errno's name, the system call. */
+export type FileOpFailure = [index: number, code: string, syscall: string]
 
 export interface NativeAddonLoad {
   addon: NativeAddon | null
@@ -64,7 +75,8 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
 const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed']
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
+  'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined
 

@@ -172,6 +172,40 @@ export class FileView {
     }
   }
 
+  /**
+   * The plaintexts of files stored as one raw block each (every file of up to 1 MiB, less its age overhead), their
+   * blocks read together where they lie side by side (BlockSource.getMany), hash-checked and authenticated in this
+   * thread: for small files, far cheaper than a round trip each to worker threads. Per file: its plaintext, the
+   * PackerError (naming it) that keeps it from being read, or null when it is not stored as one raw block.
+   */
+  async readSmall (entries: TableEntry[]): Promise<Array<Buffer | PackerError | null>> {
+    const cids = entries.map((e) => CID.parse(e.cid!))
+    const raw = entries.flatMap((e, i) => cids[i]!.code === RAW ? [i] : [])
+    const blocks = await this.#set.blocks.getMany(raw.map((i) => cids[i]!))
+    const out: Array<Buffer | PackerError | null> = entries.map(() => null)
+    for (const [k, i] of raw.entries()) {
+      const e = entries[i]!
+      const shown = displayPath(e.path)
+      try {
+        const stored = blocks[k]!
+        if (stored instanceof PackerError) throw stored
+        if (stored.length !== e.storedSize) throw new PackerError('CORRUPT', `stored data is ${stored.length} bytes, the file table says ${e.storedSize}; the set is damaged`)
+        let plain = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength)
+        if (e.enc) {
+          const parts: Uint8Array[] = []
+          for await (const p of decryptStream([stored], { fileKey: e.enc.key })) parts.push(p)
+          plain = Buffer.concat(parts)
+        }
+        if (plain.length !== e.size) throw new PackerError('CORRUPT', `${plain.length} bytes, the file table says ${e.size}; the set is damaged`)
+        out[i] = plain
+      } catch (err) {
+        if (!(err instanceof PackerError)) throw err
+        out[i] = new PackerError(err.code, `${shown}: ${err.message}`, { subject: err.subject ?? shown, cause: err })
+      }
+    }
+    return out
+  }
+
   /** The file's plaintext, streamed in order with bounded memory. */
   async * stream (e: TableEntry): AsyncGenerator<Uint8Array> {
     const entry = await this.#stored(e)

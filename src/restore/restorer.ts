@@ -1,5 +1,4 @@
 import fs from 'node:fs/promises'
-import { constants, type BigIntStats } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { PackerError, isErrno, type ErrorCode } from '../errors.js'
@@ -8,12 +7,11 @@ import { formatSize } from '../format/size.js'
 import { entryFieldsJson, parseEntryFields, type TableEntry } from '../format/table-entry.js'
 import { splitEntryPath } from '../format/table.js'
 import { setFileTimesNs } from '../native-addon.js'
-import { faultPoint } from '../fault.js'
-import { WriteQueue } from '../car/write-queue.js'
 import { Appender, readLines, readLinesBackward } from '../spill/lines.js'
 import type { CarSet } from './car-set.js'
 import { selection } from './selection.js'
 import { TaskWindow } from './task-window.js'
+import { WHOLE_FILE_MAX, WholeFiles, alreadyRestored, matches, readWhole, removeStaleTemporaries, restoreFile, type FileWriteError } from './dest-files.js'
 import { MountReader } from '../mount/reader.js'
 
 export interface RestoreOptions {
@@ -66,8 +64,8 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
   const result: RestoreResult = { files: 0, bytes: 0, dirs: 0, symlinks: 0, already: 0, failed: 0, firstFailure: null }
   let work: string | undefined
   try {
-    // Nothing can be there when DEST does not exist yet: then no path is checked.
-    const resumable = await fs.stat(dest).then((st) => st.isDirectory(), () => false)
+    // Nothing can be in the way when DEST is new or empty: then no path is checked.
+    const resumable = await holdsSomething(dest)
     const plan = await planRestore(entries(), target, resumable, opts.overwrite)
     opts.onPlan?.(plan)
     await fs.mkdir(dest, { recursive: true }).catch((err) => {
@@ -84,29 +82,68 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
     const view = new MountReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 })
     try {
       const files = new TaskWindow(8, 48 << 20)
-      const restoreOne = async (e: TableEntry): Promise<void> => {
-        const p = target(e.path)
-        if (resumable && await alreadyRestored(p, e)) {
+      const restored = (e: TableEntry): void => {
+        result.files++
+        result.bytes += e.size!
+        opts.progress?.({ type: 'file', path: e.path, bytes: e.size! })
+      }
+      const whole = WholeFiles.create(opts.sameOwner, restored)
+      /** A write that failed stops the unpack (a full disk says what is left to restore); a file that cannot be read does not. */
+      const failed = (err: unknown, e: TableEntry): void => {
+        if (isErrno(err, 'ENOSPC')) {
+          const left = plan.bytes - result.bytes - alreadyBytes
+          const which = (err as Partial<FileWriteError>).entry ?? e
+          throw new PackerError('NO_SPACE', `no space left in ${dest} while restoring ${displayPath(which.path)} (the files not yet restored need about ${formatSize(left)}); free space and rerun: restored files are kept`, { subject: dest, cause: err })
+        }
+        if (!(err instanceof PackerError) || err.code === 'USAGE' || err.code === 'EXISTS') throw err
+        result.failed++
+        result.firstFailure ??= { code: err.code, message: err.message }
+        opts.warn(`not restored: ${err.message}`)
+      }
+      /** Skips what an interrupted run restored already (resuming); the files left to restore. */
+      const toRestore = async (batch: TableEntry[]): Promise<TableEntry[]> => {
+        if (!resumable) return batch
+        const done = await Promise.all(batch.map(async (e) => await alreadyRestored(target(e.path), e)))
+        return batch.filter((e, i) => {
+          if (!done[i]) return true
           result.already++
           alreadyBytes += e.size!
           opts.progress?.({ type: 'read', bytes: e.size! })
-          return
-        }
+          return false
+        })
+      }
+      /** A file streamed through the reader into its file (large files; every file without the native addon). */
+      const restoreOne = async (e: TableEntry): Promise<void> => {
+        if ((await toRestore([e])).length === 0) return
         try {
-          await restoreFile(view, e, p, opts)
-          result.files++
-          result.bytes += e.size!
-          opts.progress?.({ type: 'file', path: e.path, bytes: e.size! })
+          await restoreFile(view, e, target(e.path), opts.sameOwner, (n) => opts.progress?.({ type: 'read', bytes: n }))
+          restored(e)
         } catch (err) {
-          if (isErrno(err, 'ENOSPC')) {
-            const left = plan.bytes - result.bytes - alreadyBytes
-            throw new PackerError('NO_SPACE', `no space left in ${dest} while restoring ${displayPath(e.path)} (the files not yet restored need about ${formatSize(left)}); free space and rerun: restored files are kept`, { subject: dest, cause: err })
-          }
-          if (!(err instanceof PackerError) || err.code === 'USAGE' || err.code === 'EXISTS') throw err
-          result.failed++
-          result.firstFailure ??= { code: err.code, message: err.message }
-          opts.warn(`not restored: ${err.message}`)
+          failed(err, e)
         }
+      }
+      /** Small files, a group at a time: their blocks read together, then written in batches (WholeFiles). */
+      const restoreSmall = async (group: TableEntry[]): Promise<void> => {
+        const todo = await toRestore(group)
+        const plain = await view.view.readSmall(todo)
+        for (const [i, e] of todo.entries()) {
+          try {
+            const data = plain[i] ?? await readWhole(view, e) // null: not one raw block, read through the reader
+            if (data instanceof PackerError) throw data
+            opts.progress?.({ type: 'read', bytes: data.length })
+            await whole!.add(e, target(e.path), data)
+          } catch (err) {
+            failed(err, e)
+          }
+        }
+      }
+      let small: TableEntry[] = []
+      let smallBytes = 0
+      const sendSmall = async (): Promise<boolean> => {
+        const group = small
+        small = []
+        smallBytes = 0
+        return group.length === 0 || await files.add(group.reduce((n, e) => n + e.size!, 0), async () => await restoreSmall(group))
       }
       let current: Buffer | null = null
       try {
@@ -122,15 +159,23 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
             result.dirs++
           } else if (e.type === 'symlink') {
             await symlinks.write(spillLine(e))
+          } else if (whole !== null && e.size! <= WHOLE_FILE_MAX) {
+            small.push(e)
+            smallBytes += e.size!
+            if ((small.length >= SMALL_GROUP || smallBytes >= SMALL_GROUP_BYTES) && !await sendSmall()) break
           } else if (!await files.add(Math.min(e.size!, 16 << 20), async () => await restoreOne(e))) {
             break
           }
         }
+        await sendSmall()
+        await files.finish()
+        await whole?.finish().catch((err: unknown) => { failed(err, (err as FileWriteError).entry) })
       } catch (err) {
-        await files.finish().catch(() => {}) // the files being written end first (a failed one leaves no temporary)
+        // The files being written end first (a failed one leaves no temporary).
+        await files.finish().catch(() => {})
+        await whole?.finish().catch(() => {})
         throw err
       }
-      await files.finish()
       await symlinks.close()
       await dirs.close()
       for await (const line of readLines(symlinks.file)) {
@@ -159,7 +204,17 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
   return result
 }
 
+/** True when `dir` is a directory with at least one entry. */
+async function holdsSomething (dir: string): Promise<boolean> {
+  const d = await fs.opendir(dir, { bufferSize: 1 }).catch(() => null)
+  if (d === null) return false
+  try { return await d.read() !== null } finally { await d.close() }
+}
+
 const SLASH_BYTE = Buffer.from('/')
+/** Small files read together: at most this many, or this many bytes. */
+const SMALL_GROUP = 64
+const SMALL_GROUP_BYTES = 4 << 20
 
 /** Directories and symlinks kept aside on disk until their turn (their metadata, as the table has it). */
 function spillLine (e: TableEntry): string {
@@ -207,18 +262,6 @@ async function planRestore (entries: AsyncIterable<TableEntry>, target: (p: Buff
   return plan
 }
 
-/** True when `p` (whose lstat is `st`) holds exactly what `e` restores: what an interrupted unpack left complete. */
-async function matches (p: Buffer, st: BigIntStats, e: TableEntry): Promise<boolean> {
-  if (e.type === 'symlink') return st.isSymbolicLink() && (await fs.readlink(p, { encoding: 'buffer' })).equals(e.target!)
-  // A file's mtime is set only once it is complete and verified, just before its rename.
-  return st.isFile() && Number(st.size) === e.size && st.mtimeNs === e.mtimeNs && Number(st.mode & 0o7777n) === e.mode
-}
-
-async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolean> {
-  const st = await fs.lstat(p, { bigint: true }).catch(() => null)
-  return st !== null && await matches(p, st, e)
-}
-
 /**
  * Before the entries of directory `dir` are written: it must be a real directory, one this run made as its entry came
  * (or found there), never a symlink or anything else: so no path leads out of DEST. Temporaries a killed unpack left
@@ -243,65 +286,6 @@ async function makeDirectory (p: Buffer, e: TableEntry): Promise<void> {
     if (!st.isDirectory()) throw new PackerError('EXISTS', `${displayPath(p)} exists and is not a directory; remove it or restore elsewhere`, { subject: displayPath(p) })
     await fs.chmod(p, 0o700 | e.mode) // found there: perhaps with its final mode already, from an interrupted run
   }
-}
-
-const TMP_PREFIX = '.packer-tmp-'
-const TMP_NAME = /^\.packer-tmp-(\d+)-/
-let tmpCounter = 0
-
-function processAlive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch (err) { return isErrno(err, 'EPERM') }
-}
-
-/** Removes the temporary files of an unpack that was killed (its pid is gone) from one directory, read as a stream. */
-async function removeStaleTemporaries (dir: Buffer): Promise<void> {
-  const names = await fs.opendir(dir, { encoding: 'buffer' as BufferEncoding, bufferSize: 256 }).catch(() => null)
-  if (names === null) return
-  for await (const d of names) {
-    const name = d.name as unknown as Buffer
-    const m = TMP_NAME.exec(name.toString('latin1'))
-    if (m && !processAlive(Number(m[1]))) await fs.rm(Buffer.concat([dir, SLASH_BYTE, name]), { force: true })
-  }
-}
-
-async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, opts: RestoreOptions): Promise<void> {
-  // A short name of its own (pid and a counter), whatever the length of the file's name.
-  const tmp = Buffer.concat([p.subarray(0, p.lastIndexOf(0x2f) + 1), Buffer.from(`${TMP_PREFIX}${process.pid}-${tmpCounter++}`)])
-  const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
-  let ok = false
-  try {
-    let written = 0
-    const writes = new WriteQueue(fh)
-    try {
-      const h = view.open()
-      try {
-        while (written < e.size!) {
-          const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - written))
-          const n = await view.read(e, h, chunk, chunk.length, written)
-          if (n === 0) break
-          await writes.write(n === chunk.length ? chunk : chunk.subarray(0, n), written)
-          written += n
-          opts.progress?.({ type: 'read', bytes: n })
-        }
-      } finally {
-        view.release(h)
-      }
-    } catch (err) {
-      await writes.drain().catch(() => {}) // the stream's error is the one to report
-      throw err
-    }
-    await writes.drain()
-    if (written !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${written} bytes, the file table says ${e.size}`)
-    faultPoint('restore-write')
-    await fh.chmod(e.mode)
-    if (opts.sameOwner) await fh.chown(e.uid, e.gid)
-    ok = true
-  } finally {
-    await fh.close()
-    if (!ok) await fs.rm(tmp, { force: true })
-  }
-  await setFileTimesNs(tmp, e.mtimeNs, e.mtimeNs)
-  await fs.rename(tmp, p)
 }
 
 async function applyMetadata (p: Buffer, e: TableEntry, opts: RestoreOptions, isDir: boolean): Promise<void> {

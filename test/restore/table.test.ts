@@ -132,6 +132,7 @@ describe('unpack itself writes only into directories it made', () => {
     await expect(restore(s, { dest, paths: [], overwrite: false, sameOwner: false, warn: () => {} }))
       .rejects.toThrow(/^the set has entries in "link", which is not a directory this unpack made; refusing this set$/)
     expect(fs.readdirSync(outside)).toEqual([])
-    expect(fs.readdirSync(dest).sort()).toEqual(['a', 'z'])
+    // Files restored before the refusal may be there (whole), nothing else: no link, no temporary.
+    expect(fs.readdirSync(dest).filter((n) => n !== 'a' && n !== 'z')).toEqual([])
   })
 })
