@@ -14,6 +14,20 @@ type StoredFile = UnixFSFile | RawNode
 
 const RAW = 0x55
 
+/**
+ * Refuses a file whose stored bytes are compressed (FORMAT.md §6, `compression`): this packer reads the format's
+ * tables but cannot decompress yet, and must never hand out the compressed bytes as the file's.
+ */
+function assertPlain (e: TableEntry): void {
+  const err = compressed(e)
+  if (err !== null) throw err
+}
+
+function compressed (e: TableEntry): PackerError | null {
+  if (e.compression === undefined) return null
+  return new PackerError('FORMAT', `${displayPath(e.path)} is stored compressed (${e.compression}), which this packer cannot read yet; upgrade packer`, { subject: displayPath(e.path) })
+}
+
 /** One leaf of a stored file: a raw block holding stored bytes [start, start + length). */
 export interface Leaf { cid: CID, start: number, length: number }
 
@@ -118,6 +132,7 @@ export class FileView {
    * the table's `storedSize`.
    */
   async layout (e: TableEntry): Promise<StoredLayout> {
+    assertPlain(e)
     let p = this.#layouts.get(e.cid!)
     if (p === undefined) {
       p = (async () => {
@@ -155,6 +170,7 @@ export class FileView {
   }
 
   async #stored (e: TableEntry): Promise<StoredFile> {
+    assertPlain(e)
     const entry = await exporter(CID.parse(e.cid!), this.#set.blocks.blockstore as any)
     if (entry.type !== 'file' && entry.type !== 'raw') {
       throw new PackerError('CORRUPT', `${displayPath(e.path)}: ${e.cid} is not a file; the set is damaged`, { subject: displayPath(e.path) })
@@ -186,6 +202,8 @@ export class FileView {
     for (const [k, i] of raw.entries()) {
       const e = entries[i]!
       const shown = displayPath(e.path)
+      out[i] = compressed(e)
+      if (out[i] !== null) continue
       try {
         const stored = blocks[k]!
         if (stored instanceof PackerError) throw stored

@@ -146,15 +146,16 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
         return group.length === 0 || await files.add(group.reduce((n, e) => n + e.size!, 0), async () => await restoreSmall(group))
       }
       let current: Buffer | null = null
+      const made = new MadeDirectories()
       try {
         for await (const e of entries()) {
           const dir = splitEntryPath(e.path).dir
           if (current === null || !dir.equals(current)) {
-            await enterDirectory(target(dir), dir, resumable)
+            await enterDirectory(target(dir), dir, made, resumable)
             current = dir
           }
           if (e.type === 'dir') {
-            await makeDirectory(target(e.path), e)
+            await makeDirectory(target(e.path), e, made)
             await dirs.write(spillLine(e))
             result.dirs++
           } else if (e.type === 'symlink') {
@@ -263,12 +264,28 @@ async function planRestore (entries: AsyncIterable<TableEntry>, target: (p: Buff
 }
 
 /**
+ * The directories this run made (or found there as real directories), the last few thousand: a directory's entries
+ * come soon after its own entry, so checking that it is a real directory rarely costs an lstat. Nothing but
+ * symlinks (made last, after every file) could put something else in a directory's place meanwhile.
+ */
+class MadeDirectories {
+  readonly #recent = new Set<string>()
+
+  add (dir: Buffer): void {
+    this.#recent.add(dir.toString('latin1'))
+    if (this.#recent.size > 4096) this.#recent.delete(this.#recent.values().next().value!)
+  }
+
+  has (dir: Buffer): boolean { return this.#recent.has(dir.toString('latin1')) }
+}
+
+/**
  * Before the entries of directory `dir` are written: it must be a real directory, one this run made as its entry came
  * (or found there), never a symlink or anything else: so no path leads out of DEST. Temporaries a killed unpack left
  * in it are removed.
  */
-async function enterDirectory (p: Buffer, dir: Buffer, resumable: boolean): Promise<void> {
-  if (dir.length > 0) {
+async function enterDirectory (p: Buffer, dir: Buffer, made: MadeDirectories, resumable: boolean): Promise<void> {
+  if (dir.length > 0 && !made.has(dir)) {
     const st = await fs.lstat(p).catch(() => null)
     if (st === null || !st.isDirectory()) {
       throw new PackerError('UNSAFE_PATH', `the set has entries in ${JSON.stringify(displayPath(dir))}, which is not a directory this unpack made; refusing this set`)
@@ -277,7 +294,7 @@ async function enterDirectory (p: Buffer, dir: Buffer, resumable: boolean): Prom
   if (resumable) await removeStaleTemporaries(p)
 }
 
-async function makeDirectory (p: Buffer, e: TableEntry): Promise<void> {
+async function makeDirectory (p: Buffer, e: TableEntry, made: MadeDirectories): Promise<void> {
   try {
     await fs.mkdir(p, { mode: 0o700 }) // its own mode is set at the end: until then it stays writable by us
   } catch (err) {
@@ -286,6 +303,7 @@ async function makeDirectory (p: Buffer, e: TableEntry): Promise<void> {
     if (!st.isDirectory()) throw new PackerError('EXISTS', `${displayPath(p)} exists and is not a directory; remove it or restore elsewhere`, { subject: displayPath(p) })
     await fs.chmod(p, 0o700 | e.mode) // found there: perhaps with its final mode already, from an interrupted run
   }
+  made.add(e.path)
 }
 
 async function applyMetadata (p: Buffer, e: TableEntry, opts: RestoreOptions, isDir: boolean): Promise<void> {
