@@ -25,6 +25,17 @@ function onlyCars (set: string): string {
   return dir
 }
 
+/** The manifest and index rebuilt in `cars` are the pack's in `set` (CAR file names aside); the tree restores. */
+async function expectRebuiltAs (cars: string, set: string, src: string): Promise<void> {
+  const strip = (m: any): any => ({ ...m, createdBy: '', cars: m.cars.map((c: any) => ({ ...c, file: '' })) })
+  const manifest = (dir: string): any => JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'))
+  expect(strip(manifest(cars))).toEqual(strip(manifest(set)))
+  expect(fs.readFileSync(path.join(cars, 'blocks.idx')).equals(fs.readFileSync(path.join(set, 'blocks.idx')))).toBe(true)
+  const dest = tmpDir()
+  await packerOk(['unpack', cars, '-o', dest])
+  expect(describeTree(dest)).toEqual(describeTree(src))
+}
+
 describe('rebuild: a lost manifest and index are remade from the CARs alone', () => {
   it('unencrypted, renamed CARs: same root, set ID, piece CIDs and index; the tree restores', async () => {
     const src = tree()
@@ -34,13 +45,7 @@ describe('rebuild: a lost manifest and index are remade from the CARs alone', ()
     const cars = onlyCars(set)
     const r = await packerOk(['rebuild', cars])
     expect(r.stdout).toMatch(new RegExp(`rebuilt .*: ${original.cars.length} CAR\\(s\\), root ${original.root}, set ID ${original.table.cid}`))
-    const rebuilt = JSON.parse(fs.readFileSync(path.join(cars, 'manifest.json'), 'utf8'))
-    const strip = (m: any): any => ({ ...m, createdBy: '', cars: m.cars.map((c: any) => ({ ...c, file: '' })) })
-    expect(strip(rebuilt)).toEqual(strip(original))
-    expect(fs.readFileSync(path.join(cars, 'blocks.idx')).equals(fs.readFileSync(path.join(set, 'blocks.idx')))).toBe(true)
-    const dest = tmpDir()
-    await packerOk(['unpack', cars, '-o', dest])
-    expect(describeTree(dest)).toEqual(describeTree(src))
+    await expectRebuiltAs(cars, set, src)
   })
 
   it('encrypted: the recipients are read from the table header; the key restores the tree', async () => {
@@ -100,19 +105,13 @@ describe('rebuild: a lost manifest and index are remade from the CARs alone', ()
     const r = await packerOk(['rebuild', cars])
     expect(r.stderr).toContain('warning: retrieved-1.car duplicates copy-1.car; ignored')
     expect(r.stderr).toContain(`warning: stranger.car is not a CAR of this set (set ID ${original.table.cid}); ignored`)
-    const rebuilt = JSON.parse(fs.readFileSync(path.join(cars, 'manifest.json'), 'utf8'))
-    const strip = (m: any): any => ({ ...m, createdBy: '', cars: m.cars.map((c: any) => ({ ...c, file: '' })) })
-    expect(strip(rebuilt)).toEqual(strip(original))
-    expect(fs.readFileSync(path.join(cars, 'blocks.idx')).equals(fs.readFileSync(path.join(set, 'blocks.idx')))).toBe(true)
-    const dest = tmpDir()
-    await packerOk(['unpack', cars, '-o', dest])
-    expect(describeTree(dest)).toEqual(describeTree(src))
+    await expectRebuiltAs(cars, set, src)
 
     // The other set's last CAR too: its descriptor is found, but only this set is complete.
     const last = foreign[foreign.length - 1]
     fs.copyFileSync(path.join(other, last.file), path.join(cars, 'stranger-last.car'))
     await packerOk(['rebuild', cars, '--force'])
-    expect(strip(JSON.parse(fs.readFileSync(path.join(cars, 'manifest.json'), 'utf8')))).toEqual(strip(original))
+    await expectRebuiltAs(cars, set, src)
     // Both sets whole in one directory: which one to rebuild is not for packer to guess.
     for (const c of foreign) fs.copyFileSync(path.join(other, c.file), path.join(cars, `other-${c.file}`))
     const both = await packer(['rebuild', cars, '--force'])
