@@ -65,12 +65,15 @@ if (r.status === 0) {
   process.exit(0)
 }
 const output = `${r.stdout ?? ''}${r.stderr ?? ''}`
-const why = r.error ? r.error.message : (output.split('\n').filter((l) => /error/i.test(l)).slice(-3).join(' | ') || `exit ${r.status}`)
+// A compiler's "fatal error" (e.g. zstd.h missing) says what to install; make's and gyp's lines after it do not.
+const fatal = output.split('\n').find((l) => /fatal error/.test(l))?.replace(/^.*?(?=[^/\s]+: fatal error)/, '')
+const why = r.error ? r.error.message : (fatal ?? (output.split('\n').filter((l) => /error/i.test(l)).slice(-3).join(' | ') || `exit ${r.status}`))
 if (strict) {
   process.stderr.write(output)
   process.stderr.write(`packer: native addon build failed: ${why}\n`)
   process.exit(1)
 }
-process.stderr.write(`packer: native addon not built (${why}); packer will use the slower JavaScript CommP. ` +
-  'Needs python3, make, a C compiler and Node headers; retry with: node native/build.mjs --strict\n')
+process.stderr.write(`packer: native addon not built (${why}); packer will use the slower JavaScript CommP, and zstd only ` +
+  'where node:zlib has it (Node 22.15 and later). ' +
+  'Needs python3, make, a C compiler, Node headers and libzstd-dev; retry with: node native/build.mjs --strict\n')
 process.exit(0)

@@ -3,7 +3,7 @@
 # (run by npm versions that run every dependency's scripts, like npm 10) compiles from source, which needs Node's
 # headers from the internet, when its prebuilt binary cannot load for want of libfuse.so.2.
 #
-#   bash scripts/setup-system.sh                   what packer needs to run (mount): fuse, libfuse2
+#   bash scripts/setup-system.sh                   what packer needs: fuse, libfuse2 (mount), libzstd-dev (the addon)
 #   bash scripts/setup-system.sh --tests           that, and what only the test suite needs
 #   bash scripts/setup-system.sh [--tests] --check install nothing: name what is missing and exit 1 (npm test runs this)
 #
@@ -22,14 +22,21 @@ user_packages=(
   'fuse|command -v fusermount'
   'libfuse2|ldconfig -p | grep -q "libfuse\.so\.2 "'
   # headers and libraries the native addon (native/) builds against go here too
+  'libzstd-dev|test -e /usr/include/zstd.h'  # zstd frames (native/src/zstd.c); its libzstd1 is on every Debian (dpkg needs it)
 )
 test_packages=(
   'age|command -v age'
   'openssl|command -v openssl'
   'openssh-client|command -v ssh-keygen'
+  # the zstd tests decode packer's streams with the reference CLI and check its seek table's checksums with xxhsum
+  'zstd|command -v zstd'
+  'xxhash|command -v xxhsum'
   # a real single-node Slurm for the job-array tests (test/servers/slurm.ts starts its own daemons on 127.0.0.1)
   'slurm-wlm|command -v slurmctld && command -v slurmd && command -v sbatch'
   'munge|command -v munged'
+  # the HTTP tests' web server (test/servers/nginx.ts); its echo module (echo_sleep) gives a response latency
+  'nginx-light|command -v nginx'
+  'libnginx-mod-http-echo|test -e /usr/lib/nginx/modules/ngx_http_echo_module.so'
 )
 
 wanted=("${user_packages[@]}") tests_flag='' check_only=false
@@ -73,6 +80,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 boot_disabled=()
 if [[ " ${missing[*]} " == *" munge "* ]]; then boot_disabled+=(munge); fi
 if [[ " ${missing[*]} " == *" slurm-wlm "* ]]; then boot_disabled+=(slurmctld slurmd); fi
+if [[ " ${missing[*]} " == *" nginx-light "* ]]; then boot_disabled+=(nginx); fi
 for service in "${boot_disabled[@]}"; do
   if command -v systemctl >/dev/null; then systemctl disable --quiet "$service.service"; fi  # SysV links too, if any
   update-rc.d "$service" disable >/dev/null 2>&1

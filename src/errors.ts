@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'UNSAFE_PATH' // a stored path would escape the destination
   | 'MOUNT' // mount point or FUSE problems
   | 'LOCKED' // another packer process holds the output directory
+  | 'REMOTE' // an object store refused, failed or could not be reached
 
 export class PackerError extends Error {
   readonly code: ErrorCode

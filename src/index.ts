@@ -3,6 +3,7 @@
  * report through `onEvent` (the events `--json` prints, and progress) and `onWarning`; failures are PackerErrors.
  */
 export { pack, type PackOptions, type PackEvent, type PackResult, type PackSkip, type PackResume } from './api/pack.js'
+export { plan, packShard, join, status, type PlanOptions, type PlanResult, type ShardOptions, type ShardResult, type JoinEvent, type JoinResult, type WorkStatus, type ShardStatus, type ShardState } from './api/shards.js'
 export { unpack, type UnpackOptions, type UnpackEvent, type UnpackResult } from './api/unpack.js'
 export { verify, type VerifyOptions, type VerifyEvent, type VerifyResult, type CarCheck, type CarStatus } from './api/verify.js'
 export { list, listMissing, pieces, type ListOptions, type MissingFile } from './api/list.js'

@@ -1,7 +1,8 @@
 /**
  * The optional native addon (native/, built by node-gyp into native/build/Release/packer_native.node):
- * fast CommP and nanosecond file times. Everything using it has a pure-JS fallback; the addon is missing when
- * the build failed or was skipped, and disabled by PACKER_NO_NATIVE=1.
+ * fast CommP, nanosecond file times and zstd frames (libzstd). Everything using it has a fallback (pure JS; for zstd,
+ * node:zlib where Node has it); the addon is missing when the build failed or was skipped, and disabled by
+ * PACKER_NO_NATIVE=1.
  */
 import { promises as fsp } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -46,8 +47,24 @@ export interface NativeAddon {
   limitMallocCache (): boolean
   /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
   trimMalloc (): boolean
-  /** posix_fadvise(WILLNEED) of a whole file (opened without following symlinks): starts reading it; false if not. */
-  adviseWillNeed (path: string | Uint8Array): boolean
+  /** posix_fadvise(WILLNEED) of whole files (opened without following symlinks), on libuv's pool: returns at once. */
+  adviseWillNeed (paths: Uint8Array[]): void
+  /** Age recipients for ageSealFile; null when one is of a kind or size the addon does not do. */
+  ageRecipients (list: Array<{ x25519: Uint8Array } | { spki: Uint8Array, tag: string }>): NativeAgeRecipients | null
+  /** A whole file as an age file: file key (16) ‖ its SHA-256 (32) ‖ header length (u32 LE) ‖ the age file. */
+  ageSealFile (recipients: NativeAgeRecipients, plain: Uint8Array): Buffer
+  /**
+   * Compresses `src` as one zstd frame with its content size and XXH64 checksum into `dst`, which must hold
+   * ZSTD_compressBound(src.length) bytes; returns the frame's length. Uses this thread's reusable context.
+   */
+  zstdCompressFrame (src: Uint8Array, level: number, dst: Uint8Array): number
+  /**
+   * Decompresses `src`, exactly one zstd frame whose content size is dst.length, into `dst` (its checksum checked
+   * when it has one); returns dst.length. Throws an Error whose `code` is 'ZSTD' for anything else.
+   */
+  zstdDecompressFrame (src: Uint8Array, dst: Uint8Array): number
+  /** The zstd library in use, e.g. "1.5.4" (Node 22 and later: the zstd bundled with node, see native/README.md). */
+  zstdVersion (): string
   /**
    * On libuv's thread pool, writes each file whole under its name (which must not exist: O_CREAT|O_EXCL|O_NOFOLLOW,
    * 0600), then fchown (uid >= 0), fchmod, futimens, close; a file that fails is removed. `paths`: each name followed
@@ -61,6 +78,9 @@ export interface NativeAddon {
 /** A file writeFiles or renameFiles could not do: its index in the batch, its errno's name, the system call. */
 export type FileOpFailure = [index: number, code: string, syscall: string]
 
+/** Opaque handle of parsed age recipients. */
+export type NativeAgeRecipients = object & { readonly __nativeAgeRecipients?: never }
+
 export interface NativeAddonLoad {
   addon: NativeAddon | null
   /** Why the addon is not available, when it is not. */
@@ -73,10 +93,10 @@ export interface NativeAddonLoad {
  */
 const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
-const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
+export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
-  'writeFiles', 'renameFiles']
+  'ageRecipients', 'ageSealFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined
 
@@ -151,7 +171,7 @@ function nsToSeconds (ns: bigint): number {
   return Number(sec) + nsec / 1e9
 }
 
-/** Starts reading a file into the page cache ahead of its turn (a no-op without the addon). */
-export function adviseWillNeed (path: Uint8Array): void {
-  nativeAddon()?.adviseWillNeed(path)
+/** Starts reading files into the page cache ahead of their turn, off this thread (a no-op without the addon). */
+export function adviseWillNeed (paths: Uint8Array[]): void {
+  if (paths.length > 0) nativeAddon()?.adviseWillNeed(paths)
 }

@@ -12,10 +12,10 @@
  *   commpImpls() -> string[]    available node-hash implementations, fastest first
  *   benchNodeHash(impl, nodes) -> seconds taken to hash `nodes` tree nodes
  *   setFileTimes(path, atimeSec: bigint, atimeNsec, mtimeSec: bigint, mtimeNsec)   utimensat, no symlink following
+ *   zstdCompressFrame, zstdDecompressFrame, zstdVersion    see zstd.c
  *   writeFiles(paths, data, meta, callback), renameFiles(paths, count, callback)   small files written whole on
  *       libuv's thread pool, a batch a call (see there)
  */
-#define NAPI_VERSION 8
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "commp.h"
+#include "age.h"
+#include "zstd_frames.h"
 
 extern const char *uv_err_name(int err); /* exported by node (libuv); on Unix uv error = -errno */
 
@@ -462,25 +464,70 @@ static napi_value js_bool(napi_env env, bool b) {
 }
 
 /*
- * adviseWillNeed(path): asks the kernel to start reading a whole file into the page cache (posix_fadvise WILLNEED)
- * and returns at once. Pack calls it for the small files it hands its workers ahead of their turn: their synchronous
- * reads then find the data cached instead of waiting for the disk one file at a time. False when it could not.
+ * adviseWillNeed(paths): asks the kernel to start reading whole files into the page cache (posix_fadvise WILLNEED),
+ * on a thread of libuv's pool: returns at once, the calling thread pays no system call. Pack calls it for the small
+ * files it hands its workers ahead of their turn: their synchronous reads then find the data cached instead of
+ * waiting for the disk one file at a time. Fire and forget: a file that cannot be opened is skipped.
  */
+typedef struct { napi_async_work work; size_t n; char *paths; } advice;
+
+static void advise_execute(napi_env env, void *data) {
+  advice *a = data;
+  char *p = a->paths;
+  for (size_t i = 0; i < a->n; i++) {
+    int fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+      posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+      close(fd);
+    }
+    p += strlen(p) + 1;
+  }
+}
+
+static void advise_complete(napi_env env, napi_status status, void *data) {
+  advice *a = data;
+  napi_delete_async_work(env, a->work);
+  free(a->paths);
+  free(a);
+}
+
 static napi_value advise_will_need_js(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1];
+  napi_value argv[1], name;
+  uint32_t n = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) return throw_type(env, "adviseWillNeed(path)");
-  char *path = path_arg(env, argv[0]);
-  if (path == NULL) return NULL;
-  bool ok = false;
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  free(path);
-  if (fd >= 0) {
-    ok = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED) == 0;
-    close(fd);
+  if (argc < 1 || napi_get_array_length(env, argv[0], &n) != napi_ok) return throw_type(env, "adviseWillNeed(paths)");
+  size_t total = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    void *d;
+    size_t len;
+    napi_get_element(env, argv[0], i, &v);
+    if (napi_get_buffer_info(env, v, &d, &len) != napi_ok) return throw_type(env, "adviseWillNeed: paths must be Buffers");
+    total += len + 1;
   }
-  return js_bool(env, ok);
+  advice *a = calloc(1, sizeof *a);
+  if (a == NULL || (a->paths = malloc(total + 1)) == NULL) { free(a); return NULL; }
+  char *p = a->paths;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    void *d;
+    size_t len;
+    napi_get_element(env, argv[0], i, &v);
+    napi_get_buffer_info(env, v, &d, &len);
+    if (memchr(d, 0, len) != NULL) continue; /* a path with NUL cannot name a file */
+    memcpy(p, d, len);
+    p[len] = 0;
+    p += len + 1;
+    a->n++;
+  }
+  napi_create_string_utf8(env, "packer:fadvise", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, advise_execute, advise_complete, a, &a->work) != napi_ok ||
+      napi_queue_async_work(env, a->work) != napi_ok) {
+    free(a->paths);
+    free(a);
+  }
+  return NULL;
 }
 
 /* ---------------------------------------------------------------- writeFiles, renameFiles */
@@ -748,6 +795,84 @@ static napi_value trim_malloc_js(napi_env env, napi_callback_info info) {
 
 /* ---------------------------------------------------------------- module */
 
+/* ------------------------------------------------------------------------------------------------ age (age.c) */
+
+static void recipients_finalize (napi_env env, void *data, void *hint) { age_recipients_free(data); }
+
+/*
+ * ageRecipients([{ x25519: Buffer(32) } | { spki: Buffer, tag: string }, …]) → a handle, or null when one of them
+ * cannot be used here (then the caller keeps to JavaScript).
+ */
+static napi_value age_recipients_js (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], nul;
+  uint32_t n = 0;
+  napi_get_null(env, &nul);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_array_length(env, argv[0], &n) != napi_ok) return throw_type(env, "ageRecipients: an array");
+  age_recipients *rs = age_recipients_new(n);
+  if (rs == NULL) return nul;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item, v;
+    bool has = false;
+    void *data = NULL;
+    size_t len = 0;
+    int rc = -1;
+    napi_get_element(env, argv[0], i, &item);
+    if (napi_has_named_property(env, item, "x25519", &has) == napi_ok && has) {
+      napi_get_named_property(env, item, "x25519", &v);
+      if (napi_get_buffer_info(env, v, &data, &len) == napi_ok && len == 32) rc = age_recipients_add_x25519(rs, data);
+    } else if (napi_has_named_property(env, item, "spki", &has) == napi_ok && has) {
+      char tag[16];
+      size_t tag_len = 0;
+      napi_value t;
+      napi_get_named_property(env, item, "spki", &v);
+      napi_get_named_property(env, item, "tag", &t);
+      if (napi_get_buffer_info(env, v, &data, &len) == napi_ok && napi_get_value_string_utf8(env, t, tag, sizeof tag, &tag_len) == napi_ok && tag_len < sizeof tag - 1) {
+        rc = age_recipients_add_ssh_rsa(rs, data, len, tag);
+      }
+    }
+    if (rc != 0) { age_recipients_free(rs); return nul; }
+  }
+  napi_value ext;
+  if (napi_create_external(env, rs, recipients_finalize, NULL, &ext) != napi_ok) { age_recipients_free(rs); return nul; }
+  return ext;
+}
+
+/*
+ * ageSealFile(recipients, plain) → one Buffer: file key (16) ‖ SHA-256 of the age file (32) ‖ header length (u32 LE) ‖
+ * the age file. Throws on a failure of the cryptography (never expected).
+ */
+static napi_value age_seal_file_js (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  age_recipients *rs = NULL;
+  void *plain = NULL, *mem = NULL;
+  size_t n = 0;
+  bool is_typed = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_external(env, argv[0], (void **)&rs) != napi_ok) return throw_type(env, "ageSealFile: recipients, bytes");
+  napi_is_typedarray(env, argv[1], &is_typed);
+  if (is_typed) {
+    napi_typedarray_type t;
+    napi_value ab;
+    size_t off;
+    napi_get_typedarray_info(env, argv[1], &t, &n, &plain, &ab, &off);
+    if (t != napi_uint8_array) return throw_type(env, "ageSealFile: bytes must be a Uint8Array");
+  } else if (napi_get_buffer_info(env, argv[1], &plain, &n) != napi_ok) {
+    return throw_type(env, "ageSealFile: bytes must be a Uint8Array");
+  }
+  size_t bound = 52 + age_file_size(age_header_bound(rs), n);
+  unsigned char *scratch = malloc(bound);
+  if (scratch == NULL) return throw_type(env, "ageSealFile: out of memory");
+  long header = age_seal_file(rs, plain, n, scratch + 52, bound - 52, scratch, scratch + 16);
+  if (header < 0) { free(scratch); napi_throw_error(env, NULL, "ageSealFile: the cryptography failed"); return NULL; }
+  size_t total = 52 + age_file_size((size_t)header, n);
+  scratch[48] = header & 0xff; scratch[49] = (header >> 8) & 0xff; scratch[50] = (header >> 16) & 0xff; scratch[51] = (header >> 24) & 0xff;
+  if (napi_create_buffer_copy(env, total, scratch, &mem, &out) != napi_ok) { free(scratch); return throw_type(env, "ageSealFile: out of memory"); }
+  memset(scratch, 0, 16);
+  free(scratch);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "commpCreate", NULL, commp_create, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -763,8 +888,11 @@ static napi_value init(napi_env env, napi_value exports) {
     { "adviseWillNeed", NULL, advise_will_need_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "writeFiles", NULL, write_files_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "renameFiles", NULL, rename_files_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "ageRecipients", NULL, age_recipients_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "ageSealFile", NULL, age_seal_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  if (zstd_define(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

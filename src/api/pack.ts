@@ -2,9 +2,10 @@ import { PackerError } from '../errors.js'
 import { parseSize } from '../format/size.js'
 import { displayPath } from '../format/stored-path.js'
 import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
-import { pack as packSet } from '../pack/packer.js'
+import { pack as packSet, type PackEvent as InternalPackEvent } from '../pack/packer.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
 import { limitMallocCache } from '../memory.js'
+import { compressionOf } from '../pack/compress.js'
 import { setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
 import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
@@ -20,6 +21,11 @@ export interface PackOptions extends RecipientOptions, Callbacks<PackEvent> {
   jobs?: number | string
   /** Where the resume journal lives (default `$XDG_STATE_HOME/packer` or `~/.local/state/packer`). */
   stateDir?: string
+  /**
+   * Compression before encryption: 'auto' (the default when encrypting: a file whose first MiB shrinks by 10 % at
+   * zstd level 1), 'off' (the default in clear, where it is refused), 'zstd' (level 3) or 'zstd:LEVEL' (1 to 19).
+   */
+  compress?: string
 }
 
 /** pack's events: what `packer pack --json` prints, plus `scanning` and `progress` for progress displays. */
@@ -55,14 +61,33 @@ export interface PackResult {
   pieces: PieceInfo[]
 }
 
-function binSizeOf (b: number | string | undefined): number {
+/** The internal pack's progress as the API's events (what `--json` prints, and running totals). */
+export function packProgress (emit: (e: PackEvent) => void): (e: InternalPackEvent) => void {
+  const progress: ProgressEvent = { event: 'progress', bytes: 0, totalBytes: 0, files: 0, totalFiles: 0 }
+  const report = (): void => emit({ ...progress })
+  return (e) => {
+    switch (e.type) {
+      case 'scan':
+        progress.totalFiles = e.files; progress.totalBytes = e.bytes
+        emit({ event: e.done ? 'scan' : 'scanning', files: e.files, bytes: e.bytes })
+        break
+      case 'read': progress.bytes += e.bytes; report(); break
+      case 'file': progress.files++; emit({ event: 'file', path: displayPath(e.path), bytes: e.bytes }); report(); break
+      case 'skip': emit({ event: 'skip', path: displayPath(e.path), reason: e.reason }); break
+      case 'car': emit({ event: 'car', index: e.index, file: e.car.file, size: e.car.size, pieceCid: e.car.pieceCid, pieceSize: e.car.pieceSize, root: e.car.root }); break
+      case 'resume': emit({ event: 'resume', cars: e.cars, files: e.files }); break
+    }
+  }
+}
+
+export function binSizeOf (b: number | string | undefined): number {
   if (b === undefined) return DEFAULT_BIN_SIZE
   if (typeof b === 'string') return parseSize(b, '--bin-size')
   if (!Number.isSafeInteger(b) || b <= 0) throw new PackerError('USAGE', `--bin-size: ${b} is not a whole number of bytes`)
   return b
 }
 
-function jobsOf (j: number | string | undefined): number {
+export function jobsOf (j: number | string | undefined): number {
   if (j === undefined) return defaultJobs()
   const jobs = Number(j)
   if (!/^[0-9]+$/.test(String(j)) || !Number.isSafeInteger(jobs) || jobs < 1 || jobs > 256) {
@@ -82,8 +107,6 @@ export async function pack (source: string, options: PackOptions): Promise<PackR
   const emit = options.onEvent ?? (() => {})
   const encryption = await setEncryptionOf(options, warn)
   const started = Date.now()
-  const progress: ProgressEvent = { event: 'progress', bytes: 0, totalBytes: 0, files: 0, totalFiles: 0 }
-  const report = (): void => emit({ ...progress })
   limitMallocCache()
   const r = await packSet({
     source,
@@ -93,20 +116,9 @@ export async function pack (source: string, options: PackOptions): Promise<PackR
     onChange: options.onChange,
     jobs,
     stateDir: options.stateDir,
+    compress: compressionOf(options.compress, encryption !== null, warn),
     warn,
-    progress: (e) => {
-      switch (e.type) {
-        case 'scan':
-          progress.totalFiles = e.files; progress.totalBytes = e.bytes
-          emit({ event: e.done ? 'scan' : 'scanning', files: e.files, bytes: e.bytes })
-          break
-        case 'read': progress.bytes += e.bytes; report(); break
-        case 'file': progress.files++; emit({ event: 'file', path: displayPath(e.path), bytes: e.bytes }); report(); break
-        case 'skip': emit({ event: 'skip', path: displayPath(e.path), reason: e.reason }); break
-        case 'car': emit({ event: 'car', index: e.index, file: e.car.file, size: e.car.size, pieceCid: e.car.pieceCid, pieceSize: e.car.pieceSize, root: e.car.root }); break
-        case 'resume': emit({ event: 'resume', cars: e.cars, files: e.files }); break
-      }
-    },
+    progress: packProgress(emit),
   })
   const m = r.manifest
   const seconds = (Date.now() - started) / 1000

@@ -48,9 +48,11 @@ export interface CarSetWriterOptions {
   dir: string
   binSize: number
   /** Gets the block-index record (48 bytes, FORMAT.md §8; a buffer of its own) of every block written, in order. */
-  onRecord: (record: Buffer) => void
+  onRecord: (record: Buffer) => void | Promise<void>
   /** Called once a CAR is complete, durable and renamed to its final name (after the records of its blocks). */
   onCarDone?: (car: CarRecord, index: number) => Promise<void> | void
+  /** Name of the n-th CAR while it is written (default `.partial-<n>.car`): shards sharing a directory use their own. */
+  partialName?: (n: number) => string
   /** Tests only: a smaller memory of recent blocks. */
   recentBlocks?: number
 }
@@ -69,6 +71,7 @@ export class CarSetWriter {
   /** Records handed to onRecord. */
   records = 0
   #touched = new Set<number>()
+  #refs: number[] = []
   #car?: OpenCar
   #buffer = Buffer.allocUnsafe(WRITE_BUFFER)
   #buffered = 0
@@ -81,11 +84,18 @@ export class CarSetWriter {
     this.#recent = new RecentBlocks(opts.recentBlocks ?? RECENT_BLOCKS)
   }
 
-  /** Adds a block. Returns once its bytes are handed to the file system. */
-  async put (cid: CID, bytes: Uint8Array): Promise<void> {
+  /**
+   * Adds a block. Returns once its bytes are handed to the file system, with the CAR that holds it and its record
+   * number (an earlier copy's, when it is among the recent blocks and is not written again).
+   */
+  async put (cid: CID, bytes: Uint8Array): Promise<{ car: number, record: number }> {
     const digest = cid.multihash.digest
-    const seenIn = this.#recent.get(digest)
-    if (seenIn !== undefined) { this.#touched.add(seenIn); return }
+    const seen = this.#recent.get(digest)
+    if (seen !== undefined) {
+      this.#touched.add(seen.car)
+      this.#refs.push(seen.record)
+      return seen
+    }
     if (bytes.length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${bytes.length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
     const head = new Uint8Array(varint.encodingLength(cid.bytes.length + bytes.length) + cid.bytes.length)
     varint.encodeTo(cid.bytes.length + bytes.length, head, 0)
@@ -99,11 +109,12 @@ export class CarSetWriter {
     await this.#write(bytes)
     car.blocks++
     const carIndex = this.cars.length
-    this.#opts.onRecord(encodeBlockRecord(digest, { car: carIndex, offset, length: bytes.length }))
-    this.records++
-    this.#recent.add(digest, carIndex)
+    await this.#opts.onRecord(encodeBlockRecord(digest, { car: carIndex, offset, length: bytes.length }))
+    const record = this.records++
+    this.#recent.add(digest, carIndex, record)
     this.#touched.add(carIndex)
     faultPoint('block')
+    return { car: carIndex, record }
   }
 
   /**
@@ -113,7 +124,7 @@ export class CarSetWriter {
   async resume (cars: CarRecord[], records: AsyncIterable<Buffer>): Promise<void> {
     this.cars.push(...cars)
     for await (const r of records) {
-      if (this.#recent.get(r) === undefined) this.#recent.add(r, r.readUInt32LE(32))
+      if (this.#recent.get(r) === undefined) this.#recent.add(r, r.readUInt32LE(32), this.records)
       this.records++
     }
   }
@@ -129,6 +140,13 @@ export class CarSetWriter {
   takeTouchedCars (): number[] {
     const out = [...this.#touched].sort((a, b) => a - b)
     this.#touched = new Set()
+    return out
+  }
+
+  /** The record numbers of the blocks put since the last call that were not written again (copies already written). */
+  takeRefs (): number[] {
+    const out = this.#refs
+    this.#refs = []
     return out
   }
 
@@ -150,7 +168,7 @@ export class CarSetWriter {
   }
 
   async #openCar (root: CID): Promise<void> {
-    const tmp = path.join(this.#opts.dir, `.partial-${this.cars.length}.car`)
+    const tmp = path.join(this.#opts.dir, this.#opts.partialName?.(this.cars.length) ?? `.partial-${this.cars.length}.car`)
     const fh = await fs.open(tmp, 'w')
     this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: new WriteQueue(fh) }
     await this.#write(carHeader(root))

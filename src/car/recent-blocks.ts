@@ -1,8 +1,9 @@
 /**
- * The digests of the last `capacity` blocks written, each with the CAR holding it: what "a block already written is
+ * The digests of the last `capacity` blocks written, each with the CAR holding it and its record number (its place
+ * among all the blocks written): what "a block already written is
  * not written again" remembers (FORMAT.md §2). A fixed-size FIFO (the oldest digest goes when a new one comes; a hit
  * changes nothing), so the decision is deterministic and a resumed pack rebuilds the same state by replaying the
- * records of its kept CARs in order; and memory is fixed (~44 bytes a slot) whatever the size of the set.
+ * records of its kept CARs in order; and memory is fixed (~52 bytes a slot) whatever the size of the set.
  *
  * Open addressing with linear probing over a table of twice the capacity, keyed by the digest's first four bytes
  * (SHA-256 is uniform); a slot holds 1 + the ring position of its digest. Deletion shifts later slots back, so
@@ -12,6 +13,7 @@ export class RecentBlocks {
   readonly capacity: number
   readonly #digests: Uint8Array
   readonly #cars: Uint32Array
+  readonly #records: Float64Array
   readonly #slots: Int32Array
   readonly #mask: number
   #next = 0
@@ -21,6 +23,7 @@ export class RecentBlocks {
     this.capacity = capacity
     this.#digests = new Uint8Array(capacity * 32)
     this.#cars = new Uint32Array(capacity)
+    this.#records = new Float64Array(capacity)
     let tableSize = 1
     while (tableSize < capacity * 2) tableSize *= 2
     this.#slots = new Int32Array(tableSize)
@@ -37,22 +40,23 @@ export class RecentBlocks {
     return true
   }
 
-  /** The CAR holding a block with this digest, if it is among the recent ones. */
-  get (digest: Uint8Array): number | undefined {
+  /** The CAR holding a block with this digest and its record number, if it is among the recent ones. */
+  get (digest: Uint8Array): { car: number, record: number } | undefined {
     for (let s = this.#home(digest); ; s = (s + 1) & this.#mask) {
       const v = this.#slots[s]!
       if (v === 0) return undefined
-      if (this.#equals(v - 1, digest)) return this.#cars[v - 1]
+      if (this.#equals(v - 1, digest)) return { car: this.#cars[v - 1]!, record: this.#records[v - 1]! }
     }
   }
 
   /** Records a block just written (its digest must not be present); the oldest one goes when full. */
-  add (digest: Uint8Array, car: number): void {
+  add (digest: Uint8Array, car: number, record: number): void {
     const pos = this.#next
     if (this.#size === this.capacity) this.#remove(pos)
     else this.#size++
     this.#digests.set(digest.subarray(0, 32), pos * 32)
     this.#cars[pos] = car
+    this.#records[pos] = record
     let s = this.#home(digest)
     while (this.#slots[s] !== 0) s = (s + 1) & this.#mask
     this.#slots[s] = pos + 1

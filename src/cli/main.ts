@@ -7,6 +7,7 @@ import { addPackCommand } from './pack-command.js'
 import { addReadCommands } from './read-commands.js'
 import { addKeygenCommand } from './keygen-command.js'
 import { addMountCommands } from './mount-command.js'
+import { addShardCommands } from './shard-commands.js'
 
 /** The CLI: options become calls; a PackerError becomes one line on stderr and its exit code. */
 const program = new Command()
@@ -17,6 +18,7 @@ addPackCommand(program)
 addReadCommands(program)
 addKeygenCommand(program)
 addMountCommands(program)
+addShardCommands(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof PackerError) {

@@ -152,6 +152,11 @@ export class SshRsaRecipient implements Recipient {
   toString (): string {
     return 'ssh-rsa ' + rsaWireKey(this.key).toString('base64')
   }
+
+  /** The public key as DER SubjectPublicKeyInfo (for the native sealer). */
+  spki (): Buffer {
+    return this.key.export({ type: 'spki', format: 'der' })
+  }
 }
 
 export class SshRsaIdentity implements Identity {

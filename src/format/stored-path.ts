@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { PackerError } from '../errors.js'
 
 /**
@@ -5,11 +6,7 @@ import { PackerError } from '../errors.js'
  * `path` (a string) when its bytes are valid UTF-8, else as `pathB64` (standard base64 of the exact bytes).
  * Components are separated by '/', the archive root is the empty path.
  */
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-
-export function isUtf8 (bytes: Uint8Array): boolean {
-  try { utf8.decode(bytes); return true } catch { return false }
-}
+export { isUtf8 } from 'node:buffer'
 
 export interface EncodedPath { path?: string, pathB64?: string }
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { PackerError } from '../errors.js'
 
 /**
@@ -47,15 +48,11 @@ export interface TableEntry {
 
 export type Json = Record<string, unknown>
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-
 /** `{[key]: text}` when the bytes are valid UTF-8, else `{[key + 'B64']: base64}`. */
 export function encodeBytes (key: string, bytes: Uint8Array, into: Json): void {
-  try {
-    into[key] = utf8.decode(bytes)
-  } catch {
-    into[`${key}B64`] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
-  }
+  const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (isUtf8(b)) into[key] = b.toString('utf8')
+  else into[`${key}B64`] = b.toString('base64')
 }
 
 /** The bytes `encodeBytes` stored under `key`, or undefined when neither form (or both) is there. */

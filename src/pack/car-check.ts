@@ -27,3 +27,11 @@ export async function checkCompleteCar (dir: string, car: CarRecord, lastRecord:
     await fh.close()
   }
 }
+
+/** How many of a journal's CARs are present and intact (cheap checks); the rest are redone. */
+export async function keepCompleteCars (dir: string, state: { cars: CarRecord[], blockCounts: number[] }, record: (n: number) => Promise<Buffer>): Promise<number> {
+  for (let i = 0; i < state.cars.length; i++) {
+    if (!await checkCompleteCar(dir, state.cars[i]!, await record(state.blockCounts[i]! - 1))) return i
+  }
+  return state.cars.length
+}

@@ -13,15 +13,13 @@ import { Appender, readLines } from '../spill/lines.js'
 import { VERSION } from '../version.js'
 import { collectGarbage } from '../memory.js'
 import { faultPoint } from '../fault.js'
+import { LIMITS } from '../limits.js'
 import { DirectoryTree } from './directory-tree.js'
 import { UnixfsDirectory } from './unixfs-directory.js'
 import { importFile } from './unixfs.js'
 import { sealTablePart, type SetEncryption } from './set-encryption.js'
 import type { JournalItem } from './journal.js'
 
-/** Memory the directory builders and the block-index sort may hold before they spill to the work directory. */
-const DIRECTORY_BUDGET = 32 << 20
-const INDEX_SORT_MEMORY = 64 << 20
 
 export interface FinishOptions {
   out: string
@@ -99,7 +97,7 @@ async function singleRoot (items: AsyncIterable<JournalItem>): Promise<CID> {
 
 /** Hidden names: one flat directory (a HAMT when large) of every file, the n-th named hiddenName(n) (FORMAT.md §1). */
 async function hiddenTree (items: AsyncIterable<JournalItem>, writer: CarSetWriter, tmpDir: string): Promise<CID> {
-  const dir = new UnixfsDirectory({ tmpDir, budget: new SharedSortBudget(DIRECTORY_BUDGET) })
+  const dir = new UnixfsDirectory({ tmpDir, budget: new SharedSortBudget(LIMITS.directoryBudget) })
   try {
     let n = 0
     for await (const { entry, dagSize } of entriesOf(items)) {
@@ -117,7 +115,7 @@ async function hiddenTree (items: AsyncIterable<JournalItem>, writer: CarSetWrit
  * the first is linked (and a directory left out takes its whole subtree with it): the table keeps the exact bytes.
  */
 async function plainTree (items: AsyncIterable<JournalItem>, writer: CarSetWriter, tmpDir: string): Promise<CID> {
-  const tree = new DirectoryTree({ sink: writer, tmpDir, memoryBudget: DIRECTORY_BUDGET })
+  const tree = new DirectoryTree({ sink: writer, tmpDir, memoryBudget: LIMITS.directoryBudget })
   try {
     const left: Buffer[] = [] // directories left out, rare
     let skipping = false
@@ -204,7 +202,7 @@ async function writeTable (o: FinishOptions): Promise<CID> {
 
 /** blocks.idx from every block's record: sorted on disk, written with its fence, renamed into place. */
 async function writeIndex (o: FinishOptions): Promise<number> {
-  const sorter = new ExternalSorter({ dir: path.join(o.workDir, 'index'), memoryLimit: INDEX_SORT_MEMORY, keyBytes: 32 })
+  const sorter = new ExternalSorter({ dir: path.join(o.workDir, 'index'), memoryLimit: LIMITS.sortMemory, keyBytes: 32 })
   try {
     for await (const r of o.records()) await sorter.add(r)
     const file = path.join(o.out, INDEX_FILE)

@@ -30,6 +30,8 @@ export interface JournalHeader {
   /** Identifies the recipients (or 'passphrase', or 'none') without holding secrets. */
   encryption: string
   names: 'hidden' | 'plain' | 'clear'
+  /** How files are compressed: 'off', 'auto' or 'zstd:LEVEL' (absent: off). */
+  compress?: string
   /** Passphrase sets: the set's X25519 identity, which files already written are encrypted to. */
   setIdentity?: string
 }
@@ -37,8 +39,12 @@ export interface JournalHeader {
 /** Where a packed file came from: a rerun repacks it if the source differs now. */
 export interface SourceId { dev: string, ino: string, size: string, mtimeNs: string }
 
-/** An entry as the journal holds it: a file with its DAG size (what a directory link records) and source. */
-export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId }
+/**
+ * An entry as the journal holds it: a file with its DAG size (what a directory link records), its source, and which
+ * blocks are its: the record numbers it wrote [first, end) and those of copies it reuses (`refs`). (A join of shards
+ * uses them to follow blocks it moves; FORMAT.md §9.)
+ */
+export interface JournalEntry { entry: TableEntry, dagSize?: number, src?: SourceId, records?: [number, number], refs?: number[] }
 
 /** What the journal lists, in table order: each directory (every one, empty ones too) before its entries. */
 export type JournalItem = { dir: Buffer } | JournalEntry
@@ -50,7 +56,7 @@ export interface JournalState {
   blockCounts: number[]
 }
 
-export interface DoneRecord { source: string, binSize: number, encryption: string, names: string, setId: string }
+export interface DoneRecord { source: string, binSize: number, encryption: string, names: string, compress?: string, setId: string }
 
 export function stateDir (override?: string): string {
   if (override) return override
@@ -60,7 +66,7 @@ export function stateDir (override?: string): string {
 }
 
 export function sameArgs (a: Omit<JournalHeader, 'out' | 'setIdentity'>, b: Omit<JournalHeader, 'out' | 'setIdentity'>): boolean {
-  return a.source === b.source && a.binSize === b.binSize && a.encryption === b.encryption && a.names === b.names
+  return a.source === b.source && a.binSize === b.binSize && a.encryption === b.encryption && a.names === b.names && (a.compress ?? 'off') === (b.compress ?? 'off')
 }
 
 /** 3: entries of the version-2 table, in its order (1 and 2, of packer 0.1, are not continued). */
@@ -74,6 +80,8 @@ function entryLine (j: JournalEntry): string {
   const o: Record<string, unknown> = { entry: entryFieldsJson(j.entry, { ...encodePath(j.entry.path) }) }
   if (j.dagSize !== undefined) o.dagSize = j.dagSize
   if (j.src !== undefined) o.src = j.src
+  if (j.records !== undefined) o.records = j.records
+  if (j.refs !== undefined && j.refs.length > 0) o.refs = j.refs
   return JSON.stringify(o) + '\n'
 }
 
@@ -121,6 +129,12 @@ export class PackJournal {
   #recordCount = 0
 
   private constructor (base: string) { this.base = base }
+
+  /** A journal at `base` (its files are `base.journal`, `base.blocks`…), e.g. a shard run's, in a work directory. */
+  static async at (base: string): Promise<PackJournal> {
+    await fs.mkdir(path.dirname(base), { recursive: true, mode: 0o700 })
+    return new PackJournal(base)
+  }
 
   /** The journal of an output directory (which need not have one yet). */
   static async for (out: string, dir?: string): Promise<PackJournal> {
@@ -207,7 +221,7 @@ export class PackJournal {
         continue
       }
       if (rec?.entry === undefined) continue
-      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src }
+      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src, records: rec.records, refs: rec.refs }
     }
   }
 
@@ -297,6 +311,12 @@ export class PackJournal {
     await this.#records?.close()
     this.#lines = null
     this.#records = null
+  }
+
+  /** Makes everything handed over durable. */
+  async sync (): Promise<void> {
+    await this.#records?.sync()
+    await this.#lines?.sync()
   }
 
   /** Closes the files (after a failure: everything stays for a rerun). */

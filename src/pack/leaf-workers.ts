@@ -33,7 +33,15 @@ export type LeafJob =
    * of a tree are this small: their open, stat, read and close then stay off the main thread too). `seal: 'fresh'`:
    * the age file is started where the job runs (its header's X25519 or RSA work is most of a small file's cost).
    */
-  | { kind: 'file', path: Uint8Array, expect: SourceIdentity, seal: LeafSeal | 'fresh' | null }
+  | { kind: 'file', path: Uint8Array, expect: SourceIdentity, seal: LeafSeal | 'fresh' | null, compress?: Compress }
+  /**
+   * One zstd frame of plaintext [start, end) of a file open as `fd` (a large file compressed before it is sealed:
+   * src/pack/compress.ts); with `auto`, none when it does not shrink enough (`--compress auto`'s sample).
+   */
+  | { kind: 'frame', fd: number, start: number, end: number, compress: Compress }
+
+/** How to compress: zstd at `level`, or with `auto` only when the first MiB shrinks enough. */
+export interface Compress { level: number, auto: boolean }
 
 /** A new age file's seal, and what the file table keeps of it. */
 export interface FreshSeal { seal: LeafSeal, fileKey: Uint8Array, headerLength: number }
@@ -42,19 +50,79 @@ export interface FreshSeal { seal: LeafSeal, fileKey: Uint8Array, headerLength: 
  * A leaf (a fresh, unshared buffer) and its SHA-256 (and for a 'fresh' job the age file started), or what went
  * wrong reading the source.
  */
-export type LeafJobResult = { leaf: Uint8Array, digest: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number } } | { problem: SourceProblem }
+export type LeafJobResult = LeafResult | FrameResult | { problem: SourceProblem }
+export interface LeafResult { leaf: Uint8Array, digest: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, compressed?: boolean }
+export interface FrameResult { frame: Uint8Array | null }
 
 type ReadWhole = (path: Uint8Array, expect: SourceIdentity) => ReturnType<typeof readWholeFileSync>
 
+/** A whole file sealed as a new age file in one call (the native sealer, src/crypto/native-seal.ts). */
+export type SealWhole = (plain: Uint8Array) => { file: Uint8Array, digest: Uint8Array, fileKey: Uint8Array, headerLength: number }
+
+/** Compresses bytes as a whole zstd seekable stream (`auto`: null when they do not shrink enough). */
+export type CompressWhole = (bytes: Uint8Array, how: Compress) => Uint8Array | null
+
+/** What a job runs with: node:crypto, node:fs, and the makers the compiled modules give (null where there are none). */
+export interface LeafJobEnv {
+  c: typeof crypto
+  f: typeof fs
+  /** readWholeFileSync over node:fs. */
+  readWhole: ReadWhole
+  /** Starts new age files. */
+  fresh: (() => FreshSeal) | null
+  /** Seals whole files natively. */
+  sealWhole: SealWhole | null
+  /** Compresses a whole small file, or one frame of a large one (`frame`: true). */
+  compress: ((bytes: Uint8Array, how: Compress, frame: boolean) => Uint8Array | null) | null
+}
+
+/** Reads plaintext [from, from + b.length) of `fd` into b; a problem when it fails or comes up short. */
+function preadAll (f: typeof fs, fd: number, b: Uint8Array, from: number, size: number): SourceProblem | null {
+  for (let pos = 0; pos < b.length;) {
+    let n: number
+    try {
+      n = f.readSync(fd, b, pos, b.length - pos, from + pos)
+    } catch (err) {
+      return { kind: 'read', at: from + pos, code: String((err as NodeJS.ErrnoException).code ?? (err as Error).message) }
+    }
+    if (n === 0) return { kind: 'changed', what: `only ${from + pos} of ${size} bytes could be read` }
+    pos += n
+  }
+  return null
+}
+
 /**
- * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments, `c` being
- * node:crypto, `f` node:fs, `readWhole` readWholeFileSync over node:fs and `fresh` a maker of new age files (null
- * where none can be made).
+ * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments and `preadAll`.
  */
-export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole, fresh: (() => FreshSeal) | null, job: LeafJob): LeafJobResult {
+export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
+  const { c, f, readWhole, fresh, sealWhole } = env
   const CHUNK = 65536
   const SEALED = CHUNK + 16
   const LEAF = 1024 * 1024 // LEAF_SIZE (src/pack/leaves.ts)
+  if (job.kind === 'frame') {
+    if (env.compress === null) throw new Error('no zstd here')
+    const plain = new Uint8Array(job.end - job.start)
+    const problem = preadAll(f, job.fd, plain, job.start, job.end)
+    if (problem !== null) return { problem }
+    return { frame: env.compress(plain, job.compress, true) }
+  }
+  let compressed = false
+  let whole: Uint8Array | null = null
+  if (job.kind === 'file') {
+    const read = readWhole(job.path, job.expect)
+    if (!('bytes' in read)) return read
+    whole = read.bytes
+    if (job.compress !== undefined && whole.length > 0) {
+      if (env.compress === null) throw new Error('no zstd here')
+      const stream = env.compress(whole, job.compress, false)
+      if (stream !== null) { whole = stream; compressed = true }
+    }
+  }
+  if (whole !== null && job.seal === 'fresh' && sealWhole !== null) {
+    const s = sealWhole(whole)
+    if (s.file.length > LEAF) throw new Error(`a one-leaf file job made ${s.file.length} bytes`)
+    return { leaf: s.file, digest: s.digest, fresh: { fileKey: s.fileKey, headerLength: s.headerLength }, compressed }
+  }
   let seal: LeafSeal | null
   let started: FreshSeal | null = null
   if (job.seal === 'fresh') {
@@ -66,27 +134,16 @@ export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole
   }
   let size: number
   let plainAt: (from: number, to: number) => Uint8Array | SourceProblem // plaintext [from, to)
-  if (job.kind === 'file') {
-    const read = readWhole(job.path, job.expect)
-    if (!('bytes' in read)) return read
-    const all = read.bytes
+  if (whole !== null) {
+    const all = whole
     size = all.length
     plainAt = (from, to) => all.subarray(from, to)
   } else {
-    size = job.size
+    const r = job as Extract<LeafJob, { kind: 'range' }>
+    size = r.size
     plainAt = (from, to) => {
       const b = new Uint8Array(to - from) // its own ArrayBuffer: transferable
-      for (let pos = 0; pos < b.length;) {
-        let n: number
-        try {
-          n = f.readSync(job.fd, b, pos, b.length - pos, from + pos)
-        } catch (err) {
-          return { kind: 'read', at: from + pos, code: String((err as NodeJS.ErrnoException).code ?? (err as Error).message) }
-        }
-        if (n === 0) return { kind: 'changed', what: `only ${from + pos} of ${size} bytes could be read` }
-        pos += n
-      }
-      return b
+      return preadAll(f, r.fd, b, from, size) ?? b
     }
   }
   const count = Math.max(1, Math.ceil(size / CHUNK)) // age chunks (an empty file has one, empty)
@@ -98,6 +155,7 @@ export function runLeafJob (c: typeof crypto, f: typeof fs, readWhole: ReadWhole
     leaf,
     digest: new Uint8Array(c.createHash('sha256').update(leaf).digest()),
     ...(started === null ? {} : { fresh: { fileKey: started.fileKey, headerLength: started.headerLength } }),
+    ...(compressed ? { compressed } : {}),
   })
   if (seal === null) {
     const leaf = plainAt(start, end)
@@ -150,34 +208,38 @@ let sinceCollect = 0
 const openProblem = ${openProblem.toString()}
 const statMismatch = ${statMismatch.toString()}
 const readWholeFileSync = ${readWholeFileSync.toString()}
+const preadAll = ${preadAll.toString()}
 const runLeafJob = ${runLeafJob.toString()}
-const readWhole = (path, expect) => readWholeFileSync(fs, path, expect)
-let fresh = null
-const ready = workerData.seals === null ? Promise.resolve() : import(workerData.seals.module).then(
-  (m) => { fresh = m.freshSealMaker(workerData.seals.recipients) },
-  () => {}) // then 'fresh' jobs fail, naming why
+const env = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: null, sealWhole: null, compress: null }
+const ready = workerData.module === null ? Promise.resolve() : import(workerData.module).then((m) => {
+  if (workerData.recipients !== null) {
+    env.fresh = m.freshSealMaker(workerData.recipients)
+    env.sealWhole = m.wholeFileSealer(workerData.recipients)
+  }
+  env.compress = m.zstdCompressor()
+}, () => {}) // then 'fresh' and compressing jobs fail, naming why
 parentPort.on('message', (m) => ready.then(() => {
   let r
   try {
-    r = runLeafJob(crypto, fs, readWhole, fresh, m.job)
+    r = runLeafJob(env, m.job)
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && err.code } })
     return
   }
   if (r.problem) parentPort.postMessage({ id: m.id, problem: r.problem })
-  else parentPort.postMessage({ id: m.id, leaf: r.leaf, digest: r.digest, fresh: r.fresh }, [r.leaf.buffer])
+  else if ('frame' in r) parentPort.postMessage({ id: m.id, frame: r.frame }, r.frame === null ? [] : [r.frame.buffer])
+  else parentPort.postMessage({ id: m.id, leaf: r.leaf, digest: r.digest, fresh: r.fresh, compressed: r.compressed }, [r.leaf.buffer])
   if (collect && ++sinceCollect >= 4) { sinceCollect = 0; collect({ type: 'minor' }) }
 }))
 `
 
 /**
- * The module workers load to start age files: compiled JavaScript beside this one. Absent when this runs from the
- * TypeScript sources (the test runner): then headers are made on the main thread and posted with the job.
+ * The module workers load to start age files and compress: compiled JavaScript beside this one. Absent when this runs
+ * from the TypeScript sources (the test runner): then headers are made on the main thread and posted with the job, and
+ * jobs that compress run on the calling thread.
  */
 const SEALS_MODULE = new URL('./leaves.js', import.meta.url)
 const canLoadSeals = ((): boolean => { try { return fs.statSync(fileURLToPath(SEALS_MODULE)).isFile() } catch { return false } })()
-
-const readWholeHere: ReadWhole = (path, expect) => readWholeFileSync(fs, path, expect)
 
 interface Slot { w: Worker, busy: number, dead: Error | null }
 interface Pending { slot: Slot, resolve: (r: LeafJobResult) => void, reject: (e: Error) => void }
@@ -196,28 +258,32 @@ export class LeafWorkers {
   readonly size: number
   /** Whether 'fresh' file jobs can be given: the workers start age files, or there are none and `fresh` does. */
   readonly startsFiles: boolean
-  readonly #fresh: (() => FreshSeal) | null
+  /** What jobs run with on the calling thread. */
+  readonly #here: LeafJobEnv
   readonly #slots: Slot[] = []
   readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false
 
-  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[] } | null = null) {
+  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[], whole?: SealWhole | null } | null = null,
+    compress: LeafJobEnv['compress'] = null) {
     this.size = Math.max(0, Math.floor(workers))
-    this.#fresh = seals?.fresh ?? null
+    this.#here = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, compress }
     this.startsFiles = seals !== null && (this.size === 0 || canLoadSeals)
-    const workerData = { seals: seals !== null && canLoadSeals ? { module: SEALS_MODULE.href, recipients: seals.recipients } : null }
+    const module = (seals !== null || compress !== null) && canLoadSeals ? SEALS_MODULE.href : null
+    const workerData = { module, recipients: seals?.recipients ?? null }
     for (let i = 0; i < this.size; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData })
       const slot: Slot = { w, busy: 0, dead: null }
-      w.on('message', (m: { id: number, leaf?: Uint8Array, digest?: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, problem?: SourceProblem, error?: { message: string, code?: string } }) => {
+      w.on('message', (m: { id: number, leaf?: Uint8Array, digest?: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, compressed?: boolean, frame?: Uint8Array | null, problem?: SourceProblem, error?: { message: string, code?: string } }) => {
         const p = this.#pending.get(m.id)
         if (p === undefined) return
         this.#pending.delete(m.id)
         if (--slot.busy === 0) w.unref()
         if (m.error !== undefined) p.reject(workerError(m.error.message, m.error.code))
         else if (m.problem !== undefined) p.resolve({ problem: m.problem })
-        else p.resolve({ leaf: m.leaf!, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }) })
+        else if (m.frame !== undefined) p.resolve({ frame: m.frame })
+        else p.resolve({ leaf: m.leaf!, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }), ...(m.compressed ? { compressed: true } : {}) })
       })
       const die = (err: Error): void => {
         if (slot.dead !== null) return
@@ -239,14 +305,18 @@ export class LeafWorkers {
   get busy (): number { return this.#pending.size }
 
   /** Runs a job on the least busy worker, or here when there is none. */
+  run (job: Extract<LeafJob, { kind: 'frame' }>): Promise<FrameResult | { problem: SourceProblem }>
+  run (job: Exclude<LeafJob, { kind: 'frame' }>): Promise<LeafResult | { problem: SourceProblem }>
   run (job: LeafJob): Promise<LeafJobResult> {
     if (this.#closed) return Promise.reject(workerError('the leaf workers were closed'))
     let best: Slot | undefined
     for (const s of this.#slots) if (s.dead === null && (best === undefined || s.busy < best.busy)) best = s
-    if (best === undefined) {
-      if (this.size > 0) return Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running'))
+    // Compressing needs the compiled module in the workers: from the sources, such jobs run here.
+    const here = 'compress' in job && job.compress !== undefined && !canLoadSeals
+    if (best === undefined || here) {
+      if (this.size > 0 && !here) return Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running'))
       try {
-        return Promise.resolve(runLeafJob(crypto, fs, readWholeHere, this.#fresh, job))
+        return Promise.resolve(runLeafJob(this.#here, job))
       } catch (err) {
         return Promise.reject(err)
       }

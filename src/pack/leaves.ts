@@ -6,8 +6,10 @@
  * once; they are handed on in order.
  */
 import { ciphertextSize, newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
+import { nativeSealer } from '../crypto/native-seal.js'
 import type { SourceProblem } from '../source/file-reader.js'
-import type { FreshSeal, LeafJobResult, LeafSeal, LeafWorkers } from './leaf-workers.js'
+import type { FreshSeal, LeafJobEnv, LeafResult, LeafSeal, LeafWorkers, SealWhole } from './leaf-workers.js'
+import { FRAME_SIZE, SeekTableWriter, compressBound, compressFrame, frameEntry, worthCompressing, zstdCodec } from '../compress/zstd-seekable.js'
 
 /** The importer's chunk size in the unixfs-v1-2025 profile (docs/FORMAT.md). */
 export const LEAF_SIZE = 1024 * 1024
@@ -36,6 +38,34 @@ export function freshSealMaker (recipients: string[]): () => FreshSeal {
   return () => freshSeal(newAgeFile(parsed))
 }
 
+/**
+ * This process's zstd as leaf jobs use it (null without one): a frame of a large file (`auto`: none when the file's
+ * first MiB does not shrink enough), or a whole small file as a seekable stream (null when it would not shrink: it
+ * is then stored as it is).
+ */
+export function zstdCompressor (): LeafJobEnv['compress'] {
+  const z = zstdCodec()
+  if (z === null) return null
+  return (bytes, how, frame) => {
+    const dst = new Uint8Array(compressBound(Math.min(bytes.length, FRAME_SIZE)))
+    const f = how.auto ? worthCompressing(z, bytes, dst) : compressFrame(z, bytes, how.level, dst)
+    if (f === null) return null
+    if (frame) return f.slice()
+    const table = new SeekTableWriter()
+    table.add(frameEntry(f, bytes.length))
+    if (table.streamSize >= bytes.length) return null
+    const out = new Uint8Array(table.streamSize)
+    out.set(f)
+    out.set(table.finish(), f.length)
+    return out
+  }
+}
+
+/** Seals whole small files natively for recipients given as strings, or null where the native sealer cannot. */
+export function wholeFileSealer (recipients: string[]): SealWhole | null {
+  return nativeSealer(recipients.map((r) => parseRecipient(r)))
+}
+
 /** Plaintext bytes wholly before position `pos` of an age file of `plain` bytes after a prefix of `prefix` bytes. */
 function plainBefore (prefix: number, plain: number, pos: number): number {
   if (pos <= prefix) return 0
@@ -53,7 +83,7 @@ export async function * fileLeaves (fd: number, size: number, seal: LeafSeal | n
   const total = seal === null ? size : ciphertextSize(size, seal.prefix.length - NONCE)
   const count = Math.max(1, Math.ceil(total / LEAF_SIZE))
   const window = windowFor(pool)
-  const inflight: Array<Promise<LeafJobResult>> = []
+  const inflight: Array<Promise<LeafResult | { problem: SourceProblem }>> = []
   let next = 0
   let read = 0
   try {

@@ -1,13 +1,16 @@
 import { sourceProblemError } from '../source/file-reader.js'
 import { adviseWillNeed } from '../native-addon.js'
 import type { SourceEntry } from '../source/walk.js'
-import type { LeafJob, LeafWorkers } from './leaf-workers.js'
+import type { Compress, LeafJob, LeafWorkers } from './leaf-workers.js'
 import { ciphertextSize } from '../crypto/index.js'
 import { LEAF_SIZE, freshSeal, type Leaf } from './leaves.js'
 import type { SetEncryption } from './set-encryption.js'
 
-/** A file whose stored bytes are one leaf: that leaf, and for an encrypted set its file key and header length. */
-export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: number } | null }
+/**
+ * A file whose stored bytes are one leaf: that leaf, for an encrypted set its file key and header length, and whether
+ * what it stores is the file's zstd seekable stream.
+ */
+export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: number } | null, compressed: boolean }
 
 /**
  * Files whose stored bytes fit in one leaf (most files of most trees) are read, sealed and hashed whole by the leaf
@@ -22,6 +25,7 @@ export class OneLeafFiles {
   readonly #queue: SourceEntry[] = []
   readonly #pool: LeafWorkers
   readonly #enc: SetEncryption | null
+  readonly #compress: Compress | undefined
   readonly #pending = new Map<SourceEntry, Promise<OneLeafFile>>()
   readonly #ahead: number
   readonly #maxBytes: number
@@ -30,9 +34,10 @@ export class OneLeafFiles {
   #next = 0
   #heldBytes = 0
 
-  constructor (pool: LeafWorkers, enc: SetEncryption | null, opts: { ahead?: number, maxBytes?: number } = {}) {
+  constructor (pool: LeafWorkers, enc: SetEncryption | null, opts: { ahead?: number, maxBytes?: number, compress?: Compress | null } = {}) {
     this.#pool = pool
     this.#enc = enc
+    this.#compress = opts.compress ?? undefined
     this.#ahead = opts.ahead ?? 64
     this.#maxBytes = opts.maxBytes ?? 16 * 1024 * 1024
     this.#headerLength = enc === null ? 0 : enc.newFile().header.length
@@ -66,6 +71,11 @@ export class OneLeafFiles {
   }
 
   #fill (): void {
+    const advise: Uint8Array[] = []
+    try { this.#start(advise) } finally { adviseWillNeed(advise) }
+  }
+
+  #start (advise: Uint8Array[]): void {
     while (this.#next < this.#queue.length && this.#pending.size < this.#ahead) {
       const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
@@ -76,11 +86,11 @@ export class OneLeafFiles {
       if (job === null) continue
       this.#heldBytes += size
       // The disk reads these files ahead while the workers, one synchronous read at a time, are busy with earlier ones.
-      adviseWillNeed(job.file.path)
+      advise.push(job.file.path)
       const read = this.#pool.run(job.file).then((r): OneLeafFile => {
         if ('problem' in r) throw sourceProblemError(e, r.problem)
         const started = r.fresh === undefined ? job.enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
-        return { leaf: { bytes: r.leaf, digest: r.digest }, enc: started }
+        return { leaf: { bytes: r.leaf, digest: r.digest }, enc: started, compressed: r.compressed === true }
       })
       read.catch(() => {}) // an error is seen when the file's turn comes
       this.#pending.set(e, read)
@@ -94,8 +104,9 @@ export class OneLeafFiles {
     const expect = { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs }
     if (this.#enc === null) return { file: { kind: 'file', path, expect, seal: null }, enc: null }
     if (ciphertextSize(size, this.#headerLength) > LEAF_SIZE) return null
-    if (this.#pool.startsFiles) return { file: { kind: 'file', path, expect, seal: 'fresh' }, enc: null }
+    const compress = this.#compress
+    if (this.#pool.startsFiles) return { file: { kind: 'file', path, expect, seal: 'fresh', compress }, enc: null }
     const started = freshSeal(this.#enc.newFile())
-    return { file: { kind: 'file', path, expect, seal: started.seal }, enc: { key: Buffer.from(started.fileKey), headerLength: started.headerLength } }
+    return { file: { kind: 'file', path, expect, seal: started.seal, compress }, enc: { key: Buffer.from(started.fileKey), headerLength: started.headerLength } }
   }
 }

@@ -1,7 +1,8 @@
 import crypto from 'node:crypto'
 import type { FileEncryption } from '../format/table-entry.js'
+import type { PlannedEncryption } from './work-dir.js'
 import {
-  encodeHeader, encryptStream, generateX25519Identity, newAgeFile, newFileKey, passphraseRecipient, x25519IdentityFromString,
+  encodeHeader, encryptStream, generateX25519Identity, newAgeFile, newFileKey, parseRecipient, passphraseRecipient, x25519IdentityFromString,
   type AgeFileStart, type Recipient,
 } from '../crypto/index.js'
 
@@ -65,5 +66,30 @@ export function passphraseEncryption (passphrase: string, names: 'hidden' | 'pla
     fileRecipients: fileRecipients.map(String),
     sealTable: (plain) => seal(tableRecipients, plain),
     withSetIdentity: (id) => passphraseEncryption(passphrase, names, id, logN),
+  }
+}
+
+/**
+ * A planned set's encryption (WORK's plan.json): the recipients as the plan recorded them, or for a passphrase set its
+ * own key and the table index's age key and header sealed with the passphrase at plan time, so that neither shards
+ * nor the join ask for the passphrase.
+ */
+export function plannedSetEncryption (p: PlannedEncryption): SetEncryption | null {
+  if (p === null) return null
+  if ('recipients' in p) {
+    const recipients = p.recipients.map((r) => parseRecipient(r))
+    return { ...recipientEncryption(recipients, p.names, []), fingerprint: p.fingerprint, recipientKinds: p.kinds }
+  }
+  const fileRecipients = [x25519IdentityFromString(p.passphrase.setIdentity).recipient()]
+  const indexKey = Buffer.from(p.passphrase.indexKey, 'base64')
+  const indexHeader = Buffer.from(p.passphrase.indexHeader, 'base64')
+  return {
+    names: p.names,
+    recipientKinds: ['scrypt'],
+    fingerprint: 'passphrase',
+    setIdentity: p.passphrase.setIdentity,
+    newFile: () => newAgeFile(fileRecipients),
+    fileRecipients: fileRecipients.map(String),
+    sealTable: (plain) => encryptStream(plain, indexKey, indexHeader),
   }
 }

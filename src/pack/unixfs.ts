@@ -17,7 +17,7 @@ export const IMPORT_OPTIONS: ImporterOptions = {
   blockWriteConcurrency: 1,
 }
 
-export interface BlockSink { put: (cid: CID, bytes: Uint8Array) => Promise<void> }
+export interface BlockSink { put: (cid: CID, bytes: Uint8Array) => Promise<unknown> }
 
 /** A file already imported: what a directory needs to link to it. */
 export interface ImportedFile { cid: CID, dagSize: number }

@@ -15,6 +15,7 @@ import { MANIFEST_FILE, encodeManifest, type CarRecord, type Manifest } from '..
 import { parseHeader } from '../crypto/index.js'
 import { ExternalSorter } from '../spill/external-sort.js'
 import { VERSION } from '../version.js'
+import { LIMITS } from '../limits.js'
 import { CarSet } from './car-set.js'
 import { exporter } from 'ipfs-unixfs-exporter'
 
@@ -133,7 +134,7 @@ export async function rebuildSet (dir: string, warn: (m: string) => void, force 
   const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.car')).sort()
   if (names.length === 0) throw new PackerError('FORMAT', `no .car files in ${dir}; give the directory that holds the set's CARs`, { subject: dir })
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'packer-rebuild-'))
-  const sorter = new ExternalSorter({ dir: work, memoryLimit: 64 << 20, keyBytes: 32 })
+  const sorter = new ExternalSorter({ dir: work, memoryLimit: LIMITS.sortMemory, keyBytes: 32 })
   try {
     const scanned: ScannedCar[] = []
     const byRoot = new Map<string, number[]>()

@@ -3,6 +3,7 @@ import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import { ExternalSorter } from '../spill/external-sort.js'
+import { LIMITS } from '../limits.js'
 
 export type SourceType = 'file' | 'dir' | 'symlink'
 
@@ -59,7 +60,6 @@ export interface WalkOptions {
 const SLASH = Buffer.from('/')
 /** Entries handed on at a time (and lstat'ed together). */
 const RUN = 256
-const NAMES_IN_MEMORY = 100_000
 
 function typeOf (st: import('node:fs').BigIntStats): SourceType | string {
   if (st.isFile()) return 'file'
@@ -95,7 +95,7 @@ class SortedNames {
     if (this.#sorter !== null) return await this.#sorter.add(name)
     this.#names.push(name)
     if (this.#names.length > this.#limit) {
-      this.#sorter = new ExternalSorter({ dir: this.#tmpDir, memoryLimit: 16 << 20, keyBytes: Infinity })
+      this.#sorter = new ExternalSorter({ dir: this.#tmpDir, memoryLimit: LIMITS.sortMemory, keyBytes: Infinity })
       for (const n of this.#names) await this.#sorter.add(n)
       this.#names = []
     }
@@ -137,7 +137,7 @@ export async function walkSource (source: string, opts: WalkOptions): Promise<Wa
 }
 
 async function * walkDirectories (rootAbs: Buffer, opts: WalkOptions): AsyncGenerator<SourceRun> {
-  const limit = opts.namesInMemory ?? NAMES_IN_MEMORY
+  const limit = opts.namesInMemory ?? LIMITS.namesInMemory
   // Directories left to walk, depth-first: each level's subdirectories in name order.
   const stack: Array<{ absDir: Buffer, relDir: Buffer, subdirs: AsyncIterator<Buffer>, list: SortedNames }> = []
   const visit = async function * (absDir: Buffer, relDir: Buffer): AsyncGenerator<SourceRun> {

@@ -189,7 +189,10 @@ export class ExternalSorter {
   /** Writes the records of a source as a run file: each is its length (LEB128) and its bytes. */
   async #writeRun (source: Cursor): Promise<string> {
     try {
-      this.#runDir ??= await fs.mkdtemp(path.join(this.#opts.dir, 'sort-'))
+      if (this.#runDir === undefined) {
+        await fs.mkdir(this.#opts.dir, { recursive: true, mode: 0o700 })
+        this.#runDir = await fs.mkdtemp(path.join(this.#opts.dir, 'sort-'))
+      }
       const file = path.join(this.#runDir, `run-${this.#fileNo++}`)
       const fh = await fs.open(file, 'wx')
       try {

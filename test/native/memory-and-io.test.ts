@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -19,17 +20,23 @@ describe.skipIf(forcedOff)('limitMallocCache', () => {
     expect(b.readUInt8(b.length - 1)).toBe(7)
   })
 
-  it('adviseWillNeed starts reading an existing file (also by raw-byte path), says false for a missing one, never follows a symlink', () => {
+  it('adviseWillNeed reads files into the page cache off the calling thread; a symlink is never followed', async () => {
     const addon = loadNativeAddon().addon!
     const dir = tmpDir()
     const file = path.join(dir, 'f.bin')
-    fs.writeFileSync(file, Buffer.alloc(100_000, 1))
-    fs.symlinkSync(file, path.join(dir, 'link'))
-    expect(addon.adviseWillNeed(file)).toBe(true)
-    expect(addon.adviseWillNeed(new Uint8Array(Buffer.from(file)))).toBe(true)
-    expect(addon.adviseWillNeed(path.join(dir, 'missing'))).toBe(false)
-    expect(addon.adviseWillNeed(path.join(dir, 'link'))).toBe(false)
-    expect(() => addon.adviseWillNeed(42 as unknown as string)).toThrow(/path must be a string or a Uint8Array/)
+    const target = path.join(dir, 'target.bin')
+    for (const f of [file, target]) fs.writeFileSync(f, Buffer.alloc(4 << 20, 1))
+    fs.symlinkSync(target, path.join(dir, 'link'))
+    // Pages of a file in the page cache (util-linux fincore); dd with iflag=nocache and no count drops them.
+    const cached = (f: string): number => Number(execFileSync('fincore', ['-n', '-o', 'PAGES', '-b', f]).toString().trim())
+    const drop = (f: string): void => { execFileSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']) }
+    for (const f of [file, target]) { execFileSync('sync'); drop(f) }
+    expect(cached(file) + cached(target)).toBe(0)
+    addon.adviseWillNeed([Buffer.from(file), Buffer.from(path.join(dir, 'missing')), Buffer.from(path.join(dir, 'link'))])
+    for (let i = 0; i < 100 && cached(file) < 1024; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(cached(file)).toBe(1024)
+    expect(cached(target)).toBe(0)
+    expect(() => addon.adviseWillNeed([42 as unknown as Uint8Array])).toThrow(/paths must be Buffers/)
   })
 
   it("collectGarbage('major') is a full collection (gc({ type: 'major' }) is not, in Node 20)", () => {

@@ -117,7 +117,8 @@ while [ ! -e ${shared}/release ]; do sleep 0.1; done
   })
 
   it('runs deploy/slurm/pack-array.sbatch as an array: `pack --plan WORK --shard auto` per task, with its resources', async () => {
-    // A stub stands in for packer (PACKER) until `pack --plan` exists: it records its arguments and environment.
+    // A stub stands in for packer (PACKER): it records its arguments and environment (test/pack/shards.test.ts runs
+    // the same script with packer itself).
     const shared = tmpDir()
     const stub = path.join(shared, 'packer-stub')
     fs.writeFileSync(stub, `#!/bin/sh

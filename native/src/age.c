@@ -1,0 +1,238 @@
+/*
+ * Whole small files as age v1 files (https://age-encryption.org/v1), in one call: a fresh file key, the header with one
+ * stanza per recipient (X25519, ssh-rsa) and its MAC, the nonce, the payload sealed in 64 KiB ChaCha20-Poly1305
+ * chunks, and the SHA-256 of the result. Most files of a tree are small: in JavaScript each cost two KeyObjects, a
+ * dozen buffers and their garbage, about as much as the X25519 arithmetic itself. The OpenSSL linked into node does
+ * the cryptography (its symbols are node's own: nothing is linked).
+ */
+#include "age.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#define CHUNK 65536
+#define TAG 16
+
+struct age_recipient {
+  int kind; /* AGE_X25519 or AGE_SSH_RSA */
+  EVP_PKEY *key;
+  unsigned char pub[32]; /* X25519: the recipient's point */
+  char tag[16];          /* ssh-rsa: the stanza's tag (base64 of 4 bytes, 6 characters) */
+};
+
+struct age_recipients {
+  size_t n;
+  struct age_recipient r[];
+};
+
+age_recipients *age_recipients_new (size_t n) {
+  age_recipients *rs = calloc(1, sizeof *rs + n * sizeof(struct age_recipient));
+  if (rs != NULL) rs->n = 0;
+  return rs;
+}
+
+int age_recipients_add_x25519 (age_recipients *rs, const unsigned char pub[32]) {
+  struct age_recipient *r = &rs->r[rs->n];
+  r->key = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, 32);
+  if (r->key == NULL) return -1;
+  r->kind = AGE_X25519;
+  memcpy(r->pub, pub, 32);
+  rs->n++;
+  return 0;
+}
+
+int age_recipients_add_ssh_rsa (age_recipients *rs, const unsigned char *spki, size_t len, const char *tag) {
+  struct age_recipient *r = &rs->r[rs->n];
+  const unsigned char *p = spki;
+  if (strlen(tag) >= sizeof r->tag) return -1;
+  r->key = d2i_PUBKEY(NULL, &p, (long)len);
+  /* Up to 4096 bits: a larger key's stanza would not fit age_header_bound (the JavaScript path takes it). */
+  if (r->key == NULL || EVP_PKEY_get_base_id(r->key) != EVP_PKEY_RSA || EVP_PKEY_get_size(r->key) > 512) {
+    EVP_PKEY_free(r->key);
+    r->key = NULL;
+    return -1;
+  }
+  r->kind = AGE_SSH_RSA;
+  strcpy(r->tag, tag);
+  rs->n++;
+  return 0;
+}
+
+void age_recipients_free (age_recipients *rs) {
+  if (rs == NULL) return;
+  for (size_t i = 0; i < rs->n; i++) EVP_PKEY_free(rs->r[i].key);
+  free(rs);
+}
+
+/* Unpadded standard base64, as age writes it. Returns the characters written. */
+static size_t b64 (char *out, const unsigned char *in, size_t n) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0, i = 0;
+  for (; i + 3 <= n; i += 3) {
+    unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+    out[o++] = abc[v >> 18]; out[o++] = abc[(v >> 12) & 63]; out[o++] = abc[(v >> 6) & 63]; out[o++] = abc[v & 63];
+  }
+  if (n - i == 1) {
+    unsigned v = (unsigned)in[i] << 16;
+    out[o++] = abc[v >> 18]; out[o++] = abc[(v >> 12) & 63];
+  } else if (n - i == 2) {
+    unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+    out[o++] = abc[v >> 18]; out[o++] = abc[(v >> 12) & 63]; out[o++] = abc[(v >> 6) & 63];
+  }
+  return o;
+}
+
+/* A stanza body: base64 lines of 64 columns, the last one shorter (an empty one when the rest fill whole lines). */
+static size_t body_lines (char *out, const unsigned char *in, size_t n) {
+  char text[1024];
+  size_t len = b64(text, in, n), o = 0;
+  for (size_t at = 0; ; at += 64) {
+    size_t k = len - at < 64 ? len - at : 64;
+    memcpy(out + o, text + at, k);
+    o += k;
+    out[o++] = '\n';
+    if (k < 64) break;
+  }
+  return o;
+}
+
+/* HKDF-SHA256 with a 32-byte output (all age needs). */
+static int hkdf32 (unsigned char out[32], const unsigned char *salt, size_t salt_len, const unsigned char *ikm, size_t ikm_len, const char *info) {
+  static const unsigned char zeros[32] = { 0 };
+  unsigned char prk[32], msg[128];
+  unsigned int len = 32;
+  size_t info_len = strlen(info);
+  if (info_len + 1 > sizeof msg) return -1;
+  if (salt_len == 0) { salt = zeros; salt_len = 32; }
+  if (HMAC(EVP_sha256(), salt, (int)salt_len, ikm, ikm_len, prk, &len) == NULL) return -1;
+  memcpy(msg, info, info_len);
+  msg[info_len] = 1;
+  if (HMAC(EVP_sha256(), prk, 32, msg, info_len + 1, out, &len) == NULL) return -1;
+  OPENSSL_cleanse(prk, sizeof prk);
+  return 0;
+}
+
+static int chacha_seal (const unsigned char key[32], const unsigned char nonce[12], const unsigned char *in, size_t n, unsigned char *out) {
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  int ok = c != NULL, len = 0;
+  ok = ok && EVP_EncryptInit_ex(c, EVP_chacha20_poly1305(), NULL, key, nonce) == 1;
+  ok = ok && (n == 0 || EVP_EncryptUpdate(c, out, &len, in, (int)n) == 1);
+  ok = ok && EVP_EncryptFinal_ex(c, out + len, &len) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG, out + n) == 1;
+  EVP_CIPHER_CTX_free(c);
+  return ok ? 0 : -1;
+}
+
+/* One X25519 stanza: a fresh ephemeral key, the shared secret, the wrapped file key. */
+static int x25519_stanza (char *out, size_t *o, const struct age_recipient *r, const unsigned char file_key[16]) {
+  EVP_PKEY *eph = NULL;
+  EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL), *dc = NULL;
+  unsigned char share[32], secret[32], salt[64], wrap[32], body[32];
+  static const unsigned char zero_nonce[12] = { 0 }, zeros[32] = { 0 };
+  size_t len = 32;
+  int ok = kc != NULL && EVP_PKEY_keygen_init(kc) == 1 && EVP_PKEY_keygen(kc, &eph) == 1;
+  ok = ok && EVP_PKEY_get_raw_public_key(eph, share, &len) == 1 && len == 32;
+  ok = ok && (dc = EVP_PKEY_CTX_new(eph, NULL)) != NULL && EVP_PKEY_derive_init(dc) == 1 && EVP_PKEY_derive_set_peer(dc, r->key) == 1;
+  len = 32;
+  ok = ok && EVP_PKEY_derive(dc, secret, &len) == 1 && len == 32 && memcmp(secret, zeros, 32) != 0;
+  if (ok) {
+    memcpy(salt, share, 32);
+    memcpy(salt + 32, r->pub, 32);
+    ok = hkdf32(wrap, salt, 64, secret, 32, "age-encryption.org/v1/X25519") == 0 && chacha_seal(wrap, zero_nonce, file_key, 16, body) == 0;
+  }
+  if (ok) {
+    memcpy(out + *o, "-> X25519 ", 10); *o += 10;
+    *o += b64(out + *o, share, 32);
+    out[(*o)++] = '\n';
+    *o += body_lines(out + *o, body, 32);
+  }
+  OPENSSL_cleanse(secret, sizeof secret);
+  OPENSSL_cleanse(wrap, sizeof wrap);
+  EVP_PKEY_CTX_free(dc);
+  EVP_PKEY_CTX_free(kc);
+  EVP_PKEY_free(eph);
+  return ok ? 0 : -1;
+}
+
+/* One ssh-rsa stanza: the file key under RSA-OAEP (SHA-256, MGF1-SHA-256) with age's label. */
+static int ssh_rsa_stanza (char *out, size_t *o, const struct age_recipient *r, const unsigned char file_key[16]) {
+  static const char label[] = "age-encryption.org/v1/ssh-rsa";
+  EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(r->key, NULL);
+  unsigned char body[1024];
+  size_t len = sizeof body;
+  char *l = OPENSSL_malloc(sizeof label - 1);
+  int ok = c != NULL && l != NULL && EVP_PKEY_encrypt_init(c) == 1 && EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) == 1;
+  ok = ok && EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha256()) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha256()) == 1;
+  if (ok) memcpy(l, label, sizeof label - 1);
+  ok = ok && EVP_PKEY_CTX_set0_rsa_oaep_label(c, l, (int)(sizeof label - 1)) == 1;
+  if (ok) l = NULL; /* owned by the context now */
+  ok = ok && EVP_PKEY_encrypt(c, body, &len, file_key, 16) == 1;
+  if (ok) {
+    size_t t = strlen(r->tag);
+    memcpy(out + *o, "-> ssh-rsa ", 11); *o += 11;
+    memcpy(out + *o, r->tag, t); *o += t;
+    out[(*o)++] = '\n';
+    *o += body_lines(out + *o, body, len);
+  }
+  OPENSSL_free(l);
+  EVP_PKEY_CTX_free(c);
+  return ok ? 0 : -1;
+}
+
+size_t age_header_bound (const age_recipients *rs) {
+  return 64 + rs->n * 800;
+}
+
+size_t age_file_size (size_t header, size_t plain) {
+  size_t chunks = plain == 0 ? 1 : (plain + CHUNK - 1) / CHUNK;
+  return header + 16 + plain + chunks * TAG;
+}
+
+long age_header (const age_recipients *rs, const unsigned char file_key[16], char *out) {
+  unsigned char mac_key[32], mac[32];
+  unsigned int len = 32;
+  size_t o = 0;
+  memcpy(out, "age-encryption.org/v1\n", 22); o = 22;
+  for (size_t i = 0; i < rs->n; i++) {
+    int rc = rs->r[i].kind == AGE_X25519 ? x25519_stanza(out, &o, &rs->r[i], file_key) : ssh_rsa_stanza(out, &o, &rs->r[i], file_key);
+    if (rc != 0) return -1;
+  }
+  memcpy(out + o, "---", 3); o += 3;
+  if (hkdf32(mac_key, NULL, 0, file_key, 16, "header") != 0) return -1;
+  if (HMAC(EVP_sha256(), mac_key, 32, (const unsigned char *)out, o, mac, &len) == NULL) return -1;
+  out[o++] = ' ';
+  o += b64(out + o, mac, 32);
+  out[o++] = '\n';
+  OPENSSL_cleanse(mac_key, sizeof mac_key);
+  return (long)o;
+}
+
+long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t n, unsigned char *out, size_t out_len,
+                    unsigned char file_key[16], unsigned char digest[32]) {
+  unsigned char nonce[16], payload_key[32], chunk_nonce[12];
+  if (RAND_bytes(file_key, 16) != 1 || RAND_bytes(nonce, 16) != 1) return -1;
+  long header = age_header(rs, file_key, (char *)out);
+  if (header < 0 || age_file_size((size_t)header, n) > out_len) return -1;
+  size_t o = (size_t)header;
+  memcpy(out + o, nonce, 16); o += 16;
+  if (hkdf32(payload_key, nonce, 16, file_key, 16, "payload") != 0) return -1;
+  size_t chunks = n == 0 ? 1 : (n + CHUNK - 1) / CHUNK;
+  for (size_t c = 0; c < chunks; c++) {
+    size_t at = c * CHUNK, k = n - at < CHUNK ? n - at : CHUNK;
+    memset(chunk_nonce, 0, sizeof chunk_nonce);
+    for (int i = 10, v = (int)c; i >= 0 && v > 0; i--, v >>= 8) chunk_nonce[i] = (unsigned char)(v & 0xff);
+    chunk_nonce[11] = c == chunks - 1;
+    if (chacha_seal(payload_key, chunk_nonce, plain + at, k, out + o) != 0) return -1;
+    o += k + TAG;
+  }
+  OPENSSL_cleanse(payload_key, sizeof payload_key);
+  SHA256(out, o, digest);
+  return header;
+}

@@ -1,0 +1,70 @@
+import { spawn } from 'node:child_process'
+import path from 'node:path'
+import { ROOT, run } from '../helpers.js'
+
+const CHILD = path.join(ROOT, 'test/servers/helia-fetch.mjs')
+/** Helia's dependencies use Promise.withResolvers (Node 22); the tests run on Node 20 too. */
+const HELIA_NODE_MAJOR = 22
+/** What the child gets beyond its own timeout before it is killed. */
+const KILL_GRACE_MS = 5_000
+
+let heliaNodeBinary: Promise<string> | undefined
+
+/** A Node binary that runs Helia: this one if it is recent enough, else Node 24 from the npm registry (cached). */
+export function heliaNode (): Promise<string> {
+  heliaNodeBinary ??= (async () => {
+    if (Number(process.versions.node.split('.')[0]) >= HELIA_NODE_MAJOR) return process.execPath
+    // a cached copy of the registry's answer will do: a test should not wait on the network (or a proxy) each run
+    const r = await run('bash', [path.join(ROOT, 'scripts/fetch-node.sh'), '24'], { env: { npm_config_prefer_offline: 'true' } })
+    if (r.code !== 0) throw new Error(`cannot get Node 24 for the Helia client: ${r.stderr.trim()}`)
+    return r.stdout.trim()
+  })()
+  return heliaNodeBinary
+}
+
+/** Loopback is never proxied, whatever proxy variables the environment holds (Node 24 reads them if asked to). */
+function withLoopbackUnproxied (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const noProxy = [env.NO_PROXY ?? env.no_proxy, '127.0.0.1', 'localhost'].filter(Boolean).join(',')
+  return { ...env, NO_PROXY: noProxy, no_proxy: noProxy }
+}
+
+export interface HeliaFetchOptions {
+  /** A path inside the directory `cid` names. */
+  path?: string
+  /** The whole fetch, the child's start-up included. */
+  timeoutMs: number
+  /** Added to the child's environment. */
+  env?: NodeJS.ProcessEnv
+}
+
+/**
+ * Fetches the UnixFS file `cid` (or `path` inside it) with Helia from the trustless gateway at `gatewayUrl` and
+ * nowhere else, in a child process (test/servers/helia-fetch.mjs). Rejects with the child's one-line error.
+ */
+export async function heliaFetch (gatewayUrl: string, cid: string, opts: HeliaFetchOptions): Promise<Buffer> {
+  const args = [CHILD, gatewayUrl, cid, '--timeout-ms', String(opts.timeoutMs)]
+  if (opts.path !== undefined) args.push('--path', opts.path)
+  const child = spawn(await heliaNode(), args, {
+    env: withLoopbackUnproxied({ ...process.env, ...opts.env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const chunks: Buffer[] = []
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => chunks.push(d))
+  child.stderr.on('data', (d) => { stderr += d })
+  // the child ends itself on time; this is for a child that cannot
+  const kill = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs + KILL_GRACE_MS)
+  const onExit = (): void => { child.kill('SIGKILL') }
+  process.once('exit', onExit)
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', (c, s) => resolve([c, s]))
+    })
+    if (code !== 0) throw new Error(stderr.trim() || `helia-fetch exited with ${code ?? signal}`)
+    return Buffer.concat(chunks)
+  } finally {
+    clearTimeout(kill)
+    process.removeListener('exit', onExit)
+  }
+}
