@@ -7,6 +7,7 @@ import { nativeAddon, setFileTimesNs, splitNs, type FileOpFailure, type NativeAd
 import { faultPoint } from '../fault.js'
 import { WriteQueue } from '../car/write-queue.js'
 import type { MountReader } from '../mount/reader.js'
+import { decompressed, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
 /**
  * Files as unpack writes them into DEST: each under a temporary name of its own in its directory, renamed to its
@@ -52,8 +53,38 @@ export async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolea
 }
 
 /**
- * Streams a file of any size from the reader into `p`: 1 MiB at a time, written by a WriteQueue (one writev at a
- * time per file) while the next bytes are read. `onBytes` gets each piece's size as it is read.
+ * A file's bytes in order, through the reader: 1 MiB at a time, or, for a file stored compressed, its stream's frames
+ * (read through the reader as the stream's own bytes), each decompressed and checked.
+ */
+async function * contentOf (view: MountReader, e: TableEntry): AsyncGenerator<Buffer> {
+  const h = view.open()
+  try {
+    if (e.compression === undefined) {
+      for (let at = 0; at < e.size!;) {
+        const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - at))
+        const n = await view.read(e, h, chunk, chunk.length, at)
+        if (n === 0) return
+        yield n === chunk.length ? chunk : chunk.subarray(0, n)
+        at += n
+      }
+      return
+    }
+    const stream = streamEntry(e)
+    const read: StreamReader = async (offset, length) => {
+      const bytes = Buffer.allocUnsafe(length)
+      let got = 0
+      for (let n = -1; got < length && n !== 0; got += n) n = await view.read(stream, h, bytes.subarray(got), length - got, offset + got)
+      return bytes.subarray(0, got)
+    }
+    yield * decompressed(e, read, await seekTableOf(e, read))
+  } finally {
+    view.release(h)
+  }
+}
+
+/**
+ * Streams a file of any size from the reader into `p`: written by a WriteQueue (one writev at a time per file) while
+ * the next bytes are read. `onBytes` gets each piece's size as it is read.
  */
 export async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, sameOwner: boolean, onBytes: (n: number) => void): Promise<void> {
   const tmp = temporaryFor(p)
@@ -63,18 +94,10 @@ export async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, 
     let written = 0
     const writes = new WriteQueue(fh)
     try {
-      const h = view.open()
-      try {
-        while (written < e.size!) {
-          const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - written))
-          const n = await view.read(e, h, chunk, chunk.length, written)
-          if (n === 0) break
-          await writes.write(n === chunk.length ? chunk : chunk.subarray(0, n), written)
-          written += n
-          onBytes(n)
-        }
-      } finally {
-        view.release(h)
+      for await (const chunk of contentOf(view, e)) {
+        await writes.write(chunk, written)
+        written += chunk.length
+        onBytes(chunk.length)
       }
     } catch (err) {
       await writes.drain().catch(() => {}) // the stream's error is the one to report
@@ -94,22 +117,13 @@ export async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, 
   await fs.rename(tmp, p)
 }
 
-/** A file's whole plaintext, read (and verified) through the reader. */
+/** A file's whole content, read (and verified) through the reader. */
 export async function readWhole (view: MountReader, e: TableEntry): Promise<Buffer> {
-  const data = Buffer.allocUnsafe(e.size!)
-  const h = view.open()
-  try {
-    let at = 0
-    while (at < data.length) {
-      const n = await view.read(e, h, data.subarray(at), data.length - at, at)
-      if (n === 0) break
-      at += n
-    }
-    if (at !== data.length) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${at} bytes, the file table says ${e.size}`)
-    return data
-  } finally {
-    view.release(h)
-  }
+  const parts: Buffer[] = []
+  for await (const p of contentOf(view, e)) parts.push(p)
+  const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  if (data.length !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${data.length} bytes, the file table says ${e.size}`)
+  return data
 }
 
 /** Largest file written by WholeFiles: one leaf. */

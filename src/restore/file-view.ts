@@ -6,6 +6,7 @@ import { displayPath } from '../format/stored-path.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { SeekableAgeReader, decryptStream } from '../crypto/index.js'
 import type { CarSet } from './car-set.js'
+import { decompressWhole, decompressed, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
 /** Bytes asked of the exporter at a time: bounds memory (its content() reads ahead without backpressure). */
 const WINDOW = 16 * 1024 * 1024
@@ -15,17 +16,13 @@ type StoredFile = UnixFSFile | RawNode
 const RAW = 0x55
 
 /**
- * Refuses a file whose stored bytes are compressed (FORMAT.md §6, `compression`): this packer reads the format's
- * tables but cannot decompress yet, and must never hand out the compressed bytes as the file's.
+ * Refuses a compressed file where only stored bytes as they are can be read (a DAG's layout, read by the mount's
+ * reader, which does not decompress): never hand out a compressed stream as a file's bytes.
  */
 function assertPlain (e: TableEntry): void {
-  const err = compressed(e)
-  if (err !== null) throw err
-}
-
-function compressed (e: TableEntry): PackerError | null {
-  if (e.compression === undefined) return null
-  return new PackerError('FORMAT', `${displayPath(e.path)} is stored compressed (${e.compression}), which this packer cannot read yet; upgrade packer`, { subject: displayPath(e.path) })
+  if (e.compression !== undefined) {
+    throw new PackerError('FORMAT', `${displayPath(e.path)} is stored compressed (${e.compression}), which this reader cannot decompress; restore it with packer unpack`, { subject: displayPath(e.path) })
+  }
 }
 
 /** One leaf of a stored file: a raw block holding stored bytes [start, start + length). */
@@ -202,8 +199,6 @@ export class FileView {
     for (const [k, i] of raw.entries()) {
       const e = entries[i]!
       const shown = displayPath(e.path)
-      out[i] = compressed(e)
-      if (out[i] !== null) continue
       try {
         const stored = blocks[k]!
         if (stored instanceof PackerError) throw stored
@@ -214,18 +209,25 @@ export class FileView {
           for await (const p of decryptStream([stored], { fileKey: e.enc.key })) parts.push(p)
           plain = Buffer.concat(parts)
         }
-        if (plain.length !== e.size) throw new PackerError('CORRUPT', `${plain.length} bytes, the file table says ${e.size}; the set is damaged`)
-        out[i] = plain
+        const size = streamEntry(e).size
+        if (plain.length !== size) throw new PackerError('CORRUPT', `${plain.length} bytes, the file table says ${size}; the set is damaged`)
+        out[i] = e.compression === undefined ? plain : await decompressWhole(e, plain)
       } catch (err) {
         if (!(err instanceof PackerError)) throw err
-        out[i] = new PackerError(err.code, `${shown}: ${err.message}`, { subject: err.subject ?? shown, cause: err })
+        // Errors of the decompression name the file already.
+        out[i] = err.message.startsWith(`${shown}: `) ? err : new PackerError(err.code, `${shown}: ${err.message}`, { subject: err.subject ?? shown, cause: err })
       }
     }
     return out
   }
 
-  /** The file's plaintext, streamed in order with bounded memory. */
+  /** The file's plaintext, streamed in order with bounded memory (a compressed file's frame by frame). */
   async * stream (e: TableEntry): AsyncGenerator<Uint8Array> {
+    if (e.compression !== undefined) {
+      const read = this.#streamReader(e)
+      yield * decompressed(e, read, await seekTableOf(e, read))
+      return
+    }
     const entry = await this.#stored(e)
     const stored = this.#storedRange(entry, 0, e.storedSize!)
     if (e.enc) yield * decryptStream(stored, { fileKey: e.enc.key })
@@ -236,6 +238,12 @@ export class FileView {
   async read (e: TableEntry, start: number, end: number): Promise<Buffer> {
     end = Math.min(end, e.size!)
     if (start >= end) return Buffer.alloc(0)
+    if (e.compression !== undefined) {
+      const read = this.#streamReader(e)
+      const parts: Buffer[] = []
+      for await (const p of decompressed(e, read, await seekTableOf(e, read), start, end)) parts.push(p)
+      return Buffer.concat(parts, end - start)
+    }
     const entry = await this.#stored(e)
     const readStored = async (offset: number, length: number): Promise<Buffer> => {
       const parts: Uint8Array[] = []
@@ -245,5 +253,11 @@ export class FileView {
     if (!e.enc) return await readStored(start, end - start)
     const reader = new SeekableAgeReader({ readCiphertext: readStored, fileKey: e.enc.key, headerLength: e.enc.headerLength, plaintextSize: e.size! })
     return await reader.read(start, end)
+  }
+
+  /** Ranges of a compressed file's stored stream (the age plaintext), read as an uncompressed file's bytes are. */
+  #streamReader (e: TableEntry): StreamReader {
+    const stream = streamEntry(e)
+    return async (offset, length) => await this.read(stream, offset, offset + length)
   }
 }
