@@ -6,7 +6,7 @@ import type { TableEntry } from '../format/table-entry.js'
 import { nativeAddon, setFileTimesNs, splitNs, type FileOpFailure, type NativeAddon } from '../native-addon.js'
 import { faultPoint } from '../fault.js'
 import { WriteQueue } from '../car/write-queue.js'
-import type { MountReader } from '../mount/reader.js'
+import type { SetReader } from '../read/reader.js'
 import { decompressed, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
 /**
@@ -56,7 +56,7 @@ export async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolea
  * A file's bytes in order, through the reader: 1 MiB at a time, or, for a file stored compressed, its stream's frames
  * (read through the reader as the stream's own bytes), each decompressed and checked.
  */
-async function * contentOf (view: MountReader, e: TableEntry): AsyncGenerator<Buffer> {
+async function * contentOf (view: SetReader, e: TableEntry): AsyncGenerator<Buffer> {
   const h = view.open()
   try {
     if (e.compression === undefined) {
@@ -86,7 +86,7 @@ async function * contentOf (view: MountReader, e: TableEntry): AsyncGenerator<Bu
  * Streams a file of any size from the reader into `p`: written by a WriteQueue (one writev at a time per file) while
  * the next bytes are read. `onBytes` gets each piece's size as it is read.
  */
-export async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, sameOwner: boolean, onBytes: (n: number) => void): Promise<void> {
+export async function restoreFile (view: SetReader, e: TableEntry, p: Buffer, sameOwner: boolean, onBytes: (n: number) => void): Promise<void> {
   const tmp = temporaryFor(p)
   const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   let ok = false
@@ -118,7 +118,7 @@ export async function restoreFile (view: MountReader, e: TableEntry, p: Buffer, 
 }
 
 /** A file's whole content, read (and verified) through the reader. */
-export async function readWhole (view: MountReader, e: TableEntry): Promise<Buffer> {
+export async function readWhole (view: SetReader, e: TableEntry): Promise<Buffer> {
   const parts: Buffer[] = []
   for await (const p of contentOf(view, e)) parts.push(p)
   const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)

@@ -12,7 +12,7 @@ import type { CarSet } from './car-set.js'
 import { selection } from './selection.js'
 import { TaskWindow } from './task-window.js'
 import { WHOLE_FILE_MAX, WholeFiles, alreadyRestored, matches, readWhole, removeStaleTemporaries, restoreFile, type FileWriteError } from './dest-files.js'
-import { MountReader } from '../mount/reader.js'
+import { SetReader } from '../read/reader.js'
 
 export interface RestoreOptions {
   dest: string
@@ -79,7 +79,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
     // The mount's reader: worker threads pread, hash-check and decrypt leaves ahead of each file being written, so
     // this thread only moves plaintext to the files (reading through FileView.stream decrypted here: unpack ran at
     // ~0.6 of the speed). 32 MiB of slots hold what the 8 files in progress read ahead (64 MiB: as fast, 30 MB more).
-    const view = new MountReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 })
+    const view = new SetReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 })
     try {
       const files = new TaskWindow(8, 48 << 20)
       const restored = (e: TableEntry): void => {
