@@ -45,7 +45,7 @@ export class CompressedFiles {
    * of the open file, whose stream reads it makes (so a sequential reader's stream is read ahead).
    */
   read (e: TableEntry, handle: number, buf: Buffer, pos: number, end: number): number | Promise<number> {
-    const f = this.#files.get(e.cid!)
+    const f = this.#files.get(fileKey(e))
     if (f !== undefined) {
       const [first, last] = f.table.framesFor(pos, end)
       const frames: Buffer[] = []
@@ -70,18 +70,19 @@ export class CompressedFiles {
 
   /** The file's stream entry and checked seek table: from the cache, else read once however many ask at once. */
   async #file (e: TableEntry, handle: number): Promise<CompressedFile> {
-    const hit = this.#files.get(e.cid!)
+    const key = fileKey(e)
+    const hit = this.#files.get(key)
     if (hit !== undefined) return hit
-    let loading = this.#filesLoading.get(e.cid!)
+    let loading = this.#filesLoading.get(key)
     if (loading === undefined) {
       loading = (async () => {
         const stream = streamEntry(e)
         const f = { stream, table: await seekTableOf(e, this.#streamReader(stream, handle)) }
-        this.#files.set(e.cid!, f)
+        this.#files.set(key, f)
         return f
       })()
-      this.#filesLoading.set(e.cid!, loading)
-      const done = (): void => { this.#filesLoading.delete(e.cid!) }
+      this.#filesLoading.set(key, loading)
+      const done = (): void => { this.#filesLoading.delete(key) }
       loading.then(done, done)
     }
     return await loading
@@ -119,6 +120,14 @@ export class CompressedFiles {
       return bytes.subarray(0, got)
     }
   }
+}
+
+/**
+ * A compressed file's key in the cache of seek tables: its CID and its size, which its table is checked against (two
+ * entries of a forged table may share a stream and differ in size).
+ */
+function fileKey (e: TableEntry): string {
+  return `${e.cid!}:${e.size!}`
 }
 
 /** Copies plaintext [pos, end) out of frames first, first + 1, … (their plaintexts, in order) into buf. */

@@ -100,16 +100,16 @@ describe('a mounted set holding damaged and forged compressed streams', () => {
     const forged = Buffer.from(stream)
     const checksum1 = table + 8 + 12 + 8
     forged.writeUInt32LE((forged.readUInt32LE(checksum1) ^ 1) >>> 0, checksum1) // the table's checksum of frame 1
-    const file = (name: string, data: Buffer): ForgedLine => ({ name, type: 'file', data, size: plain.length, storedSize: data.length, compression: 'zstd' })
+    const file = (name: string, data: Buffer, size = plain.length): ForgedLine => ({ name, type: 'file', data, size, storedSize: data.length, compression: 'zstd' })
     const set = tmpDir()
-    await forgeSet(set, { chunks: [[{ dir: '' }, file('flipped', flipped), file('forged', forged), file('good', stream)]] })
+    await forgeSet(set, { chunks: [[{ dir: '' }, file('flipped', flipped), file('forged', forged), file('good', stream), file('wrong-size', stream, plain.length + 1)]] })
     const mnt = tmpDir('packer-mnt-')
     m = await startMount([set, mnt], mnt)
   })
 
   afterAll(async () => { await m?.cleanup() })
 
-  it('serves the good frames and answers EIO for the bad one, never a wrong byte', async () => {
+  it('serves the good frames and answers EIO for a bad one or a size the frames do not make, never a wrong byte', async () => {
     const out = tmpDir()
     fs.writeFileSync(path.join(out, 'plain'), plain)
     expect((await sh(`cmp ${out}/plain ${m.mnt}/good`)).code).toBe(0)
@@ -125,6 +125,11 @@ describe('a mounted set holding damaged and forged compressed streams', () => {
       const tail = await sh(`dd if=${m.mnt}/${name} bs=4096 iflag=skip_bytes skip=${2 * MiB} status=none | sha256sum`)
       expect(tail.stdout.split(' ')[0], name).toBe(sha256(plain.subarray(2 * MiB))) // frame 2 is good
     }
+    // The same stream as good's, under a size its frames do not add up to: nothing is served.
+    const wrongSize = await sh(`cat ${m.mnt}/wrong-size | wc -c`)
+    expect(wrongSize.stderr).toContain('Input/output error')
+    expect(wrongSize.stdout.trim()).toBe('0')
+    expect(m.stderr()).toContain(`EIO reading /wrong-size: wrong-size: its zstd frames hold ${plain.length} bytes, the file table says ${plain.length + 1}; the set is damaged`)
     expect(m.stderr()).toContain('EIO reading /flipped: flipped: frame 1 of its zstd stream does not decompress')
     expect(m.stderr()).toContain('EIO reading /forged: forged: frame 1 of its zstd stream does not have the checksum its seek table gives; the set is damaged')
   })
