@@ -71,40 +71,22 @@ export class CompressedFiles {
   /** The file's stream entry and checked seek table: from the cache, else read once however many ask at once. */
   async #file (e: TableEntry, handle: number): Promise<CompressedFile> {
     const key = fileKey(e)
-    const hit = this.#files.get(key)
-    if (hit !== undefined) return hit
-    let loading = this.#filesLoading.get(key)
-    if (loading === undefined) {
-      loading = (async () => {
-        const stream = streamEntry(e)
-        const f = { stream, table: await seekTableOf(e, this.#streamReader(stream, handle)) }
-        this.#files.set(key, f)
-        return f
-      })()
-      this.#filesLoading.set(key, loading)
-      const done = (): void => { this.#filesLoading.delete(key) }
-      loading.then(done, done)
-    }
-    return await loading
+    return this.#files.get(key) ?? await loadOnce(this.#filesLoading, key, async () => {
+      const stream = streamEntry(e)
+      const f = { stream, table: await seekTableOf(e, this.#streamReader(stream, handle)) }
+      this.#files.set(key, f)
+      return f
+    })
   }
 
   /** Frame i's plaintext, checked: from the cache, else read and decompressed once however many ask at once. */
   async #frame (e: TableEntry, f: CompressedFile, handle: number, i: number): Promise<Buffer> {
     const key = `${e.cid!}:${i}`
-    const hit = this.#frames.get(key)
-    if (hit !== undefined) return hit
-    let loading = this.#framesLoading.get(key)
-    if (loading === undefined) {
-      loading = (async () => {
-        const plain = await decompressedFrame(e, this.#streamReader(f.stream, handle), f.table, i)
-        this.#frames.set(key, plain)
-        return plain
-      })()
-      this.#framesLoading.set(key, loading)
-      const done = (): void => { this.#framesLoading.delete(key) }
-      loading.then(done, done)
-    }
-    return await loading
+    return this.#frames.get(key) ?? await loadOnce(this.#framesLoading, key, async () => {
+      const plain = await decompressedFrame(e, this.#streamReader(f.stream, handle), f.table, i)
+      this.#frames.set(key, plain)
+      return plain
+    })
   }
 
   /** Byte ranges of a stored stream, read through the stored read with the open file's handle. */
@@ -120,6 +102,18 @@ export class CompressedFiles {
       return bytes.subarray(0, got)
     }
   }
+}
+
+/** `load()`, or the promise of it already under way for `key` in `loading` (removed from it once settled). */
+async function loadOnce<T> (loading: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
+  let p = loading.get(key)
+  if (p === undefined) {
+    p = load()
+    loading.set(key, p)
+    const done = (): void => { loading.delete(key) }
+    p.then(done, done)
+  }
+  return await p
 }
 
 /**
