@@ -14,7 +14,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CASES, USAGE, parseArgs } from './lib/args.mjs'
 import { summariseProfile, printProfile } from './lib/cpuprofile.mjs'
-import { makeSparseTree, makeTree, treeSpec } from './lib/data.mjs'
+import { compressSpec, makeSparseTree, makeTextTree, makeTree, treeSpec } from './lib/data.mjs'
 import { markdownTable, printTable } from './lib/report.mjs'
 import { GiB, MB, config, dirStats, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, run, timed } from './lib/sys.mjs'
 
@@ -59,6 +59,10 @@ const P = {
   prof: path.join(W, 'cpuprof'),
   outProf: path.join(W, 'out-prof'),
   logs: path.join(W, 'logs'),
+  textTree: path.join(W, 'text-tree'),
+  randomTree: path.join(W, 'random-tree'),
+  outCompress: path.join(W, 'out-compress'),
+  tarZstd: path.join(W, 'tree.tar.zst'),
 }
 const rm = (p) => fs.rm(p, { recursive: true, force: true })
 const log = (name) => path.join(P.logs, `${name}.log`)
@@ -95,7 +99,7 @@ if (!existsSync(CLI)) {
 if (!isRoot) results.notes.push('not root: page cache not dropped, peers not installed by the bench')
 
 const peers = {}
-for (const [bin, pkg, c] of [['time', 'time', null], ['restic', 'restic', 'restic'], ['borg', 'borgbackup', 'borg'], ['rclone', 'rclone', 'rclone']]) {
+for (const [bin, pkg, c] of [['time', 'time', null], ['restic', 'restic', 'restic'], ['borg', 'borgbackup', 'borg'], ['rclone', 'rclone', 'rclone'], ['zstd', 'zstd', 'compress']]) {
   if (c && !has(c)) continue
   const r = ensureTool(bin === 'time' ? '/usr/bin/time' : bin, pkg, { install: opts.install })
   peers[bin] = r
@@ -292,6 +296,35 @@ if (has('sparse')) {
   await rm(P.sparseTree)
 }
 
+// Compression (issue 13): packer's encrypted pack with --compress off, auto (and zstd, level 3, on text) on a tree of
+// generated text and on one of random files, against tar | zstd -3 -T0 of the same tree: stored size and time.
+const cspec = compressSpec(opts.full, opts.tiny)
+if (has('compress')) {
+  if (notInstalled('zstd')) results.cases.compress = { error: 'not installed (zstd)' }
+  const trees = [
+    ['text', 'Text', P.textTree, () => makeTextTree(P.textTree, cspec.textBytes)],
+    ['random', 'Random', P.randomTree, () => makeTree(P.randomTree, cspec.random)],
+  ]
+  for (const [name, id, dir, make] of trees) {
+    process.stdout.write(`generating the ${name} tree in ${dir}… `)
+    const t = await make()
+    console.log(t.reused ? `reused (${t.files} files, ${(t.bytes / 2 ** 20).toFixed(0)} MiB)` : `${t.files} files, ${(t.bytes / 2 ** 20).toFixed(0)} MiB in ${t.seconds.toFixed(1)} s`)
+    const modes = name === 'text' ? [['Off', 'off'], ['Auto', 'auto'], ['Zstd', 'zstd']] : [['Off', 'off'], ['Auto', 'auto']]
+    for (const [m, mode] of modes) {
+      await step(`compress${m}${id}`, `packer pack, encrypted, --compress ${mode}, ${name} tree`, () => packerPack(dir, P.outCompress, ['-r', keygen(), '--compress', mode], `compress-${mode}-${name}`, t.bytes))
+    }
+    if (!notInstalled('zstd')) {
+      await step(`tarZstd${id}`, `tar | zstd -3 -T0, ${name} tree`, async () => {
+        await rm(P.tarZstd)
+        const r = await timed('sh', ['-c', 'tar -C "$T" -cf - . | zstd -3 -T0 -q -o "$O"'], { env: { T: dir, O: P.tarZstd }, log: log(`tar-zstd-${name}`) })
+        return { bytes: t.bytes, outBytes: diskUsage(P.tarZstd), ...r }
+      })
+    }
+  }
+  await rm(P.outCompress)
+  await rm(P.tarZstd)
+}
+
 /** Runs another engineer's bench script; its output is reported as is, a failure as "not available". */
 async function otherScript (name, file, args, timeoutMs) {
   if (!existsSync(file)) {
@@ -404,6 +437,38 @@ if (C.commp) {
 if (C.mount) {
   if (C.mount.error) rows.push({ case: 'mount (bench/mount.mjs)', error: 'not available' })
 }
+// Compression: ratios of stored sizes (the set's bytes on disk, or the .tar.zst's) and of times, lower is better.
+const sizeRatio = (c, ref) => (ok(c) && ok(ref) && c.outBytes && ref.outBytes ? c.outBytes / ref.outBytes : null)
+const timeRatio = (c, ref) => (ok(c) && ok(ref) ? c.seconds / ref.seconds : null)
+// CPU seconds too: on a shared machine the wall time of a few seconds' run is mostly other processes' doing.
+const cpuRatio = (c, ref) => (ok(c) && ok(ref) && c.cpuSeconds && ref.cpuSeconds ? c.cpuSeconds / ref.cpuSeconds : null)
+const atMost = (r, max) => (r == null ? null : r <= max)
+const compressed = []
+for (const [name, id] of [['text', 'Text'], ['random', 'Random']]) {
+  const off = C[`compressOff${id}`]
+  const auto = C[`compressAuto${id}`]
+  const zstd3 = C[`compressZstd${id}`]
+  const peer = C[`tarZstd${id}`]
+  if (!off && !auto) continue
+  const random = name === 'random'
+  row(`${name} tree: pack --compress off`, off, { vs: 'reference' })
+  const t = timeRatio(auto, off)
+  row(`${name} tree: pack --compress auto`, auto, { ratio: t, vs: 'time ÷ off', target: random ? '≤ 1.10' : '', met: random ? atMost(t, 1.1) : null })
+  rows.push({ case: `${name} tree: pack --compress auto`, ratio: cpuRatio(auto, off), vs: 'CPU s ÷ off' })
+  const s = sizeRatio(auto, off)
+  rows.push({ case: `${name} tree: pack --compress auto`, ratio: s, vs: 'size ÷ off', target: random ? '≤ 1.01' : '', met: random ? atMost(s, 1.01) : null })
+  if (zstd3) {
+    row(`${name} tree: pack --compress zstd (level 3)`, zstd3, { ratio: timeRatio(zstd3, off), vs: 'time ÷ off' })
+    rows.push({ case: `${name} tree: pack --compress zstd (level 3)`, ratio: sizeRatio(zstd3, peer), vs: 'size ÷ tar|zstd -3' })
+  }
+  if (peer) {
+    row(`${name} tree: tar | zstd -3 -T0`, peer, { ratio: ok(peer) ? peer.outBytes / peer.bytes : null, vs: 'size ÷ tree' })
+    rows.push({ case: `${name} tree: pack --compress auto`, ratio: sizeRatio(auto, peer), vs: 'size ÷ tar|zstd -3' })
+    rows.push({ case: `${name} tree: pack --compress auto`, ratio: timeRatio(auto, peer), vs: 'time ÷ tar|zstd -3' })
+  }
+  const mib = (c) => (ok(c) && c.outBytes ? `${(c.outBytes / 2 ** 20).toFixed(1)} MiB` : '–')
+  compressed.push(`${name} tree ${ok(off) ? `${(off.bytes / 2 ** 20).toFixed(0)} MiB` : ''}: set with --compress off ${mib(off)}, auto ${mib(auto)}${zstd3 ? `, zstd ${mib(zstd3)}` : ''}; tar | zstd -3 -T0 ${mib(peer)}`)
+}
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
 
@@ -413,6 +478,7 @@ console.log(`${{ quick: 'QUICK MODE (1/4 scale tree)', full: 'FULL MODE', tiny: 
 console.log('CPU s = user + system of the command; others = CPU used meanwhile by every other process (the machine is shared), share of all cores')
 if (tree) console.log(`tree: ${tree.files} files, ${(tree.bytes / GiB).toFixed(2)} GiB (one ${tree.bigBytes / GiB >= 1 ? `${(tree.bigBytes / GiB).toFixed(0)} GiB` : `${(tree.bigBytes / 2 ** 20).toFixed(0)} MiB`} random file + ${tree.smallCount} random files of 1 B–${Math.round(2 * tree.smallBytes / tree.smallCount / 1024)} KiB in ${Math.ceil(tree.smallCount / spec.perDir)} directories)`)
 printTable(rows)
+if (compressed.length > 0) console.log(`\nstored sizes (du): ${compressed.join('; ')}`)
 if (C.mount && !C.mount.error) {
   console.log('\nbench/mount.mjs reported:')
   console.log(C.mount.json ? JSON.stringify(C.mount.json, null, 2) : C.mount.output)
@@ -428,7 +494,7 @@ console.log(`\nresults: ${path.relative(process.cwd(), opts.json) || opts.json}`
 
 // ---------------------------------------------------------------- cleanup
 if (!opts.keep) {
-  for (const p of [P.tree, `${P.tree}.json`, P.outEnc, P.outPlain, P.ipfsCar, P.restic, P.resticCache, P.borg, P.borgHome, P.rcloneDst, P.dest, P.ddFile, P.sparseTree, P.outSparse, P.destSparse, P.outProf]) await rm(p)
+  for (const p of [P.tree, `${P.tree}.json`, P.textTree, `${P.textTree}.json`, P.randomTree, `${P.randomTree}.json`, P.outEnc, P.outPlain, P.ipfsCar, P.restic, P.resticCache, P.borg, P.borgHome, P.rcloneDst, P.dest, P.ddFile, P.sparseTree, P.outSparse, P.destSparse, P.outProf]) await rm(p)
 }
 const failed = rows.filter((r) => r.error && !r.error.startsWith('not ')).length
 process.exitCode = failed ? 1 : 0

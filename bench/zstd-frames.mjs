@@ -21,6 +21,7 @@ import { createCipheriv } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { generatedText } from './lib/data.mjs'
 
 const args = process.argv.slice(2)
 const arg = (name, def) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : def }
@@ -75,43 +76,12 @@ function take (files, limit) {
   return out
 }
 
-// A seeded generator (xorshift) so every run sees the same generated files.
-function rng (seed) {
-  let s = seed >>> 0 || 1
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32 }
-}
-
-function generated (kind, size, words) {
-  const r = rng(kind.length * 7919)
-  const pick = (a) => a[Math.floor(r() * a.length)]
-  const parts = []
-  let n = 0
-  let t = Date.UTC(2024, 0, 1)
-  const levels = ['INFO', 'INFO', 'INFO', 'DEBUG', 'WARN', 'ERROR']
-  const methods = ['GET', 'GET', 'GET', 'POST', 'PUT', 'DELETE']
-  while (n < size) {
-    t += Math.floor(r() * 2000)
-    let line
-    if (kind === 'log') {
-      line = `${new Date(t).toISOString()} ${pick(levels)} [worker-${Math.floor(r() * 16)}] ${pick(methods)} /${pick(words)}/${pick(words)} ` +
-        `${r() < 0.9 ? 200 : 404} ${Math.floor(r() * 100000)} bytes ${(r() * 300).toFixed(1)}ms ip=10.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)} user=${pick(words)}\n`
-    } else if (kind === 'csv') {
-      line = `${n},${new Date(t).toISOString()},${(r() * 180 - 90).toFixed(6)},${(r() * 360 - 180).toFixed(6)},${(r() * 1000).toFixed(2)},${pick(words)},${pick(words)},${Math.floor(r() * 1e9)}\n`
-    } else {
-      line = JSON.stringify({ id: n, time: new Date(t).toISOString(), name: pick(words), tags: [pick(words), pick(words)], value: Math.floor(r() * 1e6), ok: r() < 0.95 }) + '\n'
-    }
-    parts.push(line)
-    n += line.length
-  }
-  return Buffer.from(parts.join('')).subarray(0, size)
-}
-
 const t0 = Date.now()
 const share = walk('/usr/share', '/usr/share/package-lists') // package-lists: this workplace's, not Debian's
 const libs = walk('/usr/lib/x86_64-linux-gnu').filter((f) => /\.so(\.\d+)*$/.test(f.path))
 const corpus = [...take(share, LIMIT * 0.8), ...take(libs, LIMIT * 0.2)]
 const words = [...new Set(share.map((f) => path.basename(f.path).replace(/\W.*$/, '')).filter((w) => w.length > 2))]
-for (const kind of ['log', 'csv', 'jsonl']) corpus.push({ name: `generated.${kind}`, bytes: generated(kind, GEN, words), cls: 'generated' })
+for (const kind of ['log', 'csv', 'jsonl']) corpus.push({ name: `generated.${kind}`, bytes: generatedText(kind, GEN, words, kind.length * 7919), cls: 'generated' })
 const random = Buffer.alloc(16 * MiB)
 createCipheriv('aes-128-ctr', Buffer.alloc(16, 1), Buffer.alloc(16)).update(random).copy(random)
 const bytesOf = (cls) => corpus.filter((f) => cls === undefined || f.cls === cls).reduce((s, f) => s + f.bytes.length, 0)

@@ -14,6 +14,7 @@ export const CASES = [
   'sparse', // --full only: 16 GiB sparse file packed encrypted, unpacked, against dd of 16 GiB
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
+  'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees)
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
 ]
 

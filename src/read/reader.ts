@@ -5,12 +5,15 @@ import { displayPath } from '../format/stored-path.js'
 import type { CarSet } from '../restore/car-set.js'
 import { FileView, type Leaf, type StoredLayout } from '../restore/file-view.js'
 import { AgeGeometry, CHUNK } from './chunks.js'
+import { CompressedFiles } from './compressed-files.js'
 import { WorkerPool } from './pool.js'
 import { runJob, type LeafJob, type LeafResult } from './worker.js'
 
 export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
 export const MIN_CACHE_SIZE = 4 * 1024 * 1024
 const MiB = 1024 * 1024
+/** Fewest bytes of decompressed frames kept, whatever --cache-size says: four of packer's frames. */
+const MIN_FRAME_CACHE_SIZE = 4 * MiB
 /** Largest leaf served from a slot (packer writes 1 MiB leaves); larger ones are read on the slow path. */
 const MAX_LEAF = MiB
 /**
@@ -28,7 +31,7 @@ const MIN_SLOTS = 8
 const INLINE_LEAF = 64 * 1024
 
 export interface ReaderOptions {
-  /** Bytes of verified, decrypted data kept (LRU). */
+  /** Bytes of verified, decrypted data kept (LRU), an eighth of it (at least 4 MiB) as decompressed frames of compressed files. */
   cacheSize?: number
   /** Worker threads that hash and decrypt; default: one per CPU, at most 4. */
   workers?: number
@@ -81,8 +84,9 @@ const BEHIND = 2 * MiB
  * Serves plaintext ranges of a set's files (the mount's reads; unpack's, with a smaller cache): maps a range to the
  * leaf blocks (and age chunks) that hold it, has worker threads pread, hash-check and decrypt those leaves into slots
  * of one shared slab (the cache: its size bounds the memory used), keeps them in LRU order, and reads ahead of
- * sequential readers. A read whose leaves are all cached is answered at once, without a promise. Errors are
- * PackerErrors naming the CAR (missing, truncated, damaged).
+ * sequential readers. A read whose leaves are all cached is answered at once, without a promise. Files stored
+ * compressed are read through CompressedFiles, which reads their streams' frames here. Errors are PackerErrors naming
+ * the CAR (missing, truncated, damaged) or, for a compressed file, the file.
  */
 export class SetReader {
   readonly #set: CarSet
@@ -99,6 +103,7 @@ export class SetReader {
   readonly #layouts = new Map<string, StoredLayout>()
   readonly #handles = new Map<number, Handle>()
   readonly #maxAhead: number
+  readonly #compressed: CompressedFiles
   /** Units sequential readers are done with: reused before free slots and before the least recently used. */
   #behind: Unit[] = []
   #nextHandle = 1
@@ -107,7 +112,9 @@ export class SetReader {
     this.#set = set
     this.view = new FileView(set)
     const cacheSize = Math.max(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE)
-    const slots = Math.max(MIN_SLOTS, Math.floor(cacheSize / SLOT))
+    const frameCacheSize = Math.max(Math.floor(cacheSize / 8), MIN_FRAME_CACHE_SIZE)
+    this.#compressed = new CompressedFiles((stream, h, buf, len, pos) => this.read(stream, h, buf, len, pos), frameCacheSize)
+    const slots = Math.max(MIN_SLOTS, Math.floor((cacheSize - frameCacheSize) / SLOT))
     // Pages are touched only when a slot is first written: memory grows with use up to the cache size.
     this.#slab = new SharedArrayBuffer(slots * SLOT)
     for (let i = slots - 1; i >= 0; i--) this.#free.push(i)
@@ -141,6 +148,7 @@ export class SetReader {
   read (e: TableEntry, handle: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
     const end = Math.min(pos + len, e.size!)
     if (pos >= end) return 0
+    if (e.compression !== undefined) return this.#compressed.read(e, handle, buf, pos, end)
     const n = this.#readNow(e, handle, buf, pos, end)
     if (n >= 0) return n
     return this.#readLater(e, handle, buf, pos, end)

@@ -54,16 +54,22 @@ export async function seekTableOf (e: TableEntry, read: StreamReader): Promise<S
   return parseSeekTable(await readExactly(e, read, size - length, length), size, name, e.size)
 }
 
+/** Frame `i` of the file's stream, read, checked against the seek table and decompressed: its plaintext. */
+export async function decompressedFrame (e: TableEntry, read: StreamReader, table: SeekTable, i: number): Promise<Buffer> {
+  const name = displayPath(e.path)
+  const zstd = requireZstdCodec(`${name} is compressed with zstd`)
+  const at = table.frame(i)
+  const frame = await readExactly(e, read, at.compressedOffset, at.compressedSize)
+  return decompressFrame(zstd, at, frame, Buffer.allocUnsafe(at.decompressedSize), name) as Buffer
+}
+
 /** The file's bytes [start, end) (within its size), decompressed frame by frame, in order. */
 export async function * decompressed (e: TableEntry, read: StreamReader, table: SeekTable, start = 0, end = e.size!): AsyncGenerator<Buffer> {
   if (start >= end) return
-  const name = displayPath(e.path)
-  const zstd = requireZstdCodec(`${name} is compressed with zstd`)
   const [first, last] = table.framesFor(start, end)
   for (let i = first; i <= last; i++) {
     const at = table.frame(i)
-    const frame = await readExactly(e, read, at.compressedOffset, at.compressedSize)
-    const plain = decompressFrame(zstd, at, frame, Buffer.allocUnsafe(at.decompressedSize), name) as Buffer
+    const plain = await decompressedFrame(e, read, table, i)
     const from = Math.max(start - at.decompressedOffset, 0)
     const to = Math.min(end - at.decompressedOffset, at.decompressedSize)
     yield from === 0 && to === plain.length ? plain : plain.subarray(from, to)

@@ -7,7 +7,6 @@ import { nativeAddon, setFileTimesNs, splitNs, type FileOpFailure, type NativeAd
 import { faultPoint } from '../fault.js'
 import { WriteQueue } from '../car/write-queue.js'
 import type { SetReader } from '../read/reader.js'
-import { decompressed, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
 /**
  * Files as unpack writes them into DEST: each under a temporary name of its own in its directory, renamed to its
@@ -52,31 +51,17 @@ export async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolea
   return st !== null && await matches(p, st, e)
 }
 
-/**
- * A file's bytes in order, through the reader: 1 MiB at a time, or, for a file stored compressed, its stream's frames
- * (read through the reader as the stream's own bytes), each decompressed and checked.
- */
+/** A file's bytes in order, through the reader (which decompresses a file stored compressed), 1 MiB at a time. */
 async function * contentOf (view: SetReader, e: TableEntry): AsyncGenerator<Buffer> {
   const h = view.open()
   try {
-    if (e.compression === undefined) {
-      for (let at = 0; at < e.size!;) {
-        const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - at))
-        const n = await view.read(e, h, chunk, chunk.length, at)
-        if (n === 0) return
-        yield n === chunk.length ? chunk : chunk.subarray(0, n)
-        at += n
-      }
-      return
+    for (let at = 0; at < e.size!;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - at))
+      const n = await view.read(e, h, chunk, chunk.length, at)
+      if (n === 0) return
+      yield n === chunk.length ? chunk : chunk.subarray(0, n)
+      at += n
     }
-    const stream = streamEntry(e)
-    const read: StreamReader = async (offset, length) => {
-      const bytes = Buffer.allocUnsafe(length)
-      let got = 0
-      for (let n = -1; got < length && n !== 0; got += n) n = await view.read(stream, h, bytes.subarray(got), length - got, offset + got)
-      return bytes.subarray(0, got)
-    }
-    yield * decompressed(e, read, await seekTableOf(e, read))
   } finally {
     view.release(h)
   }

@@ -16,12 +16,13 @@ type StoredFile = UnixFSFile | RawNode
 const RAW = 0x55
 
 /**
- * Refuses a compressed file where only stored bytes as they are can be read (a DAG's layout, read by the mount's
- * reader, which does not decompress): never hand out a compressed stream as a file's bytes.
+ * Refuses a compressed file where only stored bytes as they are can be read (a DAG's layout, the exporter's bytes):
+ * a compressed stream is never handed out as a file's bytes. Its readers ask for its stream's entry instead
+ * (`streamEntry`), and decompress.
  */
 function assertPlain (e: TableEntry): void {
   if (e.compression !== undefined) {
-    throw new PackerError('FORMAT', `${displayPath(e.path)} is stored compressed (${e.compression}), which this reader cannot decompress; restore it with packer unpack`, { subject: displayPath(e.path) })
+    throw new Error(`${displayPath(e.path)} is stored compressed (${e.compression}): read its stream's entry and decompress it`)
   }
 }
 

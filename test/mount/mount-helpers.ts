@@ -82,3 +82,29 @@ export async function waitFor (cond: () => Promise<boolean>, ms: number): Promis
   }
   return await cond()
 }
+
+/**
+ * A script for a child process (`node -e RANDOM_READS MOUNTED_FILE SOURCE_FILE COUNT [OFFSET:LENGTH…]`) that preads
+ * the mounted file at the given ranges and COUNT random ones and compares with the source; prints `checked N bad B`.
+ */
+export const RANDOM_READS = `
+const fs = require('fs')
+const [mnt, ref, count, ...fixed] = process.argv.slice(1)
+const want = fs.readFileSync(ref)
+let seed = 12345
+const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
+;(async () => {
+  const fh = await fs.promises.open(mnt, 'r')
+  const reads = fixed.map((f) => f.split(':').map(Number))
+  for (let i = 0; i < Number(count); i++) reads.push([rnd(want.length), 1 + rnd(i % 3 === 0 ? 3 * 1048576 : 70000)])
+  let bad = 0
+  for (const [off, len] of reads) {
+    const buf = Buffer.alloc(len)
+    const { bytesRead } = await fh.read(buf, 0, len, off)
+    const exp = want.subarray(off, off + len)
+    if (bytesRead !== exp.length || !buf.subarray(0, bytesRead).equals(exp)) { bad++; console.log('MISMATCH', off, len, bytesRead, exp.length) }
+  }
+  await fh.close()
+  console.log('checked', reads.length, 'bad', bad)
+})().catch((e) => { console.log('ERROR', e.message); process.exit(1) })
+`

@@ -3,7 +3,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packerOk, run, sha256, tmpDir } from '../helpers.js'
 import { MiB, makeRoundTripTree } from '../fixtures.js'
-import { sh, shOk, startMount, type RunningMount } from './mount-helpers.js'
+import { RANDOM_READS, sh, shOk, startMount, type RunningMount } from './mount-helpers.js'
 
 /**
  * Reading through a real mount, byte for byte against the source: the round-trip tree plus a 7 MiB file over 2 MiB
@@ -15,29 +15,6 @@ const sets: Record<string, { dir: string, args: string[] }> = {}
 const mounts: RunningMount[] = []
 const BIG = 7 * MiB + 4321
 const BAD_NAME = Buffer.from([0x66, 0xff, 0xfe, 0x2e, 0x62, 0x69, 0x6e]).toString('latin1')
-
-/** A child process that preads the mounted file at many offsets and compares with the source. */
-const RANDOM_READS = `
-const fs = require('fs')
-const [mnt, ref, count, ...fixed] = process.argv.slice(1)
-const want = fs.readFileSync(ref)
-let seed = 12345
-const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
-;(async () => {
-  const fh = await fs.promises.open(mnt, 'r')
-  const reads = fixed.map((f) => f.split(':').map(Number))
-  for (let i = 0; i < Number(count); i++) reads.push([rnd(want.length), 1 + rnd(i % 3 === 0 ? 3 * 1048576 : 70000)])
-  let bad = 0
-  for (const [off, len] of reads) {
-    const buf = Buffer.alloc(len)
-    const { bytesRead } = await fh.read(buf, 0, len, off)
-    const exp = want.subarray(off, off + len)
-    if (bytesRead !== exp.length || !buf.subarray(0, bytesRead).equals(exp)) { bad++; console.log('MISMATCH', off, len, bytesRead, exp.length) }
-  }
-  await fh.close()
-  console.log('checked', reads.length, 'bad', bad)
-})().catch((e) => { console.log('ERROR', e.message); process.exit(1) })
-`
 
 beforeAll(async () => {
   src = tmpDir()

@@ -1,6 +1,6 @@
 /**
  * The promise: a set can be read back without packer. These tests use only generic code (@ipld/car readers,
- * ipfs-unixfs-exporter over all the CARs) and Debian's `age` command, never packer's own readers.
+ * ipfs-unixfs-exporter over all the CARs) and Debian's `age` and `zstd` commands, never packer's own readers.
  */
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -34,10 +34,19 @@ async function cat (store: any, cid: string): Promise<Buffer> {
   return Buffer.concat(parts)
 }
 
-function age (args: string[], input: Buffer): Buffer {
-  const r = spawnSync('age', args, { input, maxBuffer: 1 << 30 })
-  if (r.status !== 0) throw new Error(`age ${args.join(' ')}: ${r.stderr}`)
+function tool (cmd: 'age' | 'zstd', args: string[], input: Buffer): Buffer {
+  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 30 })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`)
   return r.stdout
+}
+
+function age (args: string[], input: Buffer): Buffer {
+  return tool('age', args, input)
+}
+
+/** A file stored compressed is a zstd seekable stream: `zstd -d` decodes its frames and skips its seek table. */
+function zstdDecompress (input: Buffer): Buffer {
+  return tool('zstd', ['-d', '-c'], input)
 }
 
 /** age reads a passphrase only from a terminal: type it on a pseudo-terminal made by util-linux `script`. */
@@ -56,27 +65,39 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(src, 'docs/report.txt'), 'quarterly numbers\n')
   fs.writeFileSync(path.join(src, 'spans-cars.bin'), bytes(4 * MiB + 5, 51))
   fs.writeFileSync(path.join(src, 'empty'), '')
-  files = new Map([['docs/report.txt', ''], ['spans-cars.bin', ''], ['empty', '']].map(([p]) => [p, sha256(fs.readFileSync(path.join(src, p)))]))
+  // Compressible and over several zstd frames: encrypted sets (compressed by default) store it compressed.
+  fs.writeFileSync(path.join(src, 'docs/app.log'), Array.from({ length: 120_000 }, (_, i) => `${i} GET /item/${i * 7919 % 100_003} 200\n`).join(''))
+  files = new Map([['docs/report.txt', ''], ['docs/app.log', ''], ['spans-cars.bin', ''], ['empty', '']].map(([p]) => [p, sha256(fs.readFileSync(path.join(src, p)))]))
   keys = tmpDir()
   await packerOk(['keygen', '--rsa', '-o', keys])
 })
 
 /**
  * From the decrypted table index, as FORMAT.md §10 says: decrypt each chunk it names, then every file of each chunk
- * (path = the chunk's current `dir` line + '/' + `name`), with the given age arguments; compare with the source.
+ * (path = the chunk's current `dir` line + '/' + `name`), with the given age arguments, then `zstd -d` for a file
+ * with `"compression": "zstd"`; compare with the source. At least one file was stored compressed.
  */
 async function recoverFiles (store: any, indexText: string, ageArgs: string[]): Promise<void> {
   const lines = indexText.trim().split('\n').map((l) => JSON.parse(l))
   expect(lines[0].table).toBe('packer-table-index')
   const recovered = new Map<string, string>()
+  const compressed: string[] = []
   for (const chunk of lines.slice(1)) {
     let dir = ''
     for (const line of age(['-d', ...ageArgs], await cat(store, chunk.cid)).toString().trim().split('\n').map((l) => JSON.parse(l))) {
       if (line.dir !== undefined) { dir = line.dir; continue }
-      if (line.type === 'file') recovered.set(dir === '' ? line.name : `${dir}/${line.name}`, sha256(age(['-d', ...ageArgs], await cat(store, line.cid))))
+      if (line.type !== 'file') continue
+      const p = dir === '' ? line.name : `${dir}/${line.name}`
+      const stored = age(['-d', ...ageArgs], await cat(store, line.cid))
+      if (line.compression !== undefined) {
+        expect(line.compression).toBe('zstd')
+        compressed.push(p)
+      }
+      recovered.set(p, sha256(line.compression === 'zstd' ? zstdDecompress(stored) : stored))
     }
   }
   expect(recovered).toEqual(files)
+  expect(compressed).toEqual(['docs/app.log'])
 }
 
 describe('recovering a set with generic tools only', () => {
