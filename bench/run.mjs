@@ -79,8 +79,9 @@ const m = results.machine
 console.log(`packer bench, ${results.mode} mode — ${results.date}`)
 console.log(`machine: ${m.nproc} × ${m.cpuModel} [${m.cpuFlags.join(' ')}], ${(m.memoryBytes / GiB).toFixed(1)} GiB RAM, ${m.kernel}, ${m.os}, node ${m.node}`)
 console.log(`work dir: ${W} (${m.fsType ?? '?'} on ${m.disk?.device ?? '?'}, ${m.disk ? (m.disk.availBytes / GiB).toFixed(0) : '?'} GiB free)`)
+const needsTree = ['dd', 'read', 'pack', 'pack-plain', 'ipfs-car', 'restic', 'borg', 'rclone', 'unpack', 'profile'].some(has)
 if (opts.tiny) console.log('TINY MODE: a smoke test of the bench script; the figures mean nothing')
-else if (!opts.full) {
+else if (!opts.full && needsTree) {
   console.log('QUICK MODE: the issue\'s tree at 1/4 scale — one 1 GiB file + 5,000 small files (256 MiB) instead of one 3 GiB file +')
   console.log('            20,000 small files (1 GiB); no 16 GiB sparse case. `npm run bench -- --full` runs the issue\'s sizes.')
 }
@@ -106,7 +107,6 @@ if (m.disk) {
 }
 
 let tree = null
-const needsTree = ['dd', 'read', 'pack', 'pack-plain', 'ipfs-car', 'restic', 'borg', 'rclone', 'unpack', 'profile'].some(has)
 if (needsTree) {
   process.stdout.write(`generating the tree in ${P.tree}… `)
   const t = await makeTree(P.tree, spec)
@@ -181,7 +181,7 @@ if (has('dd')) await step('dd2', `dd write ${(B / GiB).toFixed(2)} GiB, conv=fda
 if (has('unpack')) {
   if (results.cases.pack?.error) results.cases.unpack = { error: 'no encrypted set (pack failed)' }
   else {
-    await step('unpack', 'packer unpack of the encrypted set', () => packer.unpack(P.outEnc, P.dest, P.key, { log: log('unpack'), expect: tree }))
+    await step('unpack', 'packer unpack of the encrypted set', () => packer.unpack(P.outEnc, P.dest, P.key, { log: log('unpack'), expect: tree, bytes: tree.bytes, files: tree.files }))
     if (!opts.keep) await rm(P.dest)
   }
 }
@@ -206,14 +206,14 @@ if (['many', 'many-peers', 'many-growth', 'shards'].some(has)) {
   await runManyFiles(opts.files, { step, has, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
   if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
 }
-if (has('shards')) await runShards(opts.files, opts.shards, { step, log, work: W })
+if (has('shards')) for (const k of opts.shards) await runShards(opts.files, k, { step, log, work: W })
 
 if (has('sparse')) {
   const sparse = await makeSparseTree(P.sparseTree, SPARSE_BYTES)
   await step('ddSparse', 'dd write 16 GiB, conv=fdatasync', () => ddWrite(SPARSE_BYTES))
   const p = await step('packSparse', 'packer pack of a 16 GiB sparse file, encrypted', () => packer.pack(P.sparseTree, P.outSparse, ['-r', keygen()], { log: log('pack-sparse'), bytes: SPARSE_BYTES, files: 1 }))
   if (p) {
-    await step('unpackSparse', 'packer unpack of the 16 GiB sparse set', () => packer.unpack(P.outSparse, P.destSparse, P.key, { log: log('unpack-sparse'), expect: sparse }))
+    await step('unpackSparse', 'packer unpack of the 16 GiB sparse set', () => packer.unpack(P.outSparse, P.destSparse, P.key, { log: log('unpack-sparse'), expect: sparse, bytes: sparse.bytes, files: 1 }))
   } else results.cases.unpackSparse = { error: 'no sparse set (pack failed)' }
   await rm(P.destSparse)
   await rm(P.outSparse)
@@ -314,7 +314,7 @@ if (C.mount) {
   if (C.mount.error) rows.push({ case: 'mount (bench/mount.mjs)', error: 'not available' })
 }
 rows.push(...manyFilesRows(C, opts.files))
-if (has('shards')) rows.push(...shardRows(C, opts.files, opts.shards, C.manyPackPlain))
+if (has('shards')) for (const k of opts.shards) rows.push(...shardRows(C, opts.files, k, C.manyPackPlain))
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
 

@@ -15,7 +15,7 @@ export const CASES = [
   'many', // a tree of tiny files (--files): pack encrypted and in clear, ls, verify, unpack, against tar cf/tvf/xf
   'many-peers', // ipfs-car, restic, borg and rclone on the tiny-files tree (reference for pack)
   'many-growth', // pack, ls and unpack of a tree of 1/10 the files: peak RSS growth with the file count
-  'shards', // plan --shards K, K shards packed at once, join; against one pack --no-encrypt of the tiny-files tree
+  'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of that tree
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
@@ -36,7 +36,7 @@ const NEEDS = {
 
 export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--skip CASE,…] [--work DIR] [--keep] [--profile]
                          [--no-install] [--no-wait] [--max-wait S] [--markdown] [--json FILE] [--tiny]
-                         [--files N] [--shards K]
+                         [--files N] [--shards K,…]
 
   (default)      quick mode, under 10 minutes on 2 cores: the issue's tree at 1/4 scale
                  (one 1 GiB random file + 5,000 small files, ~256 MiB)
@@ -46,7 +46,7 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
   --skip LIST    leave these cases out
   --files N      files in the tiny-files tree of the many* and shards cases (default 100,000; --full 1,000,000;
                  --tiny 2,000); made once under /tmp/packer-bench-many-N and reused, as is the one of N/10
-  --shards K     shards of the shards case (default 2)
+  --shards K,…   shard counts of the shards case, each planned, packed at once and joined (default 2)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
   --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs
@@ -72,7 +72,7 @@ export function parseArgs (argv, benchDir) {
     maxWait: 60,
     markdown: false,
     files: null,
-    shards: 2,
+    shards: [2],
     json: path.join(benchDir, 'results.json'),
   }
   const list = (s) => {
@@ -98,7 +98,7 @@ export function parseArgs (argv, benchDir) {
     else if (a === '--max-wait') o.maxWait = Number(val())
     else if (a === '--markdown') o.markdown = true
     else if (a === '--files') o.files = Number(val())
-    else if (a === '--shards') o.shards = Number(val())
+    else if (a === '--shards') o.shards = val().split(',').map(Number)
     else if (a === '--json') o.json = path.resolve(val())
     else if (a === '-h' || a === '--help') o.help = true
     else throw new Error(`unknown option ${a}\n${USAGE}`)
@@ -120,7 +120,7 @@ export function parseArgs (argv, benchDir) {
   if (!o.full) selected.delete('sparse')
   o.files ??= o.full ? 1e6 : o.tiny ? 2000 : 1e5
   if (!(Number.isInteger(o.files) && o.files >= 10)) throw new Error('--files needs a whole number ≥ 10')
-  if (!(Number.isInteger(o.shards) && o.shards >= 1)) throw new Error('--shards needs a whole number ≥ 1')
+  if (!o.shards.every((k) => Number.isInteger(k) && k >= 1)) throw new Error('--shards needs whole numbers ≥ 1')
   o.cases = selected
   return o
 }

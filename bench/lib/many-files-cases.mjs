@@ -56,7 +56,7 @@ export async function runManyFiles (files, ctx) {
     await step('manyVerify', `packer verify of the encrypted ${n}-file set`, () => packer.verify(P.outEnc, { log: log('many-verify'), ...fig }))
     await step('manyTarExtract', `tar xf of the ${n}-file archive`, async () => ({ ...fig, ...(await tarExtract(P.tar, P.tarDest, { log: log('many-tar-x') })) }))
     await rm(P.tarDest)
-    await step('manyUnpack', `packer unpack of the encrypted ${n}-file set`, () => packer.unpack(P.outEnc, P.dest, keyFile, { log: log('many-unpack'), expect: size }))
+    await step('manyUnpack', `packer unpack of the encrypted ${n}-file set`, () => packer.unpack(P.outEnc, P.dest, keyFile, { log: log('many-unpack'), expect: size, ...fig }))
     await rm(P.dest)
   }
   if (has('many-peers')) {
@@ -75,7 +75,7 @@ export async function runManyFiles (files, ctx) {
     const figSmall = { files: small }
     await step('manyGrowthPack', `packer pack, encrypted, ${m} files`, () => packer.pack(treeSmall, Q.outEnc, ['-r', recipient], { log: log('growth-pack'), ...figSmall }))
     await step('manyGrowthLs', `packer ls -l of the encrypted ${m}-file set`, () => packer.ls(Q.outEnc, keyFile, { log: log('growth-ls'), files: small }))
-    await step('manyGrowthUnpack', `packer unpack of the encrypted ${m}-file set`, () => packer.unpack(Q.outEnc, Q.dest, keyFile, { log: log('growth-unpack'), expect: sizeSmall }))
+    await step('manyGrowthUnpack', `packer unpack of the encrypted ${m}-file set`, () => packer.unpack(Q.outEnc, Q.dest, keyFile, { log: log('growth-unpack'), expect: sizeSmall, ...figSmall }))
     await rm(Q.dir)
   }
   return P

@@ -35,15 +35,15 @@ export async function pack (src, out, extra, { log, bytes, files }) {
   return { bytes, files, outBytes: diskUsage(out), ...setSummary(out), ...r }
 }
 
-/** Unpacks and checks that the files and bytes restored are those expected. */
-export async function unpack (set, dest, keyFile, { log, expect }) {
+/** Unpacks and checks that the files and bytes restored are those expected; bytes, files: the figures to report. */
+export async function unpack (set, dest, keyFile, { log, expect, bytes, files }) {
   await rm(dest)
   const r = await timed(NODE, [CLI, 'unpack', set, '-o', dest, '-q', '-i', keyFile], { log })
   const got = await dirStats(dest)
   if (got.bytes !== expect.bytes || got.files !== expect.files) {
     throw new Error(`unpack restored ${got.files} files / ${got.bytes} B, expected ${expect.files} / ${expect.bytes}`)
   }
-  return { bytes: expect.bytes, files: expect.files, ...r }
+  return { bytes, files, ...r }
 }
 
 /** `packer ls -l` of the whole set, its listing thrown away. */

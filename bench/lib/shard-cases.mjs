@@ -18,11 +18,11 @@ export async function runShards (files, shards, { step, log, work }) {
   const fig = { files }
   const n = files.toLocaleString('en')
   await fs.mkdir(dir, { recursive: true })
-  const planned = await step('shardPlan', `packer plan --shards ${shards} --no-encrypt, ${n} files`, () => packer.plan(tree, out, W, shards, ['--no-encrypt'], { log: log('shard-plan'), files }))
+  const planned = await step(`shardPlan${shards}`, `packer plan --shards ${shards} --no-encrypt, ${n} files`, () => packer.plan(tree, out, W, shards, ['--no-encrypt'], { log: log('shard-plan'), files }))
   if (!planned) return
-  const packed = await step('shardPack', `${shards} × packer pack --plan --shard I at once`, () => packer.packShards(W, shards, { log: log('shard-pack'), ...fig }))
+  const packed = await step(`shardPack${shards}`, `${shards} × packer pack --plan --shard I at once`, () => packer.packShards(W, shards, { log: log('shard-pack'), ...fig }))
   if (!packed) return
-  await step('shardJoin', 'packer join', () => packer.join(W, out, { log: log('shard-join'), ...fig }))
+  await step(`shardJoin${shards}`, `packer join of ${shards} shards`, () => packer.join(W, out, { log: log('shard-join'), ...fig }))
   await fs.rm(dir, { recursive: true, force: true })
 }
 
@@ -31,30 +31,32 @@ export function shardRows (C, files, shards, single) {
   const rows = []
   const add = (r) => { if (r) rows.push(r) }
   const n = files.toLocaleString('en')
-  const plan = C.shardPlan
-  add(caseRow(`plan, ${shards} shards, ${n} files`, plan, ran(plan) ? { ratio: plan.balance, vs: 'largest shard ÷ mean (balance)', target: '≤ 1.05', met: plan.balance <= 1.05 } : {}))
-  add(caseRow(`${shards} shards packed at once`, C.shardPack, {}))
-  add(caseRow('join', C.shardJoin, {}))
-  add(rssRow(`peak RSS: plan, ${n} files`, plan))
-  add(rssRow('peak RSS: one shard\'s pack', C.shardPack))
-  add(rssRow(`peak RSS: join, ${n} files`, C.shardJoin))
-  const parts = [plan, C.shardPack, C.shardJoin]
+  const k = `${shards} shard${shards === 1 ? '' : 's'}`
+  const plan = C[`shardPlan${shards}`]
+  const pack = C[`shardPack${shards}`]
+  const joined = C[`shardJoin${shards}`]
+  add(caseRow(`plan, ${k}, ${n} files`, plan, ran(plan) ? { ratio: plan.balance, vs: 'largest shard ÷ mean (balance)', target: '≤ 1.05', met: plan.balance <= 1.05 } : {}))
+  add(caseRow(`${k} packed at once`, pack, {}))
+  add(caseRow(`join of ${k}`, joined, {}))
+  add(rssRow(`peak RSS: plan, ${k}, ${n} files`, plan))
+  add(rssRow(`peak RSS: pack of one of ${k}`, pack))
+  add(rssRow(`peak RSS: join of ${k}, ${n} files`, joined))
+  const parts = [plan, pack, joined]
   if (!parts.every(ran) || !ran(single)) return rows
   const total = parts.reduce((a, c) => a + c.seconds, 0)
-  const joined = C.shardJoin
   rows.push({
-    case: `plan + ${shards} shards + join, ${n} files`,
+    case: `plan + ${k} + join, ${n} files`,
     files,
     seconds: total,
     ratio: single.seconds / total,
     vs: 'one pack --no-encrypt (time ÷ time)',
-    load1: C.shardPack.load1,
+    load1: pack.load1,
   })
   const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
-  rows.push({ case: 'joined root CID = one pack\'s', vs: joined.root, target: 'equal', met: joined.root === single.root })
-  rows.push({ case: 'joined piece CIDs = one pack\'s', vs: `${joined.pieceCids.length} vs ${single.pieceCids.length} pieces`, target: '', met: same(joined.pieceCids, single.pieceCids) })
+  rows.push({ case: `${k} joined: root CID = one pack's`, vs: joined.root, target: 'equal', met: joined.root === single.root })
+  rows.push({ case: `${k} joined: piece CIDs = one pack's`, vs: `${joined.pieceCids.length} vs ${single.pieceCids.length} pieces`, target: '', met: same(joined.pieceCids, single.pieceCids) })
   rows.push({
-    case: 'padded piece bytes, joined ÷ one pack',
+    case: `${k} joined: padded piece bytes ÷ one pack's`,
     bytes: joined.paddedBytes,
     ratio: joined.paddedBytes / single.paddedBytes,
     vs: `one pack: ${single.pieceCids.length} pieces, ${(single.paddedBytes / 2 ** 20).toFixed(0)} MiB padded`,
