@@ -44,12 +44,16 @@ export function shardRows (C, files, shards, single) {
   const parts = [plan, pack, joined]
   if (!parts.every(ran) || !ran(single)) return rows
   const total = parts.reduce((a, c) => a + c.seconds, 0)
+  // CPU seconds tell sharding's overhead better than wall time on a shared machine: others' load changes between runs.
+  const cpu = parts.every((c) => c.cpuSeconds != null) ? parts.reduce((a, c) => a + c.cpuSeconds, 0) : null
+  const cpuVs = cpu != null && single.cpuSeconds != null ? `; CPU ${(cpu / single.cpuSeconds).toFixed(2)} × one pack's` : ''
   rows.push({
     case: `plan + ${k} + join, ${n} files`,
     files,
     seconds: total,
+    cpuSeconds: cpu,
     ratio: single.seconds / total,
-    vs: 'one pack --no-encrypt (time ÷ time)',
+    vs: `one pack --no-encrypt (time ÷ time)${cpuVs}`,
     load1: pack.load1,
   })
   const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
