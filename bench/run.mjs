@@ -15,13 +15,16 @@ import { fileURLToPath } from 'node:url'
 import { CASES, USAGE, parseArgs } from './lib/args.mjs'
 import { summariseProfile, printProfile } from './lib/cpuprofile.mjs'
 import { compressSpec, makeSparseTree, makeTextTree, makeTree, treeSpec } from './lib/data.mjs'
-import { markdownTable, printTable } from './lib/report.mjs'
-import { GiB, MB, config, dirStats, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, run, timed } from './lib/sys.mjs'
+import { manyFilesPaths, manyFilesRows, runManyFiles } from './lib/many-files-cases.mjs'
+import * as packer from './lib/packer.mjs'
+import { PEERS } from './lib/peers.mjs'
+import { caseRow, markdownTable, printTable, ran, rate, rssRow } from './lib/report.mjs'
+import { runShards, shardRows } from './lib/shard-cases.mjs'
+import { GiB, MB, config, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, timed } from './lib/sys.mjs'
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url))
 const REPO = path.resolve(BENCH, '..')
 const CLI = path.join(REPO, 'dist/cli/main.js')
-const IPFS_CAR = path.join(REPO, 'node_modules/ipfs-car/bin.js')
 const NODE = process.execPath
 
 let opts
@@ -44,13 +47,7 @@ const P = {
   key: path.join(W, 'key.txt'),
   outEnc: path.join(W, 'out-enc'),
   outPlain: path.join(W, 'out-plain'),
-  ipfsCar: path.join(W, 'ipfs-car.car'),
-  restic: path.join(W, 'restic-repo'),
-  resticCache: path.join(W, 'restic-cache'),
-  borg: path.join(W, 'borg-repo'),
-  borgHome: path.join(W, 'borg-home'),
-  rcloneConf: path.join(W, 'rclone.conf'),
-  rcloneDst: path.join(W, 'rclone-dst'),
+  peer: (name) => path.join(W, `peer-${name}`),
   dest: path.join(W, 'unpack-dest'),
   ddFile: path.join(W, 'dd.out'),
   sparseTree: path.join(W, 'sparse-tree'),
@@ -86,8 +83,9 @@ const m = results.machine
 console.log(`packer bench, ${results.mode} mode — ${results.date}`)
 console.log(`machine: ${m.nproc} × ${m.cpuModel} [${m.cpuFlags.join(' ')}], ${(m.memoryBytes / GiB).toFixed(1)} GiB RAM, ${m.kernel}, ${m.os}, node ${m.node}`)
 console.log(`work dir: ${W} (${m.fsType ?? '?'} on ${m.disk?.device ?? '?'}, ${m.disk ? (m.disk.availBytes / GiB).toFixed(0) : '?'} GiB free)`)
+const needsTree = ['dd', 'read', 'pack', 'pack-plain', 'ipfs-car', 'restic', 'borg', 'rclone', 'unpack', 'profile'].some(has)
 if (opts.tiny) console.log('TINY MODE: a smoke test of the bench script; the figures mean nothing')
-else if (!opts.full) {
+else if (!opts.full && needsTree) {
   console.log('QUICK MODE: the issue\'s tree at 1/4 scale — one 1 GiB file + 5,000 small files (256 MiB) instead of one 3 GiB file +')
   console.log('            20,000 small files (1 GiB); no 16 GiB sparse case. `npm run bench -- --full` runs the issue\'s sizes.')
 }
@@ -100,7 +98,7 @@ if (!isRoot) results.notes.push('not root: page cache not dropped, peers not ins
 
 const peers = {}
 for (const [bin, pkg, c] of [['time', 'time', null], ['restic', 'restic', 'restic'], ['borg', 'borgbackup', 'borg'], ['rclone', 'rclone', 'rclone'], ['zstd', 'zstd', 'compress']]) {
-  if (c && !has(c)) continue
+  if (c && !has(c) && !has('many-peers')) continue
   const r = ensureTool(bin === 'time' ? '/usr/bin/time' : bin, pkg, { install: opts.install })
   peers[bin] = r
   if (!r.ok) console.log(`  ${bin}: ${r.why}`)
@@ -113,7 +111,6 @@ if (m.disk) {
 }
 
 let tree = null
-const needsTree = ['dd', 'read', 'pack', 'pack-plain', 'ipfs-car', 'restic', 'borg', 'rclone', 'unpack', 'profile'].some(has)
 if (needsTree) {
   process.stdout.write(`generating the tree in ${P.tree}… `)
   const t = await makeTree(P.tree, spec)
@@ -124,13 +121,7 @@ if (needsTree) {
 }
 
 let recipient = null
-function keygen () {
-  if (recipient) return recipient
-  if (!existsSync(P.key)) run(NODE, [CLI, 'keygen', '-o', P.key])
-  recipient = /public key: (age1[0-9a-z]+)/.exec(readFileSync(P.key, 'utf8'))?.[1]
-  if (!recipient) throw new Error(`no recipient in ${P.key}`)
-  return recipient
-}
+const keygen = () => (recipient ??= packer.recipientOf(P.key))
 
 /** Runs one case in isolation: a failure is recorded and printed, and the run goes on. */
 async function step (name, label, fn) {
@@ -141,10 +132,12 @@ async function step (name, label, fn) {
     const parts = []
     if (r.seconds != null) parts.push(`${r.seconds.toFixed(1)} s`)
     if (r.bytes != null && r.seconds != null) parts.push(`${mbps(r.bytes, r.seconds).toFixed(0)} MB/s`)
+    if (r.files != null && r.seconds != null) parts.push(`${(r.files / r.seconds).toFixed(0)} files/s`)
     if (r.syncSeconds != null && r.syncSeconds > 0.05) parts.push(`final sync ${r.syncSeconds.toFixed(1)} s`)
     if (r.rssBytes != null) parts.push(`peak RSS ${(r.rssBytes / MB).toFixed(0)} MB`)
     if (r.cpuSeconds != null) parts.push(`CPU ${r.cpuSeconds.toFixed(1)} s`)
     if (r.othersCpu != null && r.othersCpu >= 0.05) parts.push(`others used ${(100 * r.othersCpu).toFixed(0)} % of the cores`)
+    if (r.load1 != null) parts.push(`load ${r.load1.toFixed(1)}`)
     if (r.quietWait?.seconds > 3) parts.push(`(waited ${r.quietWait.seconds.toFixed(0)} s for a quiet machine${r.quietWait.busyBefore >= 0.1 ? ', gave up' : ''})`)
     console.log(parts.join(', ') || 'done')
     return r
@@ -163,27 +156,6 @@ async function ddWrite (bytes) {
   return { bytes, ...r }
 }
 
-async function packerPack (src, out, extra, logName, bytes) {
-  await rm(out)
-  const r = await timed(NODE, [CLI, 'pack', src, '-o', out, ...extra], { log: log(logName) })
-  let pieceCids = null
-  try {
-    const man = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'))
-    pieceCids = (man.cars ?? man.pieces ?? []).map((c) => c.pieceCid ?? c.piece_cid).filter(Boolean)
-  } catch {}
-  return { bytes, outBytes: diskUsage(out), pieceCids, ...r }
-}
-
-async function packerUnpack (set, dest, logName, expect) {
-  await rm(dest)
-  const r = await timed(NODE, [CLI, 'unpack', set, '-o', dest, '-i', P.key], { log: log(logName) })
-  const got = await dirStats(dest)
-  if (got.bytes !== expect.bytes || got.files !== expect.files) {
-    throw new Error(`unpack restored ${got.files} files / ${got.bytes} B, expected ${expect.files} / ${expect.bytes}`)
-  }
-  return { bytes: expect.bytes, ...r }
-}
-
 // ---------------------------------------------------------------- the cases
 const B = tree?.bytes
 if (has('dd')) await step('dd1', `dd write ${(B / GiB).toFixed(2)} GiB, conv=fdatasync (start)`, () => ddWrite(B))
@@ -194,78 +166,26 @@ if (has('read')) {
   })
 }
 if (has('pack') || has('unpack')) {
-  await step('pack', 'packer pack, encrypted (age X25519), CommP', () => packerPack(P.tree, P.outEnc, ['-r', keygen()], 'pack', B))
+  await step('pack', 'packer pack, encrypted (age X25519), CommP', () => packer.pack(P.tree, P.outEnc, ['-r', keygen()], { log: log('pack'), bytes: B, files: tree.files }))
 }
 if (has('pack-plain')) {
-  await step('packPlain', 'packer pack --no-encrypt', () => packerPack(P.tree, P.outPlain, ['--no-encrypt'], 'pack-plain', B))
+  await step('packPlain', 'packer pack --no-encrypt', () => packer.pack(P.tree, P.outPlain, ['--no-encrypt'], { log: log('pack-plain'), bytes: B, files: tree.files }))
   if (!opts.keep) await rm(P.outPlain)
 }
-if (has('ipfs-car')) {
-  await step('ipfsCar', 'ipfs-car pack', async () => {
-    await rm(P.ipfsCar)
-    const r = await timed(NODE, [IPFS_CAR, 'pack', P.tree, '--output', P.ipfsCar], { log: log('ipfs-car') })
-    return { bytes: B, outBytes: diskUsage(P.ipfsCar), ...r }
-  })
-  if (!opts.keep) await rm(P.ipfsCar)
-}
 const notInstalled = (bin) => peers[bin] && !peers[bin].ok
-if (has('restic')) {
-  if (notInstalled('restic')) results.cases.restic = { error: 'not installed' }
-  else {
-    await step('restic', 'restic init + backup', async () => {
-      await rm(P.restic)
-      await rm(P.resticCache)
-      const r = await timed('sh', ['-c', 'restic -r "$R" init && restic -r "$R" backup "$T"'], {
-        env: { R: P.restic, T: P.tree, RESTIC_PASSWORD: 'bench-password', RESTIC_CACHE_DIR: P.resticCache },
-        log: log('restic'),
-      })
-      return { bytes: B, outBytes: diskUsage(P.restic), ...r }
-    })
-    if (!opts.keep) { await rm(P.restic); await rm(P.resticCache) }
-  }
-}
-if (has('borg')) {
-  if (notInstalled('borg')) results.cases.borg = { error: 'not installed' }
-  else {
-    await step('borg', 'borg init -e repokey + create', async () => {
-      await rm(P.borg)
-      await rm(P.borgHome)
-      const r = await timed('sh', ['-c', 'borg init -e repokey "$R" && borg create "$R::bench" .'], {
-        cwd: P.tree,
-        env: {
-          R: P.borg,
-          BORG_PASSPHRASE: 'bench-password',
-          BORG_BASE_DIR: P.borgHome,
-          BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes',
-          BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
-          BORG_DISPLAY_PASSPHRASE: 'no',
-        },
-        log: log('borg'),
-      })
-      return { bytes: B, outBytes: diskUsage(P.borg), ...r }
-    })
-    if (!opts.keep) { await rm(P.borg); await rm(P.borgHome) }
-  }
-}
-if (has('rclone')) {
-  if (notInstalled('rclone')) results.cases.rclone = { error: 'not installed' }
-  else {
-    await step('rclone', 'rclone copy to a crypt remote (local dir)', async () => {
-      await rm(P.rcloneDst)
-      await fs.mkdir(P.rcloneDst, { recursive: true })
-      const ob = (s) => run('rclone', ['obscure', s]).trim()
-      await fs.writeFile(P.rcloneConf, `[bench-crypt]\ntype = crypt\nremote = ${P.rcloneDst}\npassword = ${ob('bench-password')}\npassword2 = ${ob('bench-salt')}\n`)
-      const r = await timed('rclone', ['--config', P.rcloneConf, 'copy', P.tree, 'bench-crypt:'], { log: log('rclone') })
-      return { bytes: B, outBytes: diskUsage(P.rcloneDst), ...r }
-    })
-    if (!opts.keep) await rm(P.rcloneDst)
-  }
+const peerLabels = { 'ipfs-car': 'ipfs-car pack', restic: 'restic init + backup', borg: 'borg init -e repokey + create', rclone: 'rclone copy to a crypt remote (local dir)' }
+const peerKeys = { 'ipfs-car': 'ipfsCar', restic: 'restic', borg: 'borg', rclone: 'rclone' }
+for (const peer of Object.keys(PEERS)) {
+  if (!has(peer)) continue
+  if (notInstalled(peer)) { results.cases[peerKeys[peer]] = { error: 'not installed' }; continue }
+  await step(peerKeys[peer], peerLabels[peer], async () => ({ bytes: B, ...(await PEERS[peer](P.tree, P.peer(peer), log(peer))) }))
+  if (!opts.keep) await rm(P.peer(peer))
 }
 if (has('dd')) await step('dd2', `dd write ${(B / GiB).toFixed(2)} GiB, conv=fdatasync (middle)`, () => ddWrite(B))
 if (has('unpack')) {
   if (results.cases.pack?.error) results.cases.unpack = { error: 'no encrypted set (pack failed)' }
   else {
-    await step('unpack', 'packer unpack of the encrypted set', () => packerUnpack(P.outEnc, P.dest, 'unpack', tree))
+    await step('unpack', 'packer unpack of the encrypted set', () => packer.unpack(P.outEnc, P.dest, P.key, { log: log('unpack'), expect: tree, bytes: tree.bytes, files: tree.files }))
     if (!opts.keep) await rm(P.dest)
   }
 }
@@ -284,12 +204,20 @@ if (has('profile')) {
 if (has('dd')) await step('dd3', `dd write ${(B / GiB).toFixed(2)} GiB, conv=fdatasync (end)`, () => ddWrite(B))
 if (!opts.keep) await rm(P.outEnc)
 
+if (['many', 'many-peers', 'many-growth', 'shards'].some(has)) {
+  console.log(`tiny-files tree: ${opts.files.toLocaleString('en')} files (bench/lib/many-files.mjs; made once under /tmp, reused)`)
+  const installed = (peer) => !notInstalled(peer)
+  await runManyFiles(opts.files, { step, has, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
+  if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
+}
+if (has('shards')) for (const k of opts.shards) await runShards(opts.files, k, { step, log, work: W })
+
 if (has('sparse')) {
   const sparse = await makeSparseTree(P.sparseTree, SPARSE_BYTES)
   await step('ddSparse', 'dd write 16 GiB, conv=fdatasync', () => ddWrite(SPARSE_BYTES))
-  const p = await step('packSparse', 'packer pack of a 16 GiB sparse file, encrypted', () => packerPack(P.sparseTree, P.outSparse, ['-r', keygen()], 'pack-sparse', SPARSE_BYTES))
+  const p = await step('packSparse', 'packer pack of a 16 GiB sparse file, encrypted', () => packer.pack(P.sparseTree, P.outSparse, ['-r', keygen()], { log: log('pack-sparse'), bytes: SPARSE_BYTES, files: 1 }))
   if (p) {
-    await step('unpackSparse', 'packer unpack of the 16 GiB sparse set', () => packerUnpack(P.outSparse, P.destSparse, 'unpack-sparse', sparse))
+    await step('unpackSparse', 'packer unpack of the 16 GiB sparse set', () => packer.unpack(P.outSparse, P.destSparse, P.key, { log: log('unpack-sparse'), expect: sparse, bytes: sparse.bytes, files: 1 }))
   } else results.cases.unpackSparse = { error: 'no sparse set (pack failed)' }
   await rm(P.destSparse)
   await rm(P.outSparse)
@@ -311,7 +239,7 @@ if (has('compress')) {
     console.log(t.reused ? `reused (${t.files} files, ${(t.bytes / 2 ** 20).toFixed(0)} MiB)` : `${t.files} files, ${(t.bytes / 2 ** 20).toFixed(0)} MiB in ${t.seconds.toFixed(1)} s`)
     const modes = name === 'text' ? [['Off', 'off'], ['Auto', 'auto'], ['Zstd', 'zstd']] : [['Off', 'off'], ['Auto', 'auto']]
     for (const [m, mode] of modes) {
-      await step(`compress${m}${id}`, `packer pack, encrypted, --compress ${mode}, ${name} tree`, () => packerPack(dir, P.outCompress, ['-r', keygen(), '--compress', mode], `compress-${mode}-${name}`, t.bytes))
+      await step(`compress${m}${id}`, `packer pack, encrypted, --compress ${mode}, ${name} tree`, () => packer.pack(dir, P.outCompress, ['-r', keygen(), '--compress', mode], { log: log(`compress-${mode}-${name}`), bytes: t.bytes, files: t.files }))
     }
     if (!notInstalled('zstd')) {
       await step(`tarZstd${id}`, `tar | zstd -3 -T0, ${name} tree`, async () => {
@@ -356,37 +284,18 @@ if (has('mount')) {
 
 // ---------------------------------------------------------------- rows
 const C = results.cases
-const ok = (c) => c && !c.error && c.seconds != null
-const rate = (c) => (ok(c) ? mbps(c.bytes, c.seconds) : null)
 // dd runs three times (start, middle, end): the disk under these VMs swings from 250 MB/s to 2 GB/s between runs
 // (a host-side write cache), so the reference is the median of the three.
-const ddRates = [C.dd1, C.dd2, C.dd3].filter(ok).map(rate)
+const ddRates = [C.dd1, C.dd2, C.dd3].filter(ran).map(rate)
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n === 0 ? null : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2 }
 const ddRef = median(ddRates)
 const rows = []
-function row (name, c, extra = {}) {
-  if (!c) return
-  const r = { case: name, ...extra }
-  if (c.error) r.error = c.error
-  else {
-    r.bytes = c.bytes
-    r.seconds = c.seconds
-    r.mbps = rate(c)
-    r.rssBytes = c.rssBytes
-    r.cpuSeconds = c.cpuSeconds
-    r.othersCpu = c.othersCpu
-  }
-  rows.push(r)
-}
+const row = (name, c, extra) => { const r = caseRow(name, c, extra); if (r) rows.push(r) }
 const ratioRow = (name, c, refRate, vs, target, min, extra = {}) => {
-  const ratio = ok(c) && refRate ? rate(c) / refRate : null
+  const ratio = ran(c) && refRate ? rate(c) / refRate : null
   row(name, c, { ratio, vs, target, met: ratio == null ? null : ratio >= min, ...extra })
 }
-const rssRow = (name, c, note) => {
-  if (!c) return
-  if (c.error || c.rssBytes == null) { rows.push({ case: name, error: c.error ?? 'no RSS figure', target: '< 300 MB' }); return }
-  rows.push({ case: name, rssBytes: c.rssBytes, target: note ?? '< 300 MB', met: c.rssBytes < 300 * MB })
-}
+const rssLimitRow = (name, c) => { const r = rssRow(name, c); if (r) rows.push(r) }
 
 row('dd write, conv=fdatasync (start)', C.dd1, { vs: 'reference' })
 row('dd write, conv=fdatasync (middle)', C.dd2, { vs: 'reference' })
@@ -399,19 +308,19 @@ row('ipfs-car pack (no CommP)', C.ipfsCar, { vs: 'reference' })
 for (const [k, label] of [['restic', 'restic init + backup'], ['borg', 'borg init + create'], ['rclone', 'rclone copy to crypt']]) {
   if (!C[k]) continue
   const packRate = rate(C.pack)
-  const ratio = ok(C[k]) && packRate ? packRate / rate(C[k]) : null
+  const ratio = ran(C[k]) && packRate ? packRate / rate(C[k]) : null
   row(label, C[k], { ratio, vs: `pack ÷ ${k}`, target: '> 1', met: ratio == null ? null : ratio > 1 })
 }
 ratioRow('unpack, encrypted set', C.unpack, ddRef, ddName, '≥ 0.8', 0.8)
-rssRow('peak RSS: pack, encrypted', C.pack)
-rssRow('peak RSS: pack --no-encrypt', C.packPlain)
-rssRow('peak RSS: unpack', C.unpack)
+rssLimitRow('peak RSS: pack, encrypted', C.pack)
+rssLimitRow('peak RSS: pack --no-encrypt', C.packPlain)
+rssLimitRow('peak RSS: unpack', C.unpack)
 if (C.ddSparse || C.packSparse) {
   row('dd write 16 GiB, conv=fdatasync', C.ddSparse, { vs: 'reference' })
   ratioRow('pack 16 GiB sparse file, encrypted', C.packSparse, rate(C.ddSparse), 'dd 16 GiB', '≥ 0.8', 0.8)
   ratioRow('unpack 16 GiB sparse set', C.unpackSparse, rate(C.ddSparse), 'dd 16 GiB', '≥ 0.8', 0.8)
-  rssRow('peak RSS: pack 16 GiB sparse', C.packSparse)
-  rssRow('peak RSS: unpack 16 GiB sparse', C.unpackSparse)
+  rssLimitRow('peak RSS: pack 16 GiB sparse', C.packSparse)
+  rssLimitRow('peak RSS: unpack 16 GiB sparse', C.unpackSparse)
 }
 // CommP figures from bench/commp.mjs (its own data: random bytes in memory, MB/s of CAR bytes)
 if (C.commp) {
@@ -438,10 +347,10 @@ if (C.mount) {
   if (C.mount.error) rows.push({ case: 'mount (bench/mount.mjs)', error: 'not available' })
 }
 // Compression: ratios of stored sizes (the set's bytes on disk, or the .tar.zst's) and of times, lower is better.
-const sizeRatio = (c, ref) => (ok(c) && ok(ref) && c.outBytes && ref.outBytes ? c.outBytes / ref.outBytes : null)
-const timeRatio = (c, ref) => (ok(c) && ok(ref) ? c.seconds / ref.seconds : null)
+const sizeRatio = (c, ref) => (ran(c) && ran(ref) && c.outBytes && ref.outBytes ? c.outBytes / ref.outBytes : null)
+const timeRatio = (c, ref) => (ran(c) && ran(ref) ? c.seconds / ref.seconds : null)
 // CPU seconds too: on a shared machine the wall time of a few seconds' run is mostly other processes' doing.
-const cpuRatio = (c, ref) => (ok(c) && ok(ref) && c.cpuSeconds && ref.cpuSeconds ? c.cpuSeconds / ref.cpuSeconds : null)
+const cpuRatio = (c, ref) => (ran(c) && ran(ref) && c.cpuSeconds && ref.cpuSeconds ? c.cpuSeconds / ref.cpuSeconds : null)
 const atMost = (r, max) => (r == null ? null : r <= max)
 const compressed = []
 for (const [name, id] of [['text', 'Text'], ['random', 'Random']]) {
@@ -462,13 +371,15 @@ for (const [name, id] of [['text', 'Text'], ['random', 'Random']]) {
     rows.push({ case: `${name} tree: pack --compress zstd (level 3)`, ratio: sizeRatio(zstd3, peer), vs: 'size ÷ tar|zstd -3' })
   }
   if (peer) {
-    row(`${name} tree: tar | zstd -3 -T0`, peer, { ratio: ok(peer) ? peer.outBytes / peer.bytes : null, vs: 'size ÷ tree' })
+    row(`${name} tree: tar | zstd -3 -T0`, peer, { ratio: ran(peer) ? peer.outBytes / peer.bytes : null, vs: 'size ÷ tree' })
     rows.push({ case: `${name} tree: pack --compress auto`, ratio: sizeRatio(auto, peer), vs: 'size ÷ tar|zstd -3' })
     rows.push({ case: `${name} tree: pack --compress auto`, ratio: timeRatio(auto, peer), vs: 'time ÷ tar|zstd -3' })
   }
-  const mib = (c) => (ok(c) && c.outBytes ? `${(c.outBytes / 2 ** 20).toFixed(1)} MiB` : '–')
-  compressed.push(`${name} tree ${ok(off) ? `${(off.bytes / 2 ** 20).toFixed(0)} MiB` : ''}: set with --compress off ${mib(off)}, auto ${mib(auto)}${zstd3 ? `, zstd ${mib(zstd3)}` : ''}; tar | zstd -3 -T0 ${mib(peer)}`)
+  const mib = (c) => (ran(c) && c.outBytes ? `${(c.outBytes / 2 ** 20).toFixed(1)} MiB` : '–')
+  compressed.push(`${name} tree ${ran(off) ? `${(off.bytes / 2 ** 20).toFixed(0)} MiB` : ''}: set with --compress off ${mib(off)}, auto ${mib(auto)}${zstd3 ? `, zstd ${mib(zstd3)}` : ''}; tar | zstd -3 -T0 ${mib(peer)}`)
 }
+rows.push(...manyFilesRows(C, opts.files))
+if (has('shards')) for (const k of opts.shards) rows.push(...shardRows(C, opts.files, k, C.manyPackPlain))
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
 
@@ -494,7 +405,7 @@ console.log(`\nresults: ${path.relative(process.cwd(), opts.json) || opts.json}`
 
 // ---------------------------------------------------------------- cleanup
 if (!opts.keep) {
-  for (const p of [P.tree, `${P.tree}.json`, P.textTree, `${P.textTree}.json`, P.randomTree, `${P.randomTree}.json`, P.outEnc, P.outPlain, P.ipfsCar, P.restic, P.resticCache, P.borg, P.borgHome, P.rcloneDst, P.dest, P.ddFile, P.sparseTree, P.outSparse, P.destSparse, P.outProf]) await rm(p)
+  for (const p of [P.tree, `${P.tree}.json`, P.textTree, `${P.textTree}.json`, P.randomTree, `${P.randomTree}.json`, P.outEnc, P.outPlain, ...Object.keys(PEERS).map(P.peer), P.dest, P.ddFile, P.sparseTree, P.outSparse, P.destSparse, P.outProf]) await rm(p)
 }
 const failed = rows.filter((r) => r.error && !r.error.startsWith('not ')).length
 process.exitCode = failed ? 1 : 0

@@ -12,6 +12,10 @@ export const CASES = [
   'rclone',
   'unpack', // packer unpack of the encrypted set
   'sparse', // --full only: 16 GiB sparse file packed encrypted, unpacked, against dd of 16 GiB
+  'many', // a tree of tiny files (--files): pack encrypted and in clear, ls, verify, unpack, against tar cf/tvf/xf
+  'many-peers', // ipfs-car, restic, borg and rclone on the tiny-files tree (reference for pack)
+  'many-growth', // pack, ls and unpack of a tree of 1/10 the files: peak RSS growth with the file count
+  'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of that tree
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
   'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees)
@@ -26,10 +30,14 @@ const NEEDS = {
   borg: ['pack'],
   rclone: ['pack'],
   unpack: ['dd'],
+  'many-peers': ['many'],
+  'many-growth': ['many'],
+  shards: ['many'],
 }
 
 export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--skip CASE,…] [--work DIR] [--keep] [--profile]
                          [--no-install] [--no-wait] [--max-wait S] [--markdown] [--json FILE] [--tiny]
+                         [--files N] [--shards K,…]
 
   (default)      quick mode, under 10 minutes on 2 cores: the issue's tree at 1/4 scale
                  (one 1 GiB random file + 5,000 small files, ~256 MiB)
@@ -37,6 +45,9 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
                  packed encrypted
   --only LIST    run only these cases (plus the references their ratios need): ${CASES.join(', ')}
   --skip LIST    leave these cases out
+  --files N      files in the tiny-files tree of the many* and shards cases (default 100,000; --full 1,000,000;
+                 --tiny 2,000); made once under /tmp/packer-bench-many-N and reused, as is the one of N/10
+  --shards K,…   shard counts of the shards case, each planned, packed at once and joined (default 2)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
   --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs
@@ -61,6 +72,8 @@ export function parseArgs (argv, benchDir) {
     wait: true,
     maxWait: 60,
     markdown: false,
+    files: null,
+    shards: [2],
     json: path.join(benchDir, 'results.json'),
   }
   const list = (s) => {
@@ -85,6 +98,8 @@ export function parseArgs (argv, benchDir) {
     else if (a === '--no-wait') o.wait = false
     else if (a === '--max-wait') o.maxWait = Number(val())
     else if (a === '--markdown') o.markdown = true
+    else if (a === '--files') o.files = Number(val())
+    else if (a === '--shards') o.shards = val().split(',').map(Number)
     else if (a === '--json') o.json = path.resolve(val())
     else if (a === '-h' || a === '--help') o.help = true
     else throw new Error(`unknown option ${a}\n${USAGE}`)
@@ -104,6 +119,9 @@ export function parseArgs (argv, benchDir) {
   for (const s of o.skip) selected.delete(s)
   if (o.full && o.tiny) throw new Error('--full and --tiny exclude each other')
   if (!o.full) selected.delete('sparse')
+  o.files ??= o.full ? 1e6 : o.tiny ? 2000 : 1e5
+  if (!(Number.isInteger(o.files) && o.files >= 10)) throw new Error('--files needs a whole number ≥ 10')
+  if (!o.shards.every((k) => Number.isInteger(k) && k >= 1)) throw new Error('--shards needs whole numbers ≥ 1')
   o.cases = selected
   return o
 }

@@ -18,4 +18,11 @@ export function manyFilesTree (files, dir = `/tmp/packer-bench-many-${files}`, p
   return tree
 }
 
+/** The tree's files and bytes (what an unpack of it must restore). */
+export function manyFilesSize (files) {
+  let bytes = 0
+  for (let i = 0; i < files; i++) bytes += `file ${i}\n`.length
+  return { files, bytes }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) console.log(manyFilesTree(Number(process.argv[2]), process.argv[3]))

@@ -90,6 +90,7 @@ export async function timed (cmd, args, { env = {}, cwd, cold = true, log, rssFi
   const logFd = log ? openSync(log, 'a') : 'ignore'
   const rssOut = rssFile ?? path.join(os.tmpdir(), `bench-rss-${process.pid}-${Date.now()}.txt`)
   const argv = TIME ? ['-v', '-o', rssOut, cmd, ...args] : args
+  const load1 = os.loadavg()[0]
   const cpu0 = cpuSnapshot()
   const t0 = performance.now()
   const child = spawn(TIME ?? cmd, argv, { env: { ...process.env, ...env }, cwd, stdio: ['ignore', logFd, logFd] })
@@ -142,6 +143,7 @@ export async function timed (cmd, args, { env = {}, cwd, cold = true, log, rssFi
     seconds,
     cpuSeconds, // user + system of the command and its children
     othersCpu,
+    load1, // the 1-minute load average when the command started
     quietWait: quiet ? { seconds: quiet.waited, busyBefore: quiet.busy } : null,
     exitSeconds: (tExit - t0) / 1000, // until the process exited
     syncSeconds: (t1 - tExit) / 1000, // the final sync (data the process left dirty in the page cache)
