@@ -276,9 +276,13 @@ async function launch (): Promise<Launched> {
 
   const env = { SLURM_CONF: conf, PATH: [path.dirname(process.execPath), process.env.PATH ?? '/usr/bin:/bin'].join(':') }
   const clientEnv = (): NodeJS.ProcessEnv => ({ ...withoutSlurm(process.env), ...env })
-  const daemonEnv = { ...clientEnv(), [MARKER]: name }
+  // NoInAddrAny makes the daemons bind the address of the machine's hostname, which not every machine resolves (a bare
+  // chroot does not) or resolves to 127.0.0.1 (Debian's installer maps it to 127.0.1.1): they run in their own UTS
+  // namespace named localhost (unshare, sh and env exec: the pid is the daemon's). The marker is put last in the
+  // environment by env: slurmstepd writes its title over the start of the environment block, and sh reorders it.
   const daemon = (binary: string, args: string[]): ChildProcess =>
-    spawn(sbin(binary), args, { env: daemonEnv, stdio: 'ignore' }) // they log to log/, and to stderr in foreground
+    spawn('unshare', ['--uts', 'sh', '-c', 'hostname localhost && exec env "$@"', 'sh', `${MARKER}=${name}`, sbin(binary), ...args],
+      { env: clientEnv(), stdio: 'ignore' }) // they log to log/
   const daemons = [daemon('munged', [
     '--foreground', `--key-file=${key}`, `--socket=${path.join(dir, 'run/munge.socket')}`,
     `--pid-file=${path.join(dir, 'run/munged.pid')}`, `--log-file=${path.join(dir, 'log/munged.log')}`,
