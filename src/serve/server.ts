@@ -68,10 +68,11 @@ export async function serveSet (dir: string, opts: ServeOptions = {}): Promise<S
   const server = http.createServer((req, res) => {
     const started = Date.now()
     const sentBefore = req.socket.bytesWritten
+    const remote = req.socket.remoteAddress ?? '' // a destroyed socket no longer says
     res.once('close', () => {
       opts.onRequest?.({
         time: new Date(started).toISOString(),
-        remote: req.socket.remoteAddress ?? '',
+        remote,
         method: req.method ?? '',
         url: req.url ?? '',
         status: res.statusCode,
