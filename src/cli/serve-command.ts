@@ -46,9 +46,8 @@ export function addServeCommand (program: Command): void {
       const stop = (): void => { void s.close().then(() => process.exit(0)) }
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
-      const cars = s.set.manifest.cars.length
       out(o.json
-        ? JSON.stringify({ event: 'listening', url: s.url, setId: s.set.setId, cars })
-        : `serving set ${s.set.setId} (${cars} CAR(s)) at ${s.url}: /piece/{pieceCid}, /ipfs/{cid}, /manifest.json; Ctrl-C stops`)
+        ? JSON.stringify({ event: 'listening', url: s.url, setId: s.setId, cars: s.cars })
+        : `serving set ${s.setId} (${s.cars} CAR(s)) at ${s.url}: /piece/{pieceCid}, /ipfs/{cid}, /manifest.json; Ctrl-C stops`)
     })
 }

@@ -45,7 +45,9 @@ export interface SetServer {
   url: string
   host: string
   port: number
-  set: CarSet
+  setId: string
+  /** The set's CARs (pieces). */
+  cars: number
   /** Stops listening, ends the connections still open and closes the set. */
   close: () => Promise<void>
 }
@@ -138,7 +140,8 @@ export async function serveSet (dir: string, opts: ServeOptions = {}): Promise<S
     url: `http://${host}:${address.port}`,
     host: address.address,
     port: address.port,
-    set,
+    setId: set.setId,
+    cars: set.manifest.cars.length,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeAllConnections()

@@ -348,3 +348,31 @@ describe('packer serve under load', () => {
     }
   })
 })
+
+describe('serve() from the library', () => {
+  it('serves an encrypted set: its pieces and its blocks (ciphertext, as in the CARs), no paths through hidden names', async () => {
+    const work = tmpDir()
+    const src = path.join(work, 'src')
+    fs.mkdirSync(path.join(src, 'docs'), { recursive: true })
+    fs.writeFileSync(path.join(src, 'docs/note.txt'), note)
+    const key = await packerOk(['keygen', '-o', path.join(work, 'key.txt')])
+    const recipient = /age1[0-9a-z]+/.exec(key.stdout + key.stderr)![0]
+    const dir = path.join(work, 'set')
+    await packerOk(['pack', src, '-o', dir, '-r', recipient, '-q'])
+    const m: Manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'))
+    const { serve } = await import('../../src/index.js')
+    const server = await serve(dir, { port: 0 })
+    try {
+      expect(server).toMatchObject({ host: '127.0.0.1', setId: m.table.cid, cars: m.cars.length })
+      const piece = await request(server.url, `/piece/${m.cars[0]!.pieceCidV2}`)
+      expect(piece.body.equals(fs.readFileSync(path.join(dir, m.cars[0]!.file)))).toBe(true)
+      // the set ID is the table index's CID: an age file, served as the CARs hold it
+      const index = await carBlocks((await request(server.url, `/ipfs/${m.table.cid}?format=car`)).body)
+      expect(index.blocks.length).toBeGreaterThan(0)
+      expect(Buffer.from((await fileFromCar(index.blocks, m.table.cid)).subarray(0, 21)).toString()).toBe('age-encryption.org/v1')
+      expect((await request(server.url, `/ipfs/${m.root}/docs/note.txt?format=car`)).status).toBe(404)
+    } finally {
+      await server.close()
+    }
+  })
+})
