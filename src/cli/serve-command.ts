@@ -11,9 +11,10 @@ function parseListen (text: string): { host: string, port: number } {
   return { host: m[1] ?? (m[2] || DEFAULT_HOST), port }
 }
 
-function positive (text: string, option: string): number {
+/** A number > 0 given as digits (`integer`: without a fraction). */
+function positive (text: string, option: string, integer = false): number {
   const n = Number(text)
-  if (!/^\d+(\.\d+)?$/.test(text) || n <= 0) throw new PackerError('USAGE', `${option}: '${text}' is not a positive number`)
+  if (!(integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(text) || n <= 0) throw new PackerError('USAGE', `${option}: '${text}' is not a positive ${integer ? 'integer' : 'number'}`)
   return n
 }
 
@@ -39,7 +40,7 @@ export function addServeCommand (program: Command): void {
         host,
         port,
         carDir: o.cars,
-        maxRequests: Math.floor(positive(o.maxRequests, '--max-requests')),
+        maxRequests: positive(o.maxRequests, '--max-requests', true),
         timeoutMs: positive(o.timeout, '--timeout') * 1000,
         onRequest: log,
       })

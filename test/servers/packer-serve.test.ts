@@ -7,7 +7,7 @@ import { exporter } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Manifest } from '../../src/format/manifest.js'
-import { bytes, packerOk, run, sha256, tmpDir } from '../helpers.js'
+import { bytes, oneLine, packer, packerOk, run, sha256, tmpDir } from '../helpers.js'
 import { heliaFetch, heliaNode } from './helia.js'
 import { request, startServe, unproxiedEnv, type RunningServe } from './packer-serve.js'
 
@@ -374,5 +374,24 @@ describe('serve() from the library', () => {
     } finally {
       await server.close()
     }
+  })
+})
+
+describe('packer serve refuses', () => {
+  it('a --listen that is not HOST:PORT, an address in use, and a directory that is not a set, each in one line', async () => {
+    const bad = await packer(['serve', setDir, '--listen', 'localhost'])
+    expect(bad.code).toBe(2)
+    expect(oneLine(bad.stderr)).toMatch(/^packer: --listen: 'localhost' is not HOST:PORT/)
+    const s = await startServe(setDir)
+    try {
+      const taken = await packer(['serve', setDir, '--listen', new URL(s.url).host])
+      expect(taken.code).toBe(2)
+      expect(oneLine(taken.stderr)).toMatch(/^packer: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/)
+    } finally {
+      await s.stop()
+    }
+    const notSet = await packer(['serve', tmpDir()])
+    expect(notSet.code).toBe(1)
+    expect(oneLine(notSet.stderr)).toMatch(/manifest\.json not found/)
   })
 })
