@@ -26,7 +26,7 @@ export class SetBlocks {
 
   async has (cid: CID): Promise<boolean> {
     if (cid.multihash.code === identity.code) return true
-    return cid.multihash.code === sha256.code && (await this.#source.carsOf(cid)).length > 0
+    return cid.multihash.code === sha256.code && cid.multihash.size === 32 && (await this.#source.carsOf(cid)).length > 0
   }
 
   async get (cid: CID): Promise<Uint8Array> {

@@ -67,5 +67,5 @@ function matchesEtag (ifNoneMatch: string | undefined, etag: string): boolean {
 
 /** A short answer in plain text (errors, refusals): one line, no body for HEAD. */
 export function sendText (req: IncomingMessage, res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }).end(req.method === 'HEAD' ? undefined : `${message}\n`)
+  res.writeHead(status, { ...headers, 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end(req.method === 'HEAD' ? undefined : `${message}\n`)
 }
