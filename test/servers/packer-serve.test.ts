@@ -395,3 +395,29 @@ describe('packer serve refuses', () => {
     expect(oneLine(notSet.stderr)).toMatch(/manifest\.json not found/)
   })
 })
+
+describe('packer serve: paths through a sharded (HAMT) directory', () => {
+  it('proves a path through the shards in a CAR, lists a sharded directory as its shard nodes, and Helia follows it', async () => {
+    const src = tmpDir()
+    fs.mkdirSync(path.join(src, 'many'))
+    // names long enough that the directory passes the 256 KiB shard-split threshold
+    for (let i = 0; i < 4000; i++) fs.writeFileSync(path.join(src, 'many', `a-file-with-a-rather-long-name-${String(i).padStart(5, '0')}.txt`), `file ${i}\n`)
+    const dir = path.join(tmpDir(), 'set')
+    await packerOk(['pack', src, '-o', dir, '--no-encrypt', '-q'])
+    const m: Manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'))
+    const s = await startServe(dir)
+    try {
+      const name = 'a-file-with-a-rather-long-name-01234.txt'
+      const car = await carBlocks((await request(s.url, `/ipfs/${m.root}/many/${name}?format=car`)).body)
+      // root, the sharded directory's root node, at least one sub-shard, then the file: a client checks the path with these
+      expect(car.blocks.length).toBeGreaterThanOrEqual(4)
+      expect(Buffer.from(car.blocks.at(-1)!.bytes).toString()).toBe('file 1234\n')
+      const shards = await carBlocks((await request(s.url, `/ipfs/${m.root}/many?format=car&dag-scope=entity`)).body)
+      expect(shards.blocks.length).toBeGreaterThan(1)
+      expect(shards.blocks.every((b) => b.cid.code === 0x70)).toBe(true) // dag-pb shard nodes, none of the files
+      expect((await heliaFetch(s.url, m.root, { path: `many/${name}`, timeoutMs: 60_000 })).toString()).toBe('file 1234\n')
+    } finally {
+      await s.stop()
+    }
+  })
+})
