@@ -18,9 +18,13 @@ function positive (text: string, option: string, integer = false): number {
   return n
 }
 
-/** One access-log line: client, time, request, status, bytes sent, duration (`aborted` when the client left first). */
+/**
+ * One access-log line: client, time, request, status, bytes sent, duration; `aborted` when the response did not end,
+ * and the error that ended it.
+ */
 function accessLine (e: AccessLogEntry): string {
-  return `${e.remote} [${e.time}] "${e.method} ${JSON.stringify(e.url).slice(1, -1)}" ${e.status} ${e.bytes} ${e.ms}ms${e.complete ? '' : ' aborted'}`
+  const request = JSON.stringify(e.url).slice(1, -1)
+  return `${e.remote} [${e.time}] "${e.method} ${request}" ${e.status} ${e.bytes} ${e.ms}ms${e.complete ? '' : ' aborted'}${e.error !== undefined ? ` (${e.error})` : ''}`
 }
 
 /** `packer serve SETDIR`. */

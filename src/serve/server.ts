@@ -39,6 +39,8 @@ export interface AccessLogEntry {
   ms: number
   /** False when the connection ended before the response did. */
   complete: boolean
+  /** Why the response failed (500, or cut short), when it did. */
+  error?: string
 }
 
 export interface SetServer {
@@ -71,6 +73,7 @@ export async function serveSet (dir: string, opts: ServeOptions = {}): Promise<S
     const started = Date.now()
     const sentBefore = req.socket.bytesWritten
     const remote = req.socket.remoteAddress ?? '' // a destroyed socket no longer says
+    let error: string | undefined
     res.once('close', () => {
       opts.onRequest?.({
         time: new Date(started).toISOString(),
@@ -81,6 +84,7 @@ export async function serveSet (dir: string, opts: ServeOptions = {}): Promise<S
         bytes: req.socket.bytesWritten - sentBefore,
         ms: Date.now() - started,
         complete: res.writableFinished,
+        ...error !== undefined && { error },
       })
     })
     if (active >= maxRequests) {
@@ -90,8 +94,10 @@ export async function serveSet (dir: string, opts: ServeOptions = {}): Promise<S
     active++
     res.once('close', () => { active-- })
     route(req, res).catch((err: unknown) => {
+      error = (err as Error)?.message ?? String(err)
       if (res.headersSent) { res.destroy(); return }
-      sendText(req, res, 500, (err as Error).message)
+      // a PackerError says what is wrong with the set; anything else may name the server's own paths: the log has it
+      sendText(req, res, 500, err instanceof PackerError ? err.message : 'internal error')
     })
   })
 
