@@ -9,6 +9,7 @@ export { verify, type VerifyOptions, type VerifyEvent, type VerifyResult, type C
 export { list, listMissing, pieces, type ListOptions, type MissingFile } from './api/list.js'
 export { openSet, type PackerSet, type SetOptions, type SetManifest, type SetEntry, type PieceInfo } from './api/set.js'
 export { mount, unmount, type MountOptions, type MountHandle } from './api/mount.js'
+export { serveSet as serve, type ServeOptions, type SetServer, type AccessLogEntry } from './serve/server.js'
 export { keygen, type AgeKey, type RsaKeyPair } from './api/keygen.js'
 export { rebuild } from './api/rebuild.js'
 export { commpBackend, type CommpBackend } from './api/commp.js'

@@ -1,12 +1,11 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { varint } from 'multiformats'
 import type { CarRecord } from '../format/manifest.js'
 import { encodeBlockRecord } from './block-index.js'
 import { RecentBlocks } from './recent-blocks.js'
 import { syncDir } from './durable-file.js'
+import { encodeCarHeader, encodeSectionHead } from './car-header.js'
 import { WriteQueue } from './write-queue.js'
 import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
 import { PackerError } from '../errors.js'
@@ -18,14 +17,6 @@ export const MAX_BLOCK_SIZE = 1024 * 1024 + 64 * 1024
 export const MIN_BIN_SIZE = MAX_BLOCK_SIZE + 1024
 /** Largest CAR whose padded piece fits a 32 GiB sector: 32 GiB × 127/128. */
 export const DEFAULT_BIN_SIZE = 34_091_302_912
-/** A CARv1 header with one root: varint length, then dag-cbor {roots, version: 1} (as @ipld/car writes it). */
-function carHeader (root: CID): Uint8Array {
-  const body = dagCbor.encode({ roots: [root], version: 1 })
-  const out = new Uint8Array(varint.encodingLength(body.length) + body.length)
-  varint.encodeTo(body.length, out, 0)
-  out.set(body, out.length - body.length)
-  return out
-}
 
 interface OpenCar {
   fh: fs.FileHandle
@@ -97,9 +88,7 @@ export class CarSetWriter {
       return seen
     }
     if (bytes.length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${bytes.length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
-    const head = new Uint8Array(varint.encodingLength(cid.bytes.length + bytes.length) + cid.bytes.length)
-    varint.encodeTo(cid.bytes.length + bytes.length, head, 0)
-    head.set(cid.bytes, head.length - cid.bytes.length)
+    const head = encodeSectionHead(cid, bytes.length)
     const section = head.length + bytes.length
     if (this.#car !== undefined && this.#car.size + this.#buffered + section > this.#opts.binSize) await this.#closeCar()
     if (this.#car === undefined) await this.#openCar(cid)
@@ -171,7 +160,7 @@ export class CarSetWriter {
     const tmp = path.join(this.#opts.dir, this.#opts.partialName?.(this.cars.length) ?? `.partial-${this.cars.length}.car`)
     const fh = await fs.open(tmp, 'w')
     this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: new WriteQueue(fh) }
-    await this.#write(carHeader(root))
+    await this.#write(encodeCarHeader(root))
   }
 
   /** Appends to the current CAR through the write buffer, feeding the piece hasher in the same order. */
