@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { CASES, USAGE, parseArgs } from './lib/args.mjs'
 import { summariseProfile, printProfile } from './lib/cpuprofile.mjs'
 import { makeSparseTree, makeTree, treeSpec } from './lib/data.mjs'
-import { manyFilesPaths, manyFilesRows, runManyFiles } from './lib/many-files-cases.mjs'
+import { manyFilesPaths, manyFilesRows, packPlain, runManyFiles } from './lib/many-files-cases.mjs'
 import * as packer from './lib/packer.mjs'
 import { PEERS } from './lib/peers.mjs'
 import { caseRow, markdownTable, printTable, ran, rate, rssRow } from './lib/report.mjs'
@@ -200,13 +200,17 @@ if (has('profile')) {
 if (has('dd')) await step('dd3', `dd write ${(B / GiB).toFixed(2)} GiB, conv=fdatasync (end)`, () => ddWrite(B))
 if (!opts.keep) await rm(P.outEnc)
 
-if (['many', 'many-peers', 'many-growth', 'shards'].some(has)) {
+if (['many', 'many-peers', 'many-growth'].some(has)) {
   console.log(`tiny-files tree: ${opts.files.toLocaleString('en')} files (bench/lib/many-files.mjs; made once under /tmp, reused)`)
   const installed = (peer) => !notInstalled(peer)
   await runManyFiles(opts.files, { step, has, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
   if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
 }
-if (has('shards')) for (const k of opts.shards) await runShards(opts.files, k, { step, log, work: W })
+if (has('shards')) {
+  if (!results.cases.manyPackPlain) await packPlain(opts.files, { step, log, work: W })
+  for (const k of opts.shards) await runShards(opts.files, k, { step, log, work: W })
+  if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
+}
 
 if (has('sparse')) {
   const sparse = await makeSparseTree(P.sparseTree, SPARSE_BYTES)

@@ -15,7 +15,7 @@ export const CASES = [
   'many', // a tree of tiny files (--files): pack encrypted and in clear, ls, verify, unpack, against tar cf/tvf/xf
   'many-peers', // ipfs-car, restic, borg and rclone on the tiny-files tree (reference for pack)
   'many-growth', // pack, ls and unpack of a tree of 1/10 the files: peak RSS growth with the file count
-  'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of that tree
+  'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of the tree
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
@@ -31,7 +31,6 @@ const NEEDS = {
   unpack: ['dd'],
   'many-peers': ['many'],
   'many-growth': ['many'],
-  shards: ['many'],
 }
 
 export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--skip CASE,…] [--work DIR] [--keep] [--profile]

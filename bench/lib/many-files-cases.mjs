@@ -35,6 +35,13 @@ async function tarExtract (tar, dest, opts) {
   return timed('tar', ['xf', tar, '-C', dest], opts)
 }
 
+/** `pack --no-encrypt` of the `files`-file tree (case manyPackPlain): the reference of ipfs-car and of sharding. */
+export function packPlain (files, { step, log, work }) {
+  const tree = manyFilesTree(files)
+  const out = manyFilesPaths(work, files).outPlain
+  return step('manyPackPlain', `packer pack --no-encrypt, ${files.toLocaleString('en')} files`, () => packer.pack(tree, out, ['--no-encrypt'], { log: log('many-pack-plain'), files }))
+}
+
 /**
  * Runs the cases on a tree of `files` files. ctx: { step, has, log, keyFile, recipient, work, installed(peer), results }.
  * Case names in results: many<What> for N files, manyGrowth<What> for N/10.
@@ -50,7 +57,7 @@ export async function runManyFiles (files, ctx) {
   if (has('many')) {
     await step('manyTarCreate', `tar cf of the ${n}-file tree`, async () => ({ ...fig, ...(await tarCreate(tree, P.tar, { log: log('many-tar-c') })) }))
     await step('manyPack', `packer pack, encrypted, ${n} files`, () => packer.pack(tree, P.outEnc, ['-r', recipient], { log: log('many-pack'), ...fig }))
-    await step('manyPackPlain', `packer pack --no-encrypt, ${n} files`, () => packer.pack(tree, P.outPlain, ['--no-encrypt'], { log: log('many-pack-plain'), ...fig }))
+    await packPlain(files, ctx)
     await step('manyTarList', `tar tvf of the ${n}-file archive`, async () => ({ files, ...(await tarList(P.tar, { log: log('many-tar-t') })) }))
     await step('manyLs', `packer ls -l of the encrypted ${n}-file set`, () => packer.ls(P.outEnc, keyFile, { log: log('many-ls'), files }))
     await step('manyVerify', `packer verify of the encrypted ${n}-file set`, () => packer.verify(P.outEnc, { log: log('many-verify'), ...fig }))
