@@ -1,6 +1,6 @@
 // Issue 12's many-small-files cases, on a tree of tiny files (lib/many-files.mjs, cached under /tmp): packer's pack
 // (encrypted and in clear), ls, verify and unpack, each against what `tar` does with the same tree in the same run
-// (tar cf: read every file once and write one stream; tar tf: list an archive; tar xf: create every file), against
+// (tar cf: read every file once and write one stream; tar tvf: list an archive; tar xf: create every file), against
 // the peers (ipfs-car, restic, borg, rclone crypt) on the same tree, and memory growth with the file count: peak RSS
 // at N/10 and at N files.
 import { promises as fs } from 'node:fs'
@@ -85,7 +85,6 @@ export async function runManyFiles (files, ctx) {
     await step('manyGrowthUnpack', `packer unpack of the encrypted ${m}-file set`, () => packer.unpack(Q.outEnc, Q.dest, keyFile, { log: log('growth-unpack'), expect: sizeSmall, ...figSmall }))
     await rm(Q.dir)
   }
-  return P
 }
 
 /** seconds(ref) ÷ seconds(c): how many times faster c is than ref on the same tree (null unless both ran). */
