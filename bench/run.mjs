@@ -3,7 +3,7 @@
 // tree, every timing ending when the output is on disk (`sync` after the process exits), page cache dropped before
 // every timed command. Prints a table and writes bench/results.json. See bench/README.md.
 //
-//   npm run bench                  quick mode (< 10 min on 2 cores): the issue's tree at 1/4 scale
+//   npm run bench                  quick mode: issue 6's tree at 1/4 scale, 100,000 tiny files (issues 12, 14)
 //   npm run bench -- --full        the issue's 4 GiB tree, plus the 16 GiB sparse file packed encrypted
 //   npm run bench -- --only pack,unpack --keep      iterate on a few cases, keeping the generated tree
 //

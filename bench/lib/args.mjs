@@ -37,8 +37,8 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
                          [--no-install] [--no-wait] [--max-wait S] [--markdown] [--json FILE] [--tiny]
                          [--files N] [--shards K,…]
 
-  (default)      quick mode, under 10 minutes on 2 cores: the issue's tree at 1/4 scale
-                 (one 1 GiB random file + 5,000 small files, ~256 MiB)
+  (default)      quick mode, about 20 minutes on 2 quiet cores: issue 6's tree at 1/4 scale (one 1 GiB random
+                 file + 5,000 small files, ~256 MiB) and 100,000 tiny files
   --full         the issue's sizes: one 3 GiB file + 20,000 small files (~1 GiB), and the 16 GiB sparse file
                  packed encrypted
   --only LIST    run only these cases (plus the references their ratios need): ${CASES.join(', ')}
