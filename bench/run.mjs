@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // packer's benchmark (issue 6): pack/unpack against dd, ipfs-car, restic, borg and rclone on the same generated
-// tree, every timing ending when the output is on disk (`sync` after the process exits), page cache dropped before
-// every timed command. Prints a table and writes bench/results.json. See bench/README.md.
+// tree; issues 12 and 14: many tiny files and sharded packing (lib/many-files-cases.mjs, lib/shard-cases.mjs). Every
+// timing ends when the output is on disk (`sync` after the process exits), page cache dropped before every timed
+// command. Prints a table and writes bench/results.json. See bench/README.md.
 //
 //   npm run bench                  quick mode: issue 6's tree at 1/4 scale, 100,000 tiny files (issues 12, 14)
-//   npm run bench -- --full        the issue's 4 GiB tree, plus the 16 GiB sparse file packed encrypted
+//   npm run bench -- --full        issue 6's 4 GiB tree, the 16 GiB sparse file packed encrypted, 1 M tiny files
 //   npm run bench -- --only pack,unpack --keep      iterate on a few cases, keeping the generated tree
 //
-// MB = 10^6 bytes, MiB = 2^20. Ratios divide the subject's MB/s by its reference's, both measured in this run.
+// MB = 10^6 bytes, MiB = 2^20. Ratios divide the subject's MB/s (on the tiny files: the reference's time by the
+// subject's) by its reference's, both measured in this run.
 import { spawnSync } from 'node:child_process'
 import { existsSync, promises as fs, readFileSync } from 'node:fs'
 import path from 'node:path'
