@@ -8,8 +8,8 @@
 //   npm run bench -- --full        issue 6's 4 GiB tree, the 16 GiB sparse file packed encrypted, 1 M tiny files
 //   npm run bench -- --only pack,unpack --keep      iterate on a few cases, keeping the generated tree
 //
-// MB = 10^6 bytes, MiB = 2^20. Ratios divide the subject's MB/s (on the tiny files: the reference's time by the
-// subject's) by its reference's, both measured in this run.
+// MB = 10^6 bytes, MiB = 2^20. Ratios divide the subject's MB/s by its reference's (on the tiny files, the
+// reference's time by the subject's: the same thing), both measured in this run.
 import { spawnSync } from 'node:child_process'
 import { existsSync, promises as fs, readFileSync } from 'node:fs'
 import path from 'node:path'
