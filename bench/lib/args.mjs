@@ -15,7 +15,7 @@ export const CASES = [
   'many', // a tree of tiny files (--files): pack encrypted and in clear, ls, verify, unpack, against tar cf/tvf/xf
   'many-peers', // ipfs-car, restic, borg and rclone on the tiny-files tree (reference for pack)
   'many-growth', // pack, ls and unpack of a tree of 1/10 the files: peak RSS growth with the file count
-  'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of that tree
+  'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of the tree
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
   'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees)
@@ -32,15 +32,14 @@ const NEEDS = {
   unpack: ['dd'],
   'many-peers': ['many'],
   'many-growth': ['many'],
-  shards: ['many'],
 }
 
 export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--skip CASE,…] [--work DIR] [--keep] [--profile]
                          [--no-install] [--no-wait] [--max-wait S] [--markdown] [--json FILE] [--tiny]
                          [--files N] [--shards K,…]
 
-  (default)      quick mode, under 10 minutes on 2 cores: the issue's tree at 1/4 scale
-                 (one 1 GiB random file + 5,000 small files, ~256 MiB)
+  (default)      quick mode, about 20 minutes on 2 quiet cores: issue 6's tree at 1/4 scale (one 1 GiB random
+                 file + 5,000 small files, ~256 MiB) and 100,000 tiny files
   --full         the issue's sizes: one 3 GiB file + 20,000 small files (~1 GiB), and the 16 GiB sparse file
                  packed encrypted
   --only LIST    run only these cases (plus the references their ratios need): ${CASES.join(', ')}
