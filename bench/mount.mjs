@@ -20,12 +20,13 @@
  * borgbackup with apt-get when missing. The data (sets, rclone store, borg repo) is built once in --work and reused.
  * Each peer run is time-boxed (--peer-timeout seconds); a peer slower than that is reported as such and not re-run.
  */
-import { spawn, spawnSync, execFileSync } from 'node:child_process'
+import { spawnSync, execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { startMount, stopMount } from './lib/mounts.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = path.join(ROOT, 'dist/cli/main.js')
@@ -52,7 +53,6 @@ const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a 
 const r0 = (x) => x == null ? null : Math.round(x)
 const r2 = (x) => x == null ? null : Math.round(x * 100) / 100
 const which = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
-const mounted = (mnt) => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt)
 const loadavg = () => os.loadavg().map((x) => Math.round(x * 10) / 10)
 
 function packer (...a) { return execFileSync(process.execPath, [CLI, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) }
@@ -138,52 +138,6 @@ function ensureBorgRepo (big) {
     fs.writeFileSync(done, '')
   }
   return repo
-}
-
-/**
- * Starts a mount process; resolves when it is ready (its ready text on stdout, or the mount point in /proc/mounts),
- * with the wall time from spawn to ready.
- */
-function startMount (cmd, argv, mnt, { readyText, env } = {}) {
-  fs.mkdirSync(mnt, { recursive: true })
-  if (mounted(mnt)) sh(`fusermount -uz ${mnt}`)
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now()
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env })
-    let out = ''
-    let err = ''
-    let done = false
-    const ok = () => {
-      if (done) return
-      done = true
-      clearInterval(poll)
-      clearTimeout(limit)
-      resolve({ proc: p, mnt, secs: (performance.now() - t0) / 1000, out, stderr: () => err })
-    }
-    const fail = (why) => {
-      if (done) return
-      done = true
-      clearInterval(poll)
-      clearTimeout(limit)
-      p.kill('SIGKILL')
-      reject(new Error(`${path.basename(cmd)} mount: ${why}: ${err.trim().split('\n').slice(-3).join(' | ')}`))
-    }
-    p.stderr.on('data', (d) => { err += d })
-    p.stdout.on('data', (d) => { out += d; if (readyText && out.includes(readyText)) ok() })
-    const poll = readyText ? undefined : setInterval(() => { if (mounted(mnt)) ok() }, 20)
-    const limit = setTimeout(() => fail('not ready after 60 s'), 60_000)
-    p.on('exit', (code) => fail(`exited ${code}`))
-  })
-}
-
-async function stopMount (m) {
-  if (m === undefined) return
-  m.proc.removeAllListeners('exit')
-  const exited = new Promise((resolve) => { if (m.proc.exitCode !== null || m.proc.signalCode !== null) resolve(); else m.proc.on('exit', resolve) })
-  m.proc.kill('SIGTERM')
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))])
-  try { if (mounted(m.mnt)) sh(`fusermount -uz ${m.mnt}`) } catch {}
-  if (m.proc.exitCode === null && m.proc.signalCode === null) m.proc.kill('SIGKILL')
 }
 
 /** Seconds for `dd bs=1M` of a file to /dev/null, or null when it took longer than `timeout` s (or failed). */

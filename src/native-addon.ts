@@ -65,7 +65,18 @@ export interface NativeAddon {
   zstdDecompressFrame (src: Uint8Array, dst: Uint8Array): number
   /** The zstd library in use, e.g. "1.5.4" (Node 22 and later: the zstd bundled with node, see native/README.md). */
   zstdVersion (): string
+  /**
+   * On libuv's thread pool, writes each file whole under its name (which must not exist: O_CREAT|O_EXCL|O_NOFOLLOW,
+   * 0600), then fchown (uid >= 0), fchmod, futimens, close; a file that fails is removed. `paths`: each name followed
+   * by a NUL byte; `meta`: [mode, uid, gid, mtimeSec, mtimeNsec] per file. `done` gets the files that failed.
+   */
+  writeFiles (paths: Uint8Array, data: Uint8Array[], meta: Float64Array, done: (failures: FileOpFailure[]) => void): void
+  /** rename(2) of `count` pairs on libuv's thread pool; `paths`: from, NUL, to, NUL… */
+  renameFiles (paths: Uint8Array, count: number, done: (failures: FileOpFailure[]) => void): void
 }
+
+/** A file writeFiles or renameFiles could not do: its index in the batch, its errno's name, the system call. */
+export type FileOpFailure = [index: number, code: string, syscall: string]
 
 /** Opaque handle of parsed age recipients. */
 export type NativeAgeRecipients = object & { readonly __nativeAgeRecipients?: never }
@@ -85,7 +96,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
-  'ageRecipients', 'ageSealFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion']
+  'ageRecipients', 'ageSealFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined
 

@@ -1,5 +1,5 @@
 import { PackerError } from '../errors.js'
-import { subtree } from '../restore/set-table.js'
+import { displayPath } from '../format/stored-path.js'
 import { restore } from '../restore/restorer.js'
 import { limitMallocCache } from '../memory.js'
 import { openCarSet, storedPath, type SetOptions, warnMisnamed } from './set.js'
@@ -26,8 +26,11 @@ export interface UnpackResult {
   symlinks: number
   /** Files found already restored by an interrupted unpack into the same destination, and skipped. */
   already: number
-  /** Files that could not be restored (always empty in a result: unpack then throws, after its `done` event). */
-  failed: Array<{ path: string, error: string }>
+  /**
+   * Files that could not be restored, each reported to onWarning as it happened (always 0 in a result: unpack then
+   * throws, after its `done` event).
+   */
+  failed: number
   seconds: number
 }
 
@@ -45,33 +48,28 @@ export async function unpack (setDir: string, options: UnpackOptions): Promise<U
   const paths = options.paths ?? []
   try {
     const progress: ProgressEvent = { event: 'progress', bytes: 0, totalBytes: 0, files: 0, totalFiles: 0 }
-    for (const p of paths.length ? paths : ['']) {
-      for await (const e of subtree(set.files, storedPath(p))) {
-        if (e.type !== 'file') continue
-        progress.totalBytes += e.size!
-        progress.totalFiles++
-      }
-    }
     const r = await restore(set, {
       dest: options.output,
       paths: paths.map((p) => Buffer.from(p)),
       overwrite: !!options.overwrite,
       sameOwner: !!options.sameOwner,
       warn: options.onWarning ?? (() => {}),
+      onPlan: (plan) => { progress.totalFiles = plan.files; progress.totalBytes = plan.bytes },
       progress: (e) => {
         if (e.type === 'read') progress.bytes += e.bytes
         else {
           progress.files++
-          emit({ event: 'file', path: e.path.toString('utf8'), bytes: e.bytes })
+          emit({ event: 'file', path: displayPath(e.path), bytes: e.bytes })
         }
         emit({ ...progress })
       },
     })
-    const result: UnpackResult = { ...r, seconds: (Date.now() - started) / 1000 }
+    const { firstFailure, ...counts } = r
+    const result: UnpackResult = { ...counts, seconds: (Date.now() - started) / 1000 }
     emit({ event: 'done', ...result })
-    if (r.failed.length > 0) {
-      throw new PackerError(r.failed[0].error.includes('missing') ? 'MISSING_CAR' : 'CORRUPT',
-        `${r.failed.length} file(s) could not be restored (first: ${r.failed[0].error}); the others are in ${options.output}`)
+    if (firstFailure !== null) {
+      throw new PackerError(firstFailure.code === 'MISSING_CAR' ? 'MISSING_CAR' : 'CORRUPT',
+        `${r.failed} file(s) could not be restored (first: ${firstFailure.message}); the others are in ${options.output}`)
     }
     return result
   } finally { await set.close() }

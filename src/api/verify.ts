@@ -3,7 +3,7 @@ import type { CarSet } from '../restore/car-set.js'
 import path from 'node:path'
 import { verifyFiles, verifySet } from '../restore/verifier.js'
 import { fixNames as fixCarNames, type Rename } from '../restore/fix-names.js'
-import { fixNamesCommand } from '../restore/availability.js'
+import { filesIn, fixNamesCommand } from '../restore/availability.js'
 import { openCarSet, type SetOptions } from './set.js'
 import type { Callbacks } from './events.js'
 
@@ -33,7 +33,12 @@ export interface CarCheck { car: string, status: CarStatus, detail: string, file
 
 /** verify's events: what `packer verify --json` prints (with `event` added), plus `progress`. */
 export type VerifyEvent =
-  | ({ event: 'car', /** Files with blocks in this CAR; null when the file table was not read. */ affected: string[] | null } & CarCheck)
+  | ({ event: 'car' } & CarCheck)
+  /**
+   * A file with blocks in a missing or damaged CAR, and those CARs: one event per file, after every CAR's (one pass
+   * over the file table; none when it was not read).
+   */
+  | { event: 'affected', file: string, cars: string[] }
   | { event: 'file', file: string, ok: boolean, detail: string }
   | { event: 'renamed', from: string, to: string }
   | { event: 'notRenamed', from: string, to: string, why: string }
@@ -45,6 +50,8 @@ export interface VerifyResult {
   cars: CarCheck[]
   /** CARs missing or damaged. */
   badCars: number
+  /** Files with blocks in those CARs (each sent as an `affected` event); null when the file table was not (wholly) read. */
+  affected: number | null
   /** CARs whole under a name not their own (after fixNames: those it could not rename). */
   misnamed: number
   /** CARs given their own names by fixNames. */
@@ -66,17 +73,22 @@ export async function verify (setDir: string, options: VerifyOptions = {}): Prom
   const keyGiven = (options.identities?.length ?? 0) > 0 || options.passphrase !== undefined
   if (options.decrypt && !keyGiven) throw new PackerError('USAGE', '--decrypt needs the identity: give -i FILE or --passphrase')
   let set: CarSet
+  let unnamed: string | undefined
   try {
     set = await openCarSet(setDir, options)
   } catch (err) {
     const tableOptional = options.tableOptional ?? (!keyGiven && options.expect === undefined)
-    if (err instanceof PackerError && tableOptional && (err.code === 'NO_IDENTITY' || err.code === 'MISSING_CAR' || err.code === 'CORRUPT')) set = await openCarSet(setDir, options, true)
-    else throw err
+    // The table lives in the CARs: when one holding it is missing or damaged, the CARs are still all checked.
+    const damaged = err instanceof PackerError && (err.code === 'MISSING_CAR' || err.code === 'CORRUPT')
+    if (!((tableOptional && err instanceof PackerError && err.code === 'NO_IDENTITY') || (damaged && (tableOptional || !options.decrypt)))) throw err
+    if (damaged) options.onWarning?.(`the file table cannot be read (${(err as Error).message}): the files affected are not named`)
+    else unnamed = 'give -i FILE (or --passphrase) to name the files affected'
+    set = await openCarSet(setDir, options, true)
   }
   const started = Date.now()
   const named = set.table !== null
   const progress = { event: 'progress' as const, bytes: 0, totalBytes: set.manifest.cars.reduce((n, c) => n + c.size, 0), cars: 0, totalCars: set.manifest.cars.length }
-  const result: VerifyResult = { ok: true, cars: [], badCars: 0, misnamed: 0, renamed: [], fixCommand: null, files: 0, badFiles: 0, seconds: 0 }
+  const result: VerifyResult = { ok: true, cars: [], badCars: 0, affected: named ? 0 : null, misnamed: 0, renamed: [], fixCommand: null, files: 0, badFiles: 0, seconds: 0 }
   try {
     const report = await verifySet(set, (r) => {
       progress.cars++
@@ -85,8 +97,22 @@ export async function verify (setDir: string, options: VerifyOptions = {}): Prom
       result.cars.push(check)
       if (r.status === 'misnamed') result.misnamed++
       else if (r.status !== 'ok') result.badCars++
-      emit({ event: 'car', ...check, affected: named ? r.affected : null })
+      emit({ event: 'car', ...check })
     }, (n) => { progress.bytes += n; emit({ ...progress }) })
+    const bad = new Set(report.cars.flatMap((r) => r.status === 'ok' || r.status === 'misnamed' ? [] : [r.index]))
+    if (unnamed !== undefined && bad.size > 0) options.onWarning?.(unnamed)
+    if (named && bad.size > 0) {
+      try {
+        for await (const f of filesIn(set, bad)) {
+          result.affected!++
+          emit({ event: 'affected', file: f.path, cars: f.cars })
+        }
+      } catch (err) {
+        if (!(err instanceof PackerError) || (err.code !== 'MISSING_CAR' && err.code !== 'CORRUPT')) throw err
+        result.affected = null
+        options.onWarning?.(`the file table cannot be read to the end (${err.message}): not every file affected is named`)
+      }
+    }
     for (const c of report.copies) {
       const car = set.manifest.cars[c.car]!.file
       options.onWarning?.(`${path.basename(c.file)} is another copy of CAR ${car} (by its header; not read); deal tools need only ${car}`)

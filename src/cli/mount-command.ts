@@ -57,7 +57,7 @@ export function addMountCommands (program: Command): void {
       process.on('SIGTERM', stop)
       process.on('SIGHUP', stop)
       const missing = m.missing.length > 0 ? `; ${m.missing.length} of ${m.set.manifest.cars.length} CAR(s) missing (files in them give EIO until copied into ${cardir})` : ''
-      process.stdout.write(`mounted set ${m.set.setId} at ${m.mountpoint}: ${m.tree.files} files, ${formatSize(m.tree.bytes)}, ready in ${((Date.now() - started) / 1000).toFixed(2)} s${missing}; Ctrl-C or 'packer umount ${m.mountpoint}' unmounts\n`)
+      process.stdout.write(`mounted set ${m.set.setId} at ${m.mountpoint}: ${m.files} files, ${m.entries} entries, ${formatSize(m.bytes)} in ${m.set.manifest.cars.length} CAR(s), ready in ${((Date.now() - started) / 1000).toFixed(2)} s${missing}; Ctrl-C or 'packer umount ${m.mountpoint}' unmounts\n`)
       await m.closed
       process.off('SIGINT', stop)
       process.off('SIGTERM', stop)

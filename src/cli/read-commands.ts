@@ -81,16 +81,17 @@ export function addReadCommands (program: Command): void {
         onEvent: (e) => {
           switch (e.event) {
             case 'progress': p.update({ ...e, files: e.cars, totalFiles: e.totalCars }); break
-            case 'car': {
+            case 'car':
               p.end()
-              if (o.json) { out(JSON.stringify({ car: e.car, status: e.status, detail: e.detail, file: e.file, affected: e.affected ?? [] })); return }
+              if (o.json) { out(JSON.stringify({ car: e.car, status: e.status, detail: e.detail, file: e.file })); return }
               if (o.quiet && e.status === 'ok') return
-              // A misnamed CAR is whole: the line names the file that holds it, and no file is affected.
-              const damaged = e.status !== 'ok' && e.status !== 'misnamed'
-              const files = !damaged ? '' : e.affected !== null ? `; files affected: ${e.affected.join(', ') || 'none'}` : '; give -i to name the files affected'
-              out(`${e.status.toUpperCase().padEnd(9)} ${e.status === 'misnamed' ? e.file : e.car}: ${e.detail}${files}`)
+              // A misnamed CAR is whole: the line names the file that holds it.
+              out(`${e.status.toUpperCase().padEnd(9)} ${e.status === 'misnamed' ? e.file : e.car}: ${e.detail}`)
               break
-            }
+            case 'affected':
+              p.end()
+              out(o.json ? JSON.stringify({ affected: e.file, cars: e.cars }) : `AFFECTED  ${e.file}: has blocks in ${e.cars.join(', ')}`)
+              break
             case 'file':
               p.end()
               if (o.json) out(JSON.stringify({ file: e.file, ok: e.ok, detail: e.detail }))
@@ -103,6 +104,7 @@ export function addReadCommands (program: Command): void {
       })
       p.end()
       const n = r.cars.length
+      if (r.badCars > 0 && r.affected === 0 && !o.json) out('no file has blocks in the CARs missing or damaged')
       if (!r.ok) {
         const parts = [r.badCars ? `${r.badCars} of ${n} CAR(s) missing or damaged` : '', r.misnamed ? `${r.misnamed} of ${n} CAR(s) under names not their own` : '',
           r.badFiles ? `${r.badFiles} file(s) failed to decrypt` : ''].filter(Boolean)

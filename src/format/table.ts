@@ -11,6 +11,12 @@ import { decodeBytes, encodeBytes, entryFieldsJson, parseEntryFields, tableError
 export const TABLE_VERSION = 2
 /** Largest chunk of table text (a single larger entry makes a chunk of its own). */
 export const MAX_CHUNK_BYTES = 128 * 1024
+/**
+ * Test-only, like PACKER_FAULT: PACKER_TEST_TABLE_CHUNK_BYTES=N makes pack cut the table into chunks of at most N
+ * bytes, so that small trees make many chunks and readers cross them (any N gives a valid table: chunks are at most
+ * 128 KiB, not exactly). Unset in normal use.
+ */
+const TEST_CHUNK_BYTES = Number(process.env.PACKER_TEST_TABLE_CHUNK_BYTES) || undefined
 
 const SLASH = 0x2f
 
@@ -22,7 +28,12 @@ export function splitEntryPath (p: Buffer): { dir: Buffer, name: Buffer } {
 
 /** Directory paths component by component, a path before any path below it ('/' sorts before every name byte). */
 export function compareDirs (a: Buffer, b: Buffer): number {
-  const n = Math.min(a.length, b.length)
+  return compareDirPrefixes(a, a.length, b, b.length)
+}
+
+/** compareDirs of a[0, an) and b[0, bn), without making buffers of them. */
+function compareDirPrefixes (a: Buffer, an: number, b: Buffer, bn: number): number {
+  const n = Math.min(an, bn)
   for (let i = 0; i < n; i++) {
     const x = a[i]!
     const y = b[i]!
@@ -32,14 +43,24 @@ export function compareDirs (a: Buffer, b: Buffer): number {
       return x - y
     }
   }
-  return a.length - b.length
+  return an - bn
 }
 
-/** Table order of two entry paths: their directories (compareDirs), then their names by bytes. */
+/**
+ * Table order of two entry paths: their directories (compareDirs), then their names by bytes. Allocates nothing:
+ * readers call it in every binary search.
+ */
 export function compareTableOrder (a: Buffer, b: Buffer): number {
-  const x = splitEntryPath(a)
-  const y = splitEntryPath(b)
-  return compareDirs(x.dir, y.dir) || Buffer.compare(x.name, y.name)
+  const i = a.lastIndexOf(SLASH)
+  const j = b.lastIndexOf(SLASH)
+  return compareDirPrefixes(a, Math.max(i, 0), b, Math.max(j, 0)) || a.compare(b, j + 1, b.length, i + 1, a.length)
+}
+
+/** True when `p` is an entry of directory `dir` ('' : the root), not deeper. */
+export function isEntryOf (p: Buffer, dir: Buffer): boolean {
+  if (dir.length === 0) return p.indexOf(SLASH) < 0
+  return p.length > dir.length + 1 && p[dir.length] === SLASH && p.indexOf(SLASH, dir.length + 1) < 0 &&
+    p.compare(dir, 0, dir.length, 0, dir.length) === 0
 }
 
 /** True when `p` is `dir` or lies below it ('' holds everything). */
@@ -74,7 +95,7 @@ export class TableChunker {
   #dir: Buffer | null = null
   #last: Buffer | null = null
 
-  constructor (maxChunkBytes = MAX_CHUNK_BYTES) { this.#max = maxChunkBytes }
+  constructor (maxChunkBytes = TEST_CHUNK_BYTES ?? MAX_CHUNK_BYTES) { this.#max = maxChunkBytes }
 
   /** Adds the next entry; returns the chunk it completed (the chunk before it), if any. */
   add (e: TableEntry): ChunkText | null {
@@ -136,19 +157,28 @@ export function parseTableChunk (text: string, where: string, carCount: number):
       if (d.length > 0) assertSafePath(d, at)
       if (dir !== null && compareDirs(dir, d) >= 0) tableError(at, 'directories are out of order')
       dir = d
+      last = null
       continue
     }
     if (dir === null) tableError(at, 'an entry comes before any directory line')
     const name = decodeBytes(o, 'name')
     if (name === undefined || name.length === 0 || name.includes(SLASH)) tableError(at, "an entry has no valid 'name' or 'nameB64'")
-    const path = dir.length === 0 ? Buffer.from(name) : Buffer.concat([dir, Buffer.of(SLASH), name])
-    assertSafePath(path, at)
-    if (last !== null && compareTableOrder(last, path) >= 0) tableError(at, `${JSON.stringify(displayPath(path))} is out of order or repeated`)
-    last = path
+    const path = dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name])
+    // The directory was checked on its line: only a name that is '.', '..' or holds NUL can make the path unsafe.
+    if (!isPlainName(name)) assertSafePath(path, at)
+    // Names in order within their directory's run (directories are in order, checked on their lines).
+    if (last !== null && Buffer.compare(last, name) >= 0) tableError(at, `${JSON.stringify(displayPath(path))} is out of order or repeated`)
+    last = name
     out.push(parseEntryFields(o, path, at, carCount, 2))
   }
   if (out.length === 0) tableError(where, 'a table chunk holds no entry')
   return out
+}
+
+/** False for '.', '..' and names holding NUL. */
+function isPlainName (name: Buffer): boolean {
+  if (name.includes(0)) return false
+  return !(name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e)))
 }
 
 export interface TableIndexHeader {

@@ -1,15 +1,19 @@
 import { execFile } from 'node:child_process'
+import fs from 'node:fs/promises'
+import path from 'node:path'
 import { PackerError } from '../errors.js'
 import type { Identity } from '../crypto/index.js'
+import { MANIFEST_FILE } from '../format/manifest.js'
 import { CarSet } from '../restore/car-set.js'
 import { missingCars, misnamedWarning } from '../restore/availability.js'
+import { SetReader } from '../read/reader.js'
 import { checkFuse, checkMountpoint, mountPoints, type FuseEnvironment } from './preflight.js'
-import { buildTree, type Tree } from './tree.js'
-import { MountReader } from './reader.js'
+import { MountTree } from './tree.js'
 import { fuseOperations } from './filesystem.js'
 
 export { checkFuse, checkMountpoint, mountPoints } from './preflight.js'
-export { DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from './reader.js'
+export { DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from '../read/reader.js'
+export type { TreeStats } from './tree.js'
 
 export interface MountOptions {
   /** Directory holding the CARs. */
@@ -22,6 +26,10 @@ export interface MountOptions {
   expect?: string
   cacheSize?: number
   workers?: number
+  /** Paths (entry and stat) kept in memory; default DEFAULT_NODE_CACHE. */
+  nodeCache?: number
+  /** Directory listings kept in memory, counted in entries; default DEFAULT_LISTING_CACHE. */
+  listingCache?: number
   uid?: number
   gid?: number
   allowOther?: boolean
@@ -33,8 +41,12 @@ export interface MountOptions {
 export interface Mounted {
   mountpoint: string
   set: CarSet
-  tree: Tree
-  reader: MountReader
+  tree: MountTree
+  reader: SetReader
+  /** Files and entries in the set's table, and bytes of its CARs (what statfs shows). */
+  files: number
+  entries: number
+  bytes: number
   /** CARs absent from carDir when mounting (files needing them give EIO until they are copied in). */
   missing: string[]
   /** Unmounts (lazily: programs still inside keep their view) and releases everything. */
@@ -53,22 +65,31 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
   const Fuse = await checkFuse(opts.env)
   const identities = opts.identities ? await opts.identities() : []
   const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir })
-  let reader: MountReader | undefined
+  let reader: SetReader | undefined
   try {
-    const entries = []
-    for await (const e of set.files.entries()) entries.push(e)
-    const tree = buildTree(entries)
-    for (const r of tree.renamed.slice(0, 5)) log(`${JSON.stringify(r.from.toString('latin1'))} is not valid UTF-8; it appears as ${r.to}`)
-    if (tree.renamed.length > 5) log(`${tree.renamed.length - 5} more names appear changed (not valid UTF-8)`)
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)
     const misnamed = await misnamedWarning(set)
     if (misnamed !== null) log(`warning: ${misnamed}`)
-    reader = new MountReader(set, { cacheSize: opts.cacheSize, workers: opts.workers })
+    reader = new SetReader(set, { cacheSize: opts.cacheSize, workers: opts.workers })
     const throttled = throttle(log)
-    const ops = fuseOperations(Fuse, tree, reader, { uid: opts.uid ?? process.getuid?.() ?? 0, gid: opts.gid ?? process.getgid?.() ?? 0, log: throttled })
+    // Nothing here reads the table: the tree looks entries up as they are asked for, so the time to mount does not
+    // grow with the number of files. The root, which has no entry, shows the manifest's mtime (when the set was
+    // written, or rebuilt).
+    const rootMtimeMs = Math.floor((await fs.stat(path.join(set.dir, MANIFEST_FILE))).mtimeMs)
+    const tree = new MountTree(set.files, {
+      uid: opts.uid ?? process.getuid?.() ?? 0,
+      gid: opts.gid ?? process.getgid?.() ?? 0,
+      rootMtimeMs,
+      nodeCache: opts.nodeCache,
+      listingCache: opts.listingCache,
+      log: throttled,
+    })
+    const bytes = set.manifest.cars.reduce((n, c) => n + c.size, 0)
+    const ops = fuseOperations(Fuse, tree, reader, { log: throttled, entries: set.files.entryCount, bytes })
     const fuse = new Fuse(mountpoint, ops, {
-      // "ro" rides on fsname: fuse-native has no option for it, and libfuse splits -o on commas.
-      fsname: 'packer,ro',
+      // "ro" and "use_ino" (stat shows the tree's inode numbers: entry number + 2) ride on fsname: fuse-native has
+      // no option for them, and libfuse splits -o on commas.
+      fsname: 'packer,ro,use_ino',
       subtype: 'packer',
       autoUnmount: true,
       allowOther: !!opts.allowOther,
@@ -106,7 +127,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
       await release()
     }
-    return { mountpoint, set, tree, reader, missing, unmount, closed }
+    return { mountpoint, set, tree, reader, files: set.files.fileCount, entries: set.files.entryCount, bytes, missing, unmount, closed }
   } catch (err) {
     await reader?.close().catch(() => {})
     await set.close().catch(() => {})

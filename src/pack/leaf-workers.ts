@@ -220,7 +220,7 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
 
 // Cipher.update allocates every sealed chunk (node:crypto has no encrypt-into) and V8 collects such garbage only after
 // ~64 MiB of it per thread; a young-generation collection every few jobs, where nearly all is garbage, keeps peak
-// memory down for well under a millisecond (the mount's workers do the same: src/mount/worker.ts).
+// memory down for well under a millisecond (the mount's workers do the same: src/read/worker.ts).
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
 const fs = require('node:fs')

@@ -37,10 +37,14 @@ export async function misnamedWarning (set: CarSet): Promise<string | null> {
  */
 export async function * missingReport (set: CarSet): AsyncGenerator<{ path: string, cars: string[] }> {
   const missing = new Set(await missingCars(set))
-  if (missing.size === 0) return
+  if (missing.size > 0) yield * filesIn(set, missing)
+}
+
+/** The files with blocks in any of `cars` (one pass over the table), each with those of its CARs, in table order. */
+export async function * filesIn (set: CarSet, cars: Set<number>): AsyncGenerator<{ path: string, cars: string[] }> {
   for await (const e of set.files.entries()) {
     if (e.type !== 'file') continue
-    const need = (e.cars ?? []).filter((c) => missing.has(c))
-    if (need.length > 0) yield { path: displayPath(e.path), cars: need.map((c) => set.manifest.cars[c]!.file) }
+    const hit = e.cars!.filter((c) => cars.has(c))
+    if (hit.length > 0) yield { path: displayPath(e.path), cars: hit.map((c) => set.manifest.cars[c]!.file) }
   }
 }

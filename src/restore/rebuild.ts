@@ -93,6 +93,36 @@ function carOrder (d: SetDescriptor & { cid: string }, carLists: Map<string, str
 }
 
 /**
+ * The set whose CARs are in the directory: the one descriptor whose CARs are all there (CARs of other sets may lie
+ * beside them). Refuses when no set is complete, or when the CARs of several complete sets are mixed.
+ */
+function chooseSet (dir: string, found: Array<SetDescriptor & { cid: string, version: number }>, carLists: Map<string, string[]>, byRoot: Map<string, unknown>): { descriptor: SetDescriptor & { cid: string, version: number }, order: string[] } {
+  if (found.length === 0) {
+    throw new PackerError('FORMAT', `no packer set descriptor in the CARs of ${dir}: the last CAR of the set is missing, or these CARs were not written by packer`, { subject: dir })
+  }
+  const sets = found.map((descriptor) => {
+    try {
+      const order = carOrder(descriptor, carLists, (r) => byRoot.has(r))
+      return { descriptor, order, missing: order.filter((r) => !byRoot.has(r)), error: null }
+    } catch (err) {
+      if (!(err instanceof PackerError)) throw err
+      return { descriptor, order: [], missing: [], error: err }
+    }
+  })
+  const complete = sets.filter((s) => s.error === null && s.missing.length === 0)
+  if (complete.length === 1) return complete[0]!
+  if (complete.length > 1) {
+    throw new PackerError('FORMAT', `${dir} holds the CARs of ${complete.length} sets (set IDs ${complete.map((s) => String(s.descriptor.table)).join(', ')}); put each set's CARs in a directory of their own and rebuild each`, { subject: dir })
+  }
+  if (sets.length > 1) {
+    throw new PackerError('MISSING_CAR', `${dir} holds CARs of ${sets.length} sets (set IDs ${sets.map((s) => String(s.descriptor.table)).join(', ')}), none of them complete; a manifest can only be rebuilt from all the CARs of a set`, { subject: dir })
+  }
+  const only = sets[0]!
+  if (only.error !== null) throw only.error
+  throw new PackerError('MISSING_CAR', `${only.missing.length} of the set's ${only.order.length} CARs are not in ${dir} (first: the CAR whose root is ${only.missing[0]}); a manifest can only be rebuilt from all of them`, { subject: dir })
+}
+
+/**
  * rebuild: when manifest.json (and blocks.idx) are lost, remake them from the CARs alone, reading each once. The set
  * descriptor (the last block of the set) gives the tree's root, the file table and every CAR's root in order; CARs
  * are recognised by content, whatever their names. Every block is hash-checked on the way. The block index's records
@@ -107,33 +137,35 @@ export async function rebuildSet (dir: string, warn: (m: string) => void, force 
   const sorter = new ExternalSorter({ dir: work, memoryLimit: LIMITS.sortMemory, keyBytes: 32 })
   try {
     const scanned: ScannedCar[] = []
-    const byRoot = new Map<string, number>()
+    const byRoot = new Map<string, number[]>()
     const carLists = new Map<string, string[]>()
-    let descriptor: (SetDescriptor & { cid: string, version: number }) | undefined
+    const descriptors = new Map<string, SetDescriptor & { cid: string, version: number }>()
     const positions: number[] = [] // of each kept CAR among the files read: its records carry that number
     for (const [position, n] of names.entries()) {
       const car = await scanCar(dir, n, position, async (r) => { await sorter.add(r) }, carLists)
       if (car === null) { warn(`${n} is not a readable CAR; ignored`); continue }
-      const twin = byRoot.get(car.root)
-      if (twin !== undefined && scanned[twin]!.size === car.size) { warn(`${n} duplicates ${scanned[twin]!.file}; ignored`); continue }
-      byRoot.set(car.root, scanned.length)
+      const same = byRoot.get(car.root) ?? []
+      const twin = same.find((i) => scanned[i]!.size === car.size)
+      if (twin !== undefined) { warn(`${n} duplicates ${scanned[twin]!.file}; ignored`); continue }
+      byRoot.set(car.root, [...same, scanned.length])
       scanned.push(car)
       positions.push(position)
-      descriptor = car.descriptor ?? descriptor
+      if (car.descriptor !== undefined) descriptors.set(car.descriptor.cid, car.descriptor)
     }
-    if (descriptor === undefined) {
-      throw new PackerError('FORMAT', `no packer set descriptor in the CARs of ${dir}: the last CAR of the set is missing, or these CARs were not written by packer`, { subject: dir })
+    const { descriptor, order } = chooseSet(dir, [...descriptors.values()], carLists, byRoot)
+    for (const root of order) {
+      const files = byRoot.get(root)!.map((i) => scanned[i]!)
+      if (files.length > 1) {
+        throw new PackerError('FORMAT', `${files.map((c) => `${c.file} (${c.size} bytes)`).join(' and ')} start with the same block but differ: one is damaged or not of this set; move the wrong one away (packer verify tells which) and rerun`, { subject: dir })
+      }
     }
-    const order = carOrder(descriptor, carLists, (r) => byRoot.has(r))
-    const missing = order.filter((r) => !byRoot.has(r))
-    if (missing.length > 0) {
-      throw new PackerError('MISSING_CAR', `${missing.length} of the set's ${order.length} CARs are not in ${dir} (first: the CAR whose root is ${missing[0]}); a manifest can only be rebuilt from all of them`, { subject: dir })
-    }
+    const inSet = new Set(order)
+    for (const c of scanned) if (!inSet.has(c.root)) warn(`${c.file} is not a CAR of this set (set ID ${descriptor.table}); ignored`)
     // Position among the files read → position in the set (a duplicate, or a CAR of another set, has none: its records are dropped).
     const setIndex = new Map<number, number>()
-    order.forEach((root, i) => setIndex.set(positions[byRoot.get(root)!]!, i))
+    order.forEach((root, i) => setIndex.set(positions[byRoot.get(root)![0]!]!, i))
     const cars: CarRecord[] = order.map((root) => {
-      const c = scanned[byRoot.get(root)!]!
+      const c = scanned[byRoot.get(root)![0]!]!
       return { file: c.file, size: c.size, root: c.root, pieceCid: c.pieceCid, pieceCidV2: c.pieceCidV2, pieceSize: c.pieceSize, blocks: c.blocks }
     })
     const tmp = path.join(dir, `.${INDEX_FILE}.tmp`)

@@ -20,8 +20,6 @@ export interface CarReport {
   detail: string
   /** The file read as this CAR (found by content), null when none is; for 'misnamed', a name that is not `car.file`. */
   file: string | null
-  /** For a missing or damaged CAR, the paths of the files with blocks in it (empty when the table was not read). */
-  affected: string[]
 }
 
 export interface SetReport {
@@ -55,8 +53,7 @@ export async function verifySet (set: CarSet, onCar?: (r: CarReport) => void, on
     const verdict = file === null
       ? absent(set, car, await occupant(car))
       : named(set, car, file, await checkCar(file, car, onBytes), await occupant(car))
-    const damaged = verdict.status !== 'ok' && verdict.status !== 'misnamed'
-    const r: CarReport = { index, car, file, affected: damaged ? await filesIn(set, index) : [], ...verdict }
+    const r: CarReport = { index, car, file, ...verdict }
     reports.push(r)
     onCar?.(r)
   }
@@ -134,14 +131,6 @@ async function checkCar (file: string, car: CarRecord, onBytes?: (n: number) => 
     return { status: 'corrupt', detail: `piece CID ${piece.pieceCid} differs from the manifest's ${car.pieceCid}` }
   }
   return { status: 'ok', detail: `${blocks} blocks, piece ${piece.pieceCid}` }
-}
-
-/** The files with blocks in CAR `index` (one pass over the table; none when it was not read). */
-async function filesIn (set: CarSet, index: number): Promise<string[]> {
-  const out: string[] = []
-  if (set.table === null) return out
-  for await (const e of set.table.entries()) if (e.cars?.includes(index)) out.push(displayPath(e.path))
-  return out
 }
 
 export interface FileReport { path: string, ok: boolean, detail: string }

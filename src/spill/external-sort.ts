@@ -190,6 +190,7 @@ export class ExternalSorter {
   async #writeRun (source: Cursor): Promise<string> {
     try {
       if (this.#runDir === undefined) {
+        // The directory may not exist yet (a pack's work directory gets its sub-directories as their sorts spill).
         await fs.mkdir(this.#opts.dir, { recursive: true, mode: 0o700 })
         this.#runDir = await fs.mkdtemp(path.join(this.#opts.dir, 'sort-'))
       }

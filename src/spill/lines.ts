@@ -34,6 +34,46 @@ export async function * readLines (file: string, opts: { chunkSize?: number } = 
   }
 }
 
+/**
+ * The lines of a file as readLines gives them, last line first, read 1 MiB at a time from the end: for what must be
+ * undone or finished in the reverse of the order it was done (unpack's directory metadata, deepest first).
+ */
+export async function * readLinesBackward (file: string, opts: { chunkSize?: number } = {}): AsyncGenerator<string> {
+  const fh = await fs.open(file, 'r')
+  try {
+    const chunk = opts.chunkSize ?? 1 << 20
+    let pos = (await fh.stat()).size
+    let rest = Buffer.alloc(0) // the start of a line whose end was read already
+    let atEnd = true
+    let newline = false
+    while (pos > 0) {
+      const n = Math.min(chunk, pos)
+      pos -= n
+      const block = Buffer.allocUnsafe(n)
+      let got = 0
+      while (got < n) {
+        const { bytesRead } = await fh.read(block, got, n - got, pos + got)
+        if (bytesRead === 0) throw new Error(`${file} shrank while it was read`)
+        got += bytesRead
+      }
+      const data = rest.length === 0 ? block : Buffer.concat([block, rest])
+      let end = data.length
+      // A '\n' byte is never inside a UTF-8 sequence: cutting there splits no character.
+      for (let j = data.lastIndexOf(0x0a, end - 1); j >= 0; j = j > 0 ? data.lastIndexOf(0x0a, j - 1) : -1) {
+        newline = true
+        if (!(atEnd && j + 1 === end)) yield data.toString('utf8', j + 1, end) // not the nothing after a final '\n'
+        atEnd = false
+        end = j
+      }
+      if (end < data.length) atEnd = false
+      rest = Buffer.from(data.subarray(0, end))
+    }
+    if (rest.length > 0 || newline) yield rest.toString('utf8')
+  } finally {
+    await fh.close()
+  }
+}
+
 /** Appends text to a file in batches of `batch` bytes; `sync` makes everything handed over durable. */
 export class Appender {
   readonly file: string

@@ -8,17 +8,21 @@ import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { PackerError } from '../../src/errors.js'
 import { parseManifest } from '../../src/format/manifest.js'
-import { parseTable } from '../../src/format/table-entry.js'
+import { parseTableChunk, parseTableIndex } from '../../src/format/table.js'
+import { parseTableV1 } from '../../src/format/table-v1.js'
+import { decodeCarList, decodeDescriptor } from '../../src/format/descriptor.js'
 import { BlockIndex } from '../../src/car/block-index.js'
+import { CID } from 'multiformats/cid'
 import { readCarRoots } from '../../src/car/car-header.js'
 import { CarSet } from '../../src/restore/car-set.js'
+import { readStoredFile } from '../../src/restore/set-table.js'
 import { verifySet } from '../../src/restore/verifier.js'
 import { FileView } from '../../src/restore/file-view.js'
 import {
   decryptStream, encodeHeader, encryptStream, newFileKey, parseHeader, parseRecipient, readIdentityFile, readRecipientsFile,
   x25519IdentityFromString, generateX25519Identity,
 } from '../../src/crypto/index.js'
-import { bytes, packerOk, tmpDir } from '../helpers.js'
+import { ROOT, bytes, packerOk, tmpDir } from '../helpers.js'
 
 const BUDGET_MS = 2500
 
@@ -87,23 +91,47 @@ async function fuzz (name: string, seed: number, make: (r: () => number) => unkn
 
 let set: string
 let manifest: any
-let tableText: string
-let indexBytes: Buffer
+let indexText: string
+let chunkText: string
+let blockIndex: Buffer
+let descriptorBlock: Buffer
 let carPath: string
+const V1 = path.join(ROOT, 'testdata/vectors/v1/plain')
 
 beforeAll(async () => {
   const src = tmpDir()
   fs.mkdirSync(path.join(src, 'd'))
   fs.writeFileSync(path.join(src, 'd/a.txt'), 'alpha\n')
+  fs.writeFileSync(Buffer.from(`${src}/d/n\xff`, 'latin1'), 'a name that is not UTF-8\n')
   fs.writeFileSync(path.join(src, 'b.bin'), bytes(1_500_000, 3))
   fs.symlinkSync('d/a.txt', path.join(src, 'l'))
   set = tmpDir()
   await packerOk(['pack', src, '-o', set, '--no-encrypt', '--bin-size', '2MiB'], { env: { PACKER_STATE_DIR: tmpDir() } })
   manifest = JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8'))
-  tableText = fs.readFileSync(path.join(set, 'table.jsonl'), 'utf8')
-  indexBytes = fs.readFileSync(path.join(set, 'blocks.idx'))
+  const s = await CarSet.open(set, { skipTable: true })
+  try {
+    indexText = (await readStoredFile(s.blocks, CID.parse(manifest.table.cid), 'table index')).toString()
+    chunkText = (await readStoredFile(s.blocks, CID.parse(JSON.parse(indexText.split('\n')[1]!).cid), 'table chunk')).toString()
+    descriptorBlock = Buffer.from(await s.blocks.get(CID.parse(manifest.descriptor)))
+  } finally { await s.close() }
+  blockIndex = fs.readFileSync(path.join(set, 'blocks.idx'))
   carPath = path.join(set, manifest.cars[0].file)
 })
+
+/** A block index held in memory, opened as readers open one (header and fence), then every record read by pages. */
+async function openIndex (b: Buffer): Promise<void> {
+  const index = await BlockIndex.open(async (at, n) => b.subarray(at, at + n), b.length, 'blocks.idx', manifest.cars.length)
+  for await (const r of index.records()) await index.locations(r.digest)
+  await index.locations(Buffer.alloc(32))
+}
+
+/** Structure-aware mutations of JSON Lines: an odd value in one line, or byte-level damage to the whole text. */
+function mutateLines (text: string, r: () => number): string {
+  if (r() < 0.5) return mutate(Buffer.from(text), r).toString('latin1')
+  const lines = text.trim().split('\n')
+  const i = Math.floor(r() * lines.length)
+  return [...lines.slice(0, i), mutateJson(JSON.parse(lines[i]!), r), ...lines.slice(i + 1)].join('\n')
+}
 
 describe('fuzzing the parsers (bounded time each)', () => {
   it('manifest.json: mutated bytes and odd field values', async () => {
@@ -112,19 +140,38 @@ describe('fuzzing the parsers (bounded time each)', () => {
     expect(n).toBeGreaterThan(100)
   })
 
-  it('file table: mutated bytes and odd field values, every line', async () => {
-    const lines = tableText.trim().split('\n')
-    const n = await fuzz('table', 2, (r) => {
-      if (r() < 0.5) return mutate(Buffer.from(tableText), r).toString('latin1')
-      const i = Math.floor(r() * lines.length)
-      return [...lines.slice(0, i), mutateJson(JSON.parse(lines[i]), r), ...lines.slice(i + 1)].join('\n')
-    }, (t) => parseTable(t, 'table', manifest.cars.length))
+  it('table chunk: mutated bytes and odd field values, every line (directory lines too)', async () => {
+    expect(chunkText).toMatch(/"dirB64"|"nameB64"/)
+    const n = await fuzz('table chunk', 2, (r) => mutateLines(chunkText, r), (t) => parseTableChunk(t, 'chunk', manifest.cars.length))
     expect(n).toBeGreaterThan(100)
   })
 
-  it('block index: mutated and random bytes', async () => {
-    const n = await fuzz('index', 3, (r) => r() < 0.8 ? mutate(indexBytes, r) : crypto.randomBytes(Math.floor(r() * 200)),
-      (b) => BlockIndex.decode(b, 'blocks.idx', manifest.cars.length))
+  it('table index: mutated bytes and odd field values, every line', async () => {
+    const n = await fuzz('table index', 8, (r) => mutateLines(indexText, r), (t) => parseTableIndex(t, 'index'))
+    expect(n).toBeGreaterThan(100)
+  })
+
+  it('version-1 file table: mutated bytes and odd field values, every line', async () => {
+    const text = fs.readFileSync(path.join(V1, 'table.jsonl'), 'utf8')
+    const n = await fuzz('table v1', 9, (r) => mutateLines(text, r), (t) => parseTableV1(t, 'table', 1))
+    expect(n).toBeGreaterThan(100)
+  })
+
+  it('block index, versions 2 and 1: mutated and random bytes', async () => {
+    const v1 = fs.readFileSync(path.join(V1, 'blocks.idx'))
+    const n = await fuzz('index', 3, (r) => {
+      const x = r()
+      return x < 0.45 ? mutate(blockIndex, r) : x < 0.9 ? mutate(v1, r) : crypto.randomBytes(Math.floor(r() * 200))
+    }, openIndex)
+    expect(n).toBeGreaterThan(100)
+  })
+
+  it('set descriptor and CAR-list blocks: mutated bytes decode to a descriptor, or to nothing', async () => {
+    const n = await fuzz('descriptor', 10, (r) => mutate(descriptorBlock, r), (b) => {
+      const d = decodeDescriptor(b)
+      if (d !== null) expect([d.root, d.table, ...d.cars, ...d.carLists].every((c) => CID.asCID(c) !== null)).toBe(true)
+      decodeCarList(b)
+    })
     expect(n).toBeGreaterThan(100)
   })
 
@@ -146,7 +193,7 @@ describe('fuzzing the parsers (bounded time each)', () => {
       const s = await CarSet.open(copy)
       try {
         await verifySet(s)
-        const e = s.entries.find((x) => x.path.toString() === 'b.bin')!
+        const e = (await s.files.lookup(Buffer.from('b.bin')))!
         const got = await new FileView(s).read(e, 0, e.size!)
         expect(got.equals(original)).toBe(true) // if it reads at all, it is right
       } finally { await s.close() }

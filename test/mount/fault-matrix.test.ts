@@ -9,11 +9,12 @@ import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packerOk, sha256, tmpDir } from '../helpers.js'
 import { sh, startMount } from './mount-helpers.js'
+import { CarSet } from '../../src/restore/car-set.js'
 
 let src: string
 let pristine: string
 let manifest: any
-let table: any[]
+const table: Array<{ path: string, type: string, cars: number[] }> = []
 
 beforeAll(async () => {
   src = tmpDir()
@@ -22,7 +23,10 @@ beforeAll(async () => {
   pristine = tmpDir()
   await packerOk(['pack', src, '-o', pristine, '--no-encrypt', '--bin-size', '1300000'], { env: { PACKER_STATE_DIR: tmpDir() } })
   manifest = JSON.parse(fs.readFileSync(path.join(pristine, 'manifest.json'), 'utf8'))
-  table = fs.readFileSync(path.join(pristine, 'table.jsonl'), 'utf8').trim().split('\n').slice(1).map((l) => JSON.parse(l))
+  const set = await CarSet.open(pristine)
+  try {
+    for await (const e of set.files.entries()) table.push({ path: e.path.toString(), type: e.type, cars: e.cars ?? [] })
+  } finally { await set.close() }
 })
 
 const DAMAGE: Record<string, (dir: string, car: any) => void> = {

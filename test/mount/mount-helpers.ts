@@ -17,8 +17,12 @@ export interface RunningMount {
   cleanup: () => Promise<void>
 }
 
-export async function startMount (args: string[], mnt: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<RunningMount> {
-  const proc = spawn(process.execPath, [CLI, 'mount', ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+/**
+ * Starts `packer mount ARGS` (or, with `argv`, `node ARGV`: a script mounting through the library, which prints
+ * 'mounted set' when ready) and waits until it is ready.
+ */
+export async function startMount (args: string[], mnt: string, opts: { env?: NodeJS.ProcessEnv, argv?: string[] } = {}): Promise<RunningMount> {
+  const proc = spawn(process.execPath, opts.argv ?? [CLI, 'mount', ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   proc.stdout!.on('data', (d) => { out += d })

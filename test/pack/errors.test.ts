@@ -3,7 +3,9 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { pack } from '../../src/pack/packer.js'
 import { PackerError } from '../../src/errors.js'
-import { bytes, oneLine, packer, packerOk, run, tmpDir } from '../helpers.js'
+import { importFile } from '../../src/pack/unixfs.js'
+import { ROOT, bytes, oneLine, packer, packerOk, run, tmpDir } from '../helpers.js'
+import { forgeSet, type ForgedLine } from '../forge-set.js'
 
 
 describe('pack refuses bad input with one clear line', () => {
@@ -101,18 +103,39 @@ describe('a source that changes under pack is never recorded with bytes it does 
 })
 
 describe('unpack refuses a set whose paths could escape DEST, before writing anything', () => {
-  for (const [what, bad] of [['..', '../escape.txt'], ['absolute', '/etc/escape'], ['through a stored symlink', 'link/x']] as const) {
+  // Forged tables (with their CIDs in the manifest, as an attacker who controls both could make them).
+  const outside = (): string => tmpDir('packer-outside-')
+  const v2: Array<[string, (out: string) => ForgedLine[], RegExp]> = [
+    ['a name ..', () => [{ dir: '' }, { name: '..', type: 'file', data: Buffer.from('x') }], /path "\.\." could escape the destination; refusing this set/],
+    ['a directory line ..', () => [{ dir: '' }, { name: 'a', type: 'dir' }, { dir: 'a/..' }, { name: 'x', type: 'file', data: Buffer.from('x') }], /path "a\/\.\." could escape the destination; refusing this set/],
+    ['an absolute directory line', () => [{ dir: '' }, { name: 'a', type: 'file', data: Buffer.from('a') }, { dir: '/etc' }, { name: 'x', type: 'file', data: Buffer.from('x') }], /path "\/etc" is absolute; refusing this set/],
+    ['through a stored symlink', (out) => [{ dir: '' }, { name: 'a.txt', type: 'file', data: Buffer.from('a') }, { name: 'link', type: 'symlink', target: out }, { dir: 'link' }, { name: 'x', type: 'file', data: Buffer.from('x') }], /"link" holds entries but is a symlink, not a directory; refusing this set/],
+    ['through a stored file', () => [{ dir: '' }, { name: 'f', type: 'file', data: Buffer.from('f') }, { dir: 'f' }, { name: 'x', type: 'file', data: Buffer.from('x') }], /"f" holds entries but is a file, not a directory; refusing this set/],
+  ]
+  for (const [what, lines, message] of v2) {
     it(`a path ${what}`, async () => {
-      const src = tmpDir()
-      fs.writeFileSync(path.join(src, 'a.txt'), 'a')
-      fs.symlinkSync('/tmp', path.join(src, 'link'))
+      const out = outside()
       const set = tmpDir()
-      await packerOk(['pack', src, '-o', set, '--no-encrypt'])
-      // Forge the table (and its CID in the manifest, as an attacker who controls both could).
+      await forgeSet(set, { chunks: [lines(out)] })
+      const dest = tmpDir()
+      const r = await packer(['unpack', set, '-o', dest])
+      expect(r.code).toBe(1)
+      expect(oneLine(r.stderr)).toMatch(message)
+      expect(fs.readdirSync(dest)).toEqual([])
+      expect(fs.readdirSync(out)).toEqual([])
+    })
+  }
+
+  // Version 1: the committed set, its table beside the manifest edited (and its CID with it).
+  for (const [what, bad, message] of [['..', '../escape.txt', /could escape the destination; refusing this set/], ['absolute', '/etc/escape', /is absolute; refusing this set/],
+    ['through a stored symlink', 'link/x', /the parent of "link\/x" is not a directory of the set; refusing this set/]] as const) {
+    it(`version 1: a path ${what}`, async () => {
+      const set = tmpDir()
+      const v1 = path.join(ROOT, 'testdata/vectors/v1/plain')
+      for (const n of fs.readdirSync(v1)) fs.copyFileSync(path.join(v1, n), path.join(set, n))
       const tablePath = path.join(set, 'table.jsonl')
-      const forged = fs.readFileSync(tablePath, 'utf8').replace('"path":"a.txt"', `"path":${JSON.stringify(bad)}`)
+      const forged = fs.readFileSync(tablePath, 'utf8').replace('"path":"hello.txt"', `"path":${JSON.stringify(bad)}`)
       fs.writeFileSync(tablePath, forged)
-      const { importFile } = await import('../../src/pack/unixfs.js')
       const { cid } = await importFile([Buffer.from(forged)], { put: async () => {} })
       const m = JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8'))
       m.table.cid = cid.toString()
@@ -120,7 +143,7 @@ describe('unpack refuses a set whose paths could escape DEST, before writing any
       const dest = tmpDir()
       const r = await packer(['unpack', set, '-o', dest])
       expect(r.code).toBe(1)
-      expect(oneLine(r.stderr)).toMatch(/refusing this set/)
+      expect(oneLine(r.stderr)).toMatch(message)
       expect(fs.readdirSync(dest)).toEqual([])
     })
   }

@@ -1,8 +1,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { bytes, describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
+import { ROOT, bytes, describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
 import { MiB } from '../fixtures.js'
+
+const V1_PLAIN = path.join(ROOT, 'testdata/vectors/v1/plain')
 
 /** A set of three files over several 2 MiB CARs; `big` spans CARs, `a` and `b` are small. */
 let src: string
@@ -26,28 +28,29 @@ beforeAll(async () => {
   manifest = JSON.parse(fs.readFileSync(path.join(pristine, 'manifest.json'), 'utf8'))
 })
 
-/** The CAR holding some of big.bin's blocks but not the first or last CAR. */
-function middleCarOf (file: string): any {
-  const table = fs.readFileSync(path.join(pristine, 'table.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-  const e = table.find((t) => t.path === file)
+/** The CAR holding some of big.bin's blocks but not the first or last CAR (from `ls --json`, which names them). */
+async function middleCarOf (file: string): Promise<any> {
+  const entries = (await packerOk(['ls', pristine, '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l))
+  const e = entries.find((t) => t.path === file)
   return manifest.cars[e.cars[1]]
 }
 
 describe('a missing CAR', () => {
   it('verify names it and the files it holds; exit 1', async () => {
     const set = copySet()
-    const car = middleCarOf('big.bin')
+    const car = await middleCarOf('big.bin')
     fs.rmSync(path.join(set, car.file))
     const r = await packer(['verify', set])
     expect(r.code).toBe(1)
     expect(r.stdout).toContain(`MISSING   ${car.file}`)
-    expect(r.stdout).toMatch(/files affected: big\.bin/)
+    expect(r.stdout).toContain(`AFFECTED  big.bin: has blocks in ${car.file}\n`)
+    expect(r.stdout.match(/^AFFECTED/gm)).toHaveLength(1)
     expect(oneLine(r.stderr)).toMatch(/1 of \d+ CAR\(s\) missing or damaged/)
   })
 
   it('unpack restores every file it can, names the CAR, leaves nothing under the damaged name', async () => {
     const set = copySet()
-    const car = middleCarOf('big.bin')
+    const car = await middleCarOf('big.bin')
     fs.rmSync(path.join(set, car.file))
     const dest = tmpDir()
     const r = await packer(['unpack', set, '-o', dest])
@@ -63,7 +66,7 @@ describe('a missing CAR', () => {
 describe('a partly retrieved set', () => {
   it('ls --missing names the files not fully available and the CARs each needs', async () => {
     const set = copySet()
-    const car = middleCarOf('big.bin')
+    const car = await middleCarOf('big.bin')
     fs.rmSync(path.join(set, car.file))
     const r = await packer(['ls', set, '--missing'])
     expect(r.code).toBe(0)
@@ -88,7 +91,7 @@ describe('a partly retrieved set', () => {
 describe('a damaged CAR', () => {
   it('truncated: verify says TRUNCATED, unpack refuses the file', async () => {
     const set = copySet()
-    const car = middleCarOf('big.bin')
+    const car = await middleCarOf('big.bin')
     const p = path.join(set, car.file)
     fs.truncateSync(p, Math.floor(car.size / 2))
     const v = await packer(['verify', set])
@@ -104,7 +107,7 @@ describe('a damaged CAR', () => {
 
   it('one flipped byte: the block hash check catches it in verify and unpack', async () => {
     const set = copySet()
-    const car = middleCarOf('big.bin')
+    const car = await middleCarOf('big.bin')
     const p = path.join(set, car.file)
     const buf = fs.readFileSync(p)
     buf[buf.length - 1000] ^= 0x01
@@ -152,7 +155,7 @@ describe('a damaged manifest', () => {
     fs.writeFileSync(path.join(set, 'manifest.json'), JSON.stringify({ ...manifest, version: 99 }))
     const r = await packer(['unpack', set, '-o', tmpDir()])
     expect(r.code).toBe(1)
-    expect(oneLine(r.stderr)).toMatch(/manifest version 99 is not supported by this packer \(it reads version 1\); upgrade packer/)
+    expect(oneLine(r.stderr)).toMatch(/manifest version 99 is not supported by this packer \(it reads versions 1 and 2\); upgrade packer/)
   })
 
   it('a directory that is not a set', async () => {
@@ -161,12 +164,23 @@ describe('a damaged manifest', () => {
     expect(oneLine(r.stderr)).toMatch(/manifest\.json not found: .* is not a packer set/)
   })
 
-  it('a file table that was swapped for another is refused by its CID', async () => {
-    const set = copySet()
+  it('a version-1 file table beside the manifest that was swapped for another is refused by its CID', async () => {
+    const set = tmpDir()
+    for (const n of fs.readdirSync(V1_PLAIN)) fs.copyFileSync(path.join(V1_PLAIN, n), path.join(set, n))
     const table = path.join(set, 'table.jsonl')
-    fs.writeFileSync(table, fs.readFileSync(table, 'utf8').replace('"size":6', '"size":7'))
+    fs.writeFileSync(table, fs.readFileSync(table, 'utf8').replace('"size":14', '"size":15'))
     const r = await packer(['ls', set])
     expect(r.code).toBe(1)
-    expect(oneLine(r.stderr)).toMatch(/table\.jsonl does not match the set's table/)
+    expect(oneLine(r.stderr)).toBe(`packer: ${table} does not match the set's table bafkreibfupmluhhuqpwlq6wceud3v5fnxk3qhyf3h67kndxjbo3hpfkeba; delete it to read the table from the CARs`)
+    fs.rmSync(table)
+    expect((await packerOk(['ls', set])).stdout).toContain('hello.txt\n')
+  })
+
+  it('a manifest whose set ID names another block of the set: not a table index', async () => {
+    const set = copySet()
+    fs.writeFileSync(path.join(set, 'manifest.json'), JSON.stringify({ ...manifest, table: { cid: manifest.cars[0].root } }))
+    const r = await packer(['ls', set])
+    expect(r.code).toBe(1)
+    expect(oneLine(r.stderr)).toMatch(/^packer: table index of .* line 1: not valid JSON; the file table is damaged or not from packer$/)
   })
 })

@@ -54,6 +54,16 @@ describe('ExternalSorter', () => {
     expect(fs.readdirSync(dir)).toEqual([])
   })
 
+  it("makes its directory when its first run spills (a pack's work directory has no sub-directories yet)", async () => {
+    const records = randomRecords(3000, 60, 'c')
+    const dir = path.join(tmpDir(), 'work', 'hidden')
+    const sorter = new ExternalSorter({ dir, memoryLimit: 16 * 1024, keyBytes: Infinity })
+    for (const r of records) await sorter.add(r)
+    expect(sorter.runs).toBeGreaterThan(1)
+    expect(await collect(sorter.sorted())).toEqual(hex([...records].sort(Buffer.compare)))
+    await sorter.dispose()
+  })
+
   it('sorts in memory alone when the records fit, writing nothing', async () => {
     const records = randomRecords(2000, 60, 'b')
     const { dir, sorter } = await filled(records, 64 * 1024 * 1024)

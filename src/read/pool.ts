@@ -10,7 +10,7 @@ import type { InitMessage, LeafJob, LeafResult } from './worker.js'
  */
 const WORKER_MODULE = ((): URL => {
   const beside = new URL('./worker.js', import.meta.url)
-  return existsSync(fileURLToPath(beside)) ? beside : new URL('../../dist/mount/worker.js', import.meta.url)
+  return existsSync(fileURLToPath(beside)) ? beside : new URL('../../dist/read/worker.js', import.meta.url)
 })()
 
 type Pending = {
@@ -65,7 +65,7 @@ export class WorkerPool {
    * (dec.want) before the rest of the leaf is opened.
    */
   run (job: Omit<LeafJob, 'id' | 'slot'>, urgent: boolean, partial?: Pending['partial']): Promise<LeafResult & { slot: number }> {
-    if (this.#closed) return Promise.reject(new Error('the mount is closing'))
+    if (this.#closed) return Promise.reject(new Error('the reader is closing'))
     return new Promise((resolve, reject) => {
       const full = job as LeafJob
       full.id = this.#nextId++
@@ -108,7 +108,7 @@ export class WorkerPool {
 
   async close (): Promise<void> {
     this.#closed = true
-    for (const q of this.#queues) for (const p of q.splice(0)) p.reject(new Error('the mount is closing'))
+    for (const q of this.#queues) for (const p of q.splice(0)) p.reject(new Error('the reader is closing'))
     await Promise.all(this.#workers.map(async (s) => await s.w.terminate()))
   }
 }

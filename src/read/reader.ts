@@ -6,7 +6,7 @@ import type { CarSet } from '../restore/car-set.js'
 import { FileView, type Leaf, type StoredLayout } from '../restore/file-view.js'
 import { AgeGeometry, CHUNK } from './chunks.js'
 import { WorkerPool } from './pool.js'
-import type { LeafJob, LeafResult } from './worker.js'
+import { runJob, type LeafJob, type LeafResult } from './worker.js'
 
 export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
 export const MIN_CACHE_SIZE = 4 * 1024 * 1024
@@ -20,6 +20,12 @@ const MAX_LEAF = MiB
 export const SLOT = 17 * CHUNK
 /** Fewest slots, whatever --cache-size says: concurrent readers each hold a few while they gather. */
 const MIN_SLOTS = 8
+/**
+ * Leaves this small (small files, the tails of others) are hashed and opened on this thread: for them the hops to a
+ * worker and back (two postMessages, two wake-ups) cost more than the work, and a tree of small files is read one
+ * file after the other (diff -r, cp -r).
+ */
+const INLINE_LEAF = 64 * 1024
 
 export interface ReaderOptions {
   /** Bytes of verified, decrypted data kept (LRU). */
@@ -72,13 +78,13 @@ interface Handle {
 const BEHIND = 2 * MiB
 
 /**
- * Serves plaintext ranges of files for the mount: maps a range to the leaf blocks (and age chunks) that hold it,
- * has worker threads pread, hash-check and decrypt those leaves into slots of one shared slab (the cache: its size
- * bounds the memory used), keeps them in LRU order, and reads ahead of sequential readers. A read whose leaves are
- * all cached is answered at once, without a promise. Errors are PackerErrors naming the CAR (missing, truncated,
- * damaged).
+ * Serves plaintext ranges of a set's files (the mount's reads; unpack's, with a smaller cache): maps a range to the
+ * leaf blocks (and age chunks) that hold it, has worker threads pread, hash-check and decrypt those leaves into slots
+ * of one shared slab (the cache: its size bounds the memory used), keeps them in LRU order, and reads ahead of
+ * sequential readers. A read whose leaves are all cached is answered at once, without a promise. Errors are
+ * PackerErrors naming the CAR (missing, truncated, damaged).
  */
-export class MountReader {
+export class SetReader {
   readonly #set: CarSet
   readonly view: FileView
   readonly #pool: WorkerPool
@@ -88,7 +94,8 @@ export class MountReader {
   /** Cached units in LRU order (a Map keeps insertion order: the first is the least recently used). */
   readonly #cache = new Map<string, Unit>()
   readonly #inflight = new Map<string, Inflight>()
-  readonly #keys = new LRUCache<string, Buffer>({ max: 65536 })
+  /** Payload keys of files read lately (an HKDF each to derive; a file's later leaves need it). */
+  readonly #keys = new LRUCache<string, Buffer>({ max: 4096 })
   readonly #layouts = new Map<string, StoredLayout>()
   readonly #handles = new Map<number, Handle>()
   readonly #maxAhead: number
@@ -116,7 +123,16 @@ export class MountReader {
     return h
   }
 
-  release (h: number): void { this.#handles.delete(h) }
+  /**
+   * Closes a handle. The leaves a sequential reader still held go first when slots are needed, as those it had gone
+   * past: the kernel's page cache keeps what it read (kernel_cache), so a tree of files read one after the other
+   * (diff -r, cp -r, unpack) cycles through a few slots instead of filling the cache.
+   */
+  release (h: number): void {
+    const handle = this.#handles.get(h)
+    this.#handles.delete(h)
+    for (const u of handle?.seen ?? []) this.#offer(u)
+  }
 
   /**
    * Copies plaintext [pos, pos + len) of a file into buf; gives the bytes copied (0 at or past the end): a number at
@@ -226,11 +242,18 @@ export class MountReader {
       const u = h.seen[0]
       if (u.plainStart + u.plain.length + BEHIND > pos) break
       h.seen.shift()
-      if (!u.gone && this.#cache.get(u.key) === u) { u.behind = true; this.#behind.push(u) }
+      this.#offer(u)
     }
     if (h.seen.length > 64) h.seen.splice(0, h.seen.length - 64)
-    if (this.#behind.length > 2 * this.#views.length + 64) this.#behind = this.#behind.filter((u) => u.behind && !u.gone)
     this.#readAhead(e, h, end)
+  }
+
+  /** Puts a cached unit a sequential reader is done with in line for reuse. */
+  #offer (u: Unit): void {
+    if (u.gone || u.behind || this.#cache.get(u.key) !== u) return
+    u.behind = true
+    this.#behind.push(u)
+    if (this.#behind.length > 2 * this.#views.length + 64) this.#behind = this.#behind.filter((x) => x.behind && !x.gone)
   }
 
   #readAhead (e: TableEntry, h: Handle, end: number): void {
@@ -332,7 +355,8 @@ export class MountReader {
       }
       job.dec = {
         key: pkey,
-        fileKey: pkey === null ? e.enc.key : undefined,
+        // A copy: the key is a view into a shared pool, and posting a view copies its whole ArrayBuffer (8 KiB).
+        fileKey: pkey === null ? new Uint8Array(e.enc.key) : undefined,
         nonceAt: pkey === null ? nonceAt : undefined,
         first: ins.first,
         count: ins.count,
@@ -357,7 +381,7 @@ export class MountReader {
     }
     let r: LeafResult & { slot: number }
     try {
-      r = await this.#pool.run(job, urgent, onPartial)
+      r = await this.#run(job, urgent, onPartial)
     } finally { f.job = undefined }
     if (!r.ok) {
       if (r.slot >= 0) this.#release(r.slot)
@@ -385,6 +409,19 @@ export class MountReader {
     if (old !== undefined) this.#drop(old)
     this.#cache.set(key, u)
     return u
+  }
+
+  /** Runs a leaf job here when it is small and a slot is free at once, else on the workers. */
+  async #run (job: Omit<LeafJob, 'id' | 'slot'>, urgent: boolean, partial: (r: LeafResult & { slot: number }) => void): Promise<LeafResult & { slot: number }> {
+    const slot = job.length <= INLINE_LEAF ? this.#acquire() : undefined
+    if (slot === undefined) return await this.#pool.run(job, urgent, partial)
+    return await new Promise((resolve) => {
+      const post = (r: LeafResult): void => {
+        if (r.ok && r.partial !== undefined) partial({ ...r, slot })
+        else resolve({ ...r, slot })
+      }
+      runJob({ ...job, id: 0, slot }, this.#view(slot), post).catch((err: Error) => { post({ id: 0, ok: false, kind: 'io', message: err.message }) })
+    })
   }
 
   #view (slot: number): Buffer {

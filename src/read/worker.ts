@@ -1,10 +1,11 @@
 /**
- * A mount worker thread: preads one leaf block from its CAR (the descriptor is shared with the main thread), checks
- * its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the chunk that starts in
- * it and ends in the next leaf (its remaining bytes are pread from the next leaf's place; the main thread serves that
- * chunk only once the next leaf has passed its own hash check). Plaintext is written straight into a slot of a
- * SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated, transferred or collected
- * per leaf. The FUSE thread only copies plaintext out; hashing and decryption, the costly part, run here.
+ * A reader worker thread (src/read/pool.ts): preads one leaf block from its CAR (the descriptor is shared with the
+ * main thread), checks its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the
+ * chunk that starts in it and ends in the next leaf (its remaining bytes are pread from the next leaf's place; the
+ * main thread serves that chunk only once the next leaf has passed its own hash check). Plaintext is written straight
+ * into a slot of a SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated,
+ * transferred or collected per leaf. The main thread (the mount's FUSE handlers, unpack) only copies plaintext out;
+ * hashing and decryption, the costly part, run here.
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
@@ -48,14 +49,13 @@ export type LeafResult =
 /**
  * Decipher.update allocates each opened chunk's plaintext (node:crypto has no decrypt-into), 16 buffers per leaf, and
  * V8 collects them only once ~64 MiB of such garbage has piled up per thread; that pile (and the allocator's memory
- * kept after it) was most of the mount's memory above its cache. A young-generation collection every 8 leaves,
- * where nearly everything is garbage, keeps it near 8 MiB per thread (every 4: 10% slower, 8 MiB less).
+ * kept after it) was most of the mount's memory above its cache. A young-generation collection every 8 MiB of
+ * leaves (8 full leaves), where nearly everything is garbage, keeps it near 8 MiB per thread (every 4: 10% slower,
+ * 8 MiB less). Counted in bytes, not leaves: a collection costs the same after 8 small files as after 8 MiB.
  */
-
+const COLLECT_EVERY = 8 * 1024 * 1024
 let sinceCollect = 0
 
-let slab: SharedArrayBuffer | undefined
-let slotSize = 0
 /** Read buffers: one per job in flight (a worker holds two: one is read while the other is hashed and opened). */
 const scratches: Buffer[] = []
 
@@ -72,7 +72,12 @@ async function pread (fd: number, into: Buffer, at: number, length: number, offs
   return done
 }
 
-export async function runJob (job: LeafJob, post: (r: LeafResult) => void): Promise<void> {
+/**
+ * Runs one job, writing the leaf's plaintext into `out` (its slot of the slab) and its results through `post`: on a
+ * worker thread, or on the main thread for a small leaf (src/read/reader.ts), where the hops to a worker and back
+ * cost more than the work.
+ */
+export async function runJob (job: LeafJob, out: Buffer, post: (r: LeafResult) => void): Promise<void> {
   const d = job.dec
   const extra = d?.next?.length ?? 0
   let scratch: Buffer | undefined
@@ -81,15 +86,14 @@ export async function runJob (job: LeafJob, post: (r: LeafResult) => void): Prom
     if (scratch === undefined || scratch.length < job.length + extra) scratch = Buffer.allocUnsafeSlow(Math.max(job.length + extra, 1024 * 1024 + 2 * CHUNK))
   }
   try {
-    await runWith(job, post, scratch)
+    await runWith(job, out, post, scratch)
   } finally {
     if (scratch !== undefined && scratches.length < 4) scratches.push(scratch)
   }
 }
 
-async function runWith (job: LeafJob, post: (r: LeafResult) => void, scratch: Buffer | undefined): Promise<void> {
+async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void, scratch: Buffer | undefined): Promise<void> {
   const { id } = job
-  const out = Buffer.from(slab!, job.slot * slotSize, slotSize)
   const d = job.dec
   const extra = d?.next?.length ?? 0
   // A clear file's leaf is read straight into its slot; an encrypted one into a scratch buffer, followed by the
@@ -158,17 +162,22 @@ async function runWith (job: LeafJob, post: (r: LeafResult) => void, scratch: Bu
     }
   }
   post({ id, ok: true, dataLength: plainOf(count), count, key: keyOut })
-  if (++sinceCollect >= 8) {
-    sinceCollect = 0
-    collectGarbage('minor')
-  }
 }
 
 if (parentPort !== null) {
   const port = parentPort
+  let slab: SharedArrayBuffer | undefined
+  let slotSize = 0
   const post = (r: LeafResult): void => { port.postMessage(r) }
   port.on('message', (m: LeafJob | InitMessage) => {
     if ('init' in m) { slab = m.slab; slotSize = m.slotSize; return }
-    void runJob(m, post).catch((err: Error) => { post({ id: m.id, ok: false, kind: 'io', message: err.message }) })
+    const out = Buffer.from(slab!, m.slot * slotSize, slotSize)
+    runJob(m, out, post).catch((err: Error) => { post({ id: m.id, ok: false, kind: 'io', message: err.message }) }).finally(() => {
+      sinceCollect += m.length
+      if (sinceCollect >= COLLECT_EVERY) {
+        sinceCollect = 0
+        collectGarbage('minor')
+      }
+    })
   })
 }

@@ -1,5 +1,5 @@
 /**
- * Plaintext and stored positions of an age v1 payload, and opening one sealed chunk: what the mount needs to map a
+ * Plaintext and stored positions of an age v1 payload, and opening one sealed chunk: what the reader needs to map a
  * plaintext range to age chunks and to decrypt them on any thread. (The age format itself lives in src/crypto; this
  * is the same STREAM construction, split so worker threads can open chunks out of order.)
  */
