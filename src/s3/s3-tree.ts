@@ -28,6 +28,7 @@ const READS_IN_FLIGHT = 8
 const LOOKUPS_IN_FLIGHT = 16
 const FILE_MODE = 0o644n
 const DIR_MODE = 0o755n
+const OWNER = { uid: BigInt(process.getuid?.() ?? 0), gid: BigInt(process.getgid?.() ?? 0) }
 
 /**
  * An mtime as rclone writes `x-amz-meta-mtime`: seconds since the epoch with up to nine decimals, in fixed point
@@ -230,8 +231,9 @@ class S3Tree implements TreeSource {
   }
 
   #stat (size: bigint, mtimeNs: bigint, mode: bigint): SourceStat {
-    // No device, inode or owner: the ETag tells versions apart; owner 0 so that the set does not depend on who packs
-    return { dev: 0n, ino: 0n, size, mtimeNs, mode, uid: 0n, gid: 0n }
+    // No device or inode: the ETag tells versions apart. The owner is whoever packs, as for the bucket copied to disk
+    // by that user (rclone copy) and packed from there: the two sets are then equal.
+    return { dev: 0n, ino: 0n, size, mtimeNs, mode, uid: OWNER.uid, gid: OWNER.gid }
   }
 
   /** A listed object's mtime: its Last-Modified, or with the metadata rule its x-amz-meta-mtime when it has one. */
