@@ -4,11 +4,11 @@
  * while read, faults through a proxy, failures in one line, and a resumed pack.
  */
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytes, describeTree, oneLine, packer, packerOk, setMtimeNs, tmpDir } from '../helpers.js'
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
+import { freePort } from '../servers/ports.js'
 import { startS3, type S3Server } from '../servers/s3.js'
 import { NO_PROXY_ENV, TEST_ENV } from './s3-env.js'
 
@@ -74,14 +74,6 @@ function manifestOf (dir: string): { root: string, table: { cid: string }, cars:
 function setOf (dir: string): unknown {
   const m = manifestOf(dir)
   return { root: m.root, set: m.table.cid, pieces: m.cars.map((c) => c.pieceCid) }
-}
-
-async function closedPort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 let t = 1_700_000_000_000_000_000n
@@ -167,7 +159,7 @@ describe('pack s3://BUCKET/PREFIX', () => {
     expect(missing.code).toBe(1)
     expect(oneLine(missing.stderr)).toMatch(/no-such-bucket/)
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
-    const endpoint = `http://127.0.0.1:${await closedPort()}`
+    const endpoint = `http://127.0.0.1:${await freePort()}`
     const out2 = tmpDir()
     const unreachable = await packer(['pack', 's3://src/data', '-o', out2, '--s3-endpoint', endpoint, '--no-encrypt', '--s3-timeout', '2'], { env: { ...env(), AWS_MAX_ATTEMPTS: '2' } })
     expect(unreachable.code).toBe(1)
