@@ -16,8 +16,6 @@ import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent'
 import { PackerError } from '../errors.js'
 import { proxyFor } from './env-proxy.js'
 
-export { parseS3Url } from './s3-url.js'
-
 export interface S3Options {
   /** `--s3-endpoint`: the store's URL; else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS S3. */
   endpoint?: string

@@ -147,7 +147,7 @@ class S3Output implements SetOutput {
   async discardDrafts (drafts: string[]): Promise<void> {
     for (const d of drafts) {
       const { key, uploadId } = JSON.parse(d) as Draft
-      await this.#abort(key, uploadId)
+      await this.abort(key, uploadId)
     }
   }
 
@@ -160,15 +160,13 @@ class S3Output implements SetOutput {
   async reportDraft (d: Draft): Promise<void> { await this.#onDraft(JSON.stringify(d)) }
 
   /** Aborts an upload in parts; one already completed or aborted (NoSuchUpload) is fine. */
-  async #abort (key: string, uploadId: string): Promise<void> {
+  async abort (key: string, uploadId: string): Promise<void> {
     try {
       await this.#store.client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: uploadId }))
     } catch (err) {
       if ((err as { name?: string }).name !== 'NoSuchUpload') throw s3Error(this.#store, err, { bucket: this.#bucket, key })
     }
   }
-
-  async abort (key: string, uploadId: string): Promise<void> { await this.#abort(key, uploadId) }
 }
 
 /**
