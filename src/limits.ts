@@ -12,4 +12,6 @@ export const LIMITS = {
   directoryBudget: tiny ? 1024 : 32 << 20,
   /** Names of one directory a walk sorts in memory (more are sorted on disk). */
   namesInMemory: tiny ? 8 : 100_000,
+  /** Names of an S3 listing held back (waiting to know their place) before the store is asked (src/s3/listing-order.ts). */
+  listingHeld: tiny ? 4 : 1000,
 }

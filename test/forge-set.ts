@@ -7,6 +7,7 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { CarSetWriter } from '../src/car/car-set-writer.js'
+import { dirCarSink } from '../src/car/dir-sink.js'
 import { INDEX_FILE, compareBlockRecords, writeBlockIndex } from '../src/car/block-index.js'
 import { encodeCarList, encodeDescriptor } from '../src/format/descriptor.js'
 import { MANIFEST_FILE, encodeManifest, type Manifest } from '../src/format/manifest.js'
@@ -44,7 +45,7 @@ const DEFAULTS: Record<string, Json> = {
 export async function forgeSet (dir: string, o: ForgeOptions): Promise<Manifest> {
   await fs.mkdir(dir, { recursive: true })
   const records: Buffer[] = []
-  const writer = new CarSetWriter({ dir, binSize: o.binSize ?? 1 << 30, onRecord: (r) => records.push(r) })
+  const writer = new CarSetWriter({ sink: dirCarSink(dir), binSize: o.binSize ?? 1 << 30, onRecord: (r) => records.push(r) })
   const put = async (bytes: Buffer): Promise<{ cid: string, cars: number[] }> => {
     writer.takeTouchedCars()
     const { cid } = await importFile([bytes], writer)

@@ -3,6 +3,7 @@ import { parseSize } from '../format/size.js'
 import { displayPath } from '../format/stored-path.js'
 import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
 import { pack as packSet, type PackEvent as InternalPackEvent } from '../pack/packer.js'
+import { openOutput, openSource, refuseNested, type S3Settings } from '../pack/locations.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
 import { limitMallocCache } from '../memory.js'
 import { compressionOf } from '../pack/compress.js'
@@ -10,8 +11,34 @@ import { setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
 import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
 
-export interface PackOptions extends RecipientOptions, Callbacks<PackEvent> {
-  /** Directory for the CAR set: new or empty, or the one an interrupted pack with the same options left. */
+/**
+ * How packer reaches S3 when SOURCE or the output is `s3://BUCKET/PREFIX` (credentials: the AWS SDK's default chain,
+ * never options).
+ */
+export interface S3Options {
+  /** The store's URL, for S3-compatible stores (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3). */
+  s3Endpoint?: string
+  /** Address buckets as ENDPOINT/BUCKET (automatic for an IP address or localhost). */
+  s3PathStyle?: boolean
+  /**
+   * Where a source object's mtime comes from: 'last-modified' (the default: the listing's, free) or 'metadata'
+   * (`x-amz-meta-mtime` as rclone stores it, else Last-Modified: one HEAD request per object).
+   */
+  s3Mtime?: 'metadata' | 'last-modified'
+  /** Seconds a request may go without a byte before it is aborted and retried (default 60). */
+  s3Timeout?: number | string
+}
+
+/** The S3 settings of an API call's options. */
+export function s3SettingsOf (o: S3Options): S3Settings {
+  return { endpoint: o.s3Endpoint, pathStyle: o.s3PathStyle, mtime: o.s3Mtime, timeout: o.s3Timeout === undefined ? undefined : Number(o.s3Timeout) }
+}
+
+export interface PackOptions extends RecipientOptions, S3Options, Callbacks<PackEvent> {
+  /**
+   * Where the CAR set goes: a directory or `s3://BUCKET/PREFIX`, new or empty, or the one an interrupted pack with
+   * the same options left.
+   */
   output: string
   /** Largest CAR: bytes, or text such as `64MiB`, `31.5GiB` (default: the largest whose piece fits a 32 GiB sector). */
   binSize?: number | string
@@ -97,8 +124,9 @@ export function jobsOf (j: number | string | undefined): number {
 }
 
 /**
- * `packer pack`: packs `source` (a directory, whose contents become the set's root, or one file) into a CAR set in
- * `options.output`. Run it again with the same options to continue after a crash.
+ * `packer pack`: packs `source` (a directory, whose contents become the set's root, one file, or the objects under
+ * `s3://BUCKET/PREFIX`) into a CAR set in `options.output`. Run it again with the same options to continue after a
+ * crash.
  */
 export async function pack (source: string, options: PackOptions): Promise<PackResult> {
   const binSize = binSizeOf(options.binSize)
@@ -106,20 +134,34 @@ export async function pack (source: string, options: PackOptions): Promise<PackR
   const warn = options.onWarning ?? (() => {})
   const emit = options.onEvent ?? (() => {})
   const encryption = await setEncryptionOf(options, warn)
+  const compress = compressionOf(options.compress, encryption !== null, warn)
+  const s3 = s3SettingsOf(options)
+  refuseNested(source, options.output)
   const started = Date.now()
   limitMallocCache()
-  const r = await packSet({
-    source,
-    out: options.output,
-    binSize,
-    encryption,
-    onChange: options.onChange,
-    jobs,
-    stateDir: options.stateDir,
-    compress: compressionOf(options.compress, encryption !== null, warn),
-    warn,
-    progress: packProgress(emit),
-  })
+  const tree = await openSource(source, s3)
+  let r
+  try {
+    const output = await openOutput(options.output, s3)
+    try {
+      r = await packSet({
+        source: tree,
+        output,
+        binSize,
+        encryption,
+        onChange: options.onChange,
+        jobs,
+        stateDir: options.stateDir,
+        compress,
+        warn,
+        progress: packProgress(emit),
+      })
+    } finally {
+      await output.close()
+    }
+  } finally {
+    await tree.close()
+  }
   const m = r.manifest
   const seconds = (Date.now() - started) / 1000
   if (r.nothingToDo) emit({ event: 'done', nothingToDo: true, root: m.root, setId: m.table.cid })

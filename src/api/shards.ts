@@ -6,14 +6,16 @@ import { joinShards } from '../pack/join.js'
 import { workStatus, type WorkStatus } from '../pack/status.js'
 import { limitMallocCache } from '../memory.js'
 import { compressionOf } from '../pack/compress.js'
-import { binSizeOf, jobsOf, packProgress, type PackEvent } from './pack.js'
+import { isS3Url, openSource } from '../pack/locations.js'
+import { PackerError } from '../errors.js'
+import { binSizeOf, jobsOf, packProgress, s3SettingsOf, type PackEvent, type S3Options } from './pack.js'
 import { passphraseText, setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
 import type { Callbacks } from './events.js'
 
 export type { WorkStatus, ShardStatus, ShardState } from '../pack/status.js'
 
-export interface PlanOptions extends RecipientOptions, Callbacks<PlanEvent> {
+export interface PlanOptions extends RecipientOptions, S3Options, Callbacks<PlanEvent> {
   /** Directory for the CAR set, new or empty: every shard writes its CARs there (shared storage). */
   output: string
   /** The private work directory (shared storage, new or empty; made mode 0700): never ship it. */
@@ -35,14 +37,21 @@ export interface PlanResult {
   bytes: number
 }
 
-/** `packer plan`: walks SOURCE once and cuts it into shards that `packShard` packs, on any machines, then `join`. */
+/**
+ * `packer plan`: walks SOURCE (a directory, a file, or `s3://BUCKET/PREFIX`) once and cuts it into shards that
+ * `packShard` packs, on any machines, then `join`.
+ */
 export async function plan (source: string, options: PlanOptions): Promise<PlanResult> {
+  if (isS3Url(options.output)) {
+    throw new PackerError('USAGE', `${options.output}: a plan's shards write their CARs into one shared directory (the join moves some of them); give a directory, and copy the joined set to S3`, { subject: options.output })
+  }
   const warn = options.onWarning ?? (() => {})
   const encryption = await setEncryptionOf(options, warn)
   const passphrase = options.passphrase === undefined ? undefined : await passphraseText(options.passphrase)
   const shardBytes = options.shardSize === undefined ? undefined : typeof options.shardSize === 'string' ? parseSize(options.shardSize, '--shard-size') : options.shardSize
+  const tree = await openSource(source, s3SettingsOf(options))
   const p = await makePlan({
-    source,
+    source: tree,
     out: options.output,
     work: options.work,
     binSize: options.binSize === undefined ? DEFAULT_BIN_SIZE : binSizeOf(options.binSize),
@@ -53,7 +62,7 @@ export async function plan (source: string, options: PlanOptions): Promise<PlanR
     passphrase,
     warn,
     progress: (files, bytes) => options.onEvent?.({ event: 'scanning', files, bytes }),
-  })
+  }).finally(async () => await tree.close())
   return {
     work: options.work,
     shards: p.shards.map((s, shard) => ({ shard, ...s })),

@@ -20,6 +20,23 @@ export function encodeSectionHead (cid: CID, dataLength: number): Uint8Array {
   return head
 }
 
+/** Bytes from a CAR's start that hold any header packer reads (one root; others' headers with a few roots). */
+export const CAR_HEADER_READ = 4096
+
+/** A CARv1 header's roots from the first bytes of a CAR; null when they are not a readable CARv1 header. */
+export function carRootsOf (buf: Uint8Array): CID[] | null {
+  try {
+    const [len, n] = varint.decode(buf.subarray(0, Math.min(buf.length, 10)))
+    if (len <= 0 || n + len > buf.length) return null
+    const header = dagCbor.decode(buf.subarray(n, n + len)) as { version?: number, roots?: unknown[] }
+    if (header.version !== 1 || !Array.isArray(header.roots)) return null
+    const roots = header.roots.map((r) => CID.asCID(r))
+    return roots.every((r) => r !== null) ? roots as CID[] : null
+  } catch {
+    return null
+  }
+}
+
 /**
  * Reads a CARv1 header's roots from the start of a file (a path, or a file already open, which stays open); null
  * when the file is not a readable CARv1.
@@ -28,14 +45,9 @@ export async function readCarRoots (file: string | fs.FileHandle): Promise<CID[]
   let fh: fs.FileHandle | undefined
   try {
     fh = typeof file === 'string' ? await fs.open(file, 'r') : file
-    const buf = Buffer.alloc(4096)
+    const buf = Buffer.alloc(CAR_HEADER_READ)
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0)
-    const [len, n] = varint.decode(buf.subarray(0, Math.min(bytesRead, 10)))
-    if (len <= 0 || n + len > bytesRead) return null
-    const header = dagCbor.decode(buf.subarray(n, n + len)) as { version?: number, roots?: unknown[] }
-    if (header.version !== 1 || !Array.isArray(header.roots)) return null
-    const roots = header.roots.map((r) => CID.asCID(r))
-    return roots.every((r) => r !== null) ? roots as CID[] : null
+    return carRootsOf(buf.subarray(0, bytesRead))
   } catch {
     return null
   } finally {

@@ -1,13 +1,10 @@
-import fs from 'node:fs/promises'
-import path from 'node:path'
 import { CID } from 'multiformats/cid'
 import type { CarRecord } from '../format/manifest.js'
 import { encodeBlockRecord } from './block-index.js'
 import { RecentBlocks } from './recent-blocks.js'
-import { syncDir } from './durable-file.js'
 import { encodeCarHeader, encodeSectionHead } from './car-header.js'
-import { WriteQueue } from './write-queue.js'
 import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
+import type { CarDraft, CarSink } from './set-output.js'
 import { PackerError } from '../errors.js'
 import { faultPoint } from '../fault.js'
 
@@ -19,14 +16,12 @@ export const MIN_BIN_SIZE = MAX_BLOCK_SIZE + 1024
 export const DEFAULT_BIN_SIZE = 34_091_302_912
 
 interface OpenCar {
-  fh: fs.FileHandle
-  tmp: string
-  /** Bytes handed to the file so far (the next write's offset). */
+  draft: CarDraft
+  /** Bytes handed to the draft so far. */
   size: number
   root: string
   blocks: number
   hasher: PieceHasher
-  writes: WriteQueue
 }
 
 /** Small sections are gathered into writes of this size. */
@@ -36,14 +31,13 @@ const WRITE_BUFFER = 1024 * 1024
 export const RECENT_BLOCKS = 524_288
 
 export interface CarSetWriterOptions {
-  dir: string
+  /** Where the CARs go (a directory, a bucket prefix). */
+  sink: CarSink
   binSize: number
   /** Gets the block-index record (48 bytes, FORMAT.md §8; a buffer of its own) of every block written, in order. */
   onRecord: (record: Buffer) => void | Promise<void>
-  /** Called once a CAR is complete, durable and renamed to its final name (after the records of its blocks). */
+  /** Called once a CAR is complete and durable under its final name (after the records of its blocks). */
   onCarDone?: (car: CarRecord, index: number) => Promise<void> | void
-  /** Name of the n-th CAR while it is written (default `.partial-<n>.car`): shards sharing a directory use their own. */
-  partialName?: (n: number) => string
   /** Tests only: a smaller memory of recent blocks. */
   recentBlocks?: number
 }
@@ -149,17 +143,12 @@ export class CarSetWriter {
   async abort (): Promise<void> {
     const car = this.#car
     this.#car = undefined
-    if (car) {
-      await car.writes.drain().catch(() => {})
-      await car.fh.close().catch(() => {})
-      await fs.rm(car.tmp, { force: true })
-    }
+    await car?.draft.discard()
   }
 
   async #openCar (root: CID): Promise<void> {
-    const tmp = path.join(this.#opts.dir, this.#opts.partialName?.(this.cars.length) ?? `.partial-${this.cars.length}.car`)
-    const fh = await fs.open(tmp, 'w')
-    this.#car = { fh, tmp, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher(), writes: new WriteQueue(fh) }
+    const draft = await this.#opts.sink.begin(this.cars.length)
+    this.#car = { draft, size: 0, root: root.toString(), blocks: 0, hasher: createPieceHasher() }
     await this.#write(encodeCarHeader(root))
   }
 
@@ -183,27 +172,22 @@ export class CarSetWriter {
     await this.#emit(chunk)
   }
 
-  /** Hands bytes to the piece hasher and to the file (writes overlap; the hasher's bounded queue is the backpressure). */
+  /** Hands bytes to the piece hasher and to the sink (writes overlap; both queues are bounded: the backpressure). */
   async #emit (bytes: Uint8Array): Promise<void> {
     const car = this.#car!
     const hashed = car.hasher.update(bytes)
-    const at = car.size
     car.size += bytes.length
-    await car.writes.write(bytes, at)
+    await car.draft.write(bytes)
     await hashed
   }
 
   async #closeCar (): Promise<void> {
     await this.#flush()
     const car = this.#car!
-    this.#car = undefined
-    await car.writes.drain()
-    await car.fh.datasync()
-    await car.fh.close()
     const piece = await car.hasher.digest()
     const file = `${piece.pieceCid}.car`
-    await fs.rename(car.tmp, path.join(this.#opts.dir, file))
-    await syncDir(this.#opts.dir)
+    await car.draft.commit(file)
+    this.#car = undefined
     const record: CarRecord = {
       file, size: car.size, root: car.root, pieceCid: piece.pieceCid, pieceCidV2: piece.pieceCidV2, pieceSize: piece.paddedSize, blocks: car.blocks,
     }

@@ -8,11 +8,12 @@ import { packShardCommand } from './shard-commands.js'
 import { readPassphrase } from './passphrase.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
+import { addS3Options, s3Options } from './s3-options.js'
 
 export function addPackCommand (program: Command): void {
-  program.command('pack').argument('[source]', 'directory (its contents become the archive root) or single file')
+  const cmd = program.command('pack').argument('[source]', 'directory (its contents become the archive root), single file, or s3://BUCKET/PREFIX')
     .description('pack SOURCE into a CAR set in OUTDIR (rerun the same command to continue after a crash); or, with --plan, one shard of a plan')
-    .option('-o, --output <outdir>', 'directory for the CAR set (new or empty)')
+    .option('-o, --output <outdir>', 'directory or s3://BUCKET/PREFIX for the CAR set (new or empty)')
     .option('--plan <work>', 'pack one shard of the plan in WORK (see packer plan); with --shard')
     .option('--shard <i>', "the shard to pack: its index, or 'auto' (from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or AWS_BATCH_JOB_ARRAY_INDEX)")
     .option('-b, --bin-size <size>', 'largest CAR file (bytes or 64MiB, 31.5GiB…); default fits a 32 GiB sector', String(DEFAULT_BIN_SIZE))
@@ -27,7 +28,7 @@ export function addPackCommand (program: Command): void {
     .option('--state-dir <dir>', 'where the resume journal lives (default $XDG_STATE_HOME/packer or ~/.local/state/packer; never OUTDIR)')
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line per event (file, car, done) on stdout')
-    .action(async (source: string | undefined, o, cmd: Command) => {
+  addS3Options(cmd).action(async (source: string | undefined, o, cmd: Command) => {
       if (o.plan !== undefined || o.shard !== undefined) return await packShardCommand(source, o, cmd)
       if (source === undefined || o.output === undefined) throw new PackerError('USAGE', "pack needs SOURCE and -o OUTDIR (or --plan WORK --shard I); see 'packer pack --help'")
       const p = new Progress(progressMode(o), 'pack')
@@ -43,6 +44,7 @@ export function addPackCommand (program: Command): void {
         onChange: o.onChange,
         jobs: o.jobs,
         stateDir: o.stateDir,
+        ...s3Options(o),
         onWarning: (m) => { p.end(); warn(m) },
         onEvent: (e) => {
           switch (e.event) {

@@ -7,6 +7,7 @@ import type { PackEvent } from '../api/pack.js'
 import { readPassphrase } from './passphrase.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
+import { addS3Options, s3Options } from './s3-options.js'
 
 /** The pack progress display: the same for a whole pack, a shard and a join. */
 function packDisplay (p: Progress): (e: PackEvent | { event: 'moving', bytes: number }) => void {
@@ -24,7 +25,8 @@ function packDisplay (p: Progress): (e: PackEvent | { event: 'moving', bytes: nu
 /** `packer pack --plan WORK --shard I|auto`. */
 export async function packShardCommand (source: string | undefined, o: any, cmd: Command): Promise<void> {
   if (o.plan === undefined || o.shard === undefined) throw new PackerError('USAGE', '--plan WORK and --shard I go together')
-  const given = ['output', 'binSize', 'recipient', 'recipientsFile', 'passphrase', 'plainNames', 'stateDir', 'compress'].filter((k) => cmd.getOptionValueSource(k) === 'cli')
+  const given = ['output', 'binSize', 'recipient', 'recipientsFile', 'passphrase', 'plainNames', 'stateDir', 'compress', 's3Endpoint', 's3PathStyle', 's3Mtime']
+    .filter((k) => cmd.getOptionValueSource(k) === 'cli')
   if (source !== undefined || given.length > 0 || cmd.getOptionValueSource('encrypt') === 'cli') {
     throw new PackerError('USAGE', `a shard takes its source, output and keys from the plan: give only --plan, --shard, --jobs, --on-change, --json or -q${given.length ? ` (not --${given[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())})` : ''}`)
   }
@@ -41,7 +43,7 @@ export async function packShardCommand (source: string | undefined, o: any, cmd:
 }
 
 export function addShardCommands (program: Command): void {
-  program.command('plan').argument('<source>', 'directory (its contents become the archive root) or single file')
+  const planCommand = program.command('plan').argument('<source>', 'directory (its contents become the archive root), single file, or s3://BUCKET/PREFIX')
     .description('cut SOURCE into shards that several machines pack (packer pack --plan WORK --shard I), then packer join WORK')
     .requiredOption('-o, --output <outdir>', 'directory for the CAR set, on storage every machine shares (new or empty)')
     .requiredOption('--work <dir>', 'private work directory on storage every machine shares (new or empty); never ship it')
@@ -56,7 +58,7 @@ export function addShardCommands (program: Command): void {
     .option('--compress <how>', 'zstd before encryption: auto (default when encrypting: files whose first MiB shrinks 10 %), off, zstd, zstd:LEVEL')
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line with the plan on stdout')
-    .action(async (source: string, o) => {
+  addS3Options(planCommand).action(async (source: string, o) => {
       const shards = o.shards === undefined ? undefined : Number(o.shards)
       if (o.shards !== undefined && !/^\d+$/.test(o.shards)) throw new PackerError('USAGE', `--shards ${o.shards}: give a whole number`)
       const p = new Progress(progressMode(o), 'plan')
@@ -64,7 +66,7 @@ export function addShardCommands (program: Command): void {
         output: o.output, work: o.work, shards, shardSize: o.shardSize, binSize: o.binSize,
         recipients: o.recipient, recipientFiles: o.recipientsFile,
         passphrase: o.passphrase ? async () => await readPassphrase(true) : undefined,
-        encrypt: o.encrypt, plainNames: o.plainNames, compress: o.compress,
+        encrypt: o.encrypt, plainNames: o.plainNames, compress: o.compress, ...s3Options(o),
         onWarning: (m) => { p.end(); warn(m) },
         onEvent: (e) => p.status(`scanning the source: ${e.files} files, ${formatSize(e.bytes)}`),
       })

@@ -4,7 +4,9 @@ import path from 'node:path'
 import { PackerError } from '../errors.js'
 import { AUTO_LEVEL, DEFAULT_LEVEL, FRAME_SIZE, MAX_LEVEL, MIN_LEVEL, SeekTableWriter, frameEntry, zstdCodec } from '../compress/zstd-seekable.js'
 import type { SourceProblem } from '../source/file-reader.js'
+import type { ByteSource } from '../source/tree-source.js'
 import type { Compress, FrameResult, LeafWorkers } from './leaf-workers.js'
+import { windowFor } from './leaves.js'
 
 /** `--compress`: auto (the default when encrypting), off, zstd or zstd:LEVEL. */
 export type CompressOption = 'auto' | 'off' | `zstd${string}`
@@ -34,22 +36,23 @@ export function compressionOf (option: string | undefined, encrypted: boolean, w
 }
 
 /** A large file's seekable stream, in a temporary file: read it as the file's stored content, then remove it. */
-export interface CompressedFile { fd: number, size: number, remove: () => Promise<void> }
+export interface CompressedFile extends ByteSource { remove: () => Promise<void> }
 
 /**
- * Compresses a large file (open as `fd`, `size` bytes) frame by frame on the leaf workers, in order, into a temporary
- * file of `tmpDir`: its zstd seekable stream, whose size (needed before its age file can be sealed) is then known.
- * null when it is not worth it — `auto` and the first MiB does not shrink by 10 %, or the stream is no smaller than
- * the file — and the file is stored as it is. Memory: the frames in flight.
+ * Compresses a large file frame by frame on the leaf workers, in order, into a temporary file of `tmpDir`: its zstd
+ * seekable stream, whose size (needed before its age file can be sealed) is then known. null when it is not worth
+ * it — `auto` and the first MiB does not shrink by 10 %, or the stream is no smaller than the file — and the file is
+ * stored as it is. Memory: the frames in flight.
  */
-export async function compressLarge (fd: number, size: number, how: Compress, pool: LeafWorkers, tmpDir: string,
-  problem: (p: SourceProblem) => Error, onRead?: (bytes: number) => void): Promise<CompressedFile | null> {
+export async function compressLarge (source: ByteSource, how: Compress, pool: LeafWorkers, tmpDir: string,
+  problem: (p: SourceProblem) => Error, onRead?: (bytes: number) => void, readsInFlight = 0): Promise<CompressedFile | null> {
+  const size = source.size
   await fs.mkdir(tmpDir, { recursive: true, mode: 0o700 })
   const file = path.join(tmpDir, `compress-${crypto.randomBytes(6).toString('hex')}.zst`)
   const fh = await fs.open(file, 'w+', 0o600)
   const remove = async (): Promise<void> => { await fh.close().catch(() => {}); await fs.rm(file, { force: true }) }
   const frames = Math.ceil(size / FRAME_SIZE)
-  const window = Math.max(4, 3 * pool.size)
+  const window = windowFor(pool, readsInFlight)
   const inflight: Array<Promise<FrameResult | { problem: SourceProblem }>> = []
   const table = new SeekTableWriter()
   let next = 0
@@ -59,8 +62,10 @@ export async function compressLarge (fd: number, size: number, how: Compress, po
     for (let k = 0; k < frames; k++) {
       while (next < frames && inflight.length < window && (next === 0 || k > 0)) {
         const start = next * FRAME_SIZE
+        const end = Math.min(size, start + FRAME_SIZE)
         // Only the first frame is auto's sample: the others are compressed whatever they give.
-        const job = pool.run({ kind: 'frame', fd, start, end: Math.min(size, start + FRAME_SIZE), compress: next === 0 ? how : { auto: false, level: how.level } })
+        const compress = next === 0 ? how : { auto: false, level: how.level }
+        const job = (async () => await pool.run({ kind: 'frame', input: await source.input(start, end), start, end, compress }))()
         job.catch(() => {})
         inflight.push(job)
         next++
@@ -78,7 +83,8 @@ export async function compressLarge (fd: number, size: number, how: Compress, po
     const t = table.finish()
     await fh.write(t, 0, t.length, at)
     ok = true
-    return { fd: fh.fd, size: table.streamSize, remove }
+    const fd = fh.fd
+    return { size: table.streamSize, input: () => ({ fd }), remove }
   } finally {
     await Promise.allSettled(inflight)
     if (!ok) await remove()

@@ -1,11 +1,11 @@
-import fs from 'node:fs/promises'
 import type { CarSetWriter } from '../car/car-set-writer.js'
 import type { CarRecord } from '../format/manifest.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { compareTableOrder } from '../format/table.js'
 import { displayPath } from '../format/stored-path.js'
-import { sourceStat, type SourceEntry, type SourceRun } from '../source/walk.js'
-import { SourceChangedError, SourceVanishedError, openSourceFile, sourceProblemError, type SourceProblem } from '../source/file-reader.js'
+import type { SourceEntry, SourceRun } from '../source/walk.js'
+import { SourceChangedError, SourceVanishedError, sourceProblemError, type SourceProblem } from '../source/file-reader.js'
+import type { TreeSource } from '../source/tree-source.js'
 import { importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, type Compress } from './leaf-workers.js'
 import { fileLeaves, freshSeal, leafSeal, wholeFileSealer, zstdCompressor, type Leaf } from './leaves.js'
@@ -35,6 +35,8 @@ export type PackEvent =
   | { type: 'car', car: CarRecord, index: number }
 
 export interface PackFilesOptions {
+  /** Where the files' bytes are read from. */
+  source: TreeSource
   /** The entries to pack, in table order (a walk of the source, or a shard's part of a plan). */
   runs: AsyncIterable<SourceRun>
   writer: CarSetWriter
@@ -77,12 +79,15 @@ export function tableEntryOf (e: SourceEntry): TableEntry {
 }
 
 function sourceId (e: SourceEntry): SourceId {
-  return { dev: e.stat.dev.toString(), ino: e.stat.ino.toString(), size: e.stat.size.toString(), mtimeNs: e.stat.mtimeNs.toString() }
+  const id: SourceId = { dev: e.stat.dev.toString(), ino: e.stat.ino.toString(), size: e.stat.size.toString(), mtimeNs: e.stat.mtimeNs.toString() }
+  if (e.version !== undefined) id.version = e.version
+  return id
 }
 
+/** Whether a journaled file's source is the one listed now: same device, inode, size, mtime and version (ETag). */
 function sameSource (src: SourceId, e: SourceEntry): boolean {
   const now = sourceId(e)
-  return src.dev === now.dev && src.ino === now.ino && src.size === now.size && src.mtimeNs === now.mtimeNs
+  return src.dev === now.dev && src.ino === now.ino && src.size === now.size && src.mtimeNs === now.mtimeNs && src.version === now.version
 }
 
 /**
@@ -96,7 +101,7 @@ export async function packFiles (o: PackFilesOptions): Promise<PackFilesResult> 
   const pool = new LeafWorkers(o.jobs > 1 ? o.jobs : 0,
     fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients, whole: wholeFileSealer(fileEnc.fileRecipients) },
     o.compress === null ? null : zstdCompressor())
-  const oneLeaf = new OneLeafFiles(pool, enc, { compress: o.compress })
+  const oneLeaf = new OneLeafFiles(pool, o.source, enc, { compress: o.compress })
   const reuse = new Reusable(journal.previousEntries(), o.kept)
   const result: PackFilesResult = { files: 0, bytes: 0, skipped: [], skippedCount: 0, resumedFiles: 0 }
   let walked = { files: 0, bytes: 0 }
@@ -233,13 +238,14 @@ async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryptio
         file = await singleLeaf(one.leaf, writer)
         storedSize = one.leaf.bytes.length
       } else {
-        const src = await openSourceFile(e)
+        const src = await o.source.open(e)
         let compressed: CompressedFile | null = null
         try {
           const problem = (p: SourceProblem): Error => sourceProblemError(e, p)
           const onRead = (n: number): void => o.progress?.({ type: 'read', bytes: n })
+          const inFlight = o.source.readsInFlight
           // A compressed file is its seekable stream, made first (its size is needed before it is sealed).
-          if (o.compress !== null && e.stat.size > 0n) compressed = await compressLarge(src.fd, Number(e.stat.size), o.compress, pool, o.tmpDir, problem, onRead)
+          if (o.compress !== null && e.stat.size > 0n) compressed = await compressLarge(src, o.compress, pool, o.tmpDir, problem, onRead, inFlight)
           let seal = null
           if (enc !== null) {
             const started = enc.newFile()
@@ -247,8 +253,8 @@ async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryptio
             seal = leafSeal(started)
           }
           const leaves = compressed === null
-            ? fileLeaves(src.fd, Number(e.stat.size), seal, pool, problem, onRead)
-            : fileLeaves(compressed.fd, compressed.size, seal, pool, problem)
+            ? fileLeaves(src, seal, pool, problem, onRead, inFlight)
+            : fileLeaves(compressed, seal, pool, problem)
           if (compressed !== null) t.compression = 'zstd'
           file = await importLeaves((async function * (): AsyncGenerator<Leaf> { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)
           await src.check('while being read')
@@ -271,10 +277,7 @@ async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryptio
       }
       if (o.onChange === 'fail' || !changed || attempt >= RETRIES) throw err
       // Reread it as it is now (its blocks already written stay unreferenced, harmless).
-      let now: import('node:fs').BigIntStats
-      try { now = await fs.lstat(e.abs, { bigint: true }) } catch { throw new SourceVanishedError(e) }
-      if (!now.isFile()) throw new SourceChangedError(e, 'it is no longer a regular file')
-      e.stat = sourceStat(now)
+      await o.source.refresh(e)
       o.warn(`${displayPath(e.abs)} changed while being packed; reading it again (attempt ${attempt + 1} of ${RETRIES})`)
     }
   }

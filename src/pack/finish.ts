@@ -3,7 +3,7 @@ import path from 'node:path'
 import { CID } from 'multiformats/cid'
 import type { CarSetWriter } from '../car/car-set-writer.js'
 import { INDEX_FILE, writeBlockIndex } from '../car/block-index.js'
-import { syncDir, writeFileDurably } from '../car/durable-file.js'
+import type { SetOutput } from '../car/set-output.js'
 import { MANIFEST_FILE, MANIFEST_VERSION, encodeManifest, type Manifest } from '../format/manifest.js'
 import { MAX_INLINE_CARS, encodeCarList, encodeDescriptor } from '../format/descriptor.js'
 import { TableChunker, encodeChunkRecord, encodeTableIndexHeader, hiddenName, isWithin, splitEntryPath, type ChunkText } from '../format/table.js'
@@ -22,7 +22,7 @@ import type { JournalItem } from './journal.js'
 
 
 export interface FinishOptions {
-  out: string
+  output: SetOutput
   /** The writer the files' blocks went to: the final stage's blocks follow them. */
   writer: CarSetWriter
   /** The set's directories and entries in table order (a pack's journal): read twice. */
@@ -81,7 +81,7 @@ export async function finishSet (o: FinishOptions): Promise<Manifest> {
     cars,
   }
   faultPoint('manifest')
-  await writeFileDurably(path.join(o.out, MANIFEST_FILE), encodeManifest(manifest))
+  await o.output.putBytes(MANIFEST_FILE, Buffer.from(encodeManifest(manifest)))
   return manifest
 }
 
@@ -200,16 +200,13 @@ async function writeTable (o: FinishOptions): Promise<CID> {
   return cid
 }
 
-/** blocks.idx from every block's record: sorted on disk, written with its fence, renamed into place. */
+/** blocks.idx from every block's record: sorted on disk, written with its fence, put in place whole. */
 async function writeIndex (o: FinishOptions): Promise<number> {
   const sorter = new ExternalSorter({ dir: path.join(o.workDir, 'index'), memoryLimit: LIMITS.sortMemory, keyBytes: 32 })
   try {
     for await (const r of o.records()) await sorter.add(r)
-    const file = path.join(o.out, INDEX_FILE)
-    const tmp = path.join(o.out, `.${INDEX_FILE}.tmp`)
-    const count = await writeBlockIndex(tmp, sorter.sorted())
-    await fs.rename(tmp, file)
-    await syncDir(o.out)
+    let count = 0
+    await o.output.putFile(INDEX_FILE, async (file) => { count = await writeBlockIndex(file, sorter.sorted()) }, o.workDir)
     return count
   } finally {
     await sorter.dispose()

@@ -5,9 +5,11 @@ import path from 'node:path'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { PackerError, isErrno } from '../errors.js'
 import { CarSetWriter, MIN_BIN_SIZE } from '../car/car-set-writer.js'
+import { dirCarSink } from '../car/dir-sink.js'
 import { MANIFEST_FILE, readManifest, setIdOf, type CarRecord, type Manifest } from '../format/manifest.js'
 import { PackJournal, type JournalState } from './journal.js'
 import { finishSet } from './finish.js'
+import { dirOutput } from './dir-output.js'
 import { plannedSetEncryption } from './set-encryption.js'
 import { WorkDir, type Plan } from './work-dir.js'
 import type { PackEvent } from './files.js'
@@ -107,9 +109,8 @@ export async function joinShards (o: JoinOptions): Promise<JoinResult> {
     })
   }
   const writer = new CarSetWriter({
-    dir: plan.out,
+    sink: dirCarSink(plan.out, { partialName: (n) => `.partial-join-${n}.car` }),
     binSize: plan.binSize,
-    partialName: (n) => `.partial-join-${n}.car`,
     onRecord: async (r) => { await journal.addRecord(r) },
     onCarDone: async (car, index) => { await journal.addCar(car); o.progress?.({ type: 'car', car, index }) },
   })
@@ -141,7 +142,7 @@ export async function joinShards (o: JoinOptions): Promise<JoinResult> {
       }
     }
     const manifest = await finishSet({
-      out: plan.out,
+      output: dirOutput(plan.out),
       writer,
       items: () => journal.items(),
       records: () => allRecords(shards, journal),

@@ -17,11 +17,12 @@ import { Appender, readLines } from '../spill/lines.js'
  * memory does not grow with the number of files.
  *
  *   <id>.journal  JSON lines: a header, then the entries in table order and a line per complete CAR where it happened
- *                 (a CAR's line is synced, and so makes the lines before it durable)
+ *                 (a CAR's line is synced, and so makes the lines before it durable), and a synced line per CAR
+ *                 draft a later run must throw away should this one be killed (an S3 multipart upload)
  *   <id>.blocks   the block-index records of every block written, in order (48 bytes each)
  *   <id>.work/    temporary files of the final stage
  *   <id>.done     after success: which arguments made which set, so an identical rerun does nothing
- * where <id> is derived from OUTDIR's real path.
+ * where <id> is derived from OUTDIR's real path (an S3 output's endpoint and URL).
  */
 export interface JournalHeader {
   out: string
@@ -36,8 +37,8 @@ export interface JournalHeader {
   setIdentity?: string
 }
 
-/** Where a packed file came from: a rerun repacks it if the source differs now. */
-export interface SourceId { dev: string, ino: string, size: string, mtimeNs: string }
+/** Where a packed file came from: a rerun repacks it if the source differs now. `version`: an object's ETag. */
+export interface SourceId { dev: string, ino: string, size: string, mtimeNs: string, version?: string }
 
 /**
  * An entry as the journal holds it: a file with its DAG size (what a directory link records), its source, and which
@@ -54,6 +55,8 @@ export interface JournalState {
   /** CARs made durable, in order, with the number of block records up to and including each. */
   cars: CarRecord[]
   blockCounts: number[]
+  /** CAR drafts the run reported (SetOutput.discardDrafts throws away those it did not commit). */
+  drafts: string[]
 }
 
 export interface DoneRecord { source: string, binSize: number, encryption: string, names: string, compress?: string, setId: string }
@@ -136,10 +139,9 @@ export class PackJournal {
     return new PackJournal(base)
   }
 
-  /** The journal of an output directory (which need not have one yet). */
-  static async for (out: string, dir?: string): Promise<PackJournal> {
-    const real = await fs.realpath(out)
-    const id = crypto.createHash('sha256').update(real).digest('hex').slice(0, 32)
+  /** The journal of an output (SetOutput.identity), in the state directory (it need not have one yet). */
+  static async for (identity: string, dir?: string): Promise<PackJournal> {
+    const id = crypto.createHash('sha256').update(identity).digest('hex').slice(0, 32)
     const d = stateDir(dir)
     await fs.mkdir(d, { recursive: true, mode: 0o700 })
     return new PackJournal(path.join(d, id))
@@ -159,6 +161,7 @@ export class PackJournal {
   async load (): Promise<JournalState | null> {
     let first = true
     let state: JournalState | null = null
+    let carsEnded = false
     let blocks: number
     try {
       blocks = Math.floor((await fs.stat(this.#blockFile)).size / BLOCK_RECORD_SIZE)
@@ -178,11 +181,13 @@ export class PackJournal {
           if (rec.version !== JOURNAL_VERSION) {
             throw new PackerError('OUTPUT', `the interrupted pack of ${rec.header?.out ?? 'this output'} was made by an older packer (journal ${this.#journal}); finish it with that version, or remove the journal and the output directory to start afresh`, { subject: this.#journal })
           }
-          state = { header: rec.header, cars: [], blockCounts: [] }
+          state = { header: rec.header, cars: [], blockCounts: [], drafts: [] }
           continue
         }
-        if (rec?.car === undefined) continue
-        if (typeof rec.blocks !== 'number' || rec.blocks > blocks) break
+        if (typeof rec?.draft === 'string') state!.drafts.push(rec.draft)
+        if (rec?.car === undefined || carsEnded) continue
+        // A CAR whose records are not all there ends the CARs (not the drafts, each synced when written).
+        if (typeof rec.blocks !== 'number' || rec.blocks > blocks) { carsEnded = true; continue }
         state!.cars.push(rec.car)
         state!.blockCounts.push(rec.blocks)
       }
@@ -297,6 +302,12 @@ export class PackJournal {
   async addRecord (record: Buffer): Promise<void> {
     this.#recordCount++
     await this.#records!.add(record)
+  }
+
+  /** Records a CAR draft (CarSinkOptions.onDraft), durably, before it receives bytes. */
+  async addDraft (draft: string): Promise<void> {
+    await this.#lines!.write(JSON.stringify({ draft }) + '\n')
+    await this.#lines!.sync()
   }
 
   /** Records a complete (durable, renamed) CAR: its blocks' records and the lines before it become durable. */

@@ -1,6 +1,7 @@
 /**
- * Worker threads that produce UnixFS leaves. A job names bytes of a source file, not the bytes themselves: the worker
- * reads them (pread on a descriptor the main thread opened, or a whole small file by path), seals them as their part
+ * Worker threads that produce UnixFS leaves. A job names bytes of a source file (the worker reads them: pread on a
+ * descriptor the main thread opened, or a whole small file by path) or carries them (fetched by the main thread from a
+ * source that is not a local file, src/source/tree-source.ts; transferred, not copied), seals them as their part
  * of the file's age ciphertext (ChaCha20-Poly1305 chunks cut at the leaf's boundaries) when the set is encrypted, and
  * hashes the leaf. The main thread only orders results (src/pack/leaves.ts), writes CARs and builds the DAG; results
  * come back in any order and are put in leaf order, so the set's bytes do not depend on the number of workers.
@@ -18,27 +19,30 @@ import { Worker } from 'node:worker_threads'
 import { fileURLToPath } from 'node:url'
 import { PackerError } from '../errors.js'
 import { openProblem, readWholeFileSync, statMismatch, type SourceIdentity, type SourceProblem } from '../source/file-reader.js'
+import type { PlainInput, WholeFileInput } from '../source/tree-source.js'
 
 /** What makes a leaf an age file's: the payload key (HKDF of the file key and nonce) and header ‖ nonce. */
 export interface LeafSeal { key: Uint8Array, prefix: Uint8Array }
 
 export type LeafJob =
   /**
-   * Bytes [start, end) of what a file of `size` bytes, open as `fd`, is stored as: its bytes, or with `seal` its age
-   * file (the leaf is then that range of header ‖ nonce ‖ sealed chunks).
+   * Bytes [start, end) of what a file of `size` bytes, read from `input`, is stored as: its bytes, or with `seal` its
+   * age file (the leaf is then that range of header ‖ nonce ‖ sealed chunks; `input` holds the plaintext of the
+   * chunks it cuts, plainRange in src/pack/leaves.ts).
    */
-  | { kind: 'range', fd: number, size: number, start: number, end: number, seal: LeafSeal | null }
+  | { kind: 'range', input: PlainInput, size: number, start: number, end: number, seal: LeafSeal | null }
   /**
-   * A whole source file that fits in one leaf, read by path with the checks of src/source/file-reader.ts (most files
-   * of a tree are this small: their open, stat, read and close then stay off the main thread too). `seal: 'fresh'`:
-   * the age file is started where the job runs (its header's X25519 or RSA work is most of a small file's cost).
+   * A whole source file that fits in one leaf: its bytes, or read by path with the checks of
+   * src/source/file-reader.ts (most files of a tree are this small: their open, stat, read and close then stay off
+   * the main thread too). `seal: 'fresh'`: the age file is started where the job runs (its header's X25519 or RSA
+   * work is most of a small file's cost).
    */
-  | { kind: 'file', path: Uint8Array, expect: SourceIdentity, seal: LeafSeal | 'fresh' | null, compress?: Compress }
+  | { kind: 'file', input: WholeFileInput, seal: LeafSeal | 'fresh' | null, compress?: Compress }
   /**
-   * One zstd frame of plaintext [start, end) of a file open as `fd` (a large file compressed before it is sealed:
-   * src/pack/compress.ts); with `auto`, none when it does not shrink enough (`--compress auto`'s sample).
+   * One zstd frame of plaintext [start, end) of a file read from `input` (a large file compressed before it is
+   * sealed: src/pack/compress.ts); with `auto`, none when it does not shrink enough (`--compress auto`'s sample).
    */
-  | { kind: 'frame', fd: number, start: number, end: number, compress: Compress }
+  | { kind: 'frame', input: PlainInput, start: number, end: number, compress: Compress }
 
 /** How to compress: zstd at `level`, or with `auto` only when the first MiB shrinks enough. */
 export interface Compress { level: number, auto: boolean }
@@ -92,7 +96,31 @@ function preadAll (f: typeof fs, fd: number, b: Uint8Array, from: number, size: 
 }
 
 /**
- * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments and `preadAll`.
+ * The age chunks, first and last, whose sealed bytes fall in ciphertext [start, end) of an age file whose payload
+ * starts after `prefix` bytes (end > prefix). Self-contained.
+ */
+export function chunksOfLeaf (prefix: number, start: number, end: number): [number, number] {
+  const SEALED = 65536 + 16
+  return [start < prefix ? 0 : Math.floor((start - prefix) / SEALED), Math.floor((end - 1 - prefix) / SEALED)]
+}
+
+/**
+ * Plaintext [from, to) of a file of `size` bytes as a job's input gives it: read from its descriptor (a problem when
+ * that fails), or a view of the bytes it carries (the whole of them, not a copy, when they are exactly that range).
+ */
+function plainOf (f: typeof fs, input: PlainInput, from: number, to: number, size: number): Uint8Array | SourceProblem {
+  if ('fd' in input) {
+    const b = new Uint8Array(to - from) // its own ArrayBuffer: transferable
+    return preadAll(f, input.fd, b, from, size) ?? b
+  }
+  const { bytes, at } = input
+  if (from < at || to > at + bytes.length) throw new Error(`a leaf job was given bytes ${at}-${at + bytes.length} and needs ${from}-${to}`)
+  return from === at && to - from === bytes.length ? bytes : bytes.subarray(from - at, to - at)
+}
+
+/**
+ * Runs one job. Self-contained (its source text is the workers' code): uses only its arguments, `preadAll`,
+ * `plainOf` and `chunksOfLeaf`.
  */
 export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   const { c, f, readWhole, fresh, sealWhole } = env
@@ -101,15 +129,14 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   const LEAF = 1024 * 1024 // LEAF_SIZE (src/pack/leaves.ts)
   if (job.kind === 'frame') {
     if (env.compress === null) throw new Error('no zstd here')
-    const plain = new Uint8Array(job.end - job.start)
-    const problem = preadAll(f, job.fd, plain, job.start, job.end)
-    if (problem !== null) return { problem }
+    const plain = plainOf(f, job.input, job.start, job.end, job.end)
+    if (!(plain instanceof Uint8Array)) return { problem: plain }
     return { frame: env.compress(plain, job.compress, true) }
   }
   let compressed = false
   let whole: Uint8Array | null = null
   if (job.kind === 'file') {
-    const read = readWhole(job.path, job.expect)
+    const read = 'path' in job.input ? readWhole(job.input.path, job.input.expect) : job.input
     if (!('bytes' in read)) return read
     whole = read.bytes
     if (job.compress !== undefined && whole.length > 0) {
@@ -141,10 +168,7 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   } else {
     const r = job as Extract<LeafJob, { kind: 'range' }>
     size = r.size
-    plainAt = (from, to) => {
-      const b = new Uint8Array(to - from) // its own ArrayBuffer: transferable
-      return preadAll(f, r.fd, b, from, size) ?? b
-    }
+    plainAt = (from, to) => plainOf(f, r.input, from, to, size)
   }
   const count = Math.max(1, Math.ceil(size / CHUNK)) // age chunks (an empty file has one, empty)
   const P = seal === null ? 0 : seal.prefix.length
@@ -164,8 +188,7 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   const out = new Uint8Array(end - start)
   if (start < P) out.set(seal.prefix.subarray(start, Math.min(end, P)), 0)
   if (end > P) {
-    const j0 = start < P ? 0 : Math.floor((start - P) / SEALED)
-    const j1 = Math.floor((end - 1 - P) / SEALED)
+    const [j0, j1] = chunksOfLeaf(P, start, end)
     const base = j0 * CHUNK
     const plain = plainAt(base, Math.min(size, (j1 + 1) * CHUNK))
     if (!(plain instanceof Uint8Array)) return { problem: plain }
@@ -209,6 +232,8 @@ const openProblem = ${openProblem.toString()}
 const statMismatch = ${statMismatch.toString()}
 const readWholeFileSync = ${readWholeFileSync.toString()}
 const preadAll = ${preadAll.toString()}
+const plainOf = ${plainOf.toString()}
+const chunksOfLeaf = ${chunksOfLeaf.toString()}
 const runLeafJob = ${runLeafJob.toString()}
 const env = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: null, sealWhole: null, compress: null }
 const ready = workerData.module === null ? Promise.resolve() : import(workerData.module).then((m) => {
@@ -326,7 +351,7 @@ export class LeafWorkers {
     return new Promise<LeafJobResult>((resolve, reject) => {
       this.#pending.set(id, { slot, resolve, reject })
       if (slot.busy++ === 0) slot.w.ref() // a job in flight keeps the process alive
-      slot.w.postMessage({ id, job })
+      slot.w.postMessage({ id, job: carried(job) }, transferred(job))
     })
   }
 
@@ -335,6 +360,24 @@ export class LeafWorkers {
     this.#closed = true
     await Promise.all(this.#slots.map(async (s) => { await s.w.terminate() }))
   }
+}
+
+/** The bytes a job carries, if any. */
+function bytesOf (job: LeafJob): Uint8Array | undefined {
+  return 'bytes' in job.input ? job.input.bytes : undefined
+}
+
+/** A job as posted: bytes that are a view into a larger buffer (a pooled one) are copied, never that whole buffer. */
+function carried (job: LeafJob): LeafJob {
+  const b = bytesOf(job)
+  if (b === undefined || b.byteLength === b.buffer.byteLength) return job
+  return { ...job, input: { ...job.input, bytes: b.slice() } } as LeafJob
+}
+
+/** The buffer a job's bytes travel in, handed over rather than copied (the caller no longer uses them). */
+function transferred (job: LeafJob): ArrayBuffer[] {
+  const b = bytesOf(job)
+  return b !== undefined && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? [b.buffer] : []
 }
 
 function workerError (message: string, code?: string): Error {

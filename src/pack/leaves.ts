@@ -8,7 +8,8 @@
 import { ciphertextSize, newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
 import { nativeSealer } from '../crypto/native-seal.js'
 import type { SourceProblem } from '../source/file-reader.js'
-import type { FreshSeal, LeafJobEnv, LeafResult, LeafSeal, LeafWorkers, SealWhole } from './leaf-workers.js'
+import type { ByteSource } from '../source/tree-source.js'
+import { chunksOfLeaf, type FreshSeal, type LeafJobEnv, type LeafResult, type LeafSeal, type LeafWorkers, type SealWhole } from './leaf-workers.js'
 import { FRAME_SIZE, SeekTableWriter, compressBound, compressFrame, frameEntry, worthCompressing, zstdCodec } from '../compress/zstd-seekable.js'
 
 /** The importer's chunk size in the unixfs-v1-2025 profile (docs/FORMAT.md). */
@@ -19,8 +20,11 @@ const NONCE = 16 // a seal's prefix is header ‖ nonce
 
 export interface Leaf { bytes: Uint8Array, digest: Uint8Array }
 
-/** Leaves in flight (being read, sealed or hashed, or waiting for their turn) per file. */
-function windowFor (pool: LeafWorkers): number { return Math.max(4, 3 * pool.size) }
+/**
+ * Leaves in flight (being read, sealed or hashed, or waiting for their turn) per file: enough for the workers, or the
+ * reads a source wants in flight (a store answering each request after a delay).
+ */
+export function windowFor (pool: LeafWorkers, readsInFlight = 0): number { return Math.max(4, 3 * pool.size, readsInFlight) }
 
 /** What the leaf workers need to seal a file's leaves, as own buffers (not views of Buffer's pool): posted with every job. */
 export function leafSeal (file: AgeFileStart): LeafSeal {
@@ -73,16 +77,27 @@ function plainBefore (prefix: number, plain: number, pos: number): number {
   return Math.min(plain, chunks * CHUNK + Math.min(CHUNK, (pos - prefix) - chunks * SEALED))
 }
 
+/** The plaintext a leaf of ciphertext [start, end) of a file of `size` bytes is made from (all of it without a seal). */
+function plainRange (seal: LeafSeal | null, size: number, start: number, end: number): [number, number] {
+  if (seal === null) return [start, end]
+  const prefix = seal.prefix.length
+  if (end <= prefix) return [0, 0]
+  const [first, last] = chunksOfLeaf(prefix, start, end)
+  return [first * CHUNK, Math.min(size, (last + 1) * CHUNK)]
+}
+
 /**
- * The leaves of a source file of `size` bytes open as `fd` (it must stay open until this ends), sealed with `seal`
- * when given. A read that fails or comes up short throws problem(…); on an early return or an error, the reads in
- * flight are waited for, so the caller may close the file as soon as this ends. `onRead` gets plaintext byte counts.
+ * The leaves of a source file (it must stay open until this ends), sealed with `seal` when given. A read that fails
+ * or comes up short throws problem(…) (a fetch that fails, its own error); on an early return or an error, the reads
+ * in flight are waited for, so the caller may close the file as soon as this ends. `onRead` gets plaintext byte
+ * counts; `readsInFlight`, the source's wish (TreeSource).
  */
-export async function * fileLeaves (fd: number, size: number, seal: LeafSeal | null, pool: LeafWorkers,
-  problem: (p: SourceProblem) => Error, onRead?: (bytes: number) => void): AsyncGenerator<Leaf> {
+export async function * fileLeaves (file: ByteSource, seal: LeafSeal | null, pool: LeafWorkers,
+  problem: (p: SourceProblem) => Error, onRead?: (bytes: number) => void, readsInFlight = 0): AsyncGenerator<Leaf> {
+  const size = file.size
   const total = seal === null ? size : ciphertextSize(size, seal.prefix.length - NONCE)
   const count = Math.max(1, Math.ceil(total / LEAF_SIZE))
-  const window = windowFor(pool)
+  const window = windowFor(pool, readsInFlight)
   const inflight: Array<Promise<LeafResult | { problem: SourceProblem }>> = []
   let next = 0
   let read = 0
@@ -90,7 +105,11 @@ export async function * fileLeaves (fd: number, size: number, seal: LeafSeal | n
     for (let k = 0; k < count; k++) {
       while (next < count && inflight.length < window) {
         const start = next * LEAF_SIZE
-        const job = pool.run({ kind: 'range', fd, size, start, end: Math.min(total, start + LEAF_SIZE), seal })
+        const end = Math.min(total, start + LEAF_SIZE)
+        const job = (async () => {
+          const input = await file.input(...plainRange(seal, size, start, end))
+          return await pool.run({ kind: 'range', input, size, start, end, seal })
+        })()
         job.catch(() => {}) // seen when its turn comes
         inflight.push(job)
         next++

@@ -1,6 +1,6 @@
 import { sourceProblemError } from '../source/file-reader.js'
-import { adviseWillNeed } from '../native-addon.js'
 import type { SourceEntry } from '../source/walk.js'
+import type { TreeSource, WholeFileInput } from '../source/tree-source.js'
 import type { Compress, LeafJob, LeafWorkers } from './leaf-workers.js'
 import { ciphertextSize } from '../crypto/index.js'
 import { LEAF_SIZE, freshSeal, type Leaf } from './leaves.js'
@@ -14,9 +14,9 @@ export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: num
 
 /**
  * Files whose stored bytes fit in one leaf (most files of most trees) are read, sealed and hashed whole by the leaf
- * workers, several ahead of their turn: open, stat, read and close are synchronous calls there, and so is the start
- * of the age file (its header) where the workers can make it (LeafWorkers.startsFiles); the main thread writes the
- * block. (Read ahead through libuv's promises instead, these per-file costs on the main thread were most of the time
+ * workers, several ahead of their turn: open, stat, read and close are synchronous calls there (a source that is not
+ * local fetches them here first), and so is the start of the age file (its header) where the workers can make it
+ * (LeafWorkers.startsFiles); the main thread writes the block. (Read ahead through libuv's promises instead, these per-file costs on the main thread were most of the time
  * of packing 20 000 small files.) Files are offered in table order as the walk finds them (`offer`) and still handed
  * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
  */
@@ -24,6 +24,7 @@ export class OneLeafFiles {
   /** Files offered and not yet taken, in order; those before #next were considered for reading ahead. */
   readonly #queue: SourceEntry[] = []
   readonly #pool: LeafWorkers
+  readonly #source: TreeSource
   readonly #enc: SetEncryption | null
   readonly #compress: Compress | undefined
   readonly #pending = new Map<SourceEntry, Promise<OneLeafFile>>()
@@ -34,8 +35,9 @@ export class OneLeafFiles {
   #next = 0
   #heldBytes = 0
 
-  constructor (pool: LeafWorkers, enc: SetEncryption | null, opts: { ahead?: number, maxBytes?: number, compress?: Compress | null } = {}) {
+  constructor (pool: LeafWorkers, source: TreeSource, enc: SetEncryption | null, opts: { ahead?: number, maxBytes?: number, compress?: Compress | null } = {}) {
     this.#pool = pool
+    this.#source = source
     this.#enc = enc
     this.#compress = opts.compress ?? undefined
     this.#ahead = opts.ahead ?? 64
@@ -71,11 +73,11 @@ export class OneLeafFiles {
   }
 
   #fill (): void {
-    const advise: Uint8Array[] = []
-    try { this.#start(advise) } finally { adviseWillNeed(advise) }
+    const started: SourceEntry[] = []
+    try { this.#start(started) } finally { if (started.length > 0) this.#source.willRead(started) }
   }
 
-  #start (advise: Uint8Array[]): void {
+  #start (started: SourceEntry[]): void {
     while (this.#next < this.#queue.length && this.#pending.size < this.#ahead) {
       const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
@@ -85,9 +87,10 @@ export class OneLeafFiles {
       const job = this.#job(e)
       if (job === null) continue
       this.#heldBytes += size
-      // The disk reads these files ahead while the workers, one synchronous read at a time, are busy with earlier ones.
-      advise.push(job.file.path)
-      const read = this.#pool.run(job.file).then((r): OneLeafFile => {
+      started.push(e)
+      const run = (input: WholeFileInput): ReturnType<LeafWorkers['run']> => this.#pool.run({ ...job.file, input })
+      const input = this.#source.wholeFile(e)
+      const read = (input instanceof Promise ? input.then(run) : run(input)).then((r): OneLeafFile => {
         if ('problem' in r) throw sourceProblemError(e, r.problem)
         const started = r.fresh === undefined ? job.enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
         return { leaf: { bytes: r.leaf, digest: r.digest }, enc: started, compressed: r.compressed === true }
@@ -97,16 +100,14 @@ export class OneLeafFiles {
     }
   }
 
-  /** The job reading `e` as one leaf, or null when its stored bytes would not fit in one. */
-  #job (e: SourceEntry): { file: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] } | null {
+  /** The job reading `e` as one leaf (but its input), or null when its stored bytes would not fit in one. */
+  #job (e: SourceEntry): { file: Omit<Extract<LeafJob, { kind: 'file' }>, 'input'>, enc: OneLeafFile['enc'] } | null {
     const size = Number(e.stat.size)
-    const path = new Uint8Array(e.abs) // a copy: posting a view of a pooled Buffer would clone the whole pool slab
-    const expect = { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs }
-    if (this.#enc === null) return { file: { kind: 'file', path, expect, seal: null }, enc: null }
+    if (this.#enc === null) return { file: { kind: 'file', seal: null }, enc: null }
     if (ciphertextSize(size, this.#headerLength) > LEAF_SIZE) return null
     const compress = this.#compress
-    if (this.#pool.startsFiles) return { file: { kind: 'file', path, expect, seal: 'fresh', compress }, enc: null }
+    if (this.#pool.startsFiles) return { file: { kind: 'file', seal: 'fresh', compress }, enc: null }
     const started = freshSeal(this.#enc.newFile())
-    return { file: { kind: 'file', path, expect, seal: started.seal, compress }, enc: { key: Buffer.from(started.fileKey), headerLength: started.headerLength } }
+    return { file: { kind: 'file', seal: started.seal, compress }, enc: { key: Buffer.from(started.fileKey), headerLength: started.headerLength } }
   }
 }

@@ -2,12 +2,9 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
+import { processAlive } from '../process-alive.js'
 
 export const LOCK_FILE = '.packer.lock'
-
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch (err) { return isErrno(err, 'EPERM') }
-}
 
 /**
  * One pack per output directory at a time: `.packer.lock` holds the owner's pid and host, created with O_EXCL. A
@@ -29,7 +26,7 @@ export class OutDirLock {
       }
       const [pidText, host] = (await fs.readFile(file, 'utf8').catch(() => '')).trim().split(' ')
       const pid = Number(pidText)
-      if (Number.isInteger(pid) && pid > 0 && (host !== os.hostname() || alive(pid))) {
+      if (Number.isInteger(pid) && pid > 0 && (host !== os.hostname() || processAlive(pid))) {
         throw new PackerError('LOCKED', `another packer (pid ${pid} on ${host}) is writing ${dir}; wait for it to finish or stop it (if it is gone, remove ${file})`, { subject: dir })
       }
       await fs.rm(file, { force: true }) // stale: its process is gone

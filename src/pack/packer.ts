@@ -1,15 +1,14 @@
-import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { CarSetWriter } from '../car/car-set-writer.js'
 import { INDEX_FILE } from '../car/block-index.js'
-import { MANIFEST_FILE, readManifest, setIdOf, type Manifest } from '../format/manifest.js'
+import type { SetOutput } from '../car/set-output.js'
+import { MANIFEST_FILE, parseManifest, setIdOf, type Manifest } from '../format/manifest.js'
 import { formatSize } from '../format/size.js'
-import { walkSource } from '../source/walk.js'
+import type { TreeSource } from '../source/tree-source.js'
 import { defaultJobs } from './leaf-workers.js'
 import type { SetEncryption } from './set-encryption.js'
 import { PackJournal, sameArgs } from './journal.js'
-import { OutDirLock, LOCK_FILE } from './out-dir-lock.js'
 import { keepCompleteCars } from './car-check.js'
 import { finishSet } from './finish.js'
 import { packFiles, type OnChange, type PackEvent, type PackFilesResult } from './files.js'
@@ -21,8 +20,8 @@ import { collectGarbage, trimMalloc } from '../memory.js'
 export type { OnChange, PackEvent } from './files.js'
 
 export interface PackOptions {
-  source: string
-  out: string
+  source: TreeSource
+  output: SetOutput
   binSize: number
   /** null: files are stored in clear (`--no-encrypt`). */
   encryption: SetEncryption | null
@@ -53,19 +52,19 @@ const REWRITTEN = new Set([INDEX_FILE])
 const isLeftover = (n: string): boolean => n.startsWith('.partial-') || (n.startsWith('.') && n.endsWith('.tmp'))
 const isOurCar = (n: string): boolean => /^baga[a-z2-7]+\.car$/.test(n)
 
-export async function ensureDir (out: string): Promise<void> {
-  try {
-    await fs.mkdir(out, { recursive: true })
-    if (!(await fs.stat(out)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
-  } catch (err) {
-    if (isErrno(err, 'EEXIST') || isErrno(err, 'ENOTDIR')) throw new PackerError('OUTPUT', `output ${out} exists and is not a directory; choose a directory`, { subject: out })
-    throw new PackerError('OUTPUT', `cannot create output directory ${out}: ${(err as Error).message}`, { subject: out, cause: err })
-  }
-}
-
 /** The one-line error for a full disk while packing. */
 export function noSpaceError (out: string, bytes: number, err: unknown): PackerError {
   return new PackerError('NO_SPACE', `no space left on the device of ${out} or of the state directory (the set needs about ${formatSize(bytes)} plus 1% so far); free space and rerun: packer continues where it stopped`, { subject: out, cause: err })
+}
+
+/** The manifest of a set in `out`, or null when it cannot be read. */
+async function readOutputManifest (out: SetOutput): Promise<Manifest | null> {
+  try {
+    const size = await out.size(MANIFEST_FILE)
+    return size === null ? null : parseManifest((await out.readAt(MANIFEST_FILE, 0, size)).toString('utf8'), `${out.where}${MANIFEST_FILE}`)
+  } catch {
+    return null
+  }
 }
 
 /**
@@ -77,51 +76,54 @@ export function noSpaceError (out: string, bytes: number, err: unknown): PackerE
  * continues.
  */
 export async function pack (opts: PackOptions): Promise<PackResult> {
-  const source = path.resolve(opts.source)
   const onChange = opts.onChange ?? 'retry'
-  await ensureDir(opts.out)
-  const lock = await OutDirLock.acquire(opts.out)
+  await opts.output.prepare()
+  const lock = await opts.output.lock()
   try {
-    return await packLocked(opts, source, onChange)
+    return await packLocked(opts, onChange)
   } finally {
     await lock.release()
   }
 }
 
-async function packLocked (opts: PackOptions, source: string, onChange: OnChange): Promise<PackResult> {
-  const journal = await PackJournal.for(opts.out, opts.stateDir)
+async function packLocked (opts: PackOptions, onChange: OnChange): Promise<PackResult> {
+  const { source, output } = opts
+  const where = output.where
+  const journal = await PackJournal.for(await output.identity(), opts.stateDir)
   let enc = opts.encryption
-  const args = { source, binSize: opts.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const, compress: compressName(opts.compress ?? null) }
-  const present = await fs.readdir(opts.out)
+  const args = { source: source.name, binSize: opts.binSize, encryption: enc?.fingerprint ?? 'none', names: enc ? enc.names : 'clear' as const, compress: compressName(opts.compress ?? null) }
+  const present = await output.names()
 
   if (present.includes(MANIFEST_FILE)) {
     const done = await journal.done()
-    const manifest = await readManifest(opts.out).catch(() => null)
+    const manifest = await readOutputManifest(output)
     if (done && manifest && sameArgs(done as any, args) && done.setId === setIdOf(manifest)) {
       return { manifest, files: 0, bytes: 0, skipped: [], skippedCount: 0, resumed: null, nothingToDo: true }
     }
-    throw new PackerError('OUTPUT', `output ${opts.out} already holds a packer set (manifest.json); choose an empty directory`, { subject: opts.out })
+    throw new PackerError('OUTPUT', `output ${where} already holds a packer set (manifest.json); choose an empty ${output.kind}`, { subject: where })
   }
 
   let state = await journal.load()
+  if (state && !sameArgs(state.header, args) && present.some((n) => isLeftover(n) || isOurCar(n) || REWRITTEN.has(n))) {
+    throw new PackerError('OUTPUT', `output ${where} holds an interrupted pack made with other arguments (source ${state.header.source}); rerun it with those arguments, or choose an empty ${output.kind}`, { subject: where })
+  }
+  // Drafts a killed run left (S3 multipart uploads) go, whatever follows: they cost storage and nothing lists them.
+  if (state) await output.discardDrafts(state.drafts)
   // A journal is stale when OUTDIR holds nothing packer wrote (it was emptied or removed): start afresh.
   if (state && !present.some((n) => isLeftover(n) || isOurCar(n) || REWRITTEN.has(n))) state = null
-  if (state && !sameArgs(state.header, args)) {
-    throw new PackerError('OUTPUT', `output ${opts.out} holds an interrupted pack made with other arguments (source ${state.header.source}); rerun it with those arguments, or choose an empty directory`, { subject: opts.out })
-  }
-  const kept = state ? await keepCompleteCars(opts.out, state, async (n) => await journal.record(n)) : 0
+  const kept = state ? await keepCompleteCars(output, state, async (n) => await journal.record(n)) : 0
   const keptCars = state ? state.cars.slice(0, kept) : []
   const keptNames = new Set(keptCars.map((c) => c.file))
   for (const n of present) {
-    if (n === LOCK_FILE || keptNames.has(n)) continue
-    if (isLeftover(n) || (state && (isOurCar(n) || REWRITTEN.has(n)))) await fs.rm(path.join(opts.out, n), { force: true })
-    else throw new PackerError('OUTPUT', `output ${opts.out} is not empty (it holds ${n}); choose an empty or new directory`, { subject: opts.out })
+    if (keptNames.has(n)) continue
+    if (isLeftover(n) || (state && (isOurCar(n) || REWRITTEN.has(n)))) await output.remove(n)
+    else throw new PackerError('OUTPUT', `output ${where} is not empty (it holds ${n}); choose an empty or new ${output.kind}`, { subject: where })
   }
   if (enc?.withSetIdentity && state?.header.setIdentity) enc = enc.withSetIdentity(state.header.setIdentity)
-  await journal.open({ out: await fs.realpath(opts.out), ...args, setIdentity: enc?.setIdentity }, state ?? undefined, kept)
+  await journal.open({ out: await output.identity(), ...args, setIdentity: enc?.setIdentity }, state ?? undefined, kept)
 
   const writer = new CarSetWriter({
-    dir: opts.out,
+    sink: output.cars({ onDraft: async (d) => await journal.addDraft(d), largestCar: opts.binSize }),
     binSize: opts.binSize,
     onRecord: async (r) => { await journal.addRecord(r) },
     onCarDone: async (car, index) => {
@@ -135,8 +137,9 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
 
   let walkedBytes = 0
   try {
-    const walk = await walkSource(source, { warn: opts.warn, tmpDir: path.join(journal.workDir, 'walk') })
+    const walk = await source.walk({ warn: opts.warn, tmpDir: path.join(journal.workDir, 'walk') })
     const packed = await packFiles({
+      source,
       runs: walk.runs,
       writer,
       journal,
@@ -150,13 +153,13 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
       progress: (e) => { if (e.type === 'scan') walkedBytes = e.bytes; opts.progress?.(e) },
     })
     if (walk.single && packed.files === 0) {
-      throw new PackerError('SOURCE', `${source} was not packed (${packed.skipped[0]?.reason ?? 'nothing to pack'})`, { subject: source })
+      throw new PackerError('SOURCE', `${source.name} was not packed (${packed.skipped[0]?.reason ?? 'nothing to pack'})`, { subject: source.name })
     }
     // The leaf workers are done: their heaps and the ~50 MB malloc arena each leaves go back to the system.
     collectGarbage('major')
     trimMalloc()
     const manifest = await finishSet({
-      out: opts.out,
+      output,
       writer,
       items: () => journal.items(),
       records: () => journal.records(),
@@ -171,7 +174,7 @@ async function packLocked (opts: PackOptions, source: string, onChange: OnChange
   } catch (err) {
     await writer.abort()
     await journal.close()
-    if (isErrno(err, 'ENOSPC')) throw noSpaceError(opts.out, walkedBytes, err)
+    if (isErrno(err, 'ENOSPC')) throw noSpaceError(where, walkedBytes, err)
     throw err
   }
 }

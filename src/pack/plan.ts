@@ -2,9 +2,9 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError } from '../errors.js'
 import { encodeHeader, newFileKey, passphraseRecipient } from '../crypto/index.js'
-import { walkSource } from '../source/walk.js'
+import type { TreeSource } from '../source/tree-source.js'
 import { VERSION } from '../version.js'
-import { ensureDir } from './packer.js'
+import { ensureDir } from './dir-output.js'
 import type { SetEncryption } from './set-encryption.js'
 import type { Compress } from './leaf-workers.js'
 import { compressName } from './compress.js'
@@ -12,7 +12,7 @@ import { ShardListWriter, WorkDir, newPlan, type Plan, type PlannedEncryption, t
 import { Appender, readLines } from '../spill/lines.js'
 
 export interface PlanOptions {
-  source: string
+  source: TreeSource
   out: string
   work: string
   binSize: number
@@ -54,7 +54,6 @@ function plannedEncryption (enc: SetEncryption | null, passphrase: string | unde
 export async function makePlan (o: PlanOptions): Promise<Plan> {
   if ((o.shards === undefined) === (o.shardBytes === undefined)) throw new PackerError('USAGE', 'give either --shards N or --shard-size SIZE')
   if (o.shards !== undefined && (!Number.isSafeInteger(o.shards) || o.shards < 1 || o.shards > 100_000)) throw new PackerError('USAGE', `--shards ${o.shards}: give a whole number from 1 to 100000`)
-  const source = path.resolve(o.source)
   const work = new WorkDir(o.work)
   await emptyOrNew(work.dir, 'work directory', 0o700)
   await fs.chmod(work.dir, 0o700)
@@ -63,7 +62,7 @@ export async function makePlan (o: PlanOptions): Promise<Plan> {
   const tmp = path.join(work.dir, 'plan-tmp')
   await fs.mkdir(tmp, { mode: 0o700 })
   try {
-    const walk = await walkSource(source, { warn: o.warn, tmpDir: tmp })
+    const walk = await o.source.walk({ warn: o.warn, tmpDir: tmp })
     // One walk: everything to a list, weighed as it goes.
     const all = new ShardListWriter(path.join(tmp, 'all.jsonl'))
     let total = 0
@@ -85,7 +84,7 @@ export async function makePlan (o: PlanOptions): Promise<Plan> {
     const share = total / count
     const shards = await cut(path.join(tmp, 'all.jsonl'), count, share, work)
     const plan = newPlan({
-      source, out: path.resolve(o.out), binSize: o.binSize, single: walk.single,
+      ...o.source.spec, out: path.resolve(o.out), binSize: o.binSize, single: walk.single,
       encryption: plannedEncryption(o.encryption, o.passphrase), compress: compressName(o.compress), shards, createdBy: `packer ${VERSION}`,
     })
     await work.writePlan(plan)

@@ -2,13 +2,17 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
+import { processAlive } from '../process-alive.js'
 import { CarSetWriter } from '../car/car-set-writer.js'
+import { dirCarSink } from '../car/dir-sink.js'
 import type { CarRecord } from '../format/manifest.js'
 import { defaultJobs } from './leaf-workers.js'
 import { PackJournal, sameArgs } from './journal.js'
 import { keepCompleteCars } from './car-check.js'
 import { packFiles, type OnChange, type PackEvent } from './files.js'
 import { noSpaceError } from './packer.js'
+import { dirOutput } from './dir-output.js'
+import { openSourceSpec } from './locations.js'
 import { plannedSetEncryption } from './set-encryption.js'
 import { compressionOf } from './compress.js'
 import { WorkDir, newRunId, readShardList, type Plan } from './work-dir.js'
@@ -56,10 +60,6 @@ export function shardFromEnvironment (env: NodeJS.ProcessEnv = process.env): num
   throw new PackerError('USAGE', '--shard auto: none of JOB_COMPLETION_INDEX (Kubernetes Indexed Job), SLURM_ARRAY_TASK_ID (Slurm array) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array job) is set; give --shard I')
 }
 
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch (err) { return isErrno(err, 'EPERM') }
-}
-
 export async function readHeartbeat (runDir: string): Promise<Heartbeat | null> {
   try { return JSON.parse(await fs.readFile(path.join(runDir, 'heartbeat.json'), 'utf8')) } catch { return null }
 }
@@ -67,7 +67,7 @@ export async function readHeartbeat (runDir: string): Promise<Heartbeat | null> 
 /** A run is alive while its heartbeat is fresh (and, on this host, its process exists). */
 export function isAlive (h: Heartbeat | null, now = Date.now()): boolean {
   if (h === null) return false
-  if (h.host === os.hostname() && !alive(h.pid)) return false
+  if (h.host === os.hostname() && !processAlive(h.pid)) return false
   return now - h.updated < STALE_MS
 }
 
@@ -140,14 +140,13 @@ async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string
   const journal = await PackJournal.at(path.join(dir, 'pack'))
   let state = await journal.load()
   if (state !== null && !sameArgs(state.header, args)) state = null // another plan's: ignore
-  const kept = state ? await keepCompleteCars(plan.out, state, async (n) => await journal.record(n)) : 0
+  const kept = state ? await keepCompleteCars(dirOutput(plan.out), state, async (n) => await journal.record(n)) : 0
   await journal.open({ out: plan.out, ...args, setIdentity: enc?.setIdentity }, state ?? undefined, kept)
   const keptCars = state ? state.cars.slice(0, kept) : []
   const mine: string[] = []
   const writer = new CarSetWriter({
-    dir: plan.out,
+    sink: dirCarSink(plan.out, { partialName: (n) => `${partialPrefix(o.shard, run)}${n}.car` }),
     binSize: plan.binSize,
-    partialName: (n) => `${partialPrefix(o.shard, run)}${n}.car`,
     onRecord: async (r) => { await journal.addRecord(r) },
     onCarDone: async (car, index) => {
       mine.push(car.file)
@@ -161,10 +160,12 @@ async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string
   })
   if (kept > 0) await writer.resume(keptCars, journal.records())
   const totals = plan.shards[o.shard]!
+  const source = await openSourceSpec(plan)
   try {
     o.progress?.({ type: 'scan', files: totals.files, bytes: totals.bytes, done: true })
     const packed = await packFiles({
-      runs: readShardList(work.entries(o.shard), plan.source, plan.single),
+      source,
+      runs: readShardList(work.entries(o.shard), source, plan.single),
       writer,
       journal,
       enc,
@@ -201,6 +202,8 @@ async function runShard (o: ShardOptions, plan: Plan, work: WorkDir, dir: string
     await journal.close()
     if (isErrno(err, 'ENOSPC')) throw noSpaceError(plan.out, totals.bytes, err)
     throw err
+  } finally {
+    await source.close()
   }
 }
 

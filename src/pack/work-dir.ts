@@ -5,6 +5,7 @@ import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { decodePath, encodePath } from '../format/stored-path.js'
 import type { SourceEntry, SourceRun } from '../source/walk.js'
+import type { SourceSpec, TreeSource } from '../source/tree-source.js'
 import { Appender, readLines } from '../spill/lines.js'
 
 /**
@@ -36,7 +37,10 @@ export interface Plan {
   version: number
   /** Random: shard results of another plan are never mixed in. */
   id: string
+  /** The source (a path, or `s3://BUCKET/PREFIX`), as TreeSource.spec says it. */
   source: string
+  /** An S3 source's store and mtime rule (SourceSpec.s3). */
+  s3?: SourceSpec['s3']
   out: string
   binSize: number
   single: boolean
@@ -100,6 +104,7 @@ export function newRunId (): string {
 function entryLine (e: SourceEntry): string {
   const s = e.stat
   const o: Record<string, unknown> = { ...encodePath(e.path), t: e.type, s: [s.dev.toString(), s.ino.toString(), s.size.toString(), s.mtimeNs.toString(), s.mode.toString(), s.uid.toString(), s.gid.toString()] }
+  if (e.version !== undefined) o.v = e.version
   if (e.target !== undefined) o.target = e.target.toString('base64')
   return JSON.stringify(o) + '\n'
 }
@@ -123,8 +128,8 @@ export class ShardListWriter {
 
 const RUN = 256
 
-/** A shard's list as the runs a walk would give (paths on disk under `source`). */
-export async function * readShardList (file: string, source: string, single: boolean): AsyncGenerator<SourceRun> {
+/** A shard's list as the runs a walk of `source` would give. */
+export async function * readShardList (file: string, source: TreeSource, single: boolean): AsyncGenerator<SourceRun> {
   const where = `shard list ${file}`
   let dir: Buffer = Buffer.alloc(0)
   let entries: SourceEntry[] = []
@@ -143,9 +148,10 @@ export async function * readShardList (file: string, source: string, single: boo
     const [dev, ino, size, mtimeNs, mode, uid, gid] = (o.s as string[]).map(BigInt)
     entries.push({
       path: p,
-      abs: single ? Buffer.from(source) : Buffer.concat([Buffer.from(source), Buffer.from('/'), p]),
+      abs: source.locate(p, single),
       type: o.t,
       stat: { dev: dev!, ino: ino!, size: size!, mtimeNs: mtimeNs!, mode: mode!, uid: uid!, gid: gid! },
+      version: typeof o.v === 'string' ? o.v : undefined,
       target: typeof o.target === 'string' ? Buffer.from(o.target, 'base64') : undefined,
     })
     if (entries.length === RUN) { yield { dir, entries }; entries = [] }

@@ -36,6 +36,10 @@ export interface S3Store {
   readonly client: S3Client
   /** The store as messages name it: its URL, or "AWS S3". */
   readonly endpoint: string
+  /** The endpoint configured (option or environment), whole; undefined for AWS S3. */
+  readonly endpointUrl?: string
+  /** Whether buckets are addressed as ENDPOINT/BUCKET. */
+  readonly pathStyle: boolean
   /** The proxy requests go through (scheme, host and port only: never its credentials). */
   readonly proxy?: string
   readonly maxAttempts: number
@@ -49,6 +53,9 @@ const DEFAULT_MAX_ATTEMPTS = 5
  * container and instance metadata), never from packer's command line, where other users could read them.
  */
 export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
+  // The SDK warns on stderr that its releases after January 2027 will need Node 22: packer pins its release, and the
+  // warning (several lines) would break the one line packer prints per problem.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const endpoint = configuredEndpoint(opts.endpoint)
   // AWS S3 answers a bucket in another region with a redirect the client follows; a custom endpoint ignores the region
   const region = await setting(NODE_REGION_CONFIG_OPTIONS, 'us-east-1', NODE_REGION_CONFIG_FILE_OPTIONS)
@@ -70,6 +77,7 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
     httpAgent: proxy !== undefined && target.protocol === 'http:' ? new HttpProxyAgent({ ...agentOptions, proxy }) : new http.Agent(agentOptions),
     httpsAgent: proxy !== undefined && target.protocol === 'https:' ? new HttpsProxyAgent({ ...agentOptions, proxy }) : new https.Agent(agentOptions),
   })
+  const pathStyle = endpoint !== undefined && (opts.pathStyle ?? (net.isIP(endpoint.hostname.replace(/^\[|\]$/g, '')) !== 0 || endpoint.hostname === 'localhost'))
   const client = new S3Client({
     region,
     maxAttempts,
@@ -81,7 +89,7 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
       ? { followRegionRedirects: true }
       : {
           endpoint: endpoint.href,
-          forcePathStyle: opts.pathStyle ?? (net.isIP(endpoint.hostname.replace(/^\[|\]$/g, '')) !== 0 || endpoint.hostname === 'localhost'),
+          forcePathStyle: pathStyle,
           // the SDK's default (a CRC32 on every upload, checked on every download, sent as aws-chunked trailers) is
           // AWS's; other stores reject or mishandle it. The environment or profile may still ask for it.
           requestChecksumCalculation: await setting(NODE_REQUEST_CHECKSUM_CALCULATION_CONFIG_OPTIONS, 'WHEN_REQUIRED'),
@@ -91,6 +99,8 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
   return {
     client,
     endpoint: endpoint === undefined ? 'AWS S3' : endpoint.origin,
+    endpointUrl: endpoint?.href,
+    pathStyle,
     proxy: proxy?.origin,
     maxAttempts,
     idleTimeoutMs,
@@ -132,11 +142,4 @@ async function caBundle (): Promise<Buffer | undefined> {
   } catch (err) {
     throw new PackerError('USAGE', `AWS_CA_BUNDLE ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)}); point it at a PEM file of CA certificates, or unset it`, { subject: file, cause: err })
   }
-}
-
-/** `s3://BUCKET/PREFIX` as its parts; the prefix is taken as written (keys are not URL-encoded). */
-export function parseS3Url (url: string): { bucket: string, prefix: string } {
-  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/s.exec(url)
-  if (m === null) throw new PackerError('USAGE', `${url}: not an S3 URL; write s3://BUCKET or s3://BUCKET/PREFIX`, { subject: url })
-  return { bucket: m[1], prefix: m[2] ?? '' }
 }

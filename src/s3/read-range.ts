@@ -8,8 +8,11 @@ import { s3Error } from './s3-error.js'
 export interface ObjectRange {
   bucket: string
   key: string
-  /** The version to read, as listed: a store that holds another answers 412 and the read fails, never mixes them. */
-  etag: string
+  /**
+   * The version to read, as listed: a store that holds another answers 412 and the read fails, never mixes them.
+   * Without it, whichever version the store holds (a file packer wrote and nothing else changes).
+   */
+  etag?: string
   /** First and last byte, inclusive. */
   start: number
   end: number
@@ -18,11 +21,12 @@ export interface ObjectRange {
 /**
  * Bytes start..end of one version of an object, whole or not at all. The SDK retries a request that fails before
  * its answer starts; a body cut off part-way (a reset, a stall past the idle timeout) reaches the reader, so this asks
- * again for the bytes still missing, up to the store's number of attempts, with backoff.
+ * again for the bytes still missing, up to the store's number of attempts, with backoff. The buffer is its own (never
+ * a slice of Node's pool): it may be transferred to another thread.
  */
 export async function readRange (store: S3Store, range: ObjectRange): Promise<Buffer> {
   const { bucket, key, etag, start, end } = range
-  const out = Buffer.allocUnsafe(end - start + 1)
+  const out = Buffer.allocUnsafeSlow(end - start + 1)
   let have = 0
   for (let attempt = 1; ; attempt++) {
     let res: GetObjectCommandOutput
@@ -57,7 +61,7 @@ function checkAnswer (store: S3Store, range: ObjectRange, res: GetObjectCommandO
   if (res.$metadata.httpStatusCode !== 206) {
     throw answerError(store, range, `ignored the byte range (HTTP ${res.$metadata.httpStatusCode ?? '?'} instead of 206): packer needs a store that serves ranges`)
   }
-  if (res.ETag !== range.etag) {
+  if (range.etag !== undefined && res.ETag !== range.etag) {
     throw s3Error(store, { name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } }, { bucket: range.bucket, key: range.key })
   }
   const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.ContentRange ?? '')

@@ -71,3 +71,12 @@ export function s3Error (store: S3Store, err: unknown, where: S3Subject, attempt
   if (status !== undefined) return fail(`${at} answered HTTP ${status} (${name}: ${e.message ?? ''}), on ${object}`)
   return fail(`S3 request on ${object} at ${at} failed: ${e.code ?? name}: ${e.message ?? ''}`)
 }
+
+/** Sends an SDK command (its output typed by the caller); a failure becomes s3Error's one line about `where`. */
+export async function sendS3<T> (store: S3Store, command: object, where: S3Subject): Promise<T> {
+  try {
+    return await (store.client.send as (c: object) => Promise<T>).call(store.client, command)
+  } catch (err) {
+    throw s3Error(store, err, where)
+  }
+}

@@ -28,10 +28,16 @@ export function sourceStat (st: import('node:fs').BigIntStats): SourceStat {
 export interface SourceEntry {
   /** Path inside the archive, as bytes ('/'-separated, never empty). */
   path: Buffer
-  /** Where to read it on disk. */
+  /** Where to read it: a path on disk, or an object's `s3://BUCKET/KEY`. */
   abs: Buffer
   type: SourceType
+  /** For an object (no device or inode: both 0), its size, mtime and the mode and owner packer gives it. */
   stat: SourceStat
+  /**
+   * What names this version of the content where the source has such a name (an S3 ETag): with size and mtime, what
+   * a read and a resumed pack check instead of device and inode.
+   */
+  version?: string
   /** symlink: its target, never followed. */
   target?: Buffer
 }
@@ -133,58 +139,48 @@ export async function walkSource (source: string, opts: WalkOptions): Promise<Wa
     return { single: true, runs: (async function * () { yield { dir: Buffer.alloc(0), entries: [entry] } })() }
   }
   if (!top.isDirectory()) throw new PackerError('SOURCE', `source ${source} is a ${typeOf(top)}, not a directory or regular file`, { subject: source })
-  return { single: false, runs: walkDirectories(abs, opts) }
+  return { single: false, runs: walkTree((relDir) => listLocalDirectory(abs, relDir, opts), opts) }
 }
 
-async function * walkDirectories (rootAbs: Buffer, opts: WalkOptions): AsyncGenerator<SourceRun> {
+/**
+ * One directory's entries (`relDir`, '' for the root), in name order, in batches: what a source lists a directory as.
+ * Subdirectories are entries of type 'dir'; walkTree visits them afterwards.
+ */
+export type ListDirectory = (relDir: Buffer) => AsyncIterable<SourceEntry[]>
+
+/** The last component of an entry's path in directory `relDir`. */
+function nameIn (relDir: Buffer, e: SourceEntry): Buffer {
+  return relDir.length === 0 ? e.path : e.path.subarray(relDir.length + 1)
+}
+
+/**
+ * Any source's tree in the file table's order, from a way to list one directory: each directory's entries as they
+ * come, then its subdirectories depth-first in name order. The names of subdirectories still to walk are kept on disk
+ * past `namesInMemory` per directory.
+ */
+export async function * walkTree (list: ListDirectory, opts: WalkOptions): AsyncGenerator<SourceRun> {
   const limit = opts.namesInMemory ?? LIMITS.namesInMemory
   // Directories left to walk, depth-first: each level's subdirectories in name order.
-  const stack: Array<{ absDir: Buffer, relDir: Buffer, subdirs: AsyncIterator<Buffer>, list: SortedNames }> = []
-  const visit = async function * (absDir: Buffer, relDir: Buffer): AsyncGenerator<SourceRun> {
-    const names = new SortedNames(limit, opts.tmpDir)
-    try {
-      let dir: import('node:fs').Dir
-      try {
-        dir = await fs.opendir(absDir, { encoding: 'buffer' as any, bufferSize: 256 })
-      } catch (err) { throw sourceError(absDir, err) }
-      try {
-        for await (const d of dir) await names.add(d.name as unknown as Buffer)
-      } catch (err) { throw sourceError(absDir, err) }
-    } catch (err) {
-      await names.dispose()
-      throw err
-    }
+  const stack: Array<{ relDir: Buffer, subdirs: AsyncIterator<Buffer>, list: SortedNames }> = []
+  const visit = async function * (relDir: Buffer): AsyncGenerator<SourceRun> {
     const subdirs = new SortedNames(limit, opts.tmpDir)
     try {
-      let batch: Buffer[] = []
-      const flush = async (): Promise<SourceRun | null> => {
-        const found = await statBatch(absDir, relDir, batch, opts.warn)
-        const entries: SourceEntry[] = []
-        for (const [i, e] of found.entries()) {
-          if (e === null) continue
-          entries.push(e)
-          if (e.type === 'dir') await subdirs.add(batch[i]!)
-        }
-        batch = []
-        return entries.length > 0 ? { dir: relDir, entries } : null
-      }
       let yielded = false
-      for await (const name of names.sorted()) {
-        batch.push(name)
-        if (batch.length === RUN) { const r = await flush(); if (r) { yielded = true; yield r } }
+      for await (const entries of list(relDir)) {
+        for (const e of entries) if (e.type === 'dir') await subdirs.add(nameIn(relDir, e))
+        if (entries.length === 0) continue
+        yielded = true
+        yield { dir: relDir, entries }
       }
-      if (batch.length > 0) { const r = await flush(); if (r) { yielded = true; yield r } }
       if (!yielded) yield { dir: relDir, entries: [] }
     } catch (err) {
       await subdirs.dispose()
       throw err
-    } finally {
-      await names.dispose()
     }
-    stack.push({ absDir, relDir, subdirs: subdirs.sorted()[Symbol.asyncIterator](), list: subdirs })
+    stack.push({ relDir, subdirs: subdirs.sorted()[Symbol.asyncIterator](), list: subdirs })
   }
   try {
-    yield * visit(rootAbs, Buffer.alloc(0))
+    yield * visit(Buffer.alloc(0))
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!
       const next = await top.subdirs.next()
@@ -194,10 +190,36 @@ async function * walkDirectories (rootAbs: Buffer, opts: WalkOptions): AsyncGene
         continue
       }
       const name = next.value
-      yield * visit(Buffer.concat([top.absDir, SLASH, name]), top.relDir.length === 0 ? Buffer.from(name) : Buffer.concat([top.relDir, SLASH, name]))
+      yield * visit(top.relDir.length === 0 ? Buffer.from(name) : Buffer.concat([top.relDir, SLASH, name]))
     }
   } finally {
     for (const s of stack) await s.list.dispose()
+  }
+}
+
+/** A local directory's entries in name order, RUN at a time (its names sorted on disk when very many). */
+async function * listLocalDirectory (rootAbs: Buffer, relDir: Buffer, opts: WalkOptions): AsyncGenerator<SourceEntry[]> {
+  const absDir = relDir.length === 0 ? rootAbs : Buffer.concat([rootAbs, SLASH, relDir])
+  const names = new SortedNames(opts.namesInMemory ?? LIMITS.namesInMemory, opts.tmpDir)
+  try {
+    let dir: import('node:fs').Dir
+    try {
+      dir = await fs.opendir(absDir, { encoding: 'buffer' as any, bufferSize: 256 })
+    } catch (err) { throw sourceError(absDir, err) }
+    try {
+      for await (const d of dir) await names.add(d.name as unknown as Buffer)
+    } catch (err) { throw sourceError(absDir, err) }
+    let batch: Buffer[] = []
+    for await (const name of names.sorted()) {
+      batch.push(name)
+      if (batch.length === RUN) {
+        yield (await statBatch(absDir, relDir, batch, opts.warn)).filter((e) => e !== null)
+        batch = []
+      }
+    }
+    if (batch.length > 0) yield (await statBatch(absDir, relDir, batch, opts.warn)).filter((e) => e !== null)
+  } finally {
+    await names.dispose()
   }
 }
 

@@ -2,6 +2,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { pack } from '../../src/pack/packer.js'
+import { dirOutput } from '../../src/pack/dir-output.js'
+import { localTree } from '../../src/source/local-tree.js'
 import { PackerError } from '../../src/errors.js'
 import { importFile } from '../../src/pack/unixfs.js'
 import { ROOT, bytes, oneLine, packer, packerOk, run, tmpDir } from '../helpers.js'
@@ -67,7 +69,7 @@ describe('a source that changes under pack is never recorded with bytes it does 
 
   it('--on-change=fail: a file that grows after it was listed is an error naming it; no manifest written', async () => {
     const { src, out } = setup()
-    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, onChange: 'fail', warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    const run = pack({ source: localTree(src), output: dirOutput(out), binSize: 4 << 20, encryption: null, onChange: 'fail', warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
     await expect(run).rejects.toThrow(PackerError)
     await expect(run).rejects.toThrow(/b\.txt: changed while being packed \(size 11 became 20/)
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
@@ -76,7 +78,7 @@ describe('a source that changes under pack is never recorded with bytes it does 
   it('--on-change=retry (the default): the file is read again and stored as it is now', async () => {
     const { src, out } = setup()
     const warnings: string[] = []
-    const r = await pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: (m) => warnings.push(m), progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    const r = await pack({ source: localTree(src), output: dirOutput(out), binSize: 4 << 20, encryption: null, warn: (m) => warnings.push(m), progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
     expect(r.files).toBe(2)
     expect(warnings.join('\n')).toMatch(/b\.txt changed while being packed; reading it again/)
     const dest = tmpDir()
@@ -87,7 +89,7 @@ describe('a source that changes under pack is never recorded with bytes it does 
   it('--on-change=skip: a changed file is left out with a warning, the rest is packed', async () => {
     const { src, out } = setup()
     const warnings: string[] = []
-    const r = await pack({ source: src, out, binSize: 4 << 20, encryption: null, onChange: 'skip', warn: (m) => warnings.push(m), progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
+    const r = await pack({ source: localTree(src), output: dirOutput(out), binSize: 4 << 20, encryption: null, onChange: 'skip', warn: (m) => warnings.push(m), progress: (e) => { if (e.type === 'scan' && e.done) fs.appendFileSync(path.join(src, 'b.txt'), ' and more') } })
     expect(r.files).toBe(1)
     expect(r.skipped.map((s) => s.path)).toEqual(['b.txt'])
     expect(warnings.join('\n')).toMatch(/skipping .*b\.txt: changed while being packed/)
@@ -96,7 +98,7 @@ describe('a source that changes under pack is never recorded with bytes it does 
 
   it('a file that vanishes after it was listed', async () => {
     const { src, out } = setup()
-    const run = pack({ source: src, out, binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.rmSync(path.join(src, 'a.txt')) } })
+    const run = pack({ source: localTree(src), output: dirOutput(out), binSize: 4 << 20, encryption: null, warn: () => {}, progress: (e) => { if (e.type === 'scan' && e.done) fs.rmSync(path.join(src, 'a.txt')) } })
     await expect(run).rejects.toThrow(/a\.txt: vanished while packing/)
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
   })

@@ -2,6 +2,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { pack } from '../../src/pack/packer.js'
+import { dirOutput } from '../../src/pack/dir-output.js'
+import { localTree } from '../../src/source/local-tree.js'
 import { PackerError } from '../../src/errors.js'
 import { LeafWorkers } from '../../src/pack/leaf-workers.js'
 import { LEAF_SIZE, fileLeaves, leafSeal } from '../../src/pack/leaves.js'
@@ -80,7 +82,7 @@ describe('--jobs', () => {
         try {
           for (const pool of pools) {
             const got = sink()
-            const file = await importLeaves(fileLeaves(src.fd, n, null, pool, noProblem), got)
+            const file = await importLeaves(fileLeaves({ size: n, input: () => ({ fd: src.fd }) }, null, pool, noProblem), got)
             expect(file.cid.toString()).toBe(wantFile.cid.toString())
             expect(file.dagSize).toBe(wantFile.dagSize)
             expect(got.blocks.map(([c]) => c)).toEqual(want.blocks.map(([c]) => c))
@@ -110,7 +112,7 @@ describe('--jobs', () => {
           let read = 0
           const src = openData(data)
           try {
-            for await (const l of fileLeaves(src.fd, n, leafSeal({ fileKey, header, nonce, payloadKey: payloadKey(fileKey, nonce) }), pool, noProblem, (b) => { read += b })) leaves.push(Buffer.from(l.bytes))
+            for await (const l of fileLeaves({ size: n, input: () => ({ fd: src.fd }) }, leafSeal({ fileKey, header, nonce, payloadKey: payloadKey(fileKey, nonce) }), pool, noProblem, (b) => { read += b })) leaves.push(Buffer.from(l.bytes))
           } finally {
             src[Symbol.dispose]()
           }
@@ -144,7 +146,7 @@ describe('--jobs', () => {
       const fromSources = new LeafWorkers(1, { fresh: () => { throw new Error('unused') }, recipients: [] })
       expect(fromSources.startsFiles).toBe(false)
       await fromSources.close()
-      const job = { kind: 'file' as const, path: new Uint8Array(Buffer.from(file)), expect: { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs }, seal: 'fresh' as const }
+      const job = { kind: 'file' as const, input: { path: new Uint8Array(Buffer.from(file)), expect: { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs } }, seal: 'fresh' as const }
       const keys: string[] = []
       for (const r of await Promise.all([pool.run(job), pool.run(job)])) {
         if ('problem' in r) throw new Error('unexpected problem')
@@ -170,7 +172,7 @@ describe('--jobs', () => {
       const pool = new LeafWorkers(workers)
       const src = openData(bytes(LEAF_SIZE + 10, 1))
       try {
-        const all = fileLeaves(src.fd, 3 * LEAF_SIZE, null, pool, (p) => new Error(JSON.stringify(p)))
+        const all = fileLeaves({ size: 3 * LEAF_SIZE, input: () => ({ fd: src.fd }) }, null, pool, (p) => new Error(JSON.stringify(p)))
         await expect((async () => { for await (const _ of all) {} })()).rejects.toThrow(`{"kind":"changed","what":"only ${LEAF_SIZE + 10} of ${3 * LEAF_SIZE} bytes could be read"}`)
       } finally {
         src[Symbol.dispose]()
@@ -183,7 +185,7 @@ describe('--jobs', () => {
     const pool = new LeafWorkers(1)
     const src = openData(bytes(65536, 2))
     try {
-      const job = { kind: 'range' as const, fd: src.fd, size: 65536, start: 0, end: 65600, seal: { key: new Uint8Array(5), prefix: new Uint8Array(16) } }
+      const job = { kind: 'range' as const, input: { fd: src.fd }, size: 65536, start: 0, end: 65600, seal: { key: new Uint8Array(5), prefix: new Uint8Array(16) } }
       await expect(pool.run(job)).rejects.toBeInstanceOf(PackerError)
       await pool.close()
       await expect(pool.run({ ...job, seal: { key: new Uint8Array(32), prefix: new Uint8Array(16) } })).rejects.toBeInstanceOf(PackerError)
@@ -199,7 +201,7 @@ describe('--jobs', () => {
     for (const changed of ['a.bin', 'b.txt']) {
       for (const jobs of [1, 4]) {
         let listed = false // changed once listed, before it is read
-        const run = pack({ source: src, out: tmpDir(), binSize: 4 << 20, encryption: null, onChange: 'fail', jobs, warn: () => {}, progress: (e) => { if (e.type === 'scan' && !listed) { listed = true; fs.appendFileSync(path.join(src, changed), 'x') } } })
+        const run = pack({ source: localTree(src), output: dirOutput(tmpDir()), binSize: 4 << 20, encryption: null, onChange: 'fail', jobs, warn: () => {}, progress: (e) => { if (e.type === 'scan' && !listed) { listed = true; fs.appendFileSync(path.join(src, changed), 'x') } } })
         await expect(run).rejects.toThrow(new RegExp(`${changed.replace('.', '\\.')}: changed while being packed \\(size \\d+ became \\d+`))
       }
     }

@@ -10,7 +10,8 @@ import {
 } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PackerError } from '../../src/errors.js'
-import { parseS3Url, s3Client, type S3Options, type S3Store } from '../../src/s3/client.js'
+import { s3Client, type S3Options, type S3Store } from '../../src/s3/client.js'
+import { parseS3Url } from '../../src/s3/s3-url.js'
 import { proxyFor } from '../../src/s3/env-proxy.js'
 import { readRange } from '../../src/s3/read-range.js'
 import { s3Error } from '../../src/s3/s3-error.js'
@@ -19,47 +20,13 @@ import { listenOnLoopback } from '../servers/loopback.js'
 import { startS3, type S3Server } from '../servers/s3.js'
 import { startTlsTunnelProxy, type TlsTunnelProxy } from '../servers/tls-tunnel-proxy.js'
 import { ROOT, bytes, run, tmpDir } from '../helpers.js'
+import { NO_PROXY_ENV, TEST_ENV, setEnv } from './s3-env.js'
 
-// Credentials through the SDK's default chain (the environment); nothing from this machine's ~/.aws, and no
-// instance-metadata lookup (169.254.169.254) when a test leaves credentials out.
-const TEST_ENV: Record<string, string | undefined> = {
-  AWS_ACCESS_KEY_ID: 'packer-test',
-  AWS_SECRET_ACCESS_KEY: 'packer-test-secret',
-  AWS_SESSION_TOKEN: undefined,
-  AWS_PROFILE: undefined,
-  AWS_REGION: undefined,
-  AWS_DEFAULT_REGION: undefined,
-  AWS_CONFIG_FILE: '/nonexistent/packer-test/aws-config',
-  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/packer-test/aws-credentials',
-  AWS_EC2_METADATA_DISABLED: 'true',
-  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: undefined,
-  AWS_CONTAINER_CREDENTIALS_FULL_URI: undefined,
-  AWS_WEB_IDENTITY_TOKEN_FILE: undefined,
-  AWS_ENDPOINT_URL: undefined,
-  AWS_ENDPOINT_URL_S3: undefined,
-  AWS_MAX_ATTEMPTS: undefined,
-  AWS_CA_BUNDLE: undefined,
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-}
-const NO_PROXY_ENV = Object.fromEntries(['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy'].map((n) => [n, undefined]))
 // A proxy that nothing answers, and a CA bundle (Node's own roots, so it exists on any machine): loopback must not go
 // through the one, and the other must change nothing
 const CA_BUNDLE = path.join(tmpDir(), 'ca-bundle.pem')
 fs.writeFileSync(CA_BUNDLE, tls.rootCertificates.join('\n'))
 const PROXY_ENV = { ...NO_PROXY_ENV, HTTPS_PROXY: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', ALL_PROXY: 'http://127.0.0.1:9', NO_PROXY: '', AWS_CA_BUNDLE: CA_BUNDLE }
-
-/** Sets environment variables (undefined: unset); returns what undoes it. */
-function setEnv (vars: Record<string, string | undefined>): () => void {
-  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]))
-  const apply = (v: Record<string, string | undefined>): void => {
-    for (const [k, value] of Object.entries(v)) {
-      if (value === undefined) delete process.env[k]
-      else process.env[k] = value
-    }
-  }
-  apply(vars)
-  return () => apply(before)
-}
 
 async function bodyOf (res: { Body?: unknown }): Promise<Buffer> {
   return Buffer.from(await (res.Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray())

@@ -23,8 +23,11 @@ export interface S3Server {
   readonly endpoint: string
   /** Creates a bucket and returns its name. */
   bucket (name: string): Promise<string>
-  /** Stores an object with a plain unsigned PUT: quicker than the SDK, for filling a bucket before a test. */
-  put (bucket: string, key: string, body: string | Buffer): Promise<void>
+  /**
+   * Stores an object with a plain unsigned PUT (typed: fauxqs fails an empty body without a type): quicker than the SDK, for filling a bucket before a test. `mtimeNs`:
+   * its `x-amz-meta-mtime` as rclone writes it.
+   */
+  put (bucket: string, key: string, body: string | Buffer, mtimeNs?: bigint): Promise<void>
   stop (): Promise<void>
 }
 
@@ -39,8 +42,8 @@ export async function startS3 (): Promise<S3Server> {
   await app.listen({ host: '127.0.0.1', port: 0 })
   const endpoint = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
   const agent = new http.Agent({ keepAlive: true })
-  const put = async (path: string, body: string | Buffer): Promise<void> => await new Promise((resolve, reject) => {
-    const req = http.request(`${endpoint}/${path}`, { method: 'PUT', agent, headers: { 'content-length': Buffer.byteLength(body) } }, (res) => {
+  const put = async (path: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<void> => await new Promise((resolve, reject) => {
+    const req = http.request(`${endpoint}/${path}`, { method: 'PUT', agent, headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(body) } }, (res) => {
       let text = ''
       res.on('data', (d) => { text += d })
       res.on('end', () => res.statusCode === 200 ? resolve() : reject(new Error(`PUT ${endpoint}/${path}: HTTP ${res.statusCode ?? '?'} ${text}`)))
@@ -51,7 +54,10 @@ export async function startS3 (): Promise<S3Server> {
   return {
     endpoint,
     bucket: async (name) => { await put(name, ''); return name },
-    put: async (bucket, key, body) => { await put(`${bucket}/${key}`, body) },
+    put: async (bucket, key, body, mtimeNs) => {
+      const path = `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
+      await put(path, body, mtimeNs === undefined ? {} : { 'x-amz-meta-mtime': metaMtime(mtimeNs) })
+    },
     stop: async () => {
       agent.destroy()
       await app.close()
@@ -68,4 +74,9 @@ function unsupported (method: string, query: URLSearchParams, headers: Record<st
   if (conditional && (method === 'PUT' || method === 'POST')) return 'A conditional write (If-None-Match / If-Match)'
   if (method === 'HEAD' && headers['if-match'] !== undefined) return 'If-Match on HEAD'
   return undefined
+}
+
+/** Nanoseconds as rclone's x-amz-meta-mtime: seconds, a point, nine digits. */
+function metaMtime (ns: bigint): string {
+  return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`
 }

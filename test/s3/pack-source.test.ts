@@ -1,0 +1,285 @@
+/**
+ * `packer pack s3://BUCKET/PREFIX` and `packer plan s3://…` against a real S3 server (fauxqs, 127.0.0.1): the set
+ * from a bucket equals the set from the same tree on disk, byte for byte; bad keys, pagination, an object replaced
+ * while read, faults through a proxy, failures in one line, and a resumed pack.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bytes, describeTree, oneLine, packer, packerOk, setMtimeNs, tmpDir } from '../helpers.js'
+import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
+import { freePort } from '../servers/ports.js'
+import { startS3, type S3Server } from '../servers/s3.js'
+import { NO_PROXY_ENV, TEST_ENV } from './s3-env.js'
+
+const MiB = 1024 * 1024
+const ENV = { ...TEST_ENV, ...NO_PROXY_ENV }
+
+/** A file of a test tree: its path, bytes and mtime (x-amz-meta-mtime in the bucket). */
+interface TreeFile { path: string, body: Buffer, mtimeNs: bigint }
+
+let s3: S3Server
+let state: string
+const env = (): NodeJS.ProcessEnv => ({ ...ENV, XDG_STATE_HOME: state })
+
+beforeAll(async () => {
+  s3 = await startS3()
+  state = tmpDir()
+})
+afterAll(async () => { await s3?.stop() })
+
+/** Puts files (and directory markers: a path ending in '/') under `prefix`, 50 at a time. */
+async function fill (bucket: string, prefix: string, files: TreeFile[]): Promise<void> {
+  for (let i = 0; i < files.length; i += 50) {
+    await Promise.all(files.slice(i, i + 50).map(async (f) => await s3.put(bucket, prefix + f.path, f.body, f.mtimeNs)))
+  }
+}
+
+/**
+ * The same tree on disk: files 0644, directories 0755, mtimes as in the bucket (a directory without a marker: 0, as
+ * packer gives it).
+ */
+async function onDisk (files: TreeFile[]): Promise<string> {
+  const root = tmpDir()
+  const dirs = new Map<string, bigint>()
+  for (const f of files) {
+    const parts = f.path.replace(/\/$/, '').split('/')
+    for (let i = 1; i < parts.length; i++) { const d = parts.slice(0, i).join('/'); if (!dirs.has(d)) dirs.set(d, 0n) }
+    if (f.path.endsWith('/')) { dirs.set(f.path.slice(0, -1), f.mtimeNs); continue }
+    fs.mkdirSync(path.join(root, ...parts.slice(0, -1)), { recursive: true })
+    fs.writeFileSync(path.join(root, f.path), f.body)
+    fs.chmodSync(path.join(root, f.path), 0o644)
+    await setMtime(path.join(root, f.path), f.mtimeNs)
+  }
+  // deepest first: setting a directory's mtime after its children are done
+  for (const [d, t] of [...dirs].sort((a, b) => b[0].length - a[0].length)) {
+    fs.mkdirSync(path.join(root, d), { recursive: true })
+    fs.chmodSync(path.join(root, d), 0o755)
+    await setMtime(path.join(root, d), t)
+  }
+  return root
+}
+
+/** An exact mtime: whole seconds by utimes (no process), others by touch(1). */
+async function setMtime (p: string, ns: bigint): Promise<void> {
+  if (ns % 1_000_000_000n === 0n) fs.utimesSync(p, Number(ns / 1_000_000_000n), Number(ns / 1_000_000_000n))
+  else await setMtimeNs(p, ns)
+}
+
+function manifestOf (dir: string): { root: string, table: { cid: string }, cars: Array<{ pieceCid: string }> } {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'))
+}
+
+/** What makes two sets the same set: root, set ID and every CAR's piece CID. */
+function setOf (dir: string): unknown {
+  const m = manifestOf(dir)
+  return { root: m.root, set: m.table.cid, pieces: m.cars.map((c) => c.pieceCid) }
+}
+
+let t = 1_700_000_000_000_000_000n
+const file = (p: string, body: Buffer | string): TreeFile => ({ path: p, body: Buffer.from(body), mtimeNs: (t += 1_234_567_891n) })
+
+describe('pack s3://BUCKET/PREFIX', () => {
+  const tree: TreeFile[] = [
+    file('a-b', 'a-b sorts before a/ in the bucket, after a in the set'),
+    file('a.txt', 'a.txt too'),
+    file('a/c', 'c'),
+    file('a/d/e.txt', 'deep'),
+    file('big.bin', bytes(3 * MiB + 7, 11)),
+    file('zero', ''),
+    file('empty/', ''),
+    file('marked/', ''),
+    file('marked/f', 'in a directory with a marker'),
+    file('unicode/naïve café ✓.txt', 'unicode'),
+  ]
+  // ('..' components are refused the same way; this server resolves them in the URL, so no key of it has one)
+  const bad = ['x//y', 'clash', 'clash/inner']
+  let local: string
+
+  beforeAll(async () => {
+    await s3.bucket('src')
+    await fill('src', 'data/', tree)
+    for (const k of bad) await s3.put('src', `data/${k}`, k, 1_600_000_000_000_000_000n)
+    await s3.put('src', 'outside', 'not under the prefix')
+    // what the bucket becomes on disk: bad keys skipped, but for the prefix that is also an object
+    local = await onDisk([...tree, { path: 'x/', body: Buffer.alloc(0), mtimeNs: 0n }, { path: 'clash/inner', body: Buffer.from('clash/inner'), mtimeNs: 1_600_000_000_000_000_000n }])
+  })
+
+  it('--no-encrypt: the set equals the one packed from the same tree on disk; bad keys are reported one line each', async () => {
+    const fromS3 = tmpDir()
+    const fromDisk = tmpDir()
+    const r = await packerOk(['pack', 's3://src/data', '-o', fromS3, '--no-encrypt', '--bin-size', '2MiB', '--s3-endpoint', s3.endpoint, '--s3-mtime', 'metadata'], { env: env() })
+    await packerOk(['pack', local, '-o', fromDisk, '--no-encrypt', '--bin-size', '2MiB'], { env: env() })
+    expect(setOf(fromS3)).toEqual(setOf(fromDisk))
+    expect(manifestOf(fromS3).cars.length).toBeGreaterThan(1)
+    const warnings = r.stderr.trim().split('\n').filter((l) => l.includes('warning:'))
+    expect(warnings, r.stderr).toHaveLength(2)
+    expect(warnings.find((w) => w.includes('s3://src/data/x/'))).toMatch(/empty path component/)
+    expect(warnings.find((w) => w.includes('s3://src/data/clash'))).toMatch(/both an object and a prefix/)
+    const restored = tmpDir()
+    await packerOk(['unpack', fromS3, '-o', restored], { env: env() })
+    expect(describeTree(restored, { mtimes: true })).toEqual(describeTree(local, { mtimes: true }))
+  })
+
+  it('encrypted: S3 → set → local tree, byte-identical, mtimes kept (AWS_ENDPOINT_URL_S3 names the store)', async () => {
+    const keys = tmpDir()
+    const recipient = (await packerOk(['keygen', '-o', path.join(keys, 'k.txt')])).stdout.trim()
+    const out = tmpDir()
+    await packerOk(['pack', 's3://src/data/', '-o', out, '-r', recipient, '--s3-mtime', 'metadata'], { env: { ...env(), AWS_ENDPOINT_URL_S3: s3.endpoint } })
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored, '-i', path.join(keys, 'k.txt')], { env: env() })
+    expect(describeTree(restored, { mtimes: true })).toEqual(describeTree(local, { mtimes: true }))
+  })
+
+  it('one object: s3://BUCKET/KEY packs that file as the root (proxies set: loopback is reached directly)', async () => {
+    const out = tmpDir()
+    const proxies = { HTTPS_PROXY: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', ALL_PROXY: 'http://127.0.0.1:9', NO_PROXY: '' }
+    await packerOk(['pack', 's3://src/data/big.bin', '-o', out, '--no-encrypt', '--s3-endpoint', s3.endpoint], { env: { ...env(), ...proxies } })
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    expect(fs.readFileSync(path.join(restored, 'big.bin')).equals(tree[4]!.body)).toBe(true)
+  })
+
+  it('plan s3://…: shards read the plan\'s list from the bucket (the plan names the store); the joined set unpacks to the tree', async () => {
+    const out = tmpDir()
+    const work = path.join(tmpDir(), 'work')
+    await packerOk(['plan', 's3://src/data', '-o', out, '--work', work, '--no-encrypt', '--bin-size', '2MiB', '--shards', '2', '--s3-endpoint', s3.endpoint, '--s3-mtime', 'metadata'], { env: env() })
+    const plan = JSON.parse(fs.readFileSync(path.join(work, 'plan.json'), 'utf8')) as { shards: unknown[] }
+    expect(plan.shards.length).toBeGreaterThan(1)
+    // no --s3-endpoint: the plan recorded the store (never credentials)
+    for (let i = 0; i < plan.shards.length; i++) await packerOk(['pack', '--plan', work, '--shard', String(i)], { env: env() })
+    await packerOk(['join', work], { env: env() })
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    expect(describeTree(restored, { mtimes: true })).toEqual(describeTree(local, { mtimes: true }))
+  })
+
+  it('a missing bucket and an unreachable endpoint: one line naming it, exit 1, nothing that looks complete', async () => {
+    const out = tmpDir()
+    const missing = await packer(['pack', 's3://no-such-bucket/data', '-o', out, '--s3-endpoint', s3.endpoint, '--no-encrypt'], { env: env() })
+    expect(missing.code).toBe(1)
+    expect(oneLine(missing.stderr)).toMatch(/no-such-bucket/)
+    expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+    const endpoint = `http://127.0.0.1:${await freePort()}`
+    const out2 = tmpDir()
+    const unreachable = await packer(['pack', 's3://src/data', '-o', out2, '--s3-endpoint', endpoint, '--no-encrypt', '--s3-timeout', '2'], { env: { ...env(), AWS_MAX_ATTEMPTS: '2' } })
+    expect(unreachable.code).toBe(1)
+    expect(oneLine(unreachable.stderr)).toContain(endpoint)
+    expect(fs.existsSync(path.join(out2, 'manifest.json'))).toBe(false)
+    const empty = await packer(['pack', 's3://src/nothing-here', '-o', tmpDir(), '--s3-endpoint', s3.endpoint, '--no-encrypt'], { env: env() })
+    expect(empty.code).toBe(1)
+    expect(oneLine(empty.stderr)).toMatch(/nothing to pack at s3:\/\/src\/nothing-here/)
+  })
+})
+
+describe('a bucket of 2,600 objects (listing pages of 1,000)', () => {
+  // frame.0000…: names that wait on a directory `frame` (listed after them, as `frame/`) past the 1,000 held
+  const second = (f: TreeFile): TreeFile => ({ ...f, mtimeNs: f.mtimeNs / 1_000_000_000n * 1_000_000_000n })
+  const tree: TreeFile[] = [
+    ...Array.from({ length: 1300 }, (_, i) => file(`frame.${String(i).padStart(5, '0')}`, `frame ${i}`)),
+    ...Array.from({ length: 1200 }, (_, i) => file(`frame/${String(i).padStart(5, '0')}.txt`, `sub ${i}`)),
+    ...Array.from({ length: 100 }, (_, i) => file(`z/${i}`, `z ${i}`)),
+    file('frame-1', 'frame-1'),
+  ].map(second)
+
+  it('packs the same set as the tree on disk', async () => {
+    await s3.bucket('many')
+    await fill('many', '', tree)
+    const local = await onDisk(tree)
+    const fromS3 = tmpDir()
+    const fromDisk = tmpDir()
+    const r = await packerOk(['pack', 's3://many', '-o', fromS3, '--no-encrypt', '--s3-endpoint', s3.endpoint, '--s3-mtime', 'metadata', '--json'], { env: env() })
+    await packerOk(['pack', local, '-o', fromDisk, '--no-encrypt'], { env: env() })
+    expect(setOf(fromS3)).toEqual(setOf(fromDisk))
+    const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done')
+    expect(done.files).toBe(tree.length)
+  }, 300_000)
+})
+
+describe('faults between packer and the store (a proxy)', () => {
+  let proxy: FaultProxy
+  const tree = [file('one.bin', bytes(2 * MiB + 3, 31)), file('two.bin', bytes(3 * MiB, 32)), file('small', 'small')]
+  let reference: string
+
+  beforeAll(async () => {
+    await s3.bucket('faulty')
+    await fill('faulty', 'p/', tree)
+    proxy = await startFaultProxy(s3.endpoint)
+    reference = tmpDir()
+    await packerOk(['pack', 's3://faulty/p', '-o', reference, '--no-encrypt', '--bin-size', '2MiB', '--s3-endpoint', s3.endpoint], { env: env() })
+  })
+  afterAll(async () => { await proxy?.stop() })
+
+  it('throttling (503 SlowDown), dropped connections and a stall: retried, and the set is the same', async () => {
+    proxy.clear()
+    proxy.fault({ match: { method: 'GET', range: true }, times: 2, fault: { kind: 'status', status: 503, headers: { 'retry-after': '0' }, body: '<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>' } })
+    proxy.fault({ match: { method: 'GET', path: '/faulty/?' }, times: 1, fault: { kind: 'status', status: 503, body: '<Error><Code>SlowDown</Code><Message>slow down</Message></Error>' } })
+    proxy.fault({ match: { method: 'GET', range: true }, times: 2, fault: { kind: 'reset', afterBytes: 1000 } })
+    proxy.fault({ match: { method: 'GET', range: true }, times: 1, fault: { kind: 'stall', afterBytes: 10 } })
+    const out = tmpDir()
+    const started = Date.now()
+    await packerOk(['pack', 's3://faulty/p', '-o', out, '--no-encrypt', '--bin-size', '2MiB', '--s3-endpoint', proxy.url, '--s3-timeout', '2'], { env: env() })
+    expect(Date.now() - started).toBeLessThan(60_000)
+    expect(setOf(out)).toEqual(setOf(reference))
+    const statuses = proxy.requests.map((r) => r.status)
+    expect(statuses.filter((s) => s === 503).length).toBe(3)
+    expect(statuses).toContain('reset')
+    expect(statuses).toContain('stalled')
+  }, 90_000)
+
+  it('wrong credentials (403): one line naming the bucket and the credentials, exit 1', async () => {
+    proxy.clear()
+    proxy.fault({ fault: { kind: 'status', status: 403, body: '<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>' } })
+    const out = tmpDir()
+    const r = await packer(['pack', 's3://faulty/p', '-o', out, '--no-encrypt', '--s3-endpoint', proxy.url], { env: env() })
+    proxy.clear()
+    expect(r.code).toBe(1)
+    const line = oneLine(r.stderr)
+    expect(line).toMatch(/faulty/)
+    expect(line).toMatch(/credential|access key/i)
+    expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+  })
+
+  it('an object replaced while it is read: --on-change fail stops, retry packs the new version whole', async () => {
+    await s3.bucket('changing')
+    const before = bytes(3 * MiB, 41)
+    const after = bytes(3 * MiB, 42)
+    for (const onChange of ['fail', 'retry']) {
+      await s3.put('changing', 'd/obj.bin', before)
+      proxy.clear()
+      // the first ranged reads wait; meanwhile the object is replaced, so they meet another ETag
+      proxy.fault({ match: { method: 'GET', path: '/changing/d/obj.bin', range: true }, times: 3, fault: { kind: 'latency', ms: 1500 } })
+      const out = tmpDir()
+      const running = packer(['pack', 's3://changing/d', '-o', out, '--no-encrypt', '--s3-endpoint', proxy.url, '--on-change', onChange], { env: env() })
+      while (!proxy.requests.some((q) => q.path.startsWith('/changing/d/obj.bin'))) await new Promise((resolve) => setTimeout(resolve, 20))
+      await s3.put('changing', 'd/obj.bin', after)
+      const r = await running
+      if (onChange === 'fail') {
+        expect(r.code).toBe(1)
+        expect(oneLine(r.stderr)).toMatch(/obj\.bin/)
+        expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+      } else {
+        expect(r.code, r.stderr).toBe(0)
+        const restored = tmpDir()
+        await packerOk(['unpack', out, '-o', restored], { env: env() })
+        expect(fs.readFileSync(path.join(restored, 'obj.bin')).equals(after)).toBe(true)
+      }
+    }
+  }, 60_000)
+
+  it('resume: a pack stopped part-way (the store refuses an object) continues, and the set is the same', async () => {
+    proxy.clear()
+    proxy.fault({ match: { method: 'GET', path: '/faulty/p/two.bin' }, fault: { kind: 'status', status: 403, body: '<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>' } })
+    const out = tmpDir()
+    const args = ['pack', 's3://faulty/p', '-o', out, '--no-encrypt', '--bin-size', '2MiB', '--json']
+    const failed = await packer([...args, '--s3-endpoint', proxy.url], { env: env() })
+    expect(failed.code).toBe(1)
+    expect(fs.readdirSync(out).some((n) => n.endsWith('.car') && !n.startsWith('.'))).toBe(true)
+    proxy.clear()
+    const r = await packerOk([...args, '--s3-endpoint', proxy.url], { env: env() })
+    const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done')
+    expect(done.resumed).not.toBeNull()
+    expect(setOf(out)).toEqual(setOf(reference))
+    expect(done.resumed.cars).toBeGreaterThan(0)
+  }, 60_000)
+})
