@@ -3,7 +3,6 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError } from '../errors.js'
 import type { Identity } from '../crypto/index.js'
-import { MANIFEST_FILE } from '../format/manifest.js'
 import { CarSet } from '../restore/car-set.js'
 import { missingCars, misnamedWarning } from '../restore/availability.js'
 import { SetReader } from '../read/reader.js'
@@ -75,7 +74,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
     // Nothing here reads the table: the tree looks entries up as they are asked for, so the time to mount does not
     // grow with the number of files. The root, which has no entry, shows the manifest's mtime (when the set was
     // written, or rebuilt).
-    const rootMtimeMs = Math.floor((await fs.stat(path.join(set.dir, MANIFEST_FILE))).mtimeMs)
+    const rootMtimeMs = Math.floor(set.mtimeMs)
     const tree = new MountTree(set.files, {
       uid: opts.uid ?? process.getuid?.() ?? 0,
       gid: opts.gid ?? process.getgid?.() ?? 0,
