@@ -1,3 +1,4 @@
+import type { HttpTimeouts } from '../remote/http-get.js'
 import { execFile } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -19,6 +20,10 @@ export interface MountOptions {
   carDir: string
   /** Directory holding manifest.json, the index and the table (default: carDir). */
   setDir?: string
+  /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}) instead of carDir. */
+  pieceUrls?: string[]
+  /** Timeouts of every HTTP request (a set or its CARs at URLs). */
+  http?: HttpTimeouts
   mountpoint: string
   /** Called before the set is opened (after the mount point and FUSE checks): e.g. asks for a passphrase. */
   identities?: () => Promise<Identity[]>
@@ -63,7 +68,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
   const mountpoint = await checkMountpoint(opts.mountpoint)
   const Fuse = await checkFuse(opts.env)
   const identities = opts.identities ? await opts.identities() : []
-  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir })
+  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir, pieceUrls: opts.pieceUrls, http: opts.http })
   let reader: SetReader | undefined
   try {
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)

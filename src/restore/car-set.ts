@@ -8,6 +8,10 @@ import type { CarStore } from '../store/car-store.js'
 import { LocalCars } from '../store/local-cars.js'
 import { LocalSetFiles, type SetFiles } from '../store/set-files.js'
 import { BlockSource } from './block-source.js'
+import { HttpCars } from '../remote/http-cars.js'
+import { HttpSetFiles } from '../remote/http-set-files.js'
+import { pieceUrl } from '../remote/piece-url.js'
+import type { HttpTimeouts } from '../remote/http-get.js'
 import { TableV1, TableV2, readStoredFile, type SetTable } from './set-table.js'
 
 export interface OpenOptions {
@@ -15,8 +19,12 @@ export interface OpenOptions {
   identities?: Identity[]
   /** The set ID the user kept apart from the CARs; the set is refused if it differs. */
   expect?: string
-  /** Where the CARs are, when not beside manifest.json (a directory). */
+  /** Where the CARs are, when not beside manifest.json: a directory, or a set directory's URL. */
   carDir?: string
+  /** The CARs are fetched from these URL templates ({pieceCid}, {pieceCidV2}), tried in order. */
+  pieceUrls?: string[]
+  /** Timeouts of every HTTP request. */
+  http?: HttpTimeouts
   /** Read only the manifest and index (verify, pieces): the file table is not needed or cannot be decrypted. */
   skipTable?: boolean
 }
@@ -58,9 +66,13 @@ export class CarSet {
     return this.table
   }
 
-  /** A set in a directory (its CARs there too, or in opts.carDir). */
-  static async open (dir: string, opts: OpenOptions = {}): Promise<CarSet> {
-    return await CarSet.openFrom(new LocalSetFiles(dir), (m) => new LocalCars(opts.carDir ?? dir, m.cars), opts)
+  /**
+   * A set in a directory or at a URL (http, https); its CARs beside manifest.json, in opts.carDir, or at
+   * opts.pieceUrls.
+   */
+  static async open (where: string, opts: OpenOptions = {}): Promise<CarSet> {
+    const files = isUrl(where) ? new HttpSetFiles(where, opts.http) : new LocalSetFiles(where)
+    return await CarSet.openFrom(files, (m) => carStore(opts.carDir ?? where, m, opts), opts)
   }
 
   /** A set whose files and CARs are wherever `files` and the store made by `cars` read them from. */
@@ -87,6 +99,17 @@ export class CarSet {
     await this.cars.close()
     await this.#index.close()
   }
+}
+
+export function isUrl (where: string): boolean { return /^https?:\/\//i.test(where) }
+
+/** Where the CARs are read from: piece URLs, a set directory's URL, or a directory. */
+function carStore (where: string, m: Manifest, opts: OpenOptions): CarStore {
+  const templates = opts.pieceUrls ?? []
+  if (templates.length > 0) return new HttpCars(templates.join(', '), m.cars, (c) => templates.map((t) => pieceUrl(t, c)), { timeouts: opts.http })
+  if (!isUrl(where)) return new LocalCars(where, m.cars)
+  const base = new URL(where.endsWith('/') ? where : `${where}/`)
+  return new HttpCars(base.href, m.cars, (c) => [new URL(c.file, base).href], { timeouts: opts.http })
 }
 
 async function readTable (files: SetFiles, m: Manifest, blocks: BlockSource, identities: Identity[]): Promise<SetTable> {
