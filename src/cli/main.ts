@@ -8,6 +8,7 @@ import { addReadCommands } from './read-commands.js'
 import { addKeygenCommand } from './keygen-command.js'
 import { addMountCommands } from './mount-command.js'
 import { addShardCommands } from './shard-commands.js'
+import { addFetchCommand } from './fetch-command.js'
 
 /** The CLI: options become calls; a PackerError becomes one line on stderr and its exit code. */
 const program = new Command()
@@ -19,6 +20,7 @@ addReadCommands(program)
 addKeygenCommand(program)
 addMountCommands(program)
 addShardCommands(program)
+addFetchCommand(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof PackerError) {

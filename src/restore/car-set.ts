@@ -40,6 +40,8 @@ export class CarSet {
   readonly manifest: Manifest
   /** When the manifest was written. */
   readonly mtimeMs: number
+  /** Where the manifest, the index and a version-1 table's copy are read from. */
+  readonly setFiles: SetFiles
   /** Where the CARs are read from. */
   readonly cars: CarStore
   readonly blocks: BlockSource
@@ -47,8 +49,9 @@ export class CarSet {
   readonly table: SetTable | null
   readonly #index: BlockIndex & { close: () => Promise<void> }
 
-  private constructor (dir: string, manifest: Manifest, mtimeMs: number, index: BlockIndex & { close: () => Promise<void> }, cars: CarStore, blocks: BlockSource, table: SetTable | null) {
-    this.dir = dir
+  private constructor (setFiles: SetFiles, manifest: Manifest, mtimeMs: number, index: BlockIndex & { close: () => Promise<void> }, cars: CarStore, blocks: BlockSource, table: SetTable | null) {
+    this.dir = setFiles.where
+    this.setFiles = setFiles
     this.manifest = manifest
     this.mtimeMs = mtimeMs
     this.#index = index
@@ -87,7 +90,7 @@ export class CarSet {
     const blocks = new BlockSource(index, store, manifest.cars)
     try {
       const table = opts.skipTable ? null : await readTable(files, manifest, blocks, opts.identities ?? [])
-      return new CarSet(dir, manifest, mtimeMs, index, store, blocks, table)
+      return new CarSet(files, manifest, mtimeMs, index, store, blocks, table)
     } catch (err) {
       await store.close()
       await index.close()
