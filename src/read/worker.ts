@@ -117,8 +117,8 @@ async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void
   } catch (err) {
     return post({ id, ok: false, kind: 'io', message: (err as Error).message })
   }
-  const digest = createHash('sha256').update(leaf).digest()
-  if (!digest.equals(job.digest)) return post({ id, ok: false, kind: 'hash', message: 'does not match its hash' })
+  // Bytes handed over were checked by their store (it needs to know, to drop a source that sends wrong ones).
+  if (!('bytes' in job.at) && !createHash('sha256').update(leaf).digest().equals(job.digest)) return post({ id, ok: false, kind: 'hash', message: 'does not match its hash' })
   if (d === undefined) return post({ id, ok: true, dataLength: job.length })
   let key = d.key
   let keyOut: ArrayBuffer | undefined

@@ -192,18 +192,22 @@ export class HttpCars implements CarStore {
         await new Promise((resolve) => setTimeout(resolve, Math.min(MAX_RETRY_WAIT_MS, (err.retryAfter ?? 0.2 * attempt) * 1000)))
         continue
       }
-      // Each block its own buffer: one posted to a worker thread is copied whole, and one kept must not hold the run.
+      const checks = await Promise.all(run.map(async (w) => {
+        const at = w.block.offset - from
+        return await hashMatches(bytes.subarray(at, at + w.block.length), w.block.cid.multihash.digest)
+      }))
+      const bad = run.find((_, i) => !checks[i])
+      if (bad !== undefined) {
+        this.#drop(url, new PackerError('REMOTE', `GET ${url}: sent wrong bytes (block ${bad.block.cid} at byte ${bad.block.offset} does not match its hash)`))
+        return null
+      }
+      // Each block in its own shared memory: posted to a worker thread, it is shared, not copied; kept, it does not
+      // hold the whole run.
       const blocks = run.map((w) => {
-        const b = Buffer.allocUnsafeSlow(w.block.length)
+        const b = Buffer.from(new SharedArrayBuffer(w.block.length))
         bytes.copy(b, 0, w.block.offset - from, w.block.offset - from + w.block.length)
         return b
       })
-      for (const [i, w] of run.entries()) {
-        if (!await hashMatches(blocks[i]!, w.block.cid.multihash.digest)) {
-          this.#drop(url, new PackerError('REMOTE', `GET ${url}: sent wrong bytes (block ${w.block.cid} at byte ${w.block.offset} does not match its hash)`))
-          return null
-        }
-      }
       return blocks
     }
   }

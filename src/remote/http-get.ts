@@ -94,26 +94,22 @@ export async function httpGet (url: string, from: number, to: number | undefined
       const length = Number(res.headers['content-length'] ?? NaN)
       const total = status === 206 ? Number(/\/(\d+)$/.exec(res.headers['content-range'] ?? '')?.[1] ?? NaN) : length
       if (status === 206 && !new RegExp(`^bytes ${from}-`).test(res.headers['content-range'] ?? '')) return refuse(`the server sent bytes ${res.headers['content-range'] ?? '(no Content-Range)'}, not from ${from}`, false)
+      // A stall mid-body: the socket's idle timer (cleared when the answer is done: the socket may be reused).
+      const socket = res.socket
+      const stalled = (): void => { res.destroy(new HttpGetError(url, `the body stalled for ${t.stall / 1000} s`, { transient: true })) }
+      socket.setTimeout(t.stall, stalled)
+      res.once('close', () => { socket.setTimeout(0); socket.removeListener('timeout', stalled) })
       const modified = Date.parse(res.headers['last-modified'] ?? '')
       resolve({
         length,
         total,
         modifiedMs: Number.isNaN(modified) ? undefined : modified,
-        cancel: () => { clearTimeout(timer); res.destroy() },
+        cancel: () => { res.destroy() },
         pieces: async function * () {
-          const it = res[Symbol.asyncIterator]()
           try {
-            for (;;) {
-              let stalled: NodeJS.Timeout | undefined
-              const next = await Promise.race([
-                it.next(),
-                new Promise<never>((_resolve, reject) => { stalled = setTimeout(() => reject(new HttpGetError(url, `the body stalled for ${t.stall / 1000} s`, { transient: true })), t.stall) }),
-              ]).catch((err: unknown) => {
-                throw err instanceof HttpGetError ? err : new HttpGetError(url, `the connection failed mid-body (${(err as Error).message})`, { transient: true })
-              }).finally(() => clearTimeout(stalled))
-              if (next.done === true) return
-              yield next.value as Buffer
-            }
+            for await (const p of res) yield p as Buffer
+          } catch (err) {
+            throw err instanceof HttpGetError ? err : new HttpGetError(url, `the connection failed mid-body (${(err as Error).message})`, { transient: true })
           } finally { res.destroy() }
         },
       })
