@@ -52,8 +52,6 @@ function agentFor (url: URL): http.Agent {
 
 /** An answer's body, pieces as they come; a stall past the timeout ends it with an error. */
 export interface HttpBody {
-  /** Bytes the answer says it holds. */
-  length: number
   /** Total size of the resource (from Content-Range, or Content-Length of a whole answer). */
   total: number
   /** Last-Modified, in ms, when the server said. */
@@ -91,8 +89,7 @@ export async function httpGet (url: string, from: number, to: number | undefined
       if (ranged && status === 200) return refuse('the server answered a Range request with the whole file (200, not 206): it does not serve byte ranges', false)
       const encoding = res.headers['content-encoding']
       if (encoding !== undefined && encoding !== 'identity') return refuse(`the server sent the bytes encoded (Content-Encoding: ${encoding}) although asked not to`, false)
-      const length = Number(res.headers['content-length'] ?? NaN)
-      const total = status === 206 ? Number(/\/(\d+)$/.exec(res.headers['content-range'] ?? '')?.[1] ?? NaN) : length
+      const total = Number(status === 206 ? /\/(\d+)$/.exec(res.headers['content-range'] ?? '')?.[1] ?? NaN : res.headers['content-length'] ?? NaN)
       if (status === 206 && !new RegExp(`^bytes ${from}-`).test(res.headers['content-range'] ?? '')) return refuse(`the server sent bytes ${res.headers['content-range'] ?? '(no Content-Range)'}, not from ${from}`, false)
       // A stall mid-body: the socket's idle timer (cleared when the answer is done: the socket may be reused).
       const socket = res.socket
@@ -101,7 +98,6 @@ export async function httpGet (url: string, from: number, to: number | undefined
       res.once('close', () => { socket.setTimeout(0); socket.removeListener('timeout', stalled) })
       const modified = Date.parse(res.headers['last-modified'] ?? '')
       resolve({
-        length,
         total,
         modifiedMs: Number.isNaN(modified) ? undefined : modified,
         cancel: () => { res.destroy() },

@@ -104,7 +104,7 @@ export class CarSet {
   }
 }
 
-export function isUrl (where: string): boolean { return /^https?:\/\//i.test(where) }
+function isUrl (where: string): boolean { return /^https?:\/\//i.test(where) }
 
 /** Where the CARs are read from: piece URLs, a set directory's URL, or a directory. */
 function carStore (where: string, m: Manifest, opts: OpenOptions): CarStore {
