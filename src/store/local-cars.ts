@@ -34,6 +34,7 @@ export class LocalCars implements CarStore {
   readonly #cars: CarRecord[]
   readonly #locator: CarLocator
   readonly #handles = new Map<number, Promise<fs.FileHandle>>()
+  #copies?: Promise<Array<{ file: string, car: number }>>
 
   constructor (dir: string, cars: CarRecord[]) {
     this.dir = dir
@@ -100,14 +101,18 @@ export class LocalCars implements CarStore {
   async occupant (car: number): Promise<Occupant> {
     const own = path.join(this.dir, this.#cars[car]!.file)
     for (let i = 0; i < this.#cars.length; i++) if (await this.#locator.pathOf(i) === own) return { kind: 'found', car: i }
-    const copy = (await this.#locator.extraCopies()).find((c) => c.file === own)
+    const copy = (await (this.#copies ?? this.extraCopies())).find((c) => c.file === own)
     if (copy !== undefined) return { kind: 'copy', car: copy.car }
     return await fs.stat(own).then((st) => st.isFile() ? { kind: 'other' } : { kind: 'none' }, () => ({ kind: 'none' }))
   }
 
+  /** Read once (a scan of every .car file's header), then kept: verify asks again for each CAR out of place. */
   async extraCopies (): Promise<Array<{ file: string, car: number }>> {
-    for (let i = 0; i < this.#cars.length; i++) await this.#locator.pathOf(i)
-    return await this.#locator.extraCopies()
+    this.#copies ??= (async () => {
+      for (let i = 0; i < this.#cars.length; i++) await this.#locator.pathOf(i)
+      return await this.#locator.extraCopies()
+    })()
+    return await this.#copies
   }
 
   async #handle (car: number): Promise<fs.FileHandle> {
