@@ -44,7 +44,16 @@ export class LocalCars implements CarStore {
 
   get where (): string { return this.dir }
 
-  async has (car: number): Promise<boolean> { return await this.#locator.pathOf(car) !== null }
+  /** Through the open descriptors: a CAR found once is not looked for again on every block. */
+  async has (car: number): Promise<boolean> {
+    try {
+      await this.#handle(car)
+      return true
+    } catch (err) {
+      if (err instanceof MissingCarError) return false
+      throw err
+    }
+  }
 
   absent (car: number): MissingCarError {
     return new MissingCarError(car, this.#cars[car]!, `is missing from ${this.dir}; retrieve it and copy it there`)
