@@ -10,13 +10,13 @@
  * the runs), the ratio remote / local, and each mount process's peak RSS.
  */
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startMount, stopMount } from './lib/mounts.mjs'
+import { ensureEncryptedFileSet } from './lib/sets.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = path.join(ROOT, 'dist/cli/main.js')
@@ -32,20 +32,7 @@ const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a 
 const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
 const dropCaches = () => { try { execFileSync('bash', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']) } catch {} }
 
-function ensureSet () {
-  const dir = path.join(WORK, `set-${SIZE_MIB}`)
-  if (fs.existsSync(path.join(dir, 'set/manifest.json'))) return dir
-  fs.rmSync(dir, { recursive: true, force: true })
-  fs.mkdirSync(path.join(dir, 'src'), { recursive: true })
-  const fd = fs.openSync(path.join(dir, 'src/big.bin'), 'w')
-  const c = crypto.createCipheriv('chacha20', crypto.randomBytes(32), Buffer.alloc(16))
-  const z = Buffer.alloc(1 << 20)
-  for (let i = 0; i < SIZE_MIB; i++) fs.writeSync(fd, c.update(z))
-  fs.closeSync(fd)
-  const recipient = packer('keygen', '-o', path.join(dir, 'key.txt')).trim()
-  packer('pack', path.join(dir, 'src'), '-o', path.join(dir, 'set'), '-r', recipient, '-q')
-  return dir
-}
+function ensureSet () { return ensureEncryptedFileSet(path.join(WORK, `set-${SIZE_MIB}`), SIZE_MIB, packer) }
 
 async function freePort () {
   const s = net.createServer()
