@@ -21,12 +21,12 @@
  * Each peer run is time-boxed (--peer-timeout seconds); a peer slower than that is reported as such and not re-run.
  */
 import { spawnSync, execFileSync } from 'node:child_process'
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startMount, stopMount } from './lib/mounts.mjs'
+import { ensureEncryptedFileSet } from './lib/sets.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = path.join(ROOT, 'dist/cli/main.js')
@@ -70,20 +70,7 @@ function ensureTool (bin, pkg) {
   return which(bin)
 }
 
-function ensureBigSet () {
-  const dir = path.join(WORK, `big-${SIZE_MIB}`)
-  if (fs.existsSync(path.join(dir, 'set/manifest.json'))) return dir
-  fs.rmSync(dir, { recursive: true, force: true })
-  fs.mkdirSync(path.join(dir, 'src'), { recursive: true })
-  const fd = fs.openSync(path.join(dir, 'src/big.bin'), 'w')
-  const c = crypto.createCipheriv('chacha20', crypto.randomBytes(32), Buffer.alloc(16))
-  const z = Buffer.alloc(1 << 20)
-  for (let i = 0; i < SIZE_MIB; i++) fs.writeSync(fd, c.update(z))
-  fs.closeSync(fd)
-  const recipient = packer('keygen', '-o', path.join(dir, 'key.txt')).trim()
-  packer('pack', path.join(dir, 'src'), '-o', path.join(dir, 'set'), '-r', recipient, '-q')
-  return dir
-}
+function ensureBigSet () { return ensureEncryptedFileSet(path.join(WORK, `big-${SIZE_MIB}`), SIZE_MIB, packer) }
 
 function ensureManySet () {
   const dir = path.join(WORK, `many-${FILES}`)

@@ -8,6 +8,7 @@ export { unpack, type UnpackOptions, type UnpackEvent, type UnpackResult } from 
 export { verify, type VerifyOptions, type VerifyEvent, type VerifyResult, type CarCheck, type CarStatus } from './api/verify.js'
 export { list, listMissing, pieces, type ListOptions, type MissingFile } from './api/list.js'
 export { openSet, type PackerSet, type SetOptions, type SetManifest, type SetEntry, type PieceInfo } from './api/set.js'
+export { fetchSet, type FetchOptions, type FetchEvent, type FetchResult } from './api/fetch.js'
 export { mount, unmount, type MountOptions, type MountHandle } from './api/mount.js'
 export { serveSet as serve, type ServeOptions, type SetServer, type AccessLogEntry } from './serve/server.js'
 export { keygen, type AgeKey, type RsaKeyPair } from './api/keygen.js'

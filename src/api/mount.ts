@@ -15,8 +15,10 @@ const UNMOUNT_WAIT_MS = 15_000
 export interface MountOptions extends KeyOptions {
   /** Refuse the set unless its set ID (printed by pack) is this one. */
   expect?: string
-  /** Directory holding manifest.json, blocks.idx and the table, when not beside the CARs. */
+  /** Directory or URL holding manifest.json, blocks.idx and the table, when not beside the CARs. */
   manifest?: string
+  /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}; storage providers' /piece/ URLs), in order. */
+  pieceUrls?: string[]
   /** Decrypted, verified data kept in memory: bytes, or text such as `512MiB` (default 256 MiB, at least 4 MiB). */
   cacheSize?: number | string
   /** Owner and group shown for every file (default: the caller's). */
@@ -54,6 +56,7 @@ async function mountCommand (carDir: string, mountpoint: string, o: MountOptions
   }
   if (o.expect !== undefined) args.push('--expect', o.expect)
   if (o.manifest !== undefined) args.push('--manifest', o.manifest)
+  for (const t of o.pieceUrls ?? []) args.push('--piece-url', t)
   if (o.cacheSize !== undefined) args.push('--cache-size', String(o.cacheSize))
   if (o.uid !== undefined) args.push('--uid', String(o.uid))
   if (o.gid !== undefined) args.push('--gid', String(o.gid))

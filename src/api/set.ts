@@ -1,3 +1,4 @@
+import { DEFAULT_TIMEOUTS, type HttpTimeouts } from '../remote/http-get.js'
 import { PackerError } from '../errors.js'
 import type { Manifest } from '../format/manifest.js'
 import type { TableEntry } from '../format/table-entry.js'
@@ -14,6 +15,15 @@ export interface SetOptions extends KeyOptions {
   expect?: string
   /** Directory holding the CARs, when they are not beside manifest.json (e.g. where a retrieval put them). */
   cars?: string
+  /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}; storage providers' /piece/ URLs), in order. */
+  pieceUrls?: string[]
+  /** Longest wait for an HTTP server (to connect, to answer, between two pieces of a body), in ms; default 30 s. */
+  httpTimeoutMs?: number
+}
+
+/** HTTP timeouts from one bound (connecting gets at most 10 s of it). */
+export function httpTimeouts (ms: number | undefined): HttpTimeouts | undefined {
+  return ms === undefined ? undefined : { connect: Math.min(ms, DEFAULT_TIMEOUTS.connect), firstByte: ms, stall: ms }
 }
 
 /** One CAR of a set, as deal tools need it (`packer pieces`). */
@@ -131,7 +141,7 @@ export async function warnMisnamed (set: CarSet, onWarning?: (m: string) => void
 
 export async function openCarSet (dir: string, o: SetOptions, skipTable = false): Promise<CarSet> {
   const identities = skipTable ? [] : await identitiesOf(o)
-  return await CarSet.open(dir, { identities, expect: o.expect, skipTable, carDir: o.cars })
+  return await CarSet.open(dir, { identities, expect: o.expect, skipTable, carDir: o.cars, pieceUrls: o.pieceUrls, http: httpTimeouts(o.httpTimeoutMs) })
 }
 
 /**

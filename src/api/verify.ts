@@ -125,7 +125,7 @@ export async function verify (setDir: string, options: VerifyOptions = {}): Prom
       })
     }
     if (options.fixNames) {
-      const fix = await fixCarNames(set.locator.dir, report.cars, (r) => { result.renamed.push(r); emit({ event: 'renamed', ...r }) })
+      const fix = await fixCarNames(set.cars.where, report.cars, (r) => { result.renamed.push(r); emit({ event: 'renamed', ...r }) })
       for (const b of fix.blocked) emit({ event: 'notRenamed', ...b })
       result.misnamed -= fix.renamed.length
     }

@@ -9,6 +9,7 @@ import { addKeygenCommand } from './keygen-command.js'
 import { addMountCommands } from './mount-command.js'
 import { addShardCommands } from './shard-commands.js'
 import { addServeCommand } from './serve-command.js'
+import { addFetchCommand } from './fetch-command.js'
 
 /** The CLI: options become calls; a PackerError becomes one line on stderr and its exit code. */
 const program = new Command()
@@ -21,6 +22,7 @@ addKeygenCommand(program)
 addMountCommands(program)
 addShardCommands(program)
 addServeCommand(program)
+addFetchCommand(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof PackerError) {

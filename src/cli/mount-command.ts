@@ -5,6 +5,9 @@ import { mountSet, DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from '../mount/index.js'
 import { identitiesOf } from '../api/keys.js'
 import { unmount } from '../index.js'
 import { keyOptionsFrom } from './keys.js'
+import { checkPieceUrl } from '../remote/piece-url.js'
+import { httpTimeouts } from '../api/set.js'
+import { seconds } from './read-commands.js'
 import { collect } from './output.js'
 
 function id (text: string, option: string): number {
@@ -14,12 +17,14 @@ function id (text: string, option: string): number {
 
 /** `packer mount CARDIR MOUNTPOINT` and `packer umount MOUNTPOINT`. */
 export function addMountCommands (program: Command): void {
-  program.command('mount').argument('<cardir>', 'directory with the CARs (and manifest.json, unless --manifest)').argument('<mountpoint>', 'empty directory to mount on')
+  program.command('mount').argument('<cardir>', 'directory or URL with the CARs (and manifest.json, unless --manifest); with --piece-url, where manifest.json is').argument('<mountpoint>', 'empty directory to mount on')
     .description('mount a set read-only (FUSE): browse and read files on demand, decrypted and checked; runs until Ctrl-C or packer umount')
     .option('-i, --identity <file>', 'identity that opens an encrypted set: RSA private key PEM, age identity file or OpenSSH key (repeatable; - reads it from standard input)', collect)
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
-    .option('--manifest <dir>', 'directory with manifest.json, blocks.idx and the table, when not beside the CARs')
+    .option('--manifest <dir>', 'directory or URL with manifest.json, blocks.idx and the table, when not beside the CARs')
+    .option('--piece-url <template>', 'fetch the CARs from this URL, {pieceCid} or {pieceCidV2} replaced (repeatable: tried in order)', collect)
+    .option('--http-timeout <seconds>', 'longest wait for a web server: to connect, to answer, between two pieces of a body', '30')
     .option('--cache-size <size>', `decrypted, verified data kept in memory (e.g. 512MiB, at least ${formatSize(MIN_CACHE_SIZE)})`, formatSize(DEFAULT_CACHE_SIZE).replace(' ', ''))
     .option('--uid <uid>', 'owner shown for every file (default: you)')
     .option('--gid <gid>', 'group shown for every file (default: yours)')
@@ -36,6 +41,8 @@ export function addMountCommands (program: Command): void {
       const m = await mountSet({
         carDir: cardir,
         setDir: o.manifest,
+        pieceUrls: (o.pieceUrl as string[] | undefined)?.map(checkPieceUrl),
+        http: httpTimeouts(seconds(o.httpTimeout, '--http-timeout')),
         mountpoint,
         identities: async () => await identitiesOf(await keyOptionsFrom(o)),
         expect: o.expect,

@@ -6,8 +6,9 @@ import { keyOptionsFrom, type KeyFlags } from './keys.js'
 import { lsJson, lsLine, piecesCsv, piecesRows } from './listing.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
+import { checkPieceUrl } from '../remote/piece-url.js'
 
-export interface SetFlags extends KeyFlags { expect?: string, cars?: string }
+export interface SetFlags extends KeyFlags { expect?: string, cars?: string, pieceUrl?: string[], httpTimeout: string }
 
 export function identityOptions (cmd: Command): Command {
   return cmd
@@ -15,14 +16,23 @@ export function identityOptions (cmd: Command): Command {
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
     .option('--cars <dir>', 'the CARs are in DIR (e.g. where a retrieval put them), not beside manifest.json')
+    .option('--piece-url <template>', 'fetch the CARs from this URL, {pieceCid} or {pieceCidV2} replaced (repeatable: tried in order)', collect)
+    .option('--http-timeout <seconds>', 'longest wait for a web server: to connect, to answer, between two pieces of a body', '30')
+}
+
+/** A positive number of seconds given to `option`, in ms. */
+export function seconds (text: string, option: string): number {
+  const s = Number(text)
+  if (!Number.isFinite(s) || s <= 0) throw new PackerError('USAGE', `${option}: '${text}' is not a number of seconds`)
+  return Math.round(s * 1000)
 }
 
 async function setOptionsFrom (o: SetFlags): Promise<SetOptions> {
-  return { ...await keyOptionsFrom(o), expect: o.expect, cars: o.cars }
+  return { ...await keyOptionsFrom(o), expect: o.expect, cars: o.cars, pieceUrls: o.pieceUrl?.map(checkPieceUrl), httpTimeoutMs: seconds(o.httpTimeout, '--http-timeout') }
 }
 
 export function addReadCommands (program: Command): void {
-  identityOptions(program.command('unpack').argument('<setdir>', 'directory with manifest.json and the CARs').argument('[paths...]', 'archive paths to restore (default: everything)')
+  identityOptions(program.command('unpack').argument('<setdir>', 'directory or URL with manifest.json and the CARs').argument('[paths...]', 'archive paths to restore (default: everything)')
     .description('restore a set (or some of its paths) to DEST, checking every block; rerun to continue an interrupted unpack')
     .requiredOption('-o, --output <dest>', 'destination directory')
     .option('--overwrite', 'replace existing files')

@@ -1,9 +1,9 @@
+import type { HttpTimeouts } from '../remote/http-get.js'
 import { execFile } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError } from '../errors.js'
 import type { Identity } from '../crypto/index.js'
-import { MANIFEST_FILE } from '../format/manifest.js'
 import { CarSet } from '../restore/car-set.js'
 import { missingCars, misnamedWarning } from '../restore/availability.js'
 import { SetReader } from '../read/reader.js'
@@ -20,6 +20,10 @@ export interface MountOptions {
   carDir: string
   /** Directory holding manifest.json, the index and the table (default: carDir). */
   setDir?: string
+  /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}) instead of carDir. */
+  pieceUrls?: string[]
+  /** Timeouts of every HTTP request (a set or its CARs at URLs). */
+  http?: HttpTimeouts
   mountpoint: string
   /** Called before the set is opened (after the mount point and FUSE checks): e.g. asks for a passphrase. */
   identities?: () => Promise<Identity[]>
@@ -64,7 +68,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
   const mountpoint = await checkMountpoint(opts.mountpoint)
   const Fuse = await checkFuse(opts.env)
   const identities = opts.identities ? await opts.identities() : []
-  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir })
+  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir, pieceUrls: opts.pieceUrls, http: opts.http })
   let reader: SetReader | undefined
   try {
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)
@@ -75,7 +79,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
     // Nothing here reads the table: the tree looks entries up as they are asked for, so the time to mount does not
     // grow with the number of files. The root, which has no entry, shows the manifest's mtime (when the set was
     // written, or rebuilt).
-    const rootMtimeMs = Math.floor((await fs.stat(path.join(set.dir, MANIFEST_FILE))).mtimeMs)
+    const rootMtimeMs = Math.floor(set.mtimeMs)
     const tree = new MountTree(set.files, {
       uid: opts.uid ?? process.getuid?.() ?? 0,
       gid: opts.gid ?? process.getgid?.() ?? 0,

@@ -8,6 +8,7 @@ import { AgeGeometry, CHUNK } from './chunks.js'
 import { CompressedFiles } from './compressed-files.js'
 import { WorkerPool } from './pool.js'
 import { runJob, type LeafJob, type LeafResult } from './worker.js'
+import type { Place } from '../store/car-store.js'
 
 export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
 export const MIN_CACHE_SIZE = 4 * 1024 * 1024
@@ -331,7 +332,7 @@ export class SetReader {
     if (loc.length !== leaf.length) {
       throw new PackerError('CORRUPT', `${displayPath(e.path)}: block ${leaf.cid} in CAR ${car.file} is ${loc.length} bytes, the file's DAG says ${leaf.length}; the set is damaged`, { subject: car.file })
     }
-    const job: Omit<LeafJob, 'id' | 'slot'> = { fd: loc.fd, offset: loc.offset, length: loc.length, digest: leaf.cid.multihash.digest }
+    const job: Omit<LeafJob, 'id' | 'slot'> = { at: await this.#set.blocks.place(loc), length: loc.length, digest: leaf.cid.multihash.digest }
     let g: AgeGeometry | undefined
     let ins: ReturnType<AgeGeometry['inside']> | undefined
     let short = false
@@ -349,15 +350,14 @@ export class SetReader {
         if (pkey === null) throw new PackerError('CORRUPT', `${displayPath(e.path)}: no payload nonce in its first block; the set is damaged`)
       }
       // The chunk that starts in this leaf and ends in the next: its remaining bytes come from the next leaf's place.
-      let next: { fd: number, offset: number, length: number } | undefined
+      let next: { at: Place, length: number } | undefined
       const c = ins.first + ins.count
       if (c < g.chunks && g.start(c) < le && g.end(c) > le) {
         const layout = await this.#layout(e)
         const nl = layout.leavesNow(le, le + 1) ?? await layout.leaves(le, le + 1)
         if (nl !== null && nl.length === 1 && nl[0].start === le && g.end(c) <= le + nl[0].length) {
           try {
-            const nloc = await this.#set.blocks.locate(nl[0].cid)
-            next = { fd: nloc.fd, offset: nloc.offset, length: g.end(c) - le }
+            next = { at: await this.#set.blocks.place(await this.#set.blocks.locate(nl[0].cid)), length: g.end(c) - le }
           } catch { short = true }
         }
       }

@@ -1,6 +1,6 @@
 /**
  * A reader worker thread (src/read/pool.ts): preads one leaf block from its CAR (the descriptor is shared with the
- * main thread), checks its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the
+ * main thread; a remote store hands over the bytes instead), checks its SHA-256 against the CID, and for encrypted files opens the age chunks inside it, plus the
  * chunk that starts in it and ends in the next leaf (its remaining bytes are pread from the next leaf's place; the
  * main thread serves that chunk only once the next leaf has passed its own hash check). Plaintext is written straight
  * into a slot of a SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated,
@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto'
 import { read } from 'node:fs'
 import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
 import { collectGarbage } from '../memory.js'
+import type { Place } from '../store/car-store.js'
 
 export interface InitMessage { init: true, slab: SharedArrayBuffer, slotSize: number }
 
@@ -19,8 +20,7 @@ export interface LeafJob {
   id: number
   /** Slot of the slab that receives the plaintext (assigned when the job is handed to a worker). */
   slot: number
-  fd: number
-  offset: number
+  at: Place
   length: number
   digest: Uint8Array
   dec?: {
@@ -32,8 +32,8 @@ export interface LeafJob {
     first: number
     count: number
     firstAt: number
-    /** The chunk after them starts in this leaf and ends in the next: its remaining bytes are at next. */
-    next?: { fd: number, offset: number, length: number }
+    /** The chunk after them starts in this leaf and ends in the next: its remaining bytes are the first `length` at next. */
+    next?: { at: Place, length: number }
     /** Chunks a reader waits for: opened first and reported at once (a `partial` result), then the rest. */
     want?: [number, number]
     /** Index of the file's final chunk and its plaintext length. */
@@ -59,8 +59,13 @@ let sinceCollect = 0
 /** Read buffers: one per job in flight (a worker holds two: one is read while the other is hashed and opened). */
 const scratches: Buffer[] = []
 
-/** Reads length bytes at offset into `into` at `at` (the libuv thread pool: this thread keeps computing meanwhile). */
-async function pread (fd: number, into: Buffer, at: number, length: number, offset: number): Promise<number> {
+/**
+ * Puts the first `length` bytes of a place into `into` at `at`: bytes handed over are copied, a descriptor is pread (on
+ * the libuv thread pool: this thread keeps computing meanwhile). Fewer only at a CAR's end.
+ */
+async function readPlace (place: Place, into: Buffer, at: number, length: number): Promise<number> {
+  if ('bytes' in place) return Buffer.from(place.bytes.buffer, place.bytes.byteOffset, Math.min(length, place.bytes.length)).copy(into, at)
+  const { fd, offset } = place
   let done = 0
   while (done < length) {
     const n = await new Promise<number>((resolve, reject) => {
@@ -102,18 +107,18 @@ async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void
   let nextGot = 0
   try {
     const [got, ng] = await Promise.all([
-      pread(job.fd, leaf, 0, job.length, job.offset),
-      d?.next !== undefined ? pread(d.next.fd, scratch!, job.length, d.next.length, d.next.offset).catch(() => 0) : 0,
+      readPlace(job.at, leaf, 0, job.length),
+      d?.next !== undefined ? readPlace(d.next.at, scratch!, job.length, d.next.length).catch(() => 0) : 0,
     ])
     nextGot = ng
     if (got < job.length) {
-      return post({ id, ok: false, kind: 'truncated', message: `the CAR ends before byte ${job.offset + job.length}` })
+      return post({ id, ok: false, kind: 'truncated', message: 'the CAR ends before the block does' })
     }
   } catch (err) {
     return post({ id, ok: false, kind: 'io', message: (err as Error).message })
   }
-  const digest = createHash('sha256').update(leaf).digest()
-  if (!digest.equals(job.digest)) return post({ id, ok: false, kind: 'hash', message: 'does not match its hash' })
+  // Bytes handed over were checked by their store (it needs to know, to drop a source that sends wrong ones).
+  if (!('bytes' in job.at) && !createHash('sha256').update(leaf).digest().equals(job.digest)) return post({ id, ok: false, kind: 'hash', message: 'does not match its hash' })
   if (d === undefined) return post({ id, ok: true, dataLength: job.length })
   let key = d.key
   let keyOut: ArrayBuffer | undefined

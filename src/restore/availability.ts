@@ -2,21 +2,16 @@ import path from 'node:path'
 import { displayPath } from '../format/stored-path.js'
 import type { CarSet } from './car-set.js'
 
-/** Where each of the manifest's CARs is (found by content, as readers find them); null when absent. */
-export async function locateCars (set: CarSet): Promise<Array<string | null>> {
-  const out: Array<string | null> = []
-  for (let i = 0; i < set.manifest.cars.length; i++) out.push(await set.locator.pathOf(i))
-  return out
-}
-
-/** Indexes of the manifest's CARs that are not in the set's CAR directory. */
+/** Indexes of the manifest's CARs that the set's store does not have. */
 export async function missingCars (set: CarSet): Promise<number[]> {
-  return (await locateCars(set)).flatMap((f, i) => f === null ? [i] : [])
+  const out: number[] = []
+  for (let i = 0; i < set.manifest.cars.length; i++) if (!await set.cars.has(i)) out.push(i)
+  return out
 }
 
 /** The command that gives a set's CARs their own names, for messages. */
 export function fixNamesCommand (set: CarSet): string {
-  return `packer verify --fix-names ${set.dir}${set.locator.dir !== set.dir ? ` --cars ${set.locator.dir}` : ''}`
+  return `packer verify --fix-names ${set.dir}${set.cars.where !== set.dir ? ` --cars ${set.cars.where}` : ''}`
 }
 
 /**
@@ -25,7 +20,11 @@ export function fixNamesCommand (set: CarSet): string {
  */
 export async function misnamedWarning (set: CarSet): Promise<string | null> {
   const cars = set.manifest.cars
-  const wrong = (await locateCars(set)).flatMap((f, i) => f === null || path.basename(f) === cars[i].file ? [] : [`${cars[i].file} is found as ${path.basename(f)}`])
+  const wrong: string[] = []
+  for (let i = 0; i < cars.length; i++) {
+    const found = await set.cars.whole(i)
+    if (found !== null && !found.ownName) wrong.push(`${cars[i].file} is found as ${path.basename(found.name)}`)
+  }
   if (wrong.length === 0) return null
   const shown = wrong.slice(0, 3).join(', ') + (wrong.length > 3 ? ` and ${wrong.length - 3} more` : '')
   return `${wrong.length} CAR(s) are not under their own names (${shown}); they are read by content, but deal tools and storage providers go by the name: run '${fixNamesCommand(set)}'`

@@ -1,13 +1,17 @@
-import fs from 'node:fs/promises'
-import path from 'node:path'
 import { CID } from 'multiformats/cid'
-import { PackerError, isErrno } from '../errors.js'
-import { readManifest, setIdOf, type Manifest } from '../format/manifest.js'
-import { BlockIndex } from '../car/block-index.js'
+import { PackerError } from '../errors.js'
+import { setIdOf, type Manifest } from '../format/manifest.js'
+import type { BlockIndex } from '../car/block-index.js'
 import { importFile } from '../pack/unixfs.js'
 import { decryptStream, type Identity } from '../crypto/index.js'
-import { CarLocator } from './car-locator.js'
+import type { CarStore } from '../store/car-store.js'
+import { LocalCars } from '../store/local-cars.js'
+import { LocalSetFiles, type SetFiles } from '../store/set-files.js'
 import { BlockSource } from './block-source.js'
+import { HttpCars } from '../remote/http-cars.js'
+import { HttpSetFiles } from '../remote/http-set-files.js'
+import { pieceUrl } from '../remote/piece-url.js'
+import type { HttpTimeouts } from '../remote/http-get.js'
 import { TableV1, TableV2, readStoredFile, type SetTable } from './set-table.js'
 
 export interface OpenOptions {
@@ -15,8 +19,12 @@ export interface OpenOptions {
   identities?: Identity[]
   /** The set ID the user kept apart from the CARs; the set is refused if it differs. */
   expect?: string
-  /** Where the CARs are, when not beside manifest.json. */
+  /** Where the CARs are, when not beside manifest.json: a directory, or a set directory's URL. */
   carDir?: string
+  /** The CARs are fetched from these URL templates ({pieceCid}, {pieceCidV2}), tried in order. */
+  pieceUrls?: string[]
+  /** Timeouts of every HTTP request. */
+  http?: HttpTimeouts
   /** Read only the manifest and index (verify, pieces): the file table is not needed or cannot be decrypted. */
   skipTable?: boolean
 }
@@ -27,19 +35,27 @@ export interface OpenOptions {
  * version-2 table by chunks (SetTable).
  */
 export class CarSet {
+  /** Where the manifest is: a directory or a URL. */
   readonly dir: string
   readonly manifest: Manifest
-  readonly locator: CarLocator
+  /** When the manifest was written. */
+  readonly mtimeMs: number
+  /** Where the manifest, the index and a version-1 table's copy are read from. */
+  readonly setFiles: SetFiles
+  /** Where the CARs are read from. */
+  readonly cars: CarStore
   readonly blocks: BlockSource
   /** null when opened with skipTable. */
   readonly table: SetTable | null
   readonly #index: BlockIndex & { close: () => Promise<void> }
 
-  private constructor (dir: string, manifest: Manifest, index: BlockIndex & { close: () => Promise<void> }, locator: CarLocator, blocks: BlockSource, table: SetTable | null) {
-    this.dir = dir
+  private constructor (setFiles: SetFiles, manifest: Manifest, mtimeMs: number, index: BlockIndex & { close: () => Promise<void> }, cars: CarStore, blocks: BlockSource, table: SetTable | null) {
+    this.dir = setFiles.where
+    this.setFiles = setFiles
     this.manifest = manifest
+    this.mtimeMs = mtimeMs
     this.#index = index
-    this.locator = locator
+    this.cars = cars
     this.blocks = blocks
     this.table = table
   }
@@ -53,31 +69,54 @@ export class CarSet {
     return this.table
   }
 
-  static async open (dir: string, opts: OpenOptions = {}): Promise<CarSet> {
-    const manifest = await readManifest(dir)
+  /**
+   * A set in a directory or at a URL (http, https); its CARs beside manifest.json, in opts.carDir, or at
+   * opts.pieceUrls.
+   */
+  static async open (where: string, opts: OpenOptions = {}): Promise<CarSet> {
+    const files = isUrl(where) ? new HttpSetFiles(where, opts.http) : new LocalSetFiles(where)
+    return await CarSet.openFrom(files, (m) => carStore(opts.carDir ?? where, m, opts), opts)
+  }
+
+  /** A set whose files and CARs are wherever `files` and the store made by `cars` read them from. */
+  static async openFrom (files: SetFiles, cars: (m: Manifest) => CarStore, opts: OpenOptions = {}): Promise<CarSet> {
+    const dir = files.where
+    const { manifest, mtimeMs } = await files.manifest()
     if (opts.expect !== undefined && opts.expect !== setIdOf(manifest)) {
       throw new PackerError('CORRUPT', `set ID mismatch: ${dir} holds set ${setIdOf(manifest)}, expected ${opts.expect}; this is not the set you packed (or it was tampered with)`, { subject: dir })
     }
-    const index = await BlockIndex.read(path.join(dir, manifest.index.file), manifest.cars.length)
-    const locator = new CarLocator(opts.carDir ?? dir, manifest.cars)
-    const blocks = new BlockSource(index, locator, manifest.cars)
+    const index = await files.index(manifest)
+    const store = cars(manifest)
+    const blocks = new BlockSource(index, store, manifest.cars)
     try {
-      const table = opts.skipTable ? null : await readTable(dir, manifest, blocks, opts.identities ?? [])
-      return new CarSet(dir, manifest, index, locator, blocks, table)
+      const table = opts.skipTable ? null : await readTable(files, manifest, blocks, opts.identities ?? [])
+      return new CarSet(files, manifest, mtimeMs, index, store, blocks, table)
     } catch (err) {
-      await blocks.close()
+      await store.close()
       await index.close()
       throw err
     }
   }
 
   async close (): Promise<void> {
-    await this.blocks.close()
+    await this.cars.close()
     await this.#index.close()
   }
 }
 
-async function readTable (dir: string, m: Manifest, blocks: BlockSource, identities: Identity[]): Promise<SetTable> {
+function isUrl (where: string): boolean { return /^https?:\/\//i.test(where) }
+
+/** Where the CARs are read from: piece URLs, a set directory's URL, or a directory. */
+function carStore (where: string, m: Manifest, opts: OpenOptions): CarStore {
+  const templates = opts.pieceUrls ?? []
+  if (templates.length > 0) return new HttpCars(templates.join(', '), m.cars, (c) => templates.map((t) => pieceUrl(t, c)), { timeouts: opts.http })
+  if (!isUrl(where)) return new LocalCars(where, m.cars)
+  const base = new URL(where.endsWith('/') ? where : `${where}/`)
+  return new HttpCars(base.href, m.cars, (c) => [new URL(c.file, base).href], { timeouts: opts.http })
+}
+
+async function readTable (files: SetFiles, m: Manifest, blocks: BlockSource, identities: Identity[]): Promise<SetTable> {
+  const dir = files.where
   const encrypted = m.encryption !== null
   if (encrypted && identities.length === 0) {
     throw new PackerError('NO_IDENTITY', `${dir} is encrypted: give the identity with -i FILE (or --passphrase)`, { subject: dir })
@@ -86,7 +125,7 @@ async function readTable (dir: string, m: Manifest, blocks: BlockSource, identit
     const stored = await readStoredFile(blocks, CID.parse(m.table.cid), 'table index')
     return await TableV2.open(stored, { encrypted, identities, blocks, carCount: m.cars.length, where: `table index of ${dir}` })
   }
-  const stored = await storedTableV1(dir, m, blocks)
+  const stored = await storedTableV1(files, m, blocks)
   const text = encrypted ? await collect(decryptStream([stored], { identities })) : stored
   return new TableV1(text.toString('utf8'), `file table of ${dir}`, m.cars.length)
 }
@@ -98,17 +137,13 @@ async function collect (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
 }
 
 /** A version-1 table's stored bytes: from the copy beside the manifest (checked against the table CID), else from the CARs. */
-async function storedTableV1 (dir: string, m: Manifest, blocks: BlockSource): Promise<Buffer> {
-  const sidecar = path.join(dir, m.table.file!)
-  try {
-    const bytes = await fs.readFile(sidecar)
-    const { cid } = await importFile([bytes], { put: async () => {} })
-    if (cid.toString() !== m.table.cid) {
-      throw new PackerError('CORRUPT', `${sidecar} does not match the set's table ${m.table.cid}; delete it to read the table from the CARs`, { subject: sidecar })
-    }
-    return bytes
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT')) throw err
+async function storedTableV1 (files: SetFiles, m: Manifest, blocks: BlockSource): Promise<Buffer> {
+  const bytes = await files.read(m.table.file!)
+  if (bytes === null) return await readStoredFile(blocks, CID.parse(m.table.cid), 'file table')
+  const { cid } = await importFile([bytes], { put: async () => {} })
+  if (cid.toString() !== m.table.cid) {
+    const sidecar = `${files.where}/${m.table.file!}`
+    throw new PackerError('CORRUPT', `${sidecar} does not match the set's table ${m.table.cid}; delete it to read the table from the CARs`, { subject: sidecar })
   }
-  return await readStoredFile(blocks, CID.parse(m.table.cid), 'file table')
+  return bytes
 }

@@ -1,6 +1,4 @@
 import crypto from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import fs from 'node:fs/promises'
 import path from 'node:path'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { createPieceHasher } from '../car/piece-hasher.js'
@@ -8,8 +6,8 @@ import { displayPath } from '../format/stored-path.js'
 import type { CarRecord } from '../format/manifest.js'
 import type { CarSet } from './car-set.js'
 import { FileView } from './file-view.js'
-import { locateCars } from './availability.js'
 import { PackerError } from '../errors.js'
+import { MissingCarError, type Occupant, type WholeCar } from '../store/car-store.js'
 
 export type CarStatus = 'ok' | 'misnamed' | 'missing' | 'truncated' | 'corrupt'
 
@@ -37,49 +35,36 @@ export interface SetReport {
  */
 export async function verifySet (set: CarSet, onCar?: (r: CarReport) => void, onBytes?: (n: number) => void): Promise<SetReport> {
   const cars = set.manifest.cars
-  const found = await locateCars(set)
-  const copies = await set.locator.extraCopies()
-  const copyOf = new Map(copies.map((c) => [c.file, c.car]))
-  const foundAt = new Map(found.flatMap((f, i) => f === null ? [] : [[f, i] as const]))
-  const occupant = async (car: CarRecord): Promise<Occupant> => {
-    const own = path.join(set.locator.dir, car.file)
-    if (foundAt.has(own)) return { kind: 'found', car: foundAt.get(own)! }
-    if (copyOf.has(own)) return { kind: 'copy', car: copyOf.get(own)! }
-    return await fs.stat(own).then((st) => st.isFile() ? { kind: 'other' } : { kind: 'none' }, () => ({ kind: 'none' }))
-  }
+  const found: Array<WholeCar | null> = []
+  for (let i = 0; i < cars.length; i++) found.push(await set.cars.whole(i))
+  const copies = await set.cars.extraCopies()
   const reports: CarReport[] = []
   for (const [index, car] of cars.entries()) {
     const file = found[index]
     const verdict = file === null
-      ? absent(set, car, await occupant(car))
-      : named(set, car, file, await checkCar(file, car, onBytes), await occupant(car))
-    const r: CarReport = { index, car, file, ...verdict }
+      ? absent(set, car, await set.cars.occupant(index))
+      : named(set, car, file, await checkCar(file, car, onBytes), file.ownName ? { kind: 'none' } : await set.cars.occupant(index))
+    const r: CarReport = { index, car, file: file?.name ?? null, ...verdict }
     reports.push(r)
     onCar?.(r)
   }
-  const manifestNames = new Set(cars.map((c) => path.join(set.locator.dir, c.file)))
+  const manifestNames = new Set(cars.map((c) => path.join(set.cars.where, c.file)))
   return { cars: reports, copies: copies.filter((c) => !manifestNames.has(c.file)) }
 }
 
 interface Verdict { status: CarStatus, detail: string }
 
-/**
- * What is under a CAR's own name: no file, the file where (by its header) another CAR was found, an extra copy of
- * another CAR (by its header), or a file that is none of the set's CARs.
- */
-type Occupant = { kind: 'none' } | { kind: 'other' } | { kind: 'found' | 'copy', car: number }
-
 /** No file holds the CAR's header root: what is under its name, if anything, says whether it is lost or damaged. */
 function absent (set: CarSet, car: CarRecord, under: Occupant): Verdict {
-  if (under.kind === 'none') return { status: 'missing', detail: `not found in ${set.locator.dir}` }
+  if (under.kind === 'none') return { status: 'missing', detail: `not found in ${set.cars.where}` }
   if (under.kind === 'other') return { status: 'corrupt', detail: 'its header is damaged (it does not name the root the manifest records)' }
-  return { status: 'missing', detail: `not found in ${set.locator.dir}; the file of that name has the header of CAR ${set.manifest.cars[under.car].file}` }
+  return { status: 'missing', detail: `not found in ${set.cars.where}; the file of that name has the header of CAR ${set.manifest.cars[under.car].file}` }
 }
 
 /** A whole CAR under a name not its own is MISNAMED; damage found in a file under another name says which file. */
-function named (set: CarSet, car: CarRecord, file: string, content: Verdict, under: Occupant): Verdict {
-  const name = path.basename(file)
-  if (name === car.file) return content
+function named (set: CarSet, car: CarRecord, file: WholeCar, content: Verdict, under: Occupant): Verdict {
+  if (file.ownName) return content
+  const name = path.basename(file.name)
   if (content.status !== 'ok') return { ...content, detail: `found as ${name}: ${content.detail}` }
   const cars = set.manifest.cars
   const claimed = cars.find((c) => c.file === name)
@@ -93,13 +78,13 @@ function named (set: CarSet, car: CarRecord, file: string, content: Verdict, und
   return { status: 'misnamed', detail: `holds piece ${car.pieceCid}${says}; it should be named ${car.file}${now}` }
 }
 
-/** Reads one file end to end as CAR `car`: every block's hash, the size, the block count and the piece CID. */
-async function checkCar (file: string, car: CarRecord, onBytes?: (n: number) => void): Promise<Verdict> {
-  const size = (await fs.stat(file)).size
+/** Reads one CAR end to end: every block's hash, the size, the block count and the piece CID. */
+async function checkCar (file: WholeCar, car: CarRecord, onBytes?: (n: number) => void): Promise<Verdict> {
+  const size = file.size
   const hasher = createPieceHasher()
   let seen = 0
   const tap = (async function * () {
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    for await (const chunk of file.stream()) {
       await hasher.update(chunk as Buffer)
       seen += (chunk as Buffer).length
       onBytes?.((chunk as Buffer).length)
@@ -119,6 +104,8 @@ async function checkCar (file: string, car: CarRecord, onBytes?: (n: number) => 
     }
   } catch (err) {
     hasher.destroy?.()
+    if (err instanceof MissingCarError) return { status: 'missing', detail: err.message }
+    if (err instanceof PackerError && err.code === 'REMOTE') throw err
     const msg = (err as Error).message
     if (size < car.size || /unexpected end/i.test(msg)) return { status: 'truncated', detail: `${size} of ${car.size} bytes` }
     return { status: 'corrupt', detail: `not a readable CAR (${msg})` }

@@ -2,20 +2,20 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CID } from 'multiformats/cid'
 import type { CarRecord } from '../format/manifest.js'
 import { CAR_CONTENT_TYPE, IMMUTABLE, sendFile, sendText } from './file-response.js'
-import type { SetFiles } from './set-files.js'
+import type { ServedFiles } from './served-files.js'
 
 /**
  * Piece retrieval as storage providers serve it: `/piece/{pieceCid}` (FRC-0066) and the piece locator
  * `/piece?id={pieceCid}`, for a v1 (`baga…`) or v2 (`bafkzcib…`) piece CID. The bytes are the CAR the manifest gives
- * that piece CID, found by content (SetFiles), so a misnamed CAR is served under its own piece CID and no other.
+ * that piece CID, found by content (ServedFiles), so a misnamed CAR is served under its own piece CID and no other.
  */
 export class PieceRoutes {
-  readonly #files: SetFiles
+  readonly #files: ServedFiles
   readonly #cars: CarRecord[]
   /** Both piece CIDs of every CAR, as CID#toString gives them → the CAR's index. */
   readonly #byPieceCid = new Map<string, number>()
 
-  constructor (files: SetFiles, cars: CarRecord[]) {
+  constructor (files: ServedFiles, cars: CarRecord[]) {
     this.#files = files
     this.#cars = cars
     cars.forEach((c, i) => {

@@ -6,7 +6,7 @@ import { SetBlocks } from './dag-blocks.js'
 import { sendText } from './file-response.js'
 import { serveGateway } from './gateway.js'
 import { PieceRoutes } from './piece-routes.js'
-import { SetFiles } from './set-files.js'
+import { ServedFiles } from './served-files.js'
 
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PORT = 7777
@@ -57,12 +57,12 @@ export interface SetServer {
 /**
  * `packer serve`: one HTTP server over a set, reading only through its manifest and index. URL layout:
  * `/piece/{pieceCid}` and `/piece?id={pieceCid}` (PieceRoutes), `/ipfs/{cid}[/path]` (the trustless gateway), and the
- * set's own files by name (SetFiles); anything else is 404, any method but GET and HEAD 405. At most `maxRequests`
+ * set's own files by name (ServedFiles); anything else is 404, any method but GET and HEAD 405. At most `maxRequests`
  * are answered at once (429 past it), and an idle connection is closed after `timeoutMs`.
  */
 export async function serveSet (dir: string, opts: ServeOptions = {}): Promise<SetServer> {
   const set = await CarSet.open(dir, { carDir: opts.carDir, skipTable: true })
-  const files = new SetFiles(set)
+  const files = new ServedFiles(set)
   const pieces = new PieceRoutes(files, set.manifest.cars)
   const blocks = new SetBlocks(set.blocks)
   const maxRequests = opts.maxRequests ?? DEFAULT_MAX_REQUESTS

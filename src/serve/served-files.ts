@@ -14,7 +14,7 @@ import { CAR_CONTENT_TYPE, IMMUTABLE, sendFile, sendText, type OpenedFile } from
  * found by its content (CarLocator: the file whose header root is the CAR's, wherever `<pieceCid>.car` is) and served
  * only when its size is the manifest's: a misnamed CAR is served under its own name, a truncated one not at all.
  */
-export class SetFiles {
+export class ServedFiles {
   readonly #set: CarSet
   /** URL name → the set file it is: a CAR's index, or a path in the set directory. */
   readonly #names = new Map<string, number | string>()
@@ -54,8 +54,8 @@ export class SetFiles {
   /** CAR `i` of the manifest, found by content; null when no file in the CAR directory is that CAR, whole. */
   async openCar (i: number): Promise<OpenedFile | null> {
     const record = this.#set.manifest.cars[i]!
-    const file = await this.#set.locator.pathOf(i)
-    if (file === null) return null
+    const file = (await this.#set.cars.whole(i))?.name
+    if (file === undefined) return null
     const opened = await openRegular(file)
     if (opened === null) return null
     // checked again on what was opened: the file may have been replaced since the locator looked

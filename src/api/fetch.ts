@@ -1,0 +1,119 @@
+import { createReadStream } from 'node:fs'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { PackerError, isErrno } from '../errors.js'
+import { createPieceHasher } from '../car/piece-hasher.js'
+import { syncDir, writeFileDurably } from '../car/durable-file.js'
+import { MANIFEST_FILE, type CarRecord } from '../format/manifest.js'
+import { CarSet } from '../restore/car-set.js'
+import type { CarStore } from '../store/car-store.js'
+import type { Callbacks, ProgressEvent } from './events.js'
+import { httpTimeouts } from './set.js'
+
+/** CARs downloaded at once. */
+const PARALLEL_CARS = 4
+
+export interface FetchOptions extends Callbacks<FetchEvent> {
+  /** The directory the set is written into (created when absent). */
+  output: string
+  /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}) instead of beside the manifest. */
+  pieceUrls?: string[]
+  /** Longest wait for a web server (connect, answer, between two pieces of a body), in ms; default 30 s. */
+  httpTimeoutMs?: number
+}
+
+export type FetchEvent =
+  | ProgressEvent
+  /** A CAR is in place under its own name: `resumedAt` bytes were already there from an earlier run. */
+  | { event: 'car', car: string, bytes: number, resumedAt: number, already: boolean }
+
+export interface FetchResult { cars: number, bytes: number, seconds: number }
+
+/**
+ * packer fetch: copies a set (manifest, index, table copy, every CAR) from where it lies (a URL, or providers'
+ * piece URLs with the manifest from a URL or a directory) into a directory. CARs are downloaded several at once,
+ * each into `.<name>.part`, resumed by Range from what an earlier run left there; a CAR gets its own name only once
+ * its size and piece CID are the manifest's. The result is a set that `packer verify` passes.
+ */
+export async function fetchSet (from: string, options: FetchOptions): Promise<FetchResult> {
+  const started = Date.now()
+  const set = await CarSet.open(from, { skipTable: true, pieceUrls: options.pieceUrls, http: httpTimeouts(options.httpTimeoutMs) })
+  const out = options.output
+  try {
+    await fs.mkdir(out, { recursive: true })
+    const m = set.manifest
+    const progress: ProgressEvent = { event: 'progress', bytes: 0, totalBytes: m.cars.reduce((n, c) => n + c.size, 0), files: 0, totalFiles: m.cars.length }
+    const emit = options.onEvent ?? (() => {})
+    const queue = m.cars.map((c, i) => ({ c, i }))
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_CARS, queue.length) }, async () => {
+      for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+        const done = await fetchCar(set.cars, job.i, job.c, out, (n) => { progress.bytes += n; emit({ ...progress }) })
+        progress.files++
+        emit({ event: 'car', car: job.c.file, ...done })
+        emit({ ...progress })
+      }
+    }))
+    // The set's own files last: a directory with a manifest is a set, and a set whose CARs are all there.
+    for (const name of [m.index.file, ...(m.table.file !== undefined ? [m.table.file] : []), MANIFEST_FILE]) {
+      const bytes = await set.setFiles.read(name)
+      if (bytes === null && name !== m.table.file) throw new PackerError('FORMAT', `${set.dir}: ${name} is missing`, { subject: name })
+      if (bytes !== null) await writeFileDurably(path.join(out, name), bytes)
+    }
+    return { cars: m.cars.length, bytes: progress.bytes, seconds: (Date.now() - started) / 1000 }
+  } finally {
+    await set.close()
+  }
+}
+
+/** One CAR into `out`: resumed from its `.part`, its piece CID checked, then renamed to its own name. */
+async function fetchCar (store: CarStore, i: number, car: CarRecord, out: string, onBytes: (n: number) => void): Promise<{ bytes: number, resumedAt: number, already: boolean }> {
+  const final = path.join(out, car.file)
+  const st = await fs.stat(final).catch(() => null)
+  if (st?.size === car.size) { onBytes(car.size); return { bytes: car.size, resumedAt: car.size, already: true } }
+  const part = path.join(out, `.${car.file}.part`)
+  const hasher = createPieceHasher()
+  let have = 0
+  try {
+    // What an earlier run left: hashed again (the piece CID covers every byte), then the rest is asked for by Range.
+    try {
+      for await (const chunk of createReadStream(part, { highWaterMark: 1 << 20 })) {
+        if (have + (chunk as Buffer).length > car.size) break
+        await hasher.update(chunk as Buffer)
+        have += (chunk as Buffer).length
+        onBytes((chunk as Buffer).length)
+      }
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+    }
+    const resumedAt = have
+    const fh = await fs.open(part, have > 0 ? 'r+' : 'w')
+    try {
+      await fh.truncate(have)
+      const whole = await store.whole(i)
+      if (whole === null) throw store.absent(i)
+      for await (const chunk of whole.stream(have)) {
+        if (have + chunk.length > car.size) throw new PackerError('CORRUPT', `${whole.name} is larger than the ${car.size} bytes the manifest says`, { subject: whole.name })
+        await fh.write(chunk, 0, chunk.length, have)
+        // The hasher may hold the bytes until hashed: it gets its own copy.
+        await hasher.update(Buffer.from(chunk))
+        have += chunk.length
+        onBytes(chunk.length)
+      }
+      await fh.datasync()
+    } finally {
+      await fh.close()
+    }
+    if (have !== car.size) throw new PackerError('CORRUPT', `CAR ${car.file}: ${have} bytes were fetched, the manifest says ${car.size}; run fetch again`, { subject: car.file })
+    const piece = await hasher.digest()
+    if (piece.pieceCid !== car.pieceCid) {
+      await fs.rm(part, { force: true })
+      throw new PackerError('CORRUPT', `CAR ${car.file}: the bytes fetched have piece CID ${piece.pieceCid}, not the manifest's ${car.pieceCid}; the server holds a damaged or different CAR (the partial download was deleted)`, { subject: car.file })
+    }
+    await fs.rename(part, final)
+    await syncDir(out)
+    return { bytes: have - resumedAt, resumedAt, already: false }
+  } catch (err) {
+    hasher.destroy?.()
+    throw err
+  }
+}

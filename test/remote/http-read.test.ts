@@ -1,0 +1,180 @@
+/**
+ * Remote sets over HTTP, against real servers: nginx (Debian's nginx-light, on 127.0.0.1) serving a set directory,
+ * and the fault proxy in front of it. ls, verify, unpack, mount and fetch over a URL give what they give locally;
+ * broken servers give the outcomes the issue names (the next source, or one line naming the URL).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
+import { makeRoundTripTree } from '../fixtures.js'
+import { startNginx, type NginxServer } from '../servers/nginx.js'
+import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
+import { freePort } from '../servers/ports.js'
+import { shOk, startMount } from '../mount/mount-helpers.js'
+
+// Proxy variables as a user behind a proxy has them: requests to 127.0.0.1 must never go through it.
+const env = { HTTP_PROXY: 'http://127.0.0.1:9', HTTPS_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9', NO_PROXY: '', no_proxy: '' }
+
+let src: string
+let root: string
+let set: string
+let key: string
+let nginx: NginxServer
+let proxy: FaultProxy
+/** The set's URL on nginx, and through the proxy. */
+let url: string
+let viaProxy: string
+/** A directory with only manifest.json and blocks.idx (CARs from --piece-url). */
+let manifestOnly: string
+
+beforeAll(async () => {
+  src = tmpDir()
+  await makeRoundTripTree(src)
+  root = tmpDir()
+  set = path.join(root, 'set')
+  key = path.join(tmpDir(), 'key.txt')
+  await packerOk(['keygen', '-o', key])
+  const recipient = /age1[0-9a-z]+/.exec(fs.readFileSync(key, 'utf8'))![0]
+  await packerOk(['pack', src, '-o', set, '-r', recipient, '--bin-size', '2MiB'], { env: { PACKER_STATE_DIR: tmpDir() } })
+  manifestOnly = tmpDir()
+  for (const f of ['manifest.json', 'blocks.idx']) fs.copyFileSync(path.join(set, f), path.join(manifestOnly, f))
+  nginx = await startNginx({ root })
+  proxy = await startFaultProxy(nginx.url)
+  url = `${nginx.url}/set`
+  viaProxy = `${proxy.url}/set`
+}, 120_000)
+
+afterAll(async () => {
+  await proxy?.stop()
+  await nginx?.stop()
+})
+
+const cars = (): string[] => fs.readdirSync(set).filter((n) => n.endsWith('.car')).sort()
+
+describe('a set directory on nginx reads as it does locally', () => {
+  it('ls -l, verify and unpack give what they give on the local directory', async () => {
+    expect(cars().length).toBeGreaterThan(2)
+    const lsLocal = await packerOk(['ls', '-l', '-i', key, set])
+    const lsRemote = await packerOk(['ls', '-l', '-i', key, url], { env })
+    expect(lsRemote.stdout).toBe(lsLocal.stdout)
+
+    const verified = await packerOk(['verify', url], { env })
+    expect(verified.stdout.split('\n').filter((l) => l.startsWith('OK ')).length).toBe(cars().length)
+    expect(verified.stdout).toContain(`all ${cars().length} CAR(s) verified`)
+
+    const dest = tmpDir()
+    const before = (await nginx.requests()).length
+    await packerOk(['unpack', '-i', key, url, '-o', dest], { env })
+    expect(describeTree(dest, { mtimes: true })).toEqual(describeTree(src, { mtimes: true }))
+    // unpack asked only for ranges of the CARs, never a whole CAR.
+    const carGets = (await nginx.requests()).slice(before).filter((r) => r.path.endsWith('.car'))
+    expect(carGets.length).toBeGreaterThan(0)
+    expect(carGets.every((r) => r.range !== '' && r.status === 206)).toBe(true)
+  })
+
+  it('mount over the URL: every file byte for byte (read from a child process), then unmounted', async () => {
+    const mnt = tmpDir()
+    const m = await startMount(['-i', key, url, mnt], mnt, { env })
+    try {
+      const sums = (dir: string): string => `cd '${dir}' && find . -type f -print0 | sort -z | xargs -0 sha256sum`
+      expect(await shOk(sums(mnt))).toBe(await shOk(sums(src)))
+    } finally {
+      await m.cleanup()
+    }
+  }, 120_000)
+
+  it('fetch: every CAR under its own name, piece CIDs checked; the copy passes verify, and a second run resumes a partial CAR', async () => {
+    const dest = tmpDir()
+    const first = await packerOk(['fetch', url, '-o', dest, '--json'], { env })
+    expect(first.stdout).toContain('"event":"car"')
+    expect(fs.readdirSync(dest).filter((n) => n.endsWith('.car')).sort()).toEqual(cars())
+    await packerOk(['verify', dest])
+
+    // A partial download left by a killed run: continued by Range from where it stopped.
+    const again = tmpDir()
+    const car = cars()[1]!
+    const whole = fs.readFileSync(path.join(set, car))
+    fs.writeFileSync(path.join(again, `.${car}.part`), whole.subarray(0, 100_000))
+    const second = await packerOk(['fetch', '--manifest', manifestOnly, '--piece-url', `${url}/{pieceCid}.car`, '-o', again, '--json'], { env })
+    const resumed = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === 'car' && e.car === car)
+    expect(resumed.resumedAt).toBe(100_000)
+    expect(fs.readFileSync(path.join(again, car)).equals(whole)).toBe(true)
+    await packerOk(['verify', again])
+  }, 120_000)
+})
+
+describe('piece URLs and broken servers', () => {
+  it('--piece-url: a provider that is down is passed over for the next; {pieceCidV2} works too', async () => {
+    const down = `http://127.0.0.1:${await freePort()}/piece/{pieceCid}`
+    const dest = tmpDir()
+    await packerOk(['unpack', '-i', key, manifestOnly, '--piece-url', down, '--piece-url', `${url}/{pieceCid}.car`, '-o', dest], { env })
+    expect(describeTree(dest)).toEqual(describeTree(src))
+    const v2 = await packer(['verify', manifestOnly, '--piece-url', `${url}/{pieceCidV2}.car`], { env })
+    expect(v2.code).not.toBe(0) // the CARs are named by v1 CIDs on nginx: every CAR missing, each line naming its URL
+    expect(v2.stdout).toMatch(/MISSING .*bafkzcib.*404/)
+  })
+
+  it('wrong bytes from one provider: dropped for the other, the files still right', async () => {
+    proxy.clear()
+    proxy.fault({ match: { path: /\.car$/ }, fault: { kind: 'flip', at: 50 } })
+    try {
+      const dest = tmpDir()
+      await packerOk(['unpack', '-i', key, manifestOnly, '--piece-url', `${viaProxy}/{pieceCid}.car`, '--piece-url', `${url}/{pieceCid}.car`, '-o', dest], { env })
+      expect(describeTree(dest)).toEqual(describeTree(src))
+      expect(proxy.requests.some((r) => r.path.endsWith('.car'))).toBe(true)
+    } finally { proxy.clear() }
+  })
+
+  const failures: Array<[string, Parameters<FaultProxy['fault']>[0]['fault'], RegExp]> = [
+    ['a server that answers Range with 200', { kind: 'ignore-range' }, /answered a Range request with the whole file \(200, not 206\)/],
+    ['gzip-encoded ranges', { kind: 'gzip' }, /Content-Encoding: gzip/],
+    ['503 on every try', { kind: 'status', status: 503, headers: { 'retry-after': '0' } }, /503/],
+    ['a stall mid-body', { kind: 'stall', afterBytes: 10 }, /stalled for 1 s/],
+    ['wrong bytes', { kind: 'flip', at: 50 }, /sent wrong bytes \(block \S+ at byte \d+ does not match its hash\)/],
+  ]
+  for (const [what, fault, why] of failures) {
+    it(`${what}, the only source: one line naming the URL and why`, async () => {
+      proxy.clear()
+      proxy.fault({ match: { path: /\.car$/ }, fault })
+      try {
+        const started = Date.now()
+        const r = await packer(['unpack', '-i', key, viaProxy, '-o', tmpDir(), '--http-timeout', '1'], { env })
+        expect(r.code).not.toBe(0)
+        const line = oneLine(r.stderr)
+        expect(line).toContain(`${viaProxy}/`)
+        expect(line).toMatch(why)
+        expect(Date.now() - started).toBeLessThan(60_000)
+      } finally { proxy.clear() }
+    }, 90_000)
+  }
+
+  it('429 once: tried again, then read', async () => {
+    proxy.clear()
+    proxy.fault({ match: { path: /\.car$/ }, times: 1, fault: { kind: 'status', status: 429, headers: { 'retry-after': '0' } } })
+    try {
+      await packerOk(['ls', '-i', key, viaProxy], { env })
+      expect(proxy.requests.filter((r) => r.status === 429).length).toBe(1)
+    } finally { proxy.clear() }
+  })
+
+  it('mount: a file whose CAR no source can give is EIO, the others still read', async () => {
+    const mnt = tmpDir()
+    proxy.clear()
+    const big = cars().map((c) => c)
+    proxy.fault({ match: { path: new RegExp(`${big[big.length - 1]}$`) }, fault: { kind: 'status', status: 503 } })
+    const m = await startMount(['-i', key, viaProxy, mnt, '--http-timeout', '1'], mnt, { env })
+    try {
+      const read = await Promise.all([...describeTree(src)].filter(([p, e]) => e.type === 'file' && !/[\n\\]|[^\x00-\x7f]/.test(p)).map(async ([p, e]) => {
+        const r = await shOk(`sha256sum '${path.join(mnt, p)}' 2>&1 || true`)
+        return r.includes(e.sha256!) ? 'ok' : (r.includes('Input/output error') ? 'EIO' : r)
+      }))
+      expect(read.every((r) => r === 'ok' || r === 'EIO')).toBe(true)
+      expect(read).toContain('ok')
+      expect(read).toContain('EIO')
+    } finally {
+      await m.cleanup()
+      proxy.clear()
+    }
+  }, 120_000)
+})
