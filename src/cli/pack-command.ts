@@ -1,14 +1,14 @@
 import { Command, Option } from 'commander'
 import { formatSize } from '../format/size.js'
-import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
 import { pack } from '../index.js'
 import { PackerError } from '../errors.js'
 import { packShardCommand } from './shard-commands.js'
 import { readPassphrase } from './passphrase.js'
 import { Progress, progressMode } from './progress.js'
-import { collect, out, warn } from './output.js'
+import { out, warn } from './output.js'
 import { addS3Options, s3Options } from './s3-options.js'
+import { addSetOptions } from './set-options.js'
 
 export function addPackCommand (program: Command): void {
   const cmd = program.command('pack').argument('[source]', 'directory (its contents become the archive root), single file, or s3://BUCKET/PREFIX')
@@ -16,19 +16,12 @@ export function addPackCommand (program: Command): void {
     .option('-o, --output <outdir>', 'directory or s3://BUCKET/PREFIX for the CAR set (new or empty)')
     .option('--plan <work>', 'pack one shard of the plan in WORK (see packer plan); with --shard')
     .option('--shard <i>', "the shard to pack: its index, or 'auto' (from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or AWS_BATCH_JOB_ARRAY_INDEX)")
-    .option('-b, --bin-size <size>', 'largest CAR file (bytes or 64MiB, 31.5GiB…); default fits a 32 GiB sector', String(DEFAULT_BIN_SIZE))
-    .option('-r, --recipient <recipient>', 'encrypt to an age1… or ssh-rsa/ssh-ed25519 public key (repeatable)', collect)
-    .option('-R, --recipients-file <file>', 'encrypt to the keys in FILE: RSA certificate or public key PEM, or lines of age1…/ssh-… keys (repeatable)', collect)
-    .option('--passphrase', 'encrypt with a passphrase (asks twice on the terminal, or reads PACKER_PASSPHRASE)')
-    .option('--no-encrypt', 'store files in clear')
-    .option('--plain-names', 'keep the UnixFS tree browsable (names in clear; contents still encrypted)')
-    .option('--compress <how>', 'zstd before encryption: auto (default when encrypting: files whose first MiB shrinks 10 %), off, zstd, zstd:LEVEL')
     .addOption(new Option('--on-change <what>', 'a source file that changes while packed: read it again, fail, or leave it out').choices(['retry', 'fail', 'skip']).default('retry'))
     .option('-j, --jobs <n>', 'threads that hash and encrypt (1: none besides the main one); the output does not depend on it', String(defaultJobs()))
     .option('--state-dir <dir>', 'where the resume journal lives (default $XDG_STATE_HOME/packer or ~/.local/state/packer; never OUTDIR)')
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line per event (file, car, done) on stdout')
-  addS3Options(cmd).action(async (source: string | undefined, o, cmd: Command) => {
+  addS3Options(addSetOptions(cmd)).action(async (source: string | undefined, o, cmd: Command) => {
       if (o.plan !== undefined || o.shard !== undefined) return await packShardCommand(source, o, cmd)
       if (source === undefined || o.output === undefined) throw new PackerError('USAGE', "pack needs SOURCE and -o OUTDIR (or --plan WORK --shard I); see 'packer pack --help'")
       const p = new Progress(progressMode(o), 'pack')

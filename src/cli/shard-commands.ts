@@ -1,13 +1,13 @@
 import { Command } from 'commander'
 import { PackerError } from '../errors.js'
 import { formatSize } from '../format/size.js'
-import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
 import { join, packShard, plan, status } from '../api/shards.js'
 import type { PackEvent } from '../api/pack.js'
 import { readPassphrase } from './passphrase.js'
 import { Progress, progressMode } from './progress.js'
-import { collect, out, warn } from './output.js'
+import { out, warn } from './output.js'
 import { addS3Options, s3Options } from './s3-options.js'
+import { addSetOptions } from './set-options.js'
 
 /** The pack progress display: the same for a whole pack, a shard and a join. */
 function packDisplay (p: Progress): (e: PackEvent | { event: 'moving', bytes: number }) => void {
@@ -49,16 +49,9 @@ export function addShardCommands (program: Command): void {
     .requiredOption('--work <dir>', 'private work directory on storage every machine shares (new or empty); never ship it')
     .option('--shards <n>', 'number of shards')
     .option('--shard-size <size>', 'or: the bytes each shard should hold (e.g. 2TiB)')
-    .option('-b, --bin-size <size>', 'largest CAR file (bytes or 64MiB, 31.5GiB…); default fits a 32 GiB sector', String(DEFAULT_BIN_SIZE))
-    .option('-r, --recipient <recipient>', 'encrypt to an age1… or ssh-rsa/ssh-ed25519 public key (repeatable)', collect)
-    .option('-R, --recipients-file <file>', 'encrypt to the keys in FILE (repeatable)', collect)
-    .option('--passphrase', 'encrypt with a passphrase (asked once, now; or PACKER_PASSPHRASE)')
-    .option('--no-encrypt', 'store files in clear')
-    .option('--plain-names', 'keep the UnixFS tree browsable (names in clear; contents still encrypted)')
-    .option('--compress <how>', 'zstd before encryption: auto (default when encrypting: files whose first MiB shrinks 10 %), off, zstd, zstd:LEVEL')
     .option('-q, --quiet', 'print only errors')
     .option('--json', 'one JSON line with the plan on stdout')
-  addS3Options(planCommand).action(async (source: string, o) => {
+  addS3Options(addSetOptions(planCommand)).action(async (source: string, o) => {
       const shards = o.shards === undefined ? undefined : Number(o.shards)
       if (o.shards !== undefined && !/^\d+$/.test(o.shards)) throw new PackerError('USAGE', `--shards ${o.shards}: give a whole number`)
       const p = new Progress(progressMode(o), 'plan')
