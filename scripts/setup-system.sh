@@ -37,6 +37,8 @@ test_packages=(
   # the HTTP tests' web server (test/servers/nginx.ts); its echo module (echo_sleep) gives a response latency
   'nginx-light|command -v nginx'
   'libnginx-mod-http-echo|test -e /usr/lib/nginx/modules/ngx_http_echo_module.so'
+  # storage providers fetch pieces with curl -r: the serve and nginx tests use the real client
+  'curl|command -v curl'
 )
 
 wanted=("${user_packages[@]}") tests_flag='' check_only=false

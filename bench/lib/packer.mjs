@@ -68,11 +68,13 @@ export async function plan (src, out, work, shards, extra, { log, files }) {
   return { files, shardBytes: sizes, balance: Math.max(...sizes) / mean, ...r }
 }
 
-/** Every shard of the plan in WORK packed at once, one process each; timed together, RSS of the largest. */
+/** At most this many shard processes at once: 1, 2 and 4 shards run together, 64 shards four at a time (not 10 GB). */
+export const SHARDS_AT_ONCE = 4
+
+/** Every shard of the plan in WORK packed, SHARDS_AT_ONCE processes at a time; timed together, RSS of the largest. */
 export async function packShards (work, shards, { log, bytes, files }) {
-  const script = 'pids=; i=0; while [ $i -lt "$3" ]; do "$0" "$1" pack --plan "$2" --shard $i -q & pids="$pids $!"; i=$((i+1)); done; ' +
-    'for p in $pids; do wait $p || exit 1; done'
-  const r = await timed('sh', ['-c', script, NODE, CLI, work, String(shards)], { log })
+  const script = 'seq 0 $(($3 - 1)) | xargs -P "$4" -I{} "$0" "$1" pack --plan "$2" --shard {} -q'
+  const r = await timed('sh', ['-c', script, NODE, CLI, work, String(shards), String(Math.min(shards, SHARDS_AT_ONCE))], { log })
   return { bytes, files, ...r }
 }
 

@@ -20,7 +20,7 @@ export async function runShards (files, shards, { step, log, work }) {
   await fs.mkdir(dir, { recursive: true })
   const planned = await step(`shardPlan${shards}`, `packer plan --shards ${shards} --no-encrypt, ${n} files`, () => packer.plan(tree, out, W, shards, ['--no-encrypt'], { log: log('shard-plan'), files }))
   if (!planned) return
-  const packed = await step(`shardPack${shards}`, `${shards} × packer pack --plan --shard I at once`, () => packer.packShards(W, shards, { log: log('shard-pack'), ...fig }))
+  const packed = await step(`shardPack${shards}`, `${shards} × packer pack --plan --shard I, ${Math.min(shards, packer.SHARDS_AT_ONCE)} at once`, () => packer.packShards(W, shards, { log: log('shard-pack'), ...fig }))
   if (!packed) return
   await step(`shardJoin${shards}`, `packer join of ${shards} shards`, () => packer.join(W, out, { log: log('shard-join'), ...fig }))
   await fs.rm(dir, { recursive: true, force: true })
@@ -36,7 +36,7 @@ export function shardRows (C, files, shards, single) {
   const pack = C[`shardPack${shards}`]
   const joined = C[`shardJoin${shards}`]
   add(caseRow(`plan, ${k}, ${n} files`, plan, ran(plan) ? { ratio: plan.balance, vs: 'largest shard ÷ mean (balance)', target: '≤ 1.05', met: plan.balance <= 1.05 } : {}))
-  add(caseRow(`${k} packed at once`, pack, {}))
+  add(caseRow(`${k} packed, ${Math.min(shards, packer.SHARDS_AT_ONCE)} at once`, pack, {}))
   add(caseRow(`join of ${k}`, joined, {}))
   add(rssRow(`peak RSS: plan, ${k}, ${n} files`, plan))
   add(rssRow(`peak RSS: pack of one of ${k}`, pack))
