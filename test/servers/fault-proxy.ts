@@ -91,7 +91,12 @@ export async function startFaultProxy (upstream: string): Promise<FaultProxy> {
         answer(upRes, res, fault, seen)
       })
       up.on('error', () => { seen.status = 'reset'; req.socket.destroy() })
-      res.on('close', () => up.destroy())
+      res.on('close', () => {
+        up.destroy()
+        // the client gave up on a stalled request, whether or not the server's first bytes had come (a loaded server
+        // may answer after the client's timeout)
+        if (fault?.kind === 'stall' && !res.writableFinished) seen.status = 'stalled'
+      })
       req.pipe(up)
     }
     if (fault?.kind === 'latency') setTimeout(forward, fault.ms)
