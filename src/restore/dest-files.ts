@@ -1,10 +1,11 @@
 import fs from 'node:fs/promises'
 import { constants, type BigIntStats } from 'node:fs'
-import { PackerError, isErrno } from '../errors.js'
+import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { nativeAddon, setFileTimesNs, splitNs, type FileOpFailure, type NativeAddon } from '../native-addon.js'
 import { faultPoint } from '../fault.js'
+import { processAlive } from '../process-alive.js'
 import { WriteQueue } from '../car/write-queue.js'
 import type { SetReader } from '../read/reader.js'
 
@@ -22,10 +23,6 @@ let tmpCounter = 0
 /** A temporary name beside `p`: short (pid and a counter), whatever the length of the file's own name. */
 function temporaryFor (p: Buffer): Buffer {
   return Buffer.concat([p.subarray(0, p.lastIndexOf(0x2f) + 1), Buffer.from(`${TMP_PREFIX}${process.pid}-${tmpCounter++}`)])
-}
-
-function processAlive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch (err) { return isErrno(err, 'EPERM') }
 }
 
 /** Removes the temporary files of an unpack that was killed (its pid is gone) from one directory, read as a stream. */
