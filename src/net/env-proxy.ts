@@ -1,3 +1,6 @@
+import http from 'node:http'
+import https from 'node:https'
+import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent'
 import { PackerError } from '../errors.js'
 
 /**
@@ -48,4 +51,11 @@ function splitHostPort (entry: string): { name: string, port?: string } {
   if (bracketed !== null) return { name: bracketed[1], port: bracketed[2] }
   const withPort = /^([^:]*):(\d+)$/.exec(entry)
   return withPort !== null ? { name: withPort[1], port: withPort[2] } : { name: entry }
+}
+
+/** A keep-alive agent for requests to `url`'s scheme, through the proxy proxyFor gives it (none for loopback). */
+export function proxiedAgent (url: URL, options: https.AgentOptions): http.Agent {
+  const proxy = proxyFor(url)
+  if (url.protocol === 'https:') return proxy !== undefined ? new HttpsProxyAgent({ ...options, proxy }) : new https.Agent(options)
+  return proxy !== undefined ? new HttpProxyAgent({ ...options, proxy }) : new http.Agent(options)
 }

@@ -1,8 +1,7 @@
 import http from 'node:http'
 import https from 'node:https'
-import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent'
 import { PackerError } from '../errors.js'
-import { proxyFor } from '../s3/env-proxy.js'
+import { proxiedAgent, proxyFor } from '../net/env-proxy.js'
 
 /** How long a request may wait, each in milliseconds: nothing read from a web server can hang. */
 export interface HttpTimeouts {
@@ -35,16 +34,12 @@ export class HttpGetError extends PackerError {
 
 const agents = new Map<string, http.Agent>()
 
-/** One keep-alive agent per proxy and scheme: loopback never goes through a proxy (src/s3/env-proxy.ts). */
+/** One keep-alive agent per proxy and scheme: loopback never goes through a proxy (src/net/env-proxy.ts). */
 function agentFor (url: URL): http.Agent {
-  const proxy = proxyFor(url)
-  const key = `${url.protocol}${proxy?.href ?? ''}`
+  const key = `${url.protocol}${proxyFor(url)?.href ?? ''}`
   let agent = agents.get(key)
   if (agent === undefined) {
-    const o = { keepAlive: true, maxSockets: 32 }
-    agent = url.protocol === 'https:'
-      ? (proxy !== undefined ? new HttpsProxyAgent({ ...o, proxy }) : new https.Agent(o))
-      : (proxy !== undefined ? new HttpProxyAgent({ ...o, proxy }) : new http.Agent(o))
+    agent = proxiedAgent(url, { keepAlive: true, maxSockets: 32 })
     agents.set(key, agent)
   }
   return agent

@@ -12,9 +12,8 @@ import { NODE_REQUEST_CHECKSUM_CALCULATION_CONFIG_OPTIONS, NODE_RESPONSE_CHECKSU
 import { loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS, type LoadedConfigSelectors, type LocalConfigOptions } from '@smithy/core/config'
 import { NODE_MAX_ATTEMPT_CONFIG_OPTIONS } from '@smithy/core/retry'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
-import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent'
 import { PackerError } from '../errors.js'
-import { proxyFor } from './env-proxy.js'
+import { proxiedAgent, proxyFor } from '../net/env-proxy.js'
 
 export interface S3Options {
   /** `--s3-endpoint`: the store's URL; else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS S3. */
@@ -65,8 +64,8 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
   }
   const idleTimeoutMs = opts.idleTimeoutMs ?? 60_000
   const target = endpoint ?? new URL(`https://s3.${region}.amazonaws.com`)
-  const proxy = proxyFor(target)
   const agentOptions = { keepAlive: true, maxSockets: opts.maxSockets ?? 50, ca: await caBundle() }
+  const agent = proxiedAgent(target, agentOptions)
   // Agents made here, never options for the SDK to make its own: it replaces an agent it made with a bare one for
   // requests that carry Expect: 100-continue, which would lose the CA bundle and the proxy (see expectContinueHeader).
   const requestHandler = new NodeHttpHandler({
@@ -74,8 +73,8 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
     // the socket's idle timeout covers the wait for the first byte and every gap inside a body, both ways;
     // requestTimeout would bound a whole (maybe long) upload, and only warns unless throwOnRequestTimeout is set
     socketTimeout: idleTimeoutMs,
-    httpAgent: proxy !== undefined && target.protocol === 'http:' ? new HttpProxyAgent({ ...agentOptions, proxy }) : new http.Agent(agentOptions),
-    httpsAgent: proxy !== undefined && target.protocol === 'https:' ? new HttpsProxyAgent({ ...agentOptions, proxy }) : new https.Agent(agentOptions),
+    httpAgent: target.protocol === 'http:' ? agent : new http.Agent(agentOptions),
+    httpsAgent: target.protocol === 'https:' ? agent as https.Agent : new https.Agent(agentOptions),
   })
   const pathStyle = endpoint !== undefined && (opts.pathStyle ?? (net.isIP(endpoint.hostname.replace(/^\[|\]$/g, '')) !== 0 || endpoint.hostname === 'localhost'))
   const client = new S3Client({
@@ -101,7 +100,7 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
     endpoint: endpoint === undefined ? 'AWS S3' : endpoint.origin,
     endpointUrl: endpoint?.href,
     pathStyle,
-    proxy: proxy?.origin,
+    proxy: proxyFor(target)?.origin,
     maxAttempts,
     idleTimeoutMs,
   }
