@@ -21,6 +21,7 @@ import { manyFilesPaths, manyFilesRows, packPlain, runManyFiles } from './lib/ma
 import * as packer from './lib/packer.mjs'
 import { PEERS } from './lib/peers.mjs'
 import { caseRow, markdownTable, printTable, ran, rate, rssRow } from './lib/report.mjs'
+import { realTreeRows, runRealTree } from './lib/real-tree-cases.mjs'
 import { runShards, shardRows } from './lib/shard-cases.mjs'
 import { GiB, MB, config, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, timed } from './lib/sys.mjs'
 
@@ -100,7 +101,7 @@ if (!isRoot) results.notes.push('not root: page cache not dropped, peers not ins
 
 const peers = {}
 for (const [bin, pkg, c] of [['time', 'time', null], ['restic', 'restic', 'restic'], ['borg', 'borgbackup', 'borg'], ['rclone', 'rclone', 'rclone'], ['zstd', 'zstd', 'compress']]) {
-  if (c && !has(c) && !has('many-peers')) continue
+  if (c && !has(c) && !has('many-peers') && !(c !== 'compress' && has('real-tree'))) continue
   const r = ensureTool(bin === 'time' ? '/usr/bin/time' : bin, pkg, { install: opts.install })
   peers[bin] = r
   if (!r.ok) console.log(`  ${bin}: ${r.why}`)
@@ -211,6 +212,10 @@ if (['many', 'many-peers', 'many-growth'].some(has)) {
   const installed = (peer) => !notInstalled(peer)
   await runManyFiles(opts.files, { step, has, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
   if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
+}
+if (has('real-tree')) {
+  const installed = (peer) => !notInstalled(peer)
+  await runRealTree(opts.tree, opts.runs, { step, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
 }
 if (has('shards')) {
   if (!results.cases.manyPackPlain) await packPlain(opts.files, { step, log, work: W })
@@ -385,6 +390,7 @@ for (const [name, id] of [['text', 'Text'], ['random', 'Random']]) {
   compressed.push(`${name} tree ${ran(off) ? `${(off.bytes / 2 ** 20).toFixed(0)} MiB` : ''}: set with --compress off ${mib(off)}, auto ${mib(auto)}${zstd3 ? `, zstd ${mib(zstd3)}` : ''}; tar | zstd -3 -T0 ${mib(peer)}`)
 }
 rows.push(...manyFilesRows(C, opts.files))
+if (has('real-tree')) rows.push(...realTreeRows(C, opts.tree, opts.runs))
 if (has('shards')) for (const k of opts.shards) rows.push(...shardRows(C, opts.files, k, C.manyPackPlain))
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
