@@ -5,6 +5,7 @@ import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { SeekableAgeReader, decryptStream } from '../crypto/index.js'
+import { nativeOpenFile } from '../crypto/native-open.js'
 import type { CarSet } from './car-set.js'
 import { decompressWhole, decompressed, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
@@ -206,9 +207,14 @@ export class FileView {
         if (stored.length !== e.storedSize) throw new PackerError('CORRUPT', `stored data is ${stored.length} bytes, the file table says ${e.storedSize}; the set is damaged`)
         let plain = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength)
         if (e.enc) {
-          const parts: Uint8Array[] = []
-          for await (const p of decryptStream([stored], { fileKey: e.enc.key })) parts.push(p)
-          plain = Buffer.concat(parts)
+          // decryptStream only when the addon cannot open it: it opens what the addon lacks, or names the fault
+          const opened = nativeOpenFile(e.enc.key, stored)
+          if (opened !== null) plain = opened
+          else {
+            const parts: Uint8Array[] = []
+            for await (const p of decryptStream([stored], { fileKey: e.enc.key })) parts.push(p)
+            plain = Buffer.concat(parts)
+          }
         }
         const size = streamEntry(e).size
         if (plain.length !== size) throw new PackerError('CORRUPT', `${plain.length} bytes, the file table says ${size}; the set is damaged`)
