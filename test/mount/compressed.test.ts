@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytes, carFiles, packerOk, run, sha256, tmpDir } from '../helpers.js'
-import { MiB } from '../fixtures.js'
+import { MiB, logText } from '../fixtures.js'
 import { forgeSet, type ForgedLine } from '../forge-set.js'
 import { RANDOM_READS, sh, shOk, startMount, type RunningMount } from './mount-helpers.js'
 
@@ -11,19 +11,6 @@ import { RANDOM_READS, sh, shOk, startMount, type RunningMount } from './mount-h
  * files' own, whole files and random ranges are the source's bytes, and a damaged or forged frame gives EIO, never
  * wrong bytes.
  */
-
-/** Log-like text: compresses ~3–4× at zstd's fast levels, not 100× (so its stream spans CARs too). */
-function logText (n: number, seed: number): Buffer {
-  const hex = bytes(n, seed).toString('hex')
-  const lines: string[] = []
-  let size = 0
-  for (let i = 0; size < n; i++) {
-    const line = `2026-12-01T04:${String(i % 60).padStart(2, '0')}:00Z INFO request ${hex.slice((i * 16) % (hex.length - 16), (i * 16) % (hex.length - 16) + 16)} served in ${i % 997} ms\n`
-    lines.push(line)
-    size += line.length
-  }
-  return Buffer.from(lines.join('')).subarray(0, n)
-}
 
 const SMALL = 300_000 // one frame
 const MULTI = 6 * MiB + 777 // seven frames, the last short
