@@ -36,7 +36,7 @@ const INLINE_LEAF = 64 * 1024
 export interface ReaderOptions {
   /** Bytes of verified, decrypted data kept (LRU), an eighth of it (at least 4 MiB) as decompressed frames of compressed files. */
   cacheSize?: number
-  /** Worker threads that hash and decrypt; default: one per CPU, at most 4. */
+  /** Worker threads that hash, decrypt and decompress; default: one per CPU, at most 4. */
   workers?: number
   /** Most bytes read ahead of a sequential reader. */
   readAhead?: number
@@ -88,7 +88,8 @@ const BEHIND = 2 * MiB
  * leaf blocks (and age chunks) that hold it, has worker threads pread, hash-check and decrypt those leaves into slots
  * of one shared slab (the cache: its size bounds the memory used), keeps them in LRU order, and reads ahead of
  * sequential readers. A read whose leaves are all cached is answered at once, without a promise. Files stored
- * compressed are read through CompressedFiles, which reads their streams' frames here. Errors are PackerErrors naming
+ * compressed are read through CompressedFiles, which reads their streams' frames here and has them decompressed on
+ * the same worker threads. Errors are PackerErrors naming
  * the CAR (missing, truncated, damaged) or, for a compressed file, the file.
  */
 export class SetReader {
