@@ -48,7 +48,7 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
   --files N      files in the tiny-files tree of the many* and shards cases (default 100,000; --full 1,000,000;
                  --tiny 2,000); made once under /tmp/packer-bench-many-N and reused, as is the one of N/10
   --shards K,…   shard counts of the shards case, each planned, packed at once and joined (default 2)
-  --tree DIR     the compress case's real tree (default: /usr/share/{doc,vim,perl}, ~190 MiB; --full: /usr/share)
+  --tree DIR     the compress case's real tree (default: /usr/share/{doc,vim,perl}, 162 MiB here; --full: /usr/share)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
   --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs
