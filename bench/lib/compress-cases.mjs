@@ -4,7 +4,7 @@
 // of file sizes, so 46,000 small .zst files are not rounded up to 4 KiB blocks each) and time. Mount: one large
 // compressible file packed encrypted with --compress auto and with --compress off, each mounted by itself: cold
 // sequential read (dd bs=1M, page cache dropped) and random 4 KiB O_DIRECT reads (p50/p99) on a fresh mount.
-import { existsSync, promises as fs } from 'node:fs'
+import { existsSync, promises as fs, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generatedText } from './data.mjs'
@@ -147,11 +147,16 @@ export async function runCompressedMount (opts, { step, log, work, keyFile, keyg
     await step(`mountRead${id}`, `mount of the --compress ${mode} set: cold sequential read (dd bs=1M), random 4 KiB reads`, async () => {
       const mnt = path.join(work, `mnt-${mode}`)
       const seq = []
+      const mainCpu = []
+      const allCpu = []
       for (let i = 0; i < 3; i++) {
         const m = await startMount(process.execPath, [CLI, 'mount', set, mnt, '-i', keyFile], mnt)
         try {
           dropCaches()
+          const [main0, all0] = [cpuOf(m.proc.pid, m.proc.pid), cpuOf(m.proc.pid)]
           seq.push(ddSeq(path.join(mnt, 'big.log'), 600))
+          mainCpu.push(cpuOf(m.proc.pid, m.proc.pid) - main0)
+          allCpu.push(cpuOf(m.proc.pid) - all0)
         } finally { await stopMount(m) }
       }
       const m = await startMount(process.execPath, [CLI, 'mount', set, mnt, '-i', keyFile], mnt)
@@ -163,11 +168,23 @@ export async function runCompressedMount (opts, { step, log, work, keyFile, keyg
       } finally { await stopMount(m) }
       const s = seq.filter((x) => x != null).sort((a, b) => a - b)
       const seconds = s[Math.floor((s.length - 1) / 2)]
-      return { bytes: size, seconds, runs: seq, p50: rand.p50, p99: rand.p99 }
+      return { bytes: size, seconds, runs: seq, p50: rand.p50, p99: rand.p99, mainCpu: median(mainCpu), mountCpu: median(allCpu) }
     })
     if (!opts.keep) await rm(set)
   }
 }
+
+/**
+ * CPU seconds (user + system) of a process, or of one of its threads (`tid`; the main thread's is the pid): what the
+ * mount's FUSE thread spends, which decompression on the workers takes off it.
+ */
+function cpuOf (pid, tid) {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100 // utime, stime in clock ticks (USER_HZ 100 on Linux)
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]
 
 export function mountRows (C, row, rows) {
   const a = C.mountReadAuto
@@ -179,8 +196,10 @@ export function mountRows (C, row, rows) {
   if (ok(a) && ok(o)) {
     rows.push({ case: 'mount, compressed (auto): random 4 KiB p50', ratio: a.p50 / o.p50, vs: 'latency ÷ --compress off' })
     rows.push({ case: 'mount, compressed (auto): random 4 KiB p99', ratio: a.p99 / o.p99, vs: 'latency ÷ --compress off' })
+    rows.push({ case: 'mount, compressed (auto): sequential, main-thread CPU s', ratio: a.mainCpu / o.mainCpu, vs: 'CPU s ÷ --compress off' })
+    rows.push({ case: 'mount, compressed (auto): sequential, mount CPU s', ratio: a.mountCpu / o.mountCpu, vs: 'CPU s ÷ --compress off' })
   }
-  const f = (c) => ok(c) ? `seq ${(c.bytes / c.seconds / 1e6).toFixed(0)} MB/s (runs ${c.runs.map((x) => x?.toFixed(2)).join(', ')} s), 4 KiB p50 ${c.p50.toFixed(0)} µs p99 ${c.p99.toFixed(0)} µs` : 'failed'
+  const f = (c) => ok(c) ? `seq ${(c.bytes / c.seconds / 1e6).toFixed(0)} MB/s (runs ${c.runs.map((x) => x?.toFixed(2)).join(', ')} s; mount CPU ${c.mountCpu.toFixed(2)} s, its main thread ${c.mainCpu.toFixed(2)} s), 4 KiB p50 ${c.p50.toFixed(0)} µs p99 ${c.p99.toFixed(0)} µs` : 'failed'
   const p = (c) => ok(c) ? `${(c.storedBytes / MiB).toFixed(1)} MiB stored` : ''
   return [`compressed: ${f(a)}, ${p(C.mountPackAuto)}`, `off: ${f(o)}, ${p(C.mountPackOff)}`]
 }
