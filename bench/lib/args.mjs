@@ -19,7 +19,8 @@ export const CASES = [
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
   'real-tree', // a real tree (--tree, default /usr/share): packer against rclone crypt, restic and borg, --runs rounds
-  'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees)
+  'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees);
+  // on a real tree (--tree, default part of /usr/share) vs per-file zstd -3, restic and borg; mount of a compressed file
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
 ]
 
@@ -48,8 +49,9 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
   --files N      files in the tiny-files tree of the many* and shards cases (default 100,000; --full 1,000,000;
                  --tiny 2,000); made once under /tmp/packer-bench-many-N and reused, as is the one of N/10
   --shards K,…   shard counts of the shards case, each planned, packed at once and joined (default 2)
-  --tree DIR     the real-tree case's directory (default /usr/share): pack and restore by packer, rclone crypt,
-                 restic and borg, interleaved
+  --tree DIR     the real tree of the real-tree case (default /usr/share: pack and restore by packer, rclone
+                 crypt, restic and borg, interleaved) and of the compress case (default /usr/share/{doc,vim,perl},
+                 162 MiB here; --full: /usr/share)
   --runs N       rounds of the real-tree case (default 3; medians reported)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
@@ -77,9 +79,9 @@ export function parseArgs (argv, benchDir) {
     markdown: false,
     files: null,
     shards: [2],
-    tree: '/usr/share',
     runs: 3,
     json: path.join(benchDir, 'results.json'),
+    tree: null,
   }
   const list = (s) => {
     const names = String(s ?? '').split(',').map((x) => x.trim()).filter(Boolean)

@@ -191,9 +191,10 @@ export class FileView {
    * The plaintexts of files stored as one raw block each (every file of up to 1 MiB, less its age overhead), their
    * blocks read together where they lie side by side (BlockSource.getMany), hash-checked and authenticated in this
    * thread: for small files, far cheaper than a round trip each to worker threads. Per file: its plaintext, the
-   * PackerError (naming it) that keeps it from being read, or null when it is not stored as one raw block.
+   * PackerError (naming it) that keeps it from being read, or null when it is not stored as one raw block. Compressed
+   * ones are decompressed by `whole` (the reader's worker threads; here by default).
    */
-  async readSmall (entries: TableEntry[]): Promise<Array<Buffer | PackerError | null>> {
+  async readSmall (entries: TableEntry[], whole: (e: TableEntry, stream: Buffer) => Promise<Buffer> = decompressWhole): Promise<Array<Buffer | PackerError | null>> {
     const cids = entries.map((e) => CID.parse(e.cid!))
     const raw = entries.flatMap((e, i) => cids[i]!.code === RAW ? [i] : [])
     const blocks = await this.#set.blocks.getMany(raw.map((i) => cids[i]!))
@@ -218,7 +219,7 @@ export class FileView {
         }
         const size = streamEntry(e).size
         if (plain.length !== size) throw new PackerError('CORRUPT', `${plain.length} bytes, the file table says ${size}; the set is damaged`)
-        out[i] = e.compression === undefined ? plain : await decompressWhole(e, plain)
+        out[i] = e.compression === undefined ? plain : await whole(e, plain)
       } catch (err) {
         if (!(err instanceof PackerError)) throw err
         // Errors of the decompression name the file already.
