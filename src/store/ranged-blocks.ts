@@ -35,8 +35,8 @@ export class RangedBlocks {
   readonly #reader: RangeReader
   readonly #opts: RangedBlocksOptions
   readonly #wanted = new Map<number, Wanted[]>()
-  readonly #pending = new Map<string, Promise<Buffer>>()
-  readonly #recent: LRUCache<string, Buffer>
+  /** Blocks asked for, by CAR and place: read, or on their way (one read however often a block is asked for). */
+  readonly #blocks: LRUCache<string, Promise<Buffer>>
   readonly #waiting: Array<() => void> = []
   #inflight = 0
   #flushing = false
@@ -44,7 +44,7 @@ export class RangedBlocks {
   constructor (reader: RangeReader, opts: RangedBlocksOptions) {
     this.#reader = reader
     this.#opts = opts
-    this.#recent = new LRUCache<string, Buffer>({ maxSize: opts.recentBytes, sizeCalculation: (b) => Math.max(1, b.length) })
+    this.#blocks = new LRUCache<string, Promise<Buffer>>({ maxSize: opts.recentBytes })
   }
 
   /** Blocks of one CAR, each checked, or the error that keeps it from being read. */
@@ -55,27 +55,26 @@ export class RangedBlocks {
     })))
   }
 
-  /** One block, checked (throws a PackerError when it cannot be read). */
+  /** One block, checked (throws a PackerError when it cannot be read); blocks asked for in one turn are read together. */
   async block (car: number, block: BlockAt): Promise<Buffer> {
     const key = `${car}:${block.offset}:${block.length}`
-    const hit = this.#recent.get(key)
-    if (hit !== undefined) return hit
-    let p = this.#pending.get(key)
-    if (p === undefined) {
-      p = new Promise<Buffer>((resolve, reject) => {
+    let got = this.#blocks.get(key)
+    if (got === undefined) {
+      const asked = new Promise<Buffer>((resolve, reject) => {
         const list = this.#wanted.get(car)
         if (list === undefined) this.#wanted.set(car, [{ block, resolve, reject }])
         else list.push({ block, resolve, reject })
       })
-      this.#pending.set(key, p)
-      const settled = (): void => { this.#pending.delete(key) }
-      p.then((b) => { this.#recent.set(key, b); settled() }, settled)
+      // a block that could not be read is asked for again next time (the store may have it by then)
+      asked.catch(() => { if (this.#blocks.get(key) === asked) this.#blocks.delete(key) })
+      this.#blocks.set(key, asked, { size: Math.max(1, block.length) })
+      got = asked
       if (!this.#flushing) {
         this.#flushing = true
         setImmediate(() => this.#flush())
       }
     }
-    return await p
+    return await got
   }
 
   /** Turns the blocks wanted in this turn into requests: runs of blocks side by side. */
