@@ -1,9 +1,9 @@
 /**
- * The thread that fetches blocks from web servers (src/remote/block-fetcher.ts): one GET of a byte range of a CAR,
- * its pieces put straight into one shared buffer per block as they come, then each block's SHA-256 checked against
- * its CID, each block sent back as soon as it is in. Receiving HTTP costs Node about a core per 300 MB/s; on the mount's main thread it held up the FUSE
- * handlers and capped a remote mount at half a local one. The blocks come back in shared memory: the main thread
- * and the reader's workers use them where they are, nothing is copied on the way.
+ * A thread that fetches blocks from web servers (src/remote/block-fetcher.ts): for each run it is given, one GET of a
+ * byte range of a CAR, its pieces put straight into one shared buffer per block as they come, each block's SHA-256 checked
+ * against its CID as soon as it is in, and the block sent back at once. Receiving HTTP costs Node about a core per
+ * 300 MB/s; on the mount's main thread it held up the FUSE handlers and capped a remote mount at half a local one.
+ * The blocks come back in shared memory: the main thread and the reader's workers use them where they are.
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
