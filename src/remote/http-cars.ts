@@ -16,6 +16,12 @@ const DROPPED_FOR_MS = 60_000
 /** Verified blocks kept (a straddling age chunk's next leaf is asked for twice in a row). */
 const RECENT_BYTES = 32 << 20
 
+/**
+ * What a sequential reader of these CARs reads ahead: at 50 ms per request and ~150 MB/s, 8 MB must be in flight, and
+ * the fetching threads' queue comes on top (16 MiB, the local default, kept half of that in flight).
+ */
+const READ_AHEAD = 64 << 20
+
 export interface HttpCarsOptions {
   timeouts?: HttpTimeouts
   /** Requests in flight at once (default 16: a server 50 ms away then still has 16 MiB of read-ahead in flight). */
@@ -36,6 +42,7 @@ interface Wanted { block: BlockAt, resolve: (b: Buffer) => void, reject: (e: Pac
  */
 export class HttpCars implements CarStore {
   readonly where: string
+  readonly readAhead = READ_AHEAD
   readonly #cars: CarRecord[]
   readonly #urls: string[][]
   readonly #t: HttpTimeouts
