@@ -92,6 +92,11 @@ export class BlockFetcher {
   async close (): Promise<void> {
     this.#closed = true
     const threads = this.#threads.splice(0)
+    // a run still in flight fails rather than waits forever
+    for (const t of threads) {
+      for (const p of t?.pending.values() ?? []) p.reject(new PackerError('REMOTE', 'the reader is closing'))
+      t?.pending.clear()
+    }
     await Promise.all(threads.map(async (t) => await t?.w.terminate()))
   }
 }
