@@ -50,15 +50,23 @@ const which = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 
 function packer (...a) { return execFileSync(process.execPath, [CLI, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) }
 
-/** SRC packed encrypted once into DIR/set (DIR/key.txt its key). */
+/**
+ * What SRC holds now (every entry's path, size and mtime, hashed): a set or archive made of SRC is reused only while
+ * SRC is unchanged (a real tree such as /usr/share changes as packages are installed; diff would then fail).
+ */
+const stampOf = (src) => sh(`find ${JSON.stringify(src)} -printf '%p %s %T@\\n' | LC_ALL=C sort | sha256sum`).split(' ')[0]
+const unchanged = (src, made) => fs.existsSync(made) && fs.readFileSync(made, 'utf8') === stampOf(src)
+
+/** SRC packed encrypted once into DIR/set (DIR/key.txt its key), again when SRC changed. */
 function ensureSet (src, dir) {
-  if (fs.existsSync(path.join(dir, 'set/manifest.json'))) return dir
+  if (unchanged(src, path.join(dir, 'source.stamp')) && fs.existsSync(path.join(dir, 'set/manifest.json'))) return dir
   fs.rmSync(dir, { recursive: true, force: true })
   fs.mkdirSync(dir, { recursive: true })
   const recipient = packer('keygen', '-o', path.join(dir, 'key.txt')).trim()
   say(`packing ${src} (once)…`)
   const t = secs(() => packer('pack', src, '-o', path.join(dir, 'set'), '-r', recipient, '-q', '--state-dir', path.join(dir, 'state')))
   say(`  packed in ${t.secs.toFixed(0)} s`)
+  fs.writeFileSync(path.join(dir, 'source.stamp'), stampOf(src))
   return dir
 }
 
@@ -66,15 +74,15 @@ function borgEnv () {
   return { ...process.env, BORG_PASSPHRASE: PASS, BORG_BASE_DIR: path.join(WORK, 'borg-base'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes', BORG_DISPLAY_PASSPHRASE: 'no' }
 }
 
-/** An archive `a` of SRC (stored as its base name, from its parent) in a borg repository made once in DIR. */
+/** An archive `a` of SRC (stored as its base name, from its parent) in a borg repository made once in DIR, again when SRC changed. */
 function ensureBorg (src, dir) {
   const done = dir + '.done'
-  if (!fs.existsSync(done)) {
+  if (!unchanged(src, done)) {
     fs.rmSync(dir, { recursive: true, force: true })
     say(`borg: archiving ${src} (once)…`)
     execFileSync('borg', ['init', '-e', 'repokey', dir], { env: borgEnv(), stdio: 'ignore' })
     execFileSync('borg', ['create', `${dir}::a`, path.basename(src)], { env: borgEnv(), cwd: path.dirname(src), stdio: 'ignore' })
-    fs.writeFileSync(done, '')
+    fs.writeFileSync(done, stampOf(src))
   }
   return dir
 }

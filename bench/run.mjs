@@ -17,10 +17,12 @@ import { fileURLToPath } from 'node:url'
 import { CASES, USAGE, parseArgs } from './lib/args.mjs'
 import { summariseProfile, printProfile } from './lib/cpuprofile.mjs'
 import { compressSpec, makeSparseTree, makeTextTree, makeTree, treeSpec } from './lib/data.mjs'
+import { compressRealTreeRows, mountRows, runCompressedMount, runCompressRealTree } from './lib/compress-cases.mjs'
 import { manyFilesPaths, manyFilesRows, packPlain, runManyFiles } from './lib/many-files-cases.mjs'
 import * as packer from './lib/packer.mjs'
 import { PEERS } from './lib/peers.mjs'
 import { caseRow, markdownTable, printTable, ran, rate, rssRow } from './lib/report.mjs'
+import { realTreeRows, runRealTree } from './lib/real-tree-cases.mjs'
 import { runShards, shardRows } from './lib/shard-cases.mjs'
 import { GiB, MB, config, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, timed } from './lib/sys.mjs'
 
@@ -99,8 +101,8 @@ if (!existsSync(CLI)) {
 if (!isRoot) results.notes.push('not root: page cache not dropped, peers not installed by the bench')
 
 const peers = {}
-for (const [bin, pkg, c] of [['time', 'time', null], ['restic', 'restic', 'restic'], ['borg', 'borgbackup', 'borg'], ['rclone', 'rclone', 'rclone'], ['zstd', 'zstd', 'compress']]) {
-  if (c && !has(c) && !has('many-peers')) continue
+for (const [bin, pkg, cs] of [['time', 'time', null], ['restic', 'restic', ['restic', 'compress', 'real-tree']], ['borg', 'borgbackup', ['borg', 'compress', 'real-tree']], ['rclone', 'rclone', ['rclone', 'real-tree']], ['zstd', 'zstd', ['compress']]]) {
+  if (cs && !cs.some(has) && !has('many-peers')) continue
   const r = ensureTool(bin === 'time' ? '/usr/bin/time' : bin, pkg, { install: opts.install })
   peers[bin] = r
   if (!r.ok) console.log(`  ${bin}: ${r.why}`)
@@ -212,6 +214,10 @@ if (['many', 'many-peers', 'many-growth'].some(has)) {
   await runManyFiles(opts.files, { step, has, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
   if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
 }
+if (has('real-tree')) {
+  const installed = (peer) => !notInstalled(peer)
+  await runRealTree(opts.tree ?? '/usr/share', opts.runs, { step, log, keyFile: P.key, recipient: keygen(), work: W, installed, results })
+}
 if (has('shards')) {
   if (!results.cases.manyPackPlain) await packPlain(opts.files, { step, log, work: W })
   for (const k of opts.shards) await runShards(opts.files, k, { step, log, work: W })
@@ -257,6 +263,8 @@ if (has('compress')) {
   }
   await rm(P.outCompress)
   await rm(P.tarZstd)
+  await runCompressRealTree(opts, { step, log, work: W, keygen, installed: (bin) => !notInstalled(bin) })
+  await runCompressedMount(opts, { step, log, work: W, keyFile: P.key, keygen })
 }
 
 /** Runs another engineer's bench script; its output is reported as is, a failure as "not available". */
@@ -384,7 +392,10 @@ for (const [name, id] of [['text', 'Text'], ['random', 'Random']]) {
   const mib = (c) => (ran(c) && c.outBytes ? `${(c.outBytes / 2 ** 20).toFixed(1)} MiB` : '–')
   compressed.push(`${name} tree ${ran(off) ? `${(off.bytes / 2 ** 20).toFixed(0)} MiB` : ''}: set with --compress off ${mib(off)}, auto ${mib(auto)}${zstd3 ? `, zstd ${mib(zstd3)}` : ''}; tar | zstd -3 -T0 ${mib(peer)}`)
 }
+const realTree = compressRealTreeRows(C, row, rows)
+const mountFigures = mountRows(C, row, rows)
 rows.push(...manyFilesRows(C, opts.files))
+if (has('real-tree')) rows.push(...realTreeRows(C, opts.tree ?? '/usr/share', opts.runs))
 if (has('shards')) for (const k of opts.shards) rows.push(...shardRows(C, opts.files, k, C.manyPackPlain))
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
@@ -396,6 +407,8 @@ console.log('CPU s = user + system of the command; others = CPU used meanwhile b
 if (tree) console.log(`tree: ${tree.files} files, ${(tree.bytes / GiB).toFixed(2)} GiB (one ${tree.bigBytes / GiB >= 1 ? `${(tree.bigBytes / GiB).toFixed(0)} GiB` : `${(tree.bigBytes / 2 ** 20).toFixed(0)} MiB`} random file + ${tree.smallCount} random files of 1 B–${Math.round(2 * tree.smallBytes / tree.smallCount / 1024)} KiB in ${Math.ceil(tree.smallCount / spec.perDir)} directories)`)
 printTable(rows)
 if (compressed.length > 0) console.log(`\nstored sizes (du): ${compressed.join('; ')}`)
+if (realTree.length > 0) console.log(`\nreal tree (${C.realPackAuto?.tree ?? ''}), stored bytes (apparent) and time: ${realTree.join('; ')}`)
+if (mountFigures.length > 0) console.log(`\nmount of one compressible file: ${mountFigures.join('; ')}`)
 if (C.mount && !C.mount.error) {
   console.log('\nbench/mount.mjs reported:')
   console.log(C.mount.json ? JSON.stringify(C.mount.json, null, 2) : C.mount.output)
@@ -411,7 +424,7 @@ console.log(`\nresults: ${path.relative(process.cwd(), opts.json) || opts.json}`
 
 // ---------------------------------------------------------------- cleanup
 if (!opts.keep) {
-  for (const p of [P.tree, `${P.tree}.json`, P.textTree, `${P.textTree}.json`, P.randomTree, `${P.randomTree}.json`, P.outEnc, P.outPlain, ...Object.keys(PEERS).map(P.peer), P.dest, P.ddFile, P.sparseTree, P.outSparse, P.destSparse, P.outProf]) await rm(p)
+  for (const p of [path.join(W, 'real-tree'), path.join(W, 'real-tree.json'), path.join(W, 'mount-text'), P.tree, `${P.tree}.json`, P.textTree, `${P.textTree}.json`, P.randomTree, `${P.randomTree}.json`, P.outEnc, P.outPlain, ...Object.keys(PEERS).map(P.peer), P.dest, P.ddFile, P.sparseTree, P.outSparse, P.destSparse, P.outProf]) await rm(p)
 }
 const failed = rows.filter((r) => r.error && !r.error.startsWith('not ')).length
 process.exitCode = failed ? 1 : 0

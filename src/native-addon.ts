@@ -53,6 +53,8 @@ export interface NativeAddon {
   ageRecipients (list: Array<{ x25519: Uint8Array } | { spki: Uint8Array, tag: string }>): NativeAgeRecipients | null
   /** A whole file as an age file: file key (16) ‖ its SHA-256 (32) ‖ header length (u32 LE) ‖ the age file. */
   ageSealFile (recipients: NativeAgeRecipients, plain: Uint8Array): Buffer
+  /** The plaintext of a whole age file opened with its 16-byte file key; null when it does not open (any fault). */
+  ageOpenFile (fileKey: Uint8Array, file: Uint8Array): Buffer | null
   /**
    * Compresses `src` as one zstd frame with its content size and XXH64 checksum into `dst`, which must hold
    * ZSTD_compressBound(src.length) bytes; returns the frame's length. Uses this thread's reusable context.
@@ -96,7 +98,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
-  'ageRecipients', 'ageSealFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
+  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined
 

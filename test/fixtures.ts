@@ -41,3 +41,16 @@ export async function makeRoundTripTree (root: string, opts: { big?: number } = 
     t += 1_000_000_001n
   }
 }
+
+/** Log-like text: compresses ~3–4× at zstd's fast levels, not 100× (so its stream spans CARs too). */
+export function logText (n: number, seed: number): Buffer {
+  const hex = bytes(n, seed).toString('hex')
+  const lines: string[] = []
+  let size = 0
+  for (let i = 0; size < n; i++) {
+    const line = `2026-12-01T04:${String(i % 60).padStart(2, '0')}:00Z INFO request ${hex.slice((i * 16) % (hex.length - 16), (i * 16) % (hex.length - 16) + 16)} served in ${i % 997} ms\n`
+    lines.push(line)
+    size += line.length
+  }
+  return Buffer.from(lines.join('')).subarray(0, n)
+}

@@ -18,7 +18,9 @@ export const CASES = [
   'shards', // for each K of --shards: plan, K shards packed at once, join; against one pack --no-encrypt of the tree
   'commp', // bench/commp.mjs (another engineer's), if present
   'mount', // bench/mount.mjs (another engineer's), if present
-  'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees)
+  'real-tree', // a real tree (--tree, default /usr/share): packer against rclone crypt, restic and borg, --runs rounds
+  'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees);
+  // on a real tree (--tree, default part of /usr/share) vs per-file zstd -3, restic and borg; mount of a compressed file
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
 ]
 
@@ -36,7 +38,7 @@ const NEEDS = {
 
 export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--skip CASE,…] [--work DIR] [--keep] [--profile]
                          [--no-install] [--no-wait] [--max-wait S] [--markdown] [--json FILE] [--tiny]
-                         [--files N] [--shards K,…]
+                         [--files N] [--shards K,…] [--tree DIR] [--runs N]
 
   (default)      quick mode, about 20 minutes on 2 quiet cores: issue 6's tree at 1/4 scale (one 1 GiB random
                  file + 5,000 small files, ~256 MiB) and 100,000 tiny files
@@ -47,6 +49,10 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
   --files N      files in the tiny-files tree of the many* and shards cases (default 100,000; --full 1,000,000;
                  --tiny 2,000); made once under /tmp/packer-bench-many-N and reused, as is the one of N/10
   --shards K,…   shard counts of the shards case, each planned, packed at once and joined (default 2)
+  --tree DIR     the real tree of the real-tree case (default /usr/share: pack and restore by packer, rclone
+                 crypt, restic and borg, interleaved) and of the compress case (default /usr/share/{doc,vim,perl},
+                 162 MiB here; --full: /usr/share)
+  --runs N       rounds of the real-tree case (default 3; medians reported)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
   --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs
@@ -73,7 +79,9 @@ export function parseArgs (argv, benchDir) {
     markdown: false,
     files: null,
     shards: [2],
+    runs: 3,
     json: path.join(benchDir, 'results.json'),
+    tree: null,
   }
   const list = (s) => {
     const names = String(s ?? '').split(',').map((x) => x.trim()).filter(Boolean)
@@ -99,6 +107,8 @@ export function parseArgs (argv, benchDir) {
     else if (a === '--markdown') o.markdown = true
     else if (a === '--files') o.files = Number(val())
     else if (a === '--shards') o.shards = val().split(',').map(Number)
+    else if (a === '--tree') o.tree = path.resolve(val())
+    else if (a === '--runs') o.runs = Number(val())
     else if (a === '--json') o.json = path.resolve(val())
     else if (a === '-h' || a === '--help') o.help = true
     else throw new Error(`unknown option ${a}\n${USAGE}`)
@@ -120,6 +130,7 @@ export function parseArgs (argv, benchDir) {
   if (!o.full) selected.delete('sparse')
   o.files ??= o.full ? 1e6 : o.tiny ? 2000 : 1e5
   if (!(Number.isInteger(o.files) && o.files >= 10)) throw new Error('--files needs a whole number ≥ 10')
+  if (!(Number.isInteger(o.runs) && o.runs >= 1)) throw new Error('--runs needs a whole number ≥ 1')
   if (!o.shards.every((k) => Number.isInteger(k) && k >= 1)) throw new Error('--shards needs whole numbers ≥ 1')
   o.cases = selected
   return o

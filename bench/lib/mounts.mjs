@@ -1,5 +1,6 @@
-// Starting and stopping FUSE mounts for the mount benchmarks (bench/mount.mjs, bench/mount-scale.mjs).
-import { spawn, execFileSync } from 'node:child_process'
+// Starting and stopping FUSE mounts for the mount benchmarks (bench/mount.mjs, bench/mount-scale.mjs, the compress
+// case's), and reading files through them.
+import { spawn, spawnSync, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -49,4 +50,33 @@ export async function stopMount (m, waitSecs = 5) {
   await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, waitSecs * 1000))])
   detach(m.mnt)
   if (m.proc.exitCode === null && m.proc.signalCode === null) m.proc.kill('SIGKILL')
+}
+
+/** Seconds for `dd bs=1M` of a file to /dev/null, or null when it took longer than `timeout` s (or failed). */
+export function ddSeq (file, timeout) {
+  const t0 = performance.now()
+  const r = spawnSync('timeout', [String(timeout), 'dd', `if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'], { stdio: 'ignore' })
+  const secs = (performance.now() - t0) / 1000
+  return r.status === 0 ? secs : null
+}
+
+/** Random 4 KiB reads with O_DIRECT (each a round trip to the file system), from a separate process. */
+export function randomReads (file, n, seed, span = 0) {
+  const script = `
+const fs = require('fs')
+const fd = fs.openSync(process.argv[1], fs.constants.O_RDONLY | fs.constants.O_DIRECT)
+const size = Number(process.argv[4]) || fs.fstatSync(fd).size
+const buf = Buffer.alloc(4096)
+let s = Number(process.argv[3])
+const lat = []
+for (let i = 0; i < Number(process.argv[2]); i++) {
+  s = (s * 1103515245 + 12345) % 2147483648
+  const off = Math.floor((s / 2147483648) * (size / 4096 - 1)) * 4096
+  const t = process.hrtime.bigint()
+  fs.readSync(fd, buf, 0, 4096, off)
+  lat.push(Number(process.hrtime.bigint() - t) / 1e3)
+}
+lat.sort((a, b) => a - b)
+console.log(JSON.stringify({ p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] }))`
+  return JSON.parse(execFileSync(process.execPath, ['-e', script, file, String(n), String(seed), String(span)], { encoding: 'utf8' }))
 }

@@ -9,7 +9,16 @@ import { diskUsage, run, timed } from './sys.mjs'
 
 const IPFS_CAR = fileURLToPath(new URL('../../node_modules/ipfs-car/bin.js', import.meta.url))
 const rm = (p) => fs.rm(p, { recursive: true, force: true })
-const PASSWORD = 'bench-password'
+export const PASSWORD = 'bench-password'
+
+/** borg's environment for a repository made in DIR by the borg peer. */
+export const borgEnv = (dir) => ({
+  BORG_PASSPHRASE: PASSWORD,
+  BORG_BASE_DIR: path.join(dir, 'home'),
+  BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes',
+  BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+  BORG_DISPLAY_PASSPHRASE: 'no',
+})
 
 export const PEERS = {
   /** `ipfs-car pack TREE --output dir/x.car` (no CommP) */
@@ -35,14 +44,7 @@ export const PEERS = {
     await fs.mkdir(dir, { recursive: true })
     const r = await timed('sh', ['-c', 'borg init -e repokey "$R" && borg create "$R::bench" .'], {
       cwd: tree,
-      env: {
-        R: path.join(dir, 'repo'),
-        BORG_PASSPHRASE: PASSWORD,
-        BORG_BASE_DIR: path.join(dir, 'home'),
-        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes',
-        BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
-        BORG_DISPLAY_PASSPHRASE: 'no',
-      },
+      env: { R: path.join(dir, 'repo'), ...borgEnv(dir) },
       log,
     })
     return { outBytes: diskUsage(path.join(dir, 'repo')), ...r }

@@ -873,6 +873,27 @@ static napi_value age_seal_file_js (napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ageOpenFile(fileKey, file) → the plaintext of a whole age file, or null when it does not open (the caller's JavaScript path says why). */
+static napi_value age_open_file_js (napi_env env, napi_callback_info info) {
+  size_t argc = 2, key_len = 0, n = 0;
+  napi_value argv[2], out, nul;
+  const uint8_t *key = NULL, *file = NULL;
+  void *mem = NULL;
+  napi_get_null(env, &nul);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return throw_type(env, "ageOpenFile: file key, bytes");
+  if (!bytes_arg(env, argv[0], &key, &key_len, "ageOpenFile: the file key must be a Uint8Array") ||
+      !bytes_arg(env, argv[1], &file, &n, "ageOpenFile: the file must be a Uint8Array")) return NULL;
+  if (key_len != 16) return throw_type(env, "ageOpenFile: a file key has 16 bytes");
+  if (n == 0) return nul;
+  unsigned char *plain = malloc(n);
+  if (plain == NULL) return throw_type(env, "ageOpenFile: out of memory");
+  long len = age_open_file(key, file, n, plain);
+  napi_status st = len < 0 ? napi_ok : napi_create_buffer_copy(env, (size_t)len, plain, &mem, &out);
+  free(plain);
+  if (st != napi_ok) return throw_type(env, "ageOpenFile: out of memory");
+  return len < 0 ? nul : out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "commpCreate", NULL, commp_create, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -890,6 +911,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "renameFiles", NULL, rename_files_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageRecipients", NULL, age_recipients_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageSealFile", NULL, age_seal_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "ageOpenFile", NULL, age_open_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   if (zstd_define(env, exports) != napi_ok) return NULL;

@@ -7,14 +7,13 @@
  */
 #include "age.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #define CHUNK 65536
@@ -103,41 +102,89 @@ static size_t body_lines (char *out, const unsigned char *in, size_t n) {
   return o;
 }
 
+/*
+ * OpenSSL 3 looks an algorithm up by name, under a lock, on every implicit use (EVP_sha256() in HMAC(), a context
+ * made by id): for a file of a few bytes that cost more than the cryptography. So the algorithms are fetched once per
+ * process and each thread keeps its contexts (workers seal concurrently; a context is never shared).
+ */
+static EVP_MD *sha256_md;
+static EVP_CIPHER *chacha_cipher;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+static _Thread_local EVP_MD_CTX *md_ctx;
+static _Thread_local EVP_CIPHER_CTX *cipher_ctx;
+static _Thread_local EVP_PKEY_CTX *x25519_keygen_ctx;
+
+static void fetch_algorithms (void) {
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  chacha_cipher = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+}
+
+static int thread_contexts (void) {
+  pthread_once(&fetch_once, fetch_algorithms);
+  if (sha256_md == NULL || chacha_cipher == NULL) return -1;
+  if (md_ctx == NULL) md_ctx = EVP_MD_CTX_new();
+  if (cipher_ctx == NULL) cipher_ctx = EVP_CIPHER_CTX_new();
+  if (x25519_keygen_ctx == NULL) {
+    x25519_keygen_ctx = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
+    if (x25519_keygen_ctx != NULL && EVP_PKEY_keygen_init(x25519_keygen_ctx) != 1) {
+      EVP_PKEY_CTX_free(x25519_keygen_ctx);
+      x25519_keygen_ctx = NULL;
+    }
+  }
+  return md_ctx != NULL && cipher_ctx != NULL && x25519_keygen_ctx != NULL ? 0 : -1;
+}
+
+static int sha256_parts (unsigned char out[32], const unsigned char *a, size_t a_len, const unsigned char *b, size_t b_len) {
+  return EVP_DigestInit_ex2(md_ctx, sha256_md, NULL) == 1 && EVP_DigestUpdate(md_ctx, a, a_len) == 1 &&
+    (b_len == 0 || EVP_DigestUpdate(md_ctx, b, b_len) == 1) && EVP_DigestFinal_ex(md_ctx, out, NULL) == 1 ? 0 : -1;
+}
+
+/* HMAC-SHA256 (RFC 2104) on the fetched digest; age's keys are at most one block (64 bytes). */
+static int hmac_sha256 (unsigned char out[32], const unsigned char *key, size_t key_len, const unsigned char *msg, size_t n) {
+  unsigned char pad[64], inner[32];
+  if (key_len > sizeof pad) return -1;
+  memset(pad, 0x36, sizeof pad);
+  for (size_t i = 0; i < key_len; i++) pad[i] ^= key[i];
+  int ok = sha256_parts(inner, pad, sizeof pad, msg, n) == 0;
+  for (size_t i = 0; i < sizeof pad; i++) pad[i] ^= 0x36 ^ 0x5c;
+  ok = ok && sha256_parts(out, pad, sizeof pad, inner, sizeof inner) == 0;
+  OPENSSL_cleanse(pad, sizeof pad);
+  return ok ? 0 : -1;
+}
+
 /* HKDF-SHA256 with a 32-byte output (all age needs). */
 static int hkdf32 (unsigned char out[32], const unsigned char *salt, size_t salt_len, const unsigned char *ikm, size_t ikm_len, const char *info) {
   static const unsigned char zeros[32] = { 0 };
   unsigned char prk[32], msg[128];
-  unsigned int len = 32;
   size_t info_len = strlen(info);
   if (info_len + 1 > sizeof msg) return -1;
   if (salt_len == 0) { salt = zeros; salt_len = 32; }
-  if (HMAC(EVP_sha256(), salt, (int)salt_len, ikm, ikm_len, prk, &len) == NULL) return -1;
+  if (hmac_sha256(prk, salt, salt_len, ikm, ikm_len) != 0) return -1;
   memcpy(msg, info, info_len);
   msg[info_len] = 1;
-  if (HMAC(EVP_sha256(), prk, 32, msg, info_len + 1, out, &len) == NULL) return -1;
+  int rc = hmac_sha256(out, prk, 32, msg, info_len + 1);
   OPENSSL_cleanse(prk, sizeof prk);
-  return 0;
+  return rc;
 }
 
 static int chacha_seal (const unsigned char key[32], const unsigned char nonce[12], const unsigned char *in, size_t n, unsigned char *out) {
-  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-  int ok = c != NULL, len = 0;
-  ok = ok && EVP_EncryptInit_ex(c, EVP_chacha20_poly1305(), NULL, key, nonce) == 1;
+  EVP_CIPHER_CTX *c = cipher_ctx;
+  int ok = 1, len = 0;
+  ok = ok && EVP_EncryptInit_ex2(c, chacha_cipher, key, nonce, NULL) == 1;
   ok = ok && (n == 0 || EVP_EncryptUpdate(c, out, &len, in, (int)n) == 1);
   ok = ok && EVP_EncryptFinal_ex(c, out + len, &len) == 1;
   ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG, out + n) == 1;
-  EVP_CIPHER_CTX_free(c);
   return ok ? 0 : -1;
 }
 
 /* One X25519 stanza: a fresh ephemeral key, the shared secret, the wrapped file key. */
 static int x25519_stanza (char *out, size_t *o, const struct age_recipient *r, const unsigned char file_key[16]) {
   EVP_PKEY *eph = NULL;
-  EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL), *dc = NULL;
+  EVP_PKEY_CTX *dc = NULL;
   unsigned char share[32], secret[32], salt[64], wrap[32], body[32];
   static const unsigned char zero_nonce[12] = { 0 }, zeros[32] = { 0 };
   size_t len = 32;
-  int ok = kc != NULL && EVP_PKEY_keygen_init(kc) == 1 && EVP_PKEY_keygen(kc, &eph) == 1;
+  int ok = EVP_PKEY_keygen(x25519_keygen_ctx, &eph) == 1;
   ok = ok && EVP_PKEY_get_raw_public_key(eph, share, &len) == 1 && len == 32;
   ok = ok && (dc = EVP_PKEY_CTX_new(eph, NULL)) != NULL && EVP_PKEY_derive_init(dc) == 1 && EVP_PKEY_derive_set_peer(dc, r->key) == 1;
   len = 32;
@@ -156,7 +203,6 @@ static int x25519_stanza (char *out, size_t *o, const struct age_recipient *r, c
   OPENSSL_cleanse(secret, sizeof secret);
   OPENSSL_cleanse(wrap, sizeof wrap);
   EVP_PKEY_CTX_free(dc);
-  EVP_PKEY_CTX_free(kc);
   EVP_PKEY_free(eph);
   return ok ? 0 : -1;
 }
@@ -197,8 +243,8 @@ size_t age_file_size (size_t header, size_t plain) {
 
 long age_header (const age_recipients *rs, const unsigned char file_key[16], char *out) {
   unsigned char mac_key[32], mac[32];
-  unsigned int len = 32;
   size_t o = 0;
+  if (thread_contexts() != 0) return -1;
   memcpy(out, "age-encryption.org/v1\n", 22); o = 22;
   for (size_t i = 0; i < rs->n; i++) {
     int rc = rs->r[i].kind == AGE_X25519 ? x25519_stanza(out, &o, &rs->r[i], file_key) : ssh_rsa_stanza(out, &o, &rs->r[i], file_key);
@@ -206,7 +252,7 @@ long age_header (const age_recipients *rs, const unsigned char file_key[16], cha
   }
   memcpy(out + o, "---", 3); o += 3;
   if (hkdf32(mac_key, NULL, 0, file_key, 16, "header") != 0) return -1;
-  if (HMAC(EVP_sha256(), mac_key, 32, (const unsigned char *)out, o, mac, &len) == NULL) return -1;
+  if (hmac_sha256(mac, mac_key, 32, (const unsigned char *)out, o) != 0) return -1;
   out[o++] = ' ';
   o += b64(out + o, mac, 32);
   out[o++] = '\n';
@@ -233,6 +279,51 @@ long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t
     o += k + TAG;
   }
   OPENSSL_cleanse(payload_key, sizeof payload_key);
-  SHA256(out, o, digest);
+  if (sha256_parts(digest, out, o, NULL, 0) != 0) return -1;
   return header;
+}
+
+/*
+ * Opens a whole age file with its file key (the file table holds it): checks the header's MAC, then opens every
+ * chunk. Returns the plaintext's length, written to `out` (room for n bytes), or -1 for any fault: a malformed header,
+ * a bad MAC, a chunk that fails authentication, truncation, trailing data. The caller's JavaScript path then says
+ * which; this one only has to be fast on the files that are sound, the small ones a restore opens by the thousand.
+ */
+long age_open_file (const unsigned char file_key[16], const unsigned char *in, size_t n, unsigned char *out) {
+  static const char intro[] = "age-encryption.org/v1\n";
+  unsigned char mac_key[32], mac[32], payload_key[32], chunk_nonce[12];
+  char mac_b64[44];
+  if (thread_contexts() != 0 || n < sizeof intro - 1 || memcmp(in, intro, sizeof intro - 1) != 0) return -1;
+  const unsigned char *line = memmem(in, n, "\n--- ", 5);
+  if (line == NULL) return -1;
+  size_t covered = (size_t)(line - in) + 4; /* the MAC covers the header up to and including "---" */
+  const unsigned char *end = memchr(line + 5, '\n', n - covered - 1);
+  if (end == NULL || end - (line + 5) != 43) return -1;
+  size_t o = (size_t)(end - in) + 1;
+  int ok = hkdf32(mac_key, NULL, 0, file_key, 16, "header") == 0 && hmac_sha256(mac, mac_key, 32, in, covered) == 0;
+  OPENSSL_cleanse(mac_key, sizeof mac_key);
+  if (!ok || b64(mac_b64, mac, 32) != 43 || CRYPTO_memcmp(mac_b64, line + 5, 43) != 0) return -1;
+  if (n - o < 16 + TAG || hkdf32(payload_key, in + o, 16, file_key, 16, "payload") != 0) return -1;
+  o += 16;
+  size_t plain = 0;
+  for (size_t c = 0; ; c++) {
+    size_t left = n - o, k = left > CHUNK + TAG ? CHUNK : left - TAG;
+    int last = left <= CHUNK + TAG, len = 0;
+    if (left < TAG || (last && k == 0 && c > 0)) { ok = 0; break; } /* an empty final chunk only for an empty file */
+    memset(chunk_nonce, 0, sizeof chunk_nonce);
+    size_t v = c;
+    for (int i = 10; i >= 0 && v > 0; i--, v >>= 8) chunk_nonce[i] = (unsigned char)(v & 0xff);
+    chunk_nonce[11] = (unsigned char)last;
+    EVP_CIPHER_CTX *x = cipher_ctx;
+    ok = EVP_DecryptInit_ex2(x, chacha_cipher, payload_key, chunk_nonce, NULL) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, TAG, (void *)(in + o + k)) == 1;
+    ok = ok && (k == 0 || EVP_DecryptUpdate(x, out + plain, &len, in + o, (int)k) == 1);
+    ok = ok && EVP_DecryptFinal_ex(x, out + plain + len, &len) == 1;
+    if (!ok) break;
+    plain += k;
+    o += k + TAG;
+    if (last) break;
+  }
+  OPENSSL_cleanse(payload_key, sizeof payload_key);
+  return ok ? (long)plain : -1;
 }

@@ -19,4 +19,6 @@ long age_header (const age_recipients *rs, const unsigned char file_key[16], cha
 /* Seals `plain` into `out` (a fresh file key, returned): the header's length, or -1. `digest` gets the SHA-256 of it all. */
 long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t n, unsigned char *out, size_t out_len,
                     unsigned char file_key[16], unsigned char digest[32]);
+/* Opens a whole age file with its file key into `out` (room for n bytes): the plaintext's length, or -1 on any fault. */
+long age_open_file (const unsigned char file_key[16], const unsigned char *in, size_t n, unsigned char *out);
 #endif

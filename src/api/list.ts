@@ -3,6 +3,7 @@ import { CarSet } from '../restore/car-set.js'
 import { missingReport } from '../restore/availability.js'
 import { subtree } from '../restore/set-table.js'
 import { openCarSet, pieceInfo, setEntry, storedPath, type PieceInfo, type SetEntry, type SetOptions, warnMisnamed } from './set.js'
+import { s3ReadOptions, type S3Access } from './s3.js'
 
 export interface ListOptions extends SetOptions {
   /** List only this path and what is below it. */
@@ -40,8 +41,8 @@ export async function * listMissing (setDir: string, options: SetOptions = {}): 
 }
 
 /** `packer pieces`: every CAR of the set with its piece CID and sizes, from the manifest (no key needed). */
-export async function pieces (setDir: string): Promise<PieceInfo[]> {
-  const set = await CarSet.open(setDir, { skipTable: true })
+export async function pieces (setDir: string, options: S3Access = {}): Promise<PieceInfo[]> {
+  const set = await CarSet.open(setDir, { skipTable: true, s3: s3ReadOptions(options) })
   await set.close()
   return pieceInfo(set.manifest)
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { PackerError, type ErrorCode } from '../errors.js'
 import { unmountPath } from '../mount/index.js'
 import { identitySources, passphraseText, type KeyOptions } from './keys.js'
+import type { S3Access } from './s3.js'
 
 /** The CLI that runs a mount: <package>/dist/cli/main.js (this module is in src/api or dist/api). */
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
@@ -12,10 +13,10 @@ const ERROR_FD = 3
 /** How long unmount() waits for the mount process before it detaches the mount and kills it. */
 const UNMOUNT_WAIT_MS = 15_000
 
-export interface MountOptions extends KeyOptions {
+export interface MountOptions extends KeyOptions, S3Access {
   /** Refuse the set unless its set ID (printed by pack) is this one. */
   expect?: string
-  /** Directory or URL holding manifest.json, blocks.idx and the table, when not beside the CARs. */
+  /** Directory, URL or s3://BUCKET/PREFIX holding manifest.json, blocks.idx and the table, when not beside the CARs. */
   manifest?: string
   /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}; storage providers' /piece/ URLs), in order. */
   pieceUrls?: string[]
@@ -57,6 +58,9 @@ async function mountCommand (carDir: string, mountpoint: string, o: MountOptions
   if (o.expect !== undefined) args.push('--expect', o.expect)
   if (o.manifest !== undefined) args.push('--manifest', o.manifest)
   for (const t of o.pieceUrls ?? []) args.push('--piece-url', t)
+  if (o.s3Endpoint !== undefined) args.push('--s3-endpoint', o.s3Endpoint)
+  if (o.s3PathStyle === true) args.push('--s3-path-style')
+  if (o.s3Timeout !== undefined) args.push('--s3-timeout', String(o.s3Timeout))
   if (o.cacheSize !== undefined) args.push('--cache-size', String(o.cacheSize))
   if (o.uid !== undefined) args.push('--uid', String(o.uid))
   if (o.gid !== undefined) args.push('--gid', String(o.gid))

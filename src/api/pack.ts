@@ -3,36 +3,14 @@ import { parseSize } from '../format/size.js'
 import { displayPath } from '../format/stored-path.js'
 import { DEFAULT_BIN_SIZE } from '../car/car-set-writer.js'
 import { pack as packSet, type PackEvent as InternalPackEvent } from '../pack/packer.js'
-import { openOutput, openSource, refuseNested, type S3Settings } from '../pack/locations.js'
+import { openOutput, openSource, refuseNested } from '../pack/locations.js'
+import { s3SettingsOf, type S3Options } from './s3.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
 import { limitMallocCache } from '../memory.js'
 import { compressionOf } from '../pack/compress.js'
 import { setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
 import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
-
-/**
- * How packer reaches S3 when SOURCE or the output is `s3://BUCKET/PREFIX` (credentials: the AWS SDK's default chain,
- * never options).
- */
-export interface S3Options {
-  /** The store's URL, for S3-compatible stores (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3). */
-  s3Endpoint?: string
-  /** Address buckets as ENDPOINT/BUCKET (automatic for an IP address or localhost). */
-  s3PathStyle?: boolean
-  /**
-   * Where a source object's mtime comes from: 'last-modified' (the default: the listing's, free) or 'metadata'
-   * (`x-amz-meta-mtime` as rclone stores it, else Last-Modified: one HEAD request per object).
-   */
-  s3Mtime?: 'metadata' | 'last-modified'
-  /** Seconds a request may go without a byte before it is aborted and retried (default 60). */
-  s3Timeout?: number | string
-}
-
-/** The S3 settings of an API call's options. */
-export function s3SettingsOf (o: S3Options): S3Settings {
-  return { endpoint: o.s3Endpoint, pathStyle: o.s3PathStyle, mtime: o.s3Mtime, timeout: o.s3Timeout === undefined ? undefined : Number(o.s3Timeout) }
-}
 
 export interface PackOptions extends RecipientOptions, S3Options, Callbacks<PackEvent> {
   /**

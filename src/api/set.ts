@@ -8,12 +8,13 @@ import { FileView } from '../restore/file-view.js'
 import { misnamedWarning } from '../restore/availability.js'
 import { subtree } from '../restore/set-table.js'
 import { identitiesOf, type KeyOptions } from './keys.js'
+import { s3ReadOptions, type S3Access } from './s3.js'
 
-/** How a reading command finds and opens a set (`-i`, `--passphrase`, `--expect`, `--cars`). */
-export interface SetOptions extends KeyOptions {
+/** How a reading command finds and opens a set (`-i`, `--passphrase`, `--expect`, `--cars`, `--s3-…`). */
+export interface SetOptions extends KeyOptions, S3Access {
   /** Refuse the set unless its set ID (printed by pack) is this one. */
   expect?: string
-  /** Directory holding the CARs, when they are not beside manifest.json (e.g. where a retrieval put them). */
+  /** Directory (or `s3://BUCKET/PREFIX`) holding the CARs, when they are not beside manifest.json. */
   cars?: string
   /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}; storage providers' /piece/ URLs), in order. */
   pieceUrls?: string[]
@@ -141,7 +142,7 @@ export async function warnMisnamed (set: CarSet, onWarning?: (m: string) => void
 
 export async function openCarSet (dir: string, o: SetOptions, skipTable = false): Promise<CarSet> {
   const identities = skipTable ? [] : await identitiesOf(o)
-  return await CarSet.open(dir, { identities, expect: o.expect, skipTable, carDir: o.cars, pieceUrls: o.pieceUrls, http: httpTimeouts(o.httpTimeoutMs) })
+  return await CarSet.open(dir, { identities, expect: o.expect, skipTable, carDir: o.cars, pieceUrls: o.pieceUrls, http: httpTimeouts(o.httpTimeoutMs), s3: s3ReadOptions(o) })
 }
 
 /**

@@ -9,6 +9,8 @@ import { checkPieceUrl } from '../remote/piece-url.js'
 import { httpTimeouts } from '../api/set.js'
 import { seconds } from './read-commands.js'
 import { collect } from './output.js'
+import { addS3AccessOptions, s3AccessOptions } from './s3-options.js'
+import { s3ReadOptions } from '../api/s3.js'
 
 function id (text: string, option: string): number {
   if (!/^\d+$/.test(text) || Number(text) > 2 ** 32 - 2) throw new PackerError('USAGE', `${option}: '${text}' is not a numeric id`)
@@ -17,19 +19,19 @@ function id (text: string, option: string): number {
 
 /** `packer mount CARDIR MOUNTPOINT` and `packer umount MOUNTPOINT`. */
 export function addMountCommands (program: Command): void {
-  program.command('mount').argument('<cardir>', 'directory or URL with the CARs (and manifest.json, unless --manifest); with --piece-url, where manifest.json is').argument('<mountpoint>', 'empty directory to mount on')
+  addS3AccessOptions(program.command('mount').argument('<cardir>', 'directory, URL or s3://BUCKET/PREFIX with the CARs (and manifest.json, unless --manifest); with --piece-url, where manifest.json is').argument('<mountpoint>', 'empty directory to mount on')
     .description('mount a set read-only (FUSE): browse and read files on demand, decrypted and checked; runs until Ctrl-C or packer umount')
     .option('-i, --identity <file>', 'identity that opens an encrypted set: RSA private key PEM, age identity file or OpenSSH key (repeatable; - reads it from standard input)', collect)
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
-    .option('--manifest <dir>', 'directory or URL with manifest.json, blocks.idx and the table, when not beside the CARs')
+    .option('--manifest <dir>', 'directory, URL or s3://BUCKET/PREFIX with manifest.json, blocks.idx and the table, when not beside the CARs')
     .option('--piece-url <template>', 'fetch the CARs from this URL, {pieceCid} or {pieceCidV2} replaced (repeatable: tried in order)', collect)
     .option('--http-timeout <seconds>', 'longest wait for a web server: to connect, to answer, between two pieces of a body', '30')
     .option('--cache-size <size>', `decrypted, verified data kept in memory (e.g. 512MiB, at least ${formatSize(MIN_CACHE_SIZE)})`, formatSize(DEFAULT_CACHE_SIZE).replace(' ', ''))
     .option('--uid <uid>', 'owner shown for every file (default: you)')
     .option('--gid <gid>', 'group shown for every file (default: yours)')
     .option('-o, --options <opts>', 'FUSE mount options, comma-separated: allow_other, allow_root')
-    .addOption(new Option('--workers <n>', 'hashing/decryption threads (default: one per CPU, at most 4)').hideHelp())
+    .addOption(new Option('--workers <n>', 'hashing/decryption threads (default: one per CPU, at most 4)').hideHelp()))
     .action(async (cardir: string, mountpoint: string, o) => {
       const cacheSize = parseSize(o.cacheSize, '--cache-size')
       if (cacheSize < MIN_CACHE_SIZE) throw new PackerError('USAGE', `--cache-size: ${o.cacheSize} is too small; give at least ${formatSize(MIN_CACHE_SIZE)}`)
@@ -43,6 +45,7 @@ export function addMountCommands (program: Command): void {
         setDir: o.manifest,
         pieceUrls: (o.pieceUrl as string[] | undefined)?.map(checkPieceUrl),
         http: httpTimeouts(seconds(o.httpTimeout, '--http-timeout')),
+        s3: s3ReadOptions(s3AccessOptions(o)),
         mountpoint,
         identities: async () => await identitiesOf(await keyOptionsFrom(o)),
         expect: o.expect,

@@ -7,15 +7,16 @@ import { lsJson, lsLine, piecesCsv, piecesRows } from './listing.js'
 import { Progress, progressMode } from './progress.js'
 import { collect, out, warn } from './output.js'
 import { checkPieceUrl } from '../remote/piece-url.js'
+import { addS3AccessOptions, s3AccessOptions } from './s3-options.js'
 
 export interface SetFlags extends KeyFlags { expect?: string, cars?: string, pieceUrl?: string[], httpTimeout: string }
 
 export function identityOptions (cmd: Command): Command {
-  return cmd
+  return addS3AccessOptions(cmd)
     .option('-i, --identity <file>', 'identity that opens an encrypted set: RSA private key PEM, age identity file or OpenSSH key (repeatable; - reads it from standard input)', collect)
     .option('--passphrase', 'open a passphrase-protected set (asks on the terminal, or reads PACKER_PASSPHRASE)')
     .option('--expect <setid>', 'refuse the set unless its set ID (printed by pack) is this')
-    .option('--cars <dir>', 'the CARs are in DIR (e.g. where a retrieval put them), not beside manifest.json')
+    .option('--cars <dir>', 'the CARs are in DIR (e.g. where a retrieval put them, or s3://BUCKET/PREFIX), not beside manifest.json')
     .option('--piece-url <template>', 'fetch the CARs from this URL, {pieceCid} or {pieceCidV2} replaced (repeatable: tried in order)', collect)
     .option('--http-timeout <seconds>', 'longest wait for a web server: to connect, to answer, between two pieces of a body', '30')
 }
@@ -28,11 +29,11 @@ export function seconds (text: string, option: string): number {
 }
 
 async function setOptionsFrom (o: SetFlags): Promise<SetOptions> {
-  return { ...await keyOptionsFrom(o), expect: o.expect, cars: o.cars, pieceUrls: o.pieceUrl?.map(checkPieceUrl), httpTimeoutMs: seconds(o.httpTimeout, '--http-timeout') }
+  return { ...await keyOptionsFrom(o), expect: o.expect, cars: o.cars, pieceUrls: o.pieceUrl?.map(checkPieceUrl), httpTimeoutMs: seconds(o.httpTimeout, '--http-timeout'), ...s3AccessOptions(o) }
 }
 
 export function addReadCommands (program: Command): void {
-  identityOptions(program.command('unpack').argument('<setdir>', 'directory or URL with manifest.json and the CARs').argument('[paths...]', 'archive paths to restore (default: everything)')
+  identityOptions(program.command('unpack').argument('<setdir>', 'directory, URL or s3://BUCKET/PREFIX with manifest.json and the CARs').argument('[paths...]', 'archive paths to restore (default: everything)')
     .description('restore a set (or some of its paths) to DEST, checking every block; rerun to continue an interrupted unpack')
     .requiredOption('-o, --output <dest>', 'destination directory')
     .option('--overwrite', 'replace existing files')
@@ -135,11 +136,11 @@ export function addReadCommands (program: Command): void {
       out(`rebuilt ${dir}/manifest.json and blocks.idx: ${m.cars.length} CAR(s), root ${m.root}, set ID ${m.setId}`)
     })
 
-  program.command('pieces').argument('<setdir>')
+  addS3AccessOptions(program.command('pieces').argument('<setdir>')
     .description('list the CARs for deal tools: file, size, piece CID, padded piece size, payload CID (CSV)')
-    .option('--json', 'JSON instead of CSV')
+    .option('--json', 'JSON instead of CSV'))
     .action(async (dir: string, o) => {
-      const ps = await pieces(dir)
+      const ps = await pieces(dir, s3AccessOptions(o))
       if (o.json) out(JSON.stringify(piecesRows(ps), null, 2))
       else process.stdout.write(piecesCsv(ps))
     })

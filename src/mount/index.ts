@@ -1,4 +1,5 @@
 import type { HttpTimeouts } from '../remote/http-get.js'
+import type { S3Options } from '../s3/client.js'
 import { execFile } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -16,14 +17,16 @@ export { DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE } from '../read/reader.js'
 export type { TreeStats } from './tree.js'
 
 export interface MountOptions {
-  /** Directory holding the CARs. */
+  /** Directory (or URL, or s3://BUCKET/PREFIX) holding the CARs. */
   carDir: string
-  /** Directory holding manifest.json, the index and the table (default: carDir). */
+  /** Directory (or URL, or s3://BUCKET/PREFIX) holding manifest.json, the index and the table (default: carDir). */
   setDir?: string
   /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}) instead of carDir. */
   pieceUrls?: string[]
   /** Timeouts of every HTTP request (a set or its CARs at URLs). */
   http?: HttpTimeouts
+  /** How S3 is reached when the set or its CARs are at s3://BUCKET/PREFIX. */
+  s3?: S3Options
   mountpoint: string
   /** Called before the set is opened (after the mount point and FUSE checks): e.g. asks for a passphrase. */
   identities?: () => Promise<Identity[]>
@@ -68,7 +71,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
   const mountpoint = await checkMountpoint(opts.mountpoint)
   const Fuse = await checkFuse(opts.env)
   const identities = opts.identities ? await opts.identities() : []
-  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir, pieceUrls: opts.pieceUrls, http: opts.http })
+  const set = await CarSet.open(opts.setDir ?? opts.carDir, { identities, expect: opts.expect, carDir: opts.carDir, pieceUrls: opts.pieceUrls, http: opts.http, s3: opts.s3 })
   let reader: SetReader | undefined
   try {
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)

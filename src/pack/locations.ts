@@ -6,8 +6,9 @@ import { PackerError } from '../errors.js'
 import type { SetOutput } from '../car/set-output.js'
 import { localTree } from '../source/local-tree.js'
 import type { SourceSpec, TreeSource } from '../source/tree-source.js'
+import type { S3Options } from '../s3/client.js'
 import type { MtimeRule } from '../s3/s3-tree.js'
-import { asDirectory, parseS3Url } from '../s3/s3-url.js'
+import { asDirectory, isS3Url, parseS3Url } from '../s3/s3-url.js'
 import { dirOutput } from './dir-output.js'
 
 /** How packer reaches S3 (`--s3-…` options); credentials never: the SDK's default chain gives them. */
@@ -22,9 +23,8 @@ export interface S3Settings {
   timeout?: number
 }
 
-export const isS3Url = (where: string): boolean => where.startsWith('s3://')
-
-function clientOptions (s: S3Settings): { endpoint?: string, pathStyle?: boolean, idleTimeoutMs?: number } {
+/** The S3 client's options from the settings (the timeout checked). */
+export function s3ClientOptions (s: S3Settings): S3Options {
   if (s.timeout !== undefined && !(Number.isFinite(s.timeout) && s.timeout > 0)) {
     throw new PackerError('USAGE', `--s3-timeout ${s.timeout}: give a number of seconds above 0`)
   }
@@ -40,7 +40,7 @@ export function mtimeRuleOf (rule: string | undefined): MtimeRule {
 export async function openSource (source: string, s3: S3Settings = {}): Promise<TreeSource> {
   if (!isS3Url(source)) return localTree(source)
   const { s3Tree } = await import('../s3/s3-tree.js')
-  return await s3Tree(source, { ...clientOptions(s3), mtime: mtimeRuleOf(s3.mtime) })
+  return await s3Tree(source, { ...s3ClientOptions(s3), mtime: mtimeRuleOf(s3.mtime) })
 }
 
 /** A source as a plan recorded it (SourceSpec), on this machine. */
@@ -52,7 +52,7 @@ export async function openSourceSpec (spec: SourceSpec): Promise<TreeSource> {
 export async function openOutput (out: string, s3: S3Settings = {}): Promise<SetOutput> {
   if (!isS3Url(out)) return dirOutput(out)
   const { s3Output } = await import('../s3/s3-output.js')
-  return await s3Output(out, clientOptions(s3))
+  return await s3Output(out, s3ClientOptions(s3))
 }
 
 /** Refuses an S3 output inside an S3 source (or around it): the walk would list the set being written. */

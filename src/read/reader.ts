@@ -5,8 +5,10 @@ import { displayPath } from '../format/stored-path.js'
 import type { CarSet } from '../restore/car-set.js'
 import { FileView, type Leaf, type StoredLayout } from '../restore/file-view.js'
 import { AgeGeometry, CHUNK } from './chunks.js'
-import { CompressedFiles } from './compressed-files.js'
+import { CompressedFiles, type PrioritizedDecompressor } from './compressed-files.js'
+import { framePlain } from './frame-job.js'
 import { WorkerPool } from './pool.js'
+import { decompressHere, decompressWhole } from '../restore/compressed.js'
 import { runJob, type LeafJob, type LeafResult } from './worker.js'
 import type { Place } from '../store/car-store.js'
 
@@ -34,7 +36,7 @@ const INLINE_LEAF = 64 * 1024
 export interface ReaderOptions {
   /** Bytes of verified, decrypted data kept (LRU), an eighth of it (at least 4 MiB) as decompressed frames of compressed files. */
   cacheSize?: number
-  /** Worker threads that hash and decrypt; default: one per CPU, at most 4. */
+  /** Worker threads that hash, decrypt and decompress; default: one per CPU, at most 4. */
   workers?: number
   /** Most bytes read ahead of a sequential reader. */
   readAhead?: number
@@ -86,7 +88,8 @@ const BEHIND = 2 * MiB
  * leaf blocks (and age chunks) that hold it, has worker threads pread, hash-check and decrypt those leaves into slots
  * of one shared slab (the cache: its size bounds the memory used), keeps them in LRU order, and reads ahead of
  * sequential readers. A read whose leaves are all cached is answered at once, without a promise. Files stored
- * compressed are read through CompressedFiles, which reads their streams' frames here. Errors are PackerErrors naming
+ * compressed are read through CompressedFiles, which reads their streams' frames here and has them decompressed on
+ * the same worker threads. Errors are PackerErrors naming
  * the CAR (missing, truncated, damaged) or, for a compressed file, the file.
  */
 export class SetReader {
@@ -108,13 +111,15 @@ export class SetReader {
   /** Units sequential readers are done with: reused before free slots and before the least recently used. */
   #behind: Unit[] = []
   #nextHandle = 1
+  #framesOnWorkers = 0
+  #framesHere = 0
 
   constructor (set: CarSet, opts: ReaderOptions = {}) {
     this.#set = set
     this.view = new FileView(set)
     const cacheSize = Math.max(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE)
     const frameCacheSize = Math.max(Math.floor(cacheSize / 8), MIN_FRAME_CACHE_SIZE)
-    this.#compressed = new CompressedFiles((stream, h, buf, len, pos) => this.read(stream, h, buf, len, pos), frameCacheSize)
+    this.#compressed = new CompressedFiles((stream, h, buf, len, pos) => this.read(stream, h, buf, len, pos), frameCacheSize, this.#decompress)
     const slots = Math.max(MIN_SLOTS, Math.floor((cacheSize - frameCacheSize) / SLOT))
     // Pages are touched only when a slot is first written: memory grows with use up to the cache size.
     this.#slab = new SharedArrayBuffer(slots * SLOT)
@@ -139,6 +144,7 @@ export class SetReader {
   release (h: number): void {
     const handle = this.#handles.get(h)
     this.#handles.delete(h)
+    this.#compressed.release(h)
     for (const u of handle?.seen ?? []) this.#offer(u)
   }
 
@@ -153,6 +159,57 @@ export class SetReader {
     const n = this.#readNow(e, handle, buf, pos, end)
     if (n >= 0) return n
     return this.#readLater(e, handle, buf, pos, end)
+  }
+
+  /**
+   * A file's bytes in order, 1 MiB at a time (a compressed file's a frame at a time): unpack's and verify's reads,
+   * read ahead and decompressed on the worker threads.
+   */
+  async * stream (e: TableEntry): AsyncGenerator<Buffer> {
+    const h = this.open()
+    try {
+      for (let at = 0; at < e.size!;) {
+        const chunk = Buffer.allocUnsafe(Math.min(MiB, e.size! - at))
+        const n = await this.read(e, h, chunk, chunk.length, at)
+        if (n === 0) return
+        yield n === chunk.length ? chunk : chunk.subarray(0, n)
+        at += n
+      }
+    } finally {
+      this.release(h)
+    }
+  }
+
+  /**
+   * FileView.readSmall (whole small files, read together), with the frames of compressed ones decompressed on the
+   * worker threads.
+   */
+  async readSmall (entries: TableEntry[]): ReturnType<FileView['readSmall']> {
+    return await this.view.readSmall(entries, async (e, stream) => await decompressWhole(e, stream, async (name, at, frame) => await this.#decompress(name, at, frame, { urgent: true })))
+  }
+
+  /**
+   * Decompresses a frame on the worker threads; a small one (a small file's, a file's short last frame) here, where
+   * the hops to a worker and back cost more than the work (as for small leaves: INLINE_LEAF).
+   */
+  readonly #decompress: PrioritizedDecompressor = async (name, at, frame, prio) => {
+    if (at.decompressedSize <= INLINE_LEAF) {
+      this.#framesHere++
+      return await decompressHere(name, at, frame)
+    }
+    this.#framesOnWorkers++
+    const job = { name, at, frame }
+    const done = this.#pool.runFrame(job, prio.urgent)
+    prio.promote = () => { this.#pool.promote(job) }
+    return framePlain(await done)
+  }
+
+  /**
+   * Frames of compressed files decompressed so far: on the workers, here (small ones); asked for ahead of sequential
+   * readers, and of those the ones ready.
+   */
+  frameStats (): { onWorkers: number, here: number, ahead: number, aheadReady: number } {
+    return { onWorkers: this.#framesOnWorkers, here: this.#framesHere, ahead: this.#compressed.framesAhead, aheadReady: this.#compressed.framesAheadReady }
   }
 
   /** Stored byte range holding plaintext [pos, end), and for encrypted files the chunks [c0, c1]. */

@@ -5,7 +5,8 @@
  * main thread serves that chunk only once the next leaf has passed its own hash check). Plaintext is written straight
  * into a slot of a SharedArrayBuffer shared with the main thread (the cache's memory): nothing is allocated,
  * transferred or collected per leaf. The main thread (the mount's FUSE handlers, unpack) only copies plaintext out;
- * hashing and decryption, the costly part, run here.
+ * hashing and decryption, the costly part, run here. Frames of compressed files are decompressed here too
+ * (src/read/frame-job.ts).
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
@@ -13,6 +14,7 @@ import { read } from 'node:fs'
 import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
 import { collectGarbage } from '../memory.js'
 import type { Place } from '../store/car-store.js'
+import { isFrameJob, runFrameJob, type FrameJob, type FrameResult } from './frame-job.js'
 
 export interface InitMessage { init: true, slab: SharedArrayBuffer, slotSize: number }
 
@@ -174,8 +176,12 @@ if (parentPort !== null) {
   let slab: SharedArrayBuffer | undefined
   let slotSize = 0
   const post = (r: LeafResult): void => { port.postMessage(r) }
-  port.on('message', (m: LeafJob | InitMessage) => {
+  port.on('message', (m: LeafJob | FrameJob | InitMessage) => {
     if ('init' in m) { slab = m.slab; slotSize = m.slotSize; return }
+    if (isFrameJob(m)) {
+      void runFrameJob(m).then(([r, transfer]: [FrameResult, ArrayBuffer[]]) => { port.postMessage(r, transfer) })
+      return
+    }
     const out = Buffer.from(slab!, m.slot * slotSize, slotSize)
     runJob(m, out, post).catch((err: Error) => { post({ id: m.id, ok: false, kind: 'io', message: err.message }) }).finally(() => {
       sinceCollect += m.length

@@ -12,6 +12,9 @@ import { HttpCars } from '../remote/http-cars.js'
 import { HttpSetFiles } from '../remote/http-set-files.js'
 import { pieceUrl } from '../remote/piece-url.js'
 import type { HttpTimeouts } from '../remote/http-get.js'
+import type { S3Options } from '../s3/client.js'
+import { isS3Url } from '../s3/s3-url.js'
+import type { S3SetAccess } from '../s3/s3-set.js'
 import { TableV1, TableV2, readStoredFile, type SetTable } from './set-table.js'
 
 export interface OpenOptions {
@@ -25,6 +28,8 @@ export interface OpenOptions {
   pieceUrls?: string[]
   /** Timeouts of every HTTP request. */
   http?: HttpTimeouts
+  /** How the set's store is reached when it, or its CARs, are at `s3://BUCKET/PREFIX` (credentials: the AWS chain). */
+  s3?: S3Options
   /** Read only the manifest and index (verify, pieces): the file table is not needed or cannot be decrypted. */
   skipTable?: boolean
 }
@@ -70,12 +75,14 @@ export class CarSet {
   }
 
   /**
-   * A set in a directory or at a URL (http, https); its CARs beside manifest.json, in opts.carDir, or at
-   * opts.pieceUrls.
+   * A set in a directory, at a URL (http, https) or under an S3 prefix (s3://BUCKET/PREFIX); its CARs beside
+   * manifest.json, in opts.carDir, or at opts.pieceUrls.
    */
   static async open (where: string, opts: OpenOptions = {}): Promise<CarSet> {
-    const files = isUrl(where) ? new HttpSetFiles(where, opts.http) : new LocalSetFiles(where)
-    return await CarSet.openFrom(files, (m) => carStore(opts.carDir ?? where, m, opts), opts)
+    const carWhere = opts.carDir ?? where
+    // The S3 client (and the AWS SDK, ~280 ms to load) only when S3 is named.
+    const s3 = isS3Url(where) || isS3Url(carWhere) ? await (await import('../s3/s3-set.js')).s3SetAccess(opts.s3) : null
+    return await CarSet.openFrom(setFiles(where, opts, s3), (m) => carStore(carWhere, m, opts, s3), opts)
   }
 
   /** A set whose files and CARs are wherever `files` and the store made by `cars` read them from. */
@@ -106,10 +113,17 @@ export class CarSet {
 
 function isUrl (where: string): boolean { return /^https?:\/\//i.test(where) }
 
-/** Where the CARs are read from: piece URLs, a set directory's URL, or a directory. */
-function carStore (where: string, m: Manifest, opts: OpenOptions): CarStore {
+/** Where manifest.json, the index and a table's copy are read from: an S3 prefix, a URL, or a directory. */
+function setFiles (where: string, opts: OpenOptions, s3: S3SetAccess | null): SetFiles {
+  if (isS3Url(where)) return s3!.files(where)
+  return isUrl(where) ? new HttpSetFiles(where, opts.http) : new LocalSetFiles(where)
+}
+
+/** Where the CARs are read from: piece URLs, an S3 prefix, a set directory's URL, or a directory. */
+function carStore (where: string, m: Manifest, opts: OpenOptions, s3: S3SetAccess | null): CarStore {
   const templates = opts.pieceUrls ?? []
   if (templates.length > 0) return new HttpCars(templates.join(', '), m.cars, (c) => templates.map((t) => pieceUrl(t, c)), { timeouts: opts.http })
+  if (isS3Url(where)) return s3!.cars(where, m.cars)
   if (!isUrl(where)) return new LocalCars(where, m.cars)
   const base = new URL(where.endsWith('/') ? where : `${where}/`)
   return new HttpCars(base.href, m.cars, (c) => [new URL(c.file, base).href], { timeouts: opts.http })

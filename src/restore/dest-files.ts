@@ -48,22 +48,6 @@ export async function alreadyRestored (p: Buffer, e: TableEntry): Promise<boolea
   return st !== null && await matches(p, st, e)
 }
 
-/** A file's bytes in order, through the reader (which decompresses a file stored compressed), 1 MiB at a time. */
-async function * contentOf (view: SetReader, e: TableEntry): AsyncGenerator<Buffer> {
-  const h = view.open()
-  try {
-    for (let at = 0; at < e.size!;) {
-      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size! - at))
-      const n = await view.read(e, h, chunk, chunk.length, at)
-      if (n === 0) return
-      yield n === chunk.length ? chunk : chunk.subarray(0, n)
-      at += n
-    }
-  } finally {
-    view.release(h)
-  }
-}
-
 /**
  * Streams a file of any size from the reader into `p`: written by a WriteQueue (one writev at a time per file) while
  * the next bytes are read. `onBytes` gets each piece's size as it is read.
@@ -76,7 +60,7 @@ export async function restoreFile (view: SetReader, e: TableEntry, p: Buffer, sa
     let written = 0
     const writes = new WriteQueue(fh)
     try {
-      for await (const chunk of contentOf(view, e)) {
+      for await (const chunk of view.stream(e)) {
         await writes.write(chunk, written)
         written += chunk.length
         onBytes(chunk.length)
@@ -102,7 +86,7 @@ export async function restoreFile (view: SetReader, e: TableEntry, p: Buffer, sa
 /** A file's whole content, read (and verified) through the reader. */
 export async function readWhole (view: SetReader, e: TableEntry): Promise<Buffer> {
   const parts: Buffer[] = []
-  for await (const p of contentOf(view, e)) parts.push(p)
+  for await (const p of view.stream(e)) parts.push(p)
   const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
   if (data.length !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: restored ${data.length} bytes, the file table says ${e.size}`)
   return data

@@ -5,6 +5,7 @@ import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { SeekableAgeReader, decryptStream } from '../crypto/index.js'
+import { nativeOpenFile } from '../crypto/native-open.js'
 import type { CarSet } from './car-set.js'
 import { decompressWhole, decompressed, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
@@ -190,9 +191,10 @@ export class FileView {
    * The plaintexts of files stored as one raw block each (every file of up to 1 MiB, less its age overhead), their
    * blocks read together where they lie side by side (BlockSource.getMany), hash-checked and authenticated in this
    * thread: for small files, far cheaper than a round trip each to worker threads. Per file: its plaintext, the
-   * PackerError (naming it) that keeps it from being read, or null when it is not stored as one raw block.
+   * PackerError (naming it) that keeps it from being read, or null when it is not stored as one raw block. Compressed
+   * ones are decompressed by `whole` (the reader's worker threads; here by default).
    */
-  async readSmall (entries: TableEntry[]): Promise<Array<Buffer | PackerError | null>> {
+  async readSmall (entries: TableEntry[], whole: (e: TableEntry, stream: Buffer) => Promise<Buffer> = decompressWhole): Promise<Array<Buffer | PackerError | null>> {
     const cids = entries.map((e) => CID.parse(e.cid!))
     const raw = entries.flatMap((e, i) => cids[i]!.code === RAW ? [i] : [])
     const blocks = await this.#set.blocks.getMany(raw.map((i) => cids[i]!))
@@ -206,13 +208,18 @@ export class FileView {
         if (stored.length !== e.storedSize) throw new PackerError('CORRUPT', `stored data is ${stored.length} bytes, the file table says ${e.storedSize}; the set is damaged`)
         let plain = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength)
         if (e.enc) {
-          const parts: Uint8Array[] = []
-          for await (const p of decryptStream([stored], { fileKey: e.enc.key })) parts.push(p)
-          plain = Buffer.concat(parts)
+          // decryptStream only when the addon cannot open it: it opens what the addon lacks, or names the fault
+          const opened = nativeOpenFile(e.enc.key, stored)
+          if (opened !== null) plain = opened
+          else {
+            const parts: Uint8Array[] = []
+            for await (const p of decryptStream([stored], { fileKey: e.enc.key })) parts.push(p)
+            plain = Buffer.concat(parts)
+          }
         }
         const size = streamEntry(e).size
         if (plain.length !== size) throw new PackerError('CORRUPT', `${plain.length} bytes, the file table says ${size}; the set is damaged`)
-        out[i] = e.compression === undefined ? plain : await decompressWhole(e, plain)
+        out[i] = e.compression === undefined ? plain : await whole(e, plain)
       } catch (err) {
         if (!(err instanceof PackerError)) throw err
         // Errors of the decompression name the file already.

@@ -125,7 +125,7 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
       /** Small files, a group at a time: their blocks read together, then written in batches (WholeFiles). */
       const restoreSmall = async (group: TableEntry[]): Promise<void> => {
         const todo = await toRestore(group)
-        const plain = await view.view.readSmall(todo)
+        const plain = await view.readSmall(todo)
         for (const [i, e] of todo.entries()) {
           try {
             const data = plain[i] ?? await readWhole(view, e) // null: not one raw block, read through the reader

@@ -6,6 +6,7 @@ import { displayPath } from '../format/stored-path.js'
 import type { CarRecord } from '../format/manifest.js'
 import type { CarSet } from './car-set.js'
 import { FileView } from './file-view.js'
+import { SetReader } from '../read/reader.js'
 import { PackerError } from '../errors.js'
 import { MissingCarError, type Occupant, type WholeCar } from '../store/car-store.js'
 
@@ -123,22 +124,30 @@ async function checkCar (file: WholeCar, car: CarRecord, onBytes?: (n: number) =
 export interface FileReport { path: string, ok: boolean, detail: string }
 
 /**
- * verify --decrypt: reads every file through the same path unpack takes (blocks hash-checked, age header MAC and every
- * payload chunk authenticated, sizes bound to the file table), writing nothing.
+ * verify --decrypt: reads every file through decryption (blocks hash-checked, age header MAC and every payload chunk
+ * authenticated, sizes bound to the file table), writing nothing. A file stored compressed is read as unpack reads it
+ * (its stream's age chunks, whose header has no part in them, then its frames decompressed on the reader's worker
+ * threads, read ahead); the reader and its threads are made at the first such file.
  */
 export async function verifyFiles (set: CarSet, onFile?: (r: FileReport) => void, onBytes?: (n: number) => void): Promise<void> {
   const view = new FileView(set)
-  for await (const e of set.files.entries()) {
-    if (e.type !== 'file') continue
-    let r: FileReport
-    try {
-      let n = 0
-      for await (const chunk of view.stream(e)) { n += chunk.length; onBytes?.(chunk.length) }
-      r = n === e.size ? { path: displayPath(e.path), ok: true, detail: `${n} bytes` } : { path: displayPath(e.path), ok: false, detail: `${n} bytes, the file table says ${e.size}` }
-    } catch (err) {
-      if (!(err instanceof PackerError)) throw err
-      r = { path: displayPath(e.path), ok: false, detail: err.message }
+  let reader: SetReader | undefined
+  try {
+    for await (const e of set.files.entries()) {
+      if (e.type !== 'file') continue
+      let r: FileReport
+      try {
+        let n = 0
+        const chunks = e.compression === undefined ? view.stream(e) : (reader ??= new SetReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 })).stream(e)
+        for await (const chunk of chunks) { n += chunk.length; onBytes?.(chunk.length) }
+        r = n === e.size ? { path: displayPath(e.path), ok: true, detail: `${n} bytes` } : { path: displayPath(e.path), ok: false, detail: `${n} bytes, the file table says ${e.size}` }
+      } catch (err) {
+        if (!(err instanceof PackerError)) throw err
+        r = { path: displayPath(e.path), ok: false, detail: err.message }
+      }
+      onFile?.(r)
     }
-    onFile?.(r)
+  } finally {
+    await reader?.close()
   }
 }

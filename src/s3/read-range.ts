@@ -25,8 +25,20 @@ export interface ObjectRange {
  * a slice of Node's pool): it may be transferred to another thread.
  */
 export async function readRange (store: S3Store, range: ObjectRange): Promise<Buffer> {
+  const out = Buffer.allocUnsafeSlow(range.end - range.start + 1)
+  let at = 0
+  for (const piece of await readRangePieces(store, range)) at += piece.copy(out, at)
+  return out
+}
+
+/**
+ * The same bytes as the pieces the connection gave them in, in order, copied nowhere: for a reader that hands
+ * parts of them on in buffers of their own (GroupedReads), one copy fewer.
+ */
+export async function readRangePieces (store: S3Store, range: ObjectRange): Promise<Buffer[]> {
   const { bucket, key, etag, start, end } = range
-  const out = Buffer.allocUnsafeSlow(end - start + 1)
+  const length = end - start + 1
+  const pieces: Buffer[] = []
   let have = 0
   for (let attempt = 1; ; attempt++) {
     let res: GetObjectCommandOutput
@@ -40,12 +52,12 @@ export async function readRange (store: S3Store, range: ObjectRange): Promise<Bu
     try {
       checkAnswer(store, range, res, start + have)
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (have + chunk.length > out.length) throw answerError(store, range, `sent more bytes than the range ${start}-${end} holds`)
-        chunk.copy(out, have)
+        if (have + chunk.length > length) throw answerError(store, range, `sent more bytes than the range ${start}-${end} holds`)
+        pieces.push(chunk)
         have += chunk.length
       }
-      if (have === out.length) return out
-      cause = Object.assign(new Error(`the body ended after ${have} of ${out.length} bytes`), { code: 'ECONNRESET' })
+      if (have === length) return pieces
+      cause = Object.assign(new Error(`the body ended after ${have} of ${length} bytes`), { code: 'ECONNRESET' })
     } catch (err) {
       body.destroy()
       if (err instanceof PackerError) throw err

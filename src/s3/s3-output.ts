@@ -28,9 +28,14 @@ const MIN_PART = 8 * MiB
 const MAX_PARTS = 10_000
 /** Parts of one CAR uploading at once: bytes in flight are this many parts (and the one being filled). */
 const PARTS_IN_FLIGHT = 4
-/** The largest object CopyObject copies (S3's limit); larger ones are copied in parts of COPY_PART. */
-const COPY_OBJECT_MAX = 5 * 1024 * MiB
-const COPY_PART = 512 * MiB
+/**
+ * The largest object CopyObject copies (S3's limit); larger ones are copied in parts of COPY_PART. Test-only, like
+ * PACKER_FAULT: PACKER_TEST_COPY_OBJECT_MAX=N copies objects over N bytes in parts of N, so a test reaches
+ * UploadPartCopy with a small CAR.
+ */
+const TEST_COPY_MAX = Number(process.env.PACKER_TEST_COPY_OBJECT_MAX) || undefined
+const COPY_OBJECT_MAX = TEST_COPY_MAX ?? 5 * 1024 * MiB
+const COPY_PART = TEST_COPY_MAX ?? 512 * MiB
 
 /** An upload in parts a later run must abort should this one be killed (SetOutput.discardDrafts). */
 interface Draft { key: string, uploadId: string }

@@ -12,8 +12,9 @@ import { SourceChangedError, SourceVanishedError } from '../source/file-reader.j
 import type { TreeSource } from '../source/tree-source.js'
 import { walkTree, type SourceEntry, type SourceStat, type WalkOptions } from '../source/walk.js'
 import { s3Client, type S3Options, type S3Store } from './client.js'
+import { GroupedReads } from './grouped-reads.js'
 import { ListingOrder } from './listing-order.js'
-import { readRange } from './read-range.js'
+import { readRange, readRangePieces, type ObjectRange } from './read-range.js'
 import { s3Error } from './s3-error.js'
 import { asDirectory, parseS3Url } from './s3-url.js'
 
@@ -22,8 +23,10 @@ export type MtimeRule = 'metadata' | 'last-modified'
 
 export interface S3TreeOptions extends S3Options { mtime: MtimeRule }
 
-/** Ranged GETs of one object in flight (about a leaf each): a store answers each after a delay. */
-const READS_IN_FLIGHT = 8
+/** Leaf reads of one object in flight: two GETs of GET_BYTES, one arriving while the other is hashed and written. */
+const READS_IN_FLIGHT = 16
+/** Bytes of an object asked for in one ranged GET: several leaves (GroupedReads). */
+const GET_BYTES = 8 << 20
 /** HEAD or LIST requests in flight while a directory's entries are completed (mtimes, markers). */
 const LOOKUPS_IN_FLIGHT = 16
 const FILE_MODE = 0o644n
@@ -109,16 +112,18 @@ class S3Tree implements TreeSource {
 
   async open (e: SourceEntry): ReturnType<TreeSource['open']> {
     const size = Number(e.stat.size)
+    const reads = new GroupedReads(async (start, end) => await this.#read(e, start, end, readRangePieces), size, GET_BYTES)
     return {
       size,
-      input: async (start, end) => ({ bytes: await this.#read(e, start, end), at: start }),
+      input: async (start, end) => ({ bytes: end <= start ? new Uint8Array(0) : await reads.read(start, end), at: start }),
       check: async () => {}, // every read is pinned to the ETag listed
       close: async () => {},
     }
   }
 
   async wholeFile (e: SourceEntry): Promise<{ bytes: Uint8Array }> {
-    return { bytes: await this.#read(e, 0, Number(e.stat.size)) }
+    const size = Number(e.stat.size)
+    return { bytes: size === 0 ? new Uint8Array(0) : await this.#read(e, 0, size, readRange) }
   }
 
   willRead (): void {}
@@ -137,11 +142,10 @@ class S3Tree implements TreeSource {
     return e.abs.subarray(this.#urlStart.length).toString('utf8')
   }
 
-  /** Bytes [start, end) of the version of an object its entry names. */
-  async #read (e: SourceEntry, start: number, end: number): Promise<Uint8Array> {
-    if (end <= start) return new Uint8Array(0)
+  /** Bytes [start, end) of the version of an object its entry names, as `how` reads them (whole, or in pieces). */
+  async #read<T> (e: SourceEntry, start: number, end: number, how: (store: S3Store, range: ObjectRange) => Promise<T>): Promise<T> {
     try {
-      return await readRange(this.#store, { bucket: this.#bucket, key: this.#keyOf(e), etag: e.version, start, end: end - 1 })
+      return await how(this.#store, { bucket: this.#bucket, key: this.#keyOf(e), etag: e.version, start, end: end - 1 })
     } catch (err) {
       const cause = (err as { cause?: { name?: string, $metadata?: { httpStatusCode?: number } } }).cause
       if (cause?.name === 'PreconditionFailed' || cause?.$metadata?.httpStatusCode === 412) throw new SourceChangedError(e, 'replaced: its ETag changed')

@@ -1,5 +1,8 @@
 import { PackerError } from '../errors.js'
 
+/** True for `s3://…`: a place pack writes to or reads from, and readers read a set from, in S3. */
+export const isS3Url = (where: string): boolean => where.startsWith('s3://')
+
 /** `s3://BUCKET/PREFIX` as its parts; the prefix is taken as written (keys are not URL-encoded). */
 export function parseS3Url (url: string): { bucket: string, prefix: string } {
   const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/s.exec(url)

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytes, carFiles, packerOk, run, sha256, tmpDir } from '../helpers.js'
-import { MiB } from '../fixtures.js'
+import { MiB, logText } from '../fixtures.js'
 import { forgeSet, type ForgedLine } from '../forge-set.js'
 import { RANDOM_READS, sh, shOk, startMount, type RunningMount } from './mount-helpers.js'
 
@@ -11,19 +11,6 @@ import { RANDOM_READS, sh, shOk, startMount, type RunningMount } from './mount-h
  * files' own, whole files and random ranges are the source's bytes, and a damaged or forged frame gives EIO, never
  * wrong bytes.
  */
-
-/** Log-like text: compresses ~3–4× at zstd's fast levels, not 100× (so its stream spans CARs too). */
-function logText (n: number, seed: number): Buffer {
-  const hex = bytes(n, seed).toString('hex')
-  const lines: string[] = []
-  let size = 0
-  for (let i = 0; size < n; i++) {
-    const line = `2026-12-01T04:${String(i % 60).padStart(2, '0')}:00Z INFO request ${hex.slice((i * 16) % (hex.length - 16), (i * 16) % (hex.length - 16) + 16)} served in ${i % 997} ms\n`
-    lines.push(line)
-    size += line.length
-  }
-  return Buffer.from(lines.join('')).subarray(0, n)
-}
 
 const SMALL = 300_000 // one frame
 const MULTI = 6 * MiB + 777 // seven frames, the last short
@@ -132,5 +119,70 @@ describe('a mounted set holding damaged and forged compressed streams', () => {
     expect(m.stderr()).toContain(`EIO reading /wrong-size: wrong-size: its zstd frames hold ${plain.length} bytes, the file table says ${plain.length + 1}; the set is damaged`)
     expect(m.stderr()).toContain('EIO reading /flipped: flipped: frame 1 of its zstd stream does not decompress')
     expect(m.stderr()).toContain('EIO reading /forged: forged: frame 1 of its zstd stream does not have the checksum its seek table gives; the set is damaged')
+  })
+})
+
+describe('a large compressed file read through a mount with its default cache (frames decompressed ahead on the workers)', () => {
+  const BIG = 40 * MiB + 12_345 // 41 frames: read-ahead grows to its most, eight frames
+  const plain = logText(BIG, 21)
+  let src: string
+  let m: RunningMount
+  let m2: RunningMount
+
+  beforeAll(async () => {
+    src = tmpDir()
+    fs.writeFileSync(path.join(src, 'big.log'), plain)
+    const { compressSeekable, zstdCodec, seekTableSize } = await import('../../src/compress/zstd-seekable.js')
+    const stream = Buffer.from(compressSeekable(zstdCodec()!, plain, 1))
+    const table = stream.length - seekTableSize(41)
+    let frame30 = 0
+    for (let i = 0; i < 30; i++) frame30 += stream.readUInt32LE(table + 8 + 12 * i)
+    stream[frame30 + 1000] ^= 0x01 // inside frame 30: met by read-ahead before any read wants it
+    const set = tmpDir()
+    await forgeSet(set, { chunks: [[{ dir: '' }, { name: 'flipped.log', type: 'file', data: stream, size: BIG, storedSize: stream.length, compression: 'zstd' }]] })
+    const work = tmpDir()
+    const key = path.join(work, 'key.txt')
+    const recipient = (await packerOk(['keygen', '-o', key])).stdout.trim()
+    await packerOk(['pack', src, '-o', path.join(work, 'set'), '-r', recipient, '-b', '4MiB', '-q'], { env: { PACKER_STATE_DIR: tmpDir() } })
+    expect(carFiles(path.join(work, 'set')).reduce((n, c) => n + fs.statSync(path.join(work, 'set', c)).size, 0)).toBeLessThan(BIG / 2) // auto compressed it
+    const mnt = tmpDir('packer-mnt-')
+    m = await startMount([path.join(work, 'set'), mnt, '-i', key], mnt)
+    const mnt2 = tmpDir('packer-mnt-')
+    m2 = await startMount([set, mnt2], mnt2)
+  }, 300_000)
+
+  afterAll(async () => {
+    await m?.cleanup()
+    await m2?.cleanup()
+  })
+
+  it('sequential reads (cat, dd from the middle with 4 KiB and 1 MiB blocks) give the source bytes', async () => {
+    const want = sha256(plain)
+    expect((await shOk(`cat ${m.mnt}/big.log | sha256sum`)).split(' ')[0]).toBe(want)
+    for (const [bs, off] of [[4096, 7 * MiB + 3], [MiB, 19 * MiB - 5]] as const) {
+      const r = await shOk(`dd if=${m.mnt}/big.log bs=${bs} iflag=skip_bytes skip=${off} status=none | sha256sum`)
+      expect(r.split(' ')[0], `bs=${bs} from ${off}`).toBe(sha256(plain.subarray(off)))
+    }
+  })
+
+  it('random reads of 1 byte to 3 MiB, and at every tenth frame edge, give the source bytes', async () => {
+    const edges: string[] = []
+    for (let k = 1; k * MiB < BIG; k += 10) edges.push(`${k * MiB - 2048}:4096`)
+    const r = await run(process.execPath, ['-e', RANDOM_READS, `${m.mnt}/big.log`, path.join(src, 'big.log'), '400', ...edges])
+    expect(r.stdout).toMatch(/checked \d+ bad 0/)
+  })
+
+  it('a damaged frame met by read-ahead: right bytes up to it, then EIO; frames after it are served', async () => {
+    const out = path.join(tmpDir(), 'got')
+    const r = await sh(`cat ${m2.mnt}/flipped.log > ${out}`)
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toContain('Input/output error')
+    const got = fs.readFileSync(out)
+    expect(got.length).toBeLessThanOrEqual(30 * MiB)
+    expect(got.length).toBeGreaterThanOrEqual(29 * MiB) // the kernel stops at the first failed read
+    expect(got.equals(plain.subarray(0, got.length))).toBe(true)
+    const tail = await shOk(`dd if=${m2.mnt}/flipped.log bs=65536 iflag=skip_bytes skip=${31 * MiB} status=none | sha256sum`)
+    expect(tail.split(' ')[0]).toBe(sha256(plain.subarray(31 * MiB)))
+    expect(m2.stderr()).toContain('EIO reading /flipped.log: flipped.log: frame 30 of its zstd stream does not decompress')
   })
 })

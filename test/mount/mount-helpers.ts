@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
 import { CLI, run, type Run } from '../helpers.js'
 
 /**
@@ -72,6 +73,23 @@ export async function shOk (cmd: string, opts: { cwd?: string } = {}): Promise<s
   const r = await sh(cmd, opts)
   if (r.code !== 0) throw new Error(`${cmd} exited ${r.code}: ${r.stderr}`)
   return r.stdout
+}
+
+/** `sha256sum` of every file under `dir`, in name order, computed by a child process (never this one: it may be a mount). */
+export async function treeSums (dir: string): Promise<string> {
+  return await shOk(`cd '${dir}' && find . -type f -print0 | sort -z | xargs -0 sha256sum`)
+}
+
+/**
+ * Reads each file (path under `mnt`, and the SHA-256 its bytes should have) in a child process: 'ok' when it has
+ * those bytes, 'EIO' when the read failed with an I/O error, else what sha256sum printed. Paths with newlines,
+ * backslashes or non-ASCII bytes are left out (shell quoting).
+ */
+export async function readEach (mnt: string, files: Array<[string, string]>): Promise<string[]> {
+  return await Promise.all(files.filter(([p]) => !/[\n\\]|[^\x00-\x7f]/.test(p)).map(async ([p, sum]) => {
+    const r = await shOk(`sha256sum '${path.join(mnt, p)}' 2>&1 || true`)
+    return r.includes(sum) ? 'ok' : (r.includes('Input/output error') ? 'EIO' : r)
+  }))
 }
 
 export async function waitFor (cond: () => Promise<boolean>, ms: number): Promise<boolean> {

@@ -54,6 +54,7 @@ describe('files stored compressed (zstd seekable streams)', () => {
     const numbers = Buffer.from(Array.from({ length: 700_000 }, (_, i) => `${i}\n`).join('')) // ~4.6 MiB: several frames
     fs.writeFileSync(path.join(tree, 'numbers.txt'), numbers)
     fs.writeFileSync(path.join(tree, 'small.txt'), numbers.subarray(0, 50_000))
+    fs.writeFileSync(path.join(tree, 'medium.txt'), numbers.subarray(0, 900_000)) // one frame, decompressed on a worker
     fs.writeFileSync(path.join(tree, 'random.bin'), bytes(2 * MiB + 3, 61)) // stored as it is
     fs.writeFileSync(path.join(tree, 'empty'), '')
     key = path.join(tmpDir(), 'key.txt')
@@ -80,7 +81,7 @@ describe('files stored compressed (zstd seekable streams)', () => {
     expect(describeTree(dest)).toEqual(describeTree(tree))
     const v = await packerOk(['verify', compressed, '--decrypt', '-i', key, '--json'])
     const files = v.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((o) => o.file !== undefined && o.ok !== undefined)
-    expect(files.map((f) => [f.file, f.ok])).toEqual(expect.arrayContaining([['numbers.txt', true], ['small.txt', true], ['random.bin', true], ['empty', true]]))
+    expect(files.map((f) => [f.file, f.ok])).toEqual(expect.arrayContaining([['numbers.txt', true], ['small.txt', true], ['medium.txt', true], ['random.bin', true], ['empty', true]]))
   })
 
   it('without a zstd (no addon, Node 20): each compressed file is named as not restored, the others are', async () => {

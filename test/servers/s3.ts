@@ -9,7 +9,8 @@
  * 501 NotImplemented, as a store without the feature would: ListMultipartUploads (fauxqs answers an object listing),
  * ListParts (404), UploadPartCopy (500), conditional writes (If-None-Match / If-Match on PUT or Complete: fauxqs
  * overwrites) and If-Match on HEAD (ignored). A request body may be at most 11 MiB (fastify's bodyLimit).
- * fauxqs 2.x adds UploadPartCopy for single-part sources but needs Node >= 22.5; s3rver 3.7.1 and its fork
+ * fauxqs 2.4.1 has UploadPartCopy (byte ranges of objects uploaded in parts too) but needs Node >= 22.5: the one test
+ * of it runs it on Node 22 in a child process (fauxqs2.ts); s3rver 3.7.1 and its fork
  * @20minutes/s3rver 4.0.4 fail ListObjectsV2 past 1,000 keys (500), ignore If-Match and mishandle suffix ranges.
  */
 import http from 'node:http'
