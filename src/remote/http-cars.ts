@@ -1,12 +1,10 @@
-import { LRUCache } from 'lru-cache'
 import { PackerError } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
+import { BlockBatcher, runRange, type GiveBlock } from '../store/block-batcher.js'
 import { MissingCarError, type BlockAt, type CarStore, type Occupant, type Place, type WholeCar } from '../store/car-store.js'
 import { BlockFetcher, type Fetched } from './block-fetcher.js'
 import { DEFAULT_TIMEOUTS, HttpGetError, httpGet, type HttpTimeouts } from './http-get.js'
 
-/** Most bytes between two blocks fetched in one request (a section's head is a varint and a CID: ~40 bytes). */
-const RUN_GAP = 4096
 /** Tries of one source on a transient failure (timeout, reset, 429, 5xx) before it is dropped. */
 const TRIES = 2
 /** Longest wait a server's Retry-After is granted. */
@@ -30,15 +28,13 @@ export interface HttpCarsOptions {
   requestBytes?: number
 }
 
-interface Wanted { block: BlockAt, resolve: (b: Buffer) => void, reject: (e: PackerError) => void }
-
 /**
  * CARs on web servers that serve byte ranges: a set directory's URL, or providers' piece URLs (several sources per
  * CAR, tried in order). Blocks asked for in the same turn of the event loop, or while every request is busy, are
- * fetched together where they lie side by side (up to `requestBytes` a request, `requests` requests in flight). The
- * GETs and every block's SHA-256 check run on a thread of their own (BlockFetcher); this one decides what to ask and
- * of whom: a source that fails, stalls, or sends wrong bytes is dropped for the next one; with none left, the read
- * fails with an error naming the URLs and why each failed.
+ * fetched together where they lie side by side (BlockBatcher: up to `requestBytes` a request, `requests` requests in
+ * flight), each run's blocks given as they come in. The GETs and every block's SHA-256 check run on a thread of their
+ * own (BlockFetcher); this one decides what to ask and of whom: a source that fails, stalls, or sends wrong bytes is
+ * dropped for the next one; with none left, the read fails with an error naming the URLs and why each failed.
  */
 export class HttpCars implements CarStore {
   readonly where: string
@@ -46,16 +42,10 @@ export class HttpCars implements CarStore {
   readonly #cars: CarRecord[]
   readonly #urls: string[][]
   readonly #t: HttpTimeouts
-  readonly #maxRequests: number
-  readonly #requestBytes: number
   /** URL → why it was dropped and until when. */
   readonly #dropped = new Map<string, { why: string, until: number }>()
-  readonly #wanted = new Map<number, Wanted[]>()
-  readonly #pending = new Map<string, Promise<Buffer>>()
-  readonly #recent = new LRUCache<string, Buffer>({ maxSize: RECENT_BYTES, sizeCalculation: (b) => Math.max(1, b.length) })
   readonly #fetcher = new BlockFetcher()
-  #inflight = 0
-  #dispatching = false
+  readonly #blocks: BlockBatcher
 
   /** `urls(car)`: where CAR `car` may be fetched, in the order tried. */
   constructor (where: string, cars: CarRecord[], urls: (car: CarRecord) => string[], opts: HttpCarsOptions = {}) {
@@ -63,8 +53,8 @@ export class HttpCars implements CarStore {
     this.#cars = cars
     this.#urls = cars.map(urls)
     this.#t = opts.timeouts ?? DEFAULT_TIMEOUTS
-    this.#maxRequests = opts.requests ?? 16
-    this.#requestBytes = opts.requestBytes ?? 8 << 20
+    this.#blocks = new BlockBatcher(async (car, run, give) => await this.#fetchRun(car, run, give),
+      { requests: opts.requests ?? 16, requestBytes: opts.requestBytes ?? 8 << 20, recentBytes: RECENT_BYTES })
   }
 
   #live (car: number): string[] {
@@ -84,13 +74,10 @@ export class HttpCars implements CarStore {
   }
 
   async readBlocks (car: number, blocks: BlockAt[]): Promise<Array<Buffer | PackerError>> {
-    return await Promise.all(blocks.map(async (b) => await this.#block(car, b).catch((err: unknown) => {
-      if (err instanceof PackerError) return err
-      throw err
-    })))
+    return await this.#blocks.blocks(car, blocks)
   }
 
-  async place (car: number, block: BlockAt): Promise<Place> { return { bytes: await this.#block(car, block) } }
+  async place (car: number, block: BlockAt): Promise<Place> { return { bytes: await this.#blocks.block(car, block) } }
 
   async whole (car: number): Promise<WholeCar | null> {
     const live = this.#live(car)
@@ -127,104 +114,46 @@ export class HttpCars implements CarStore {
     throw this.absent(car)
   }
 
-  /** One block, checked; blocks asked for in the same turn (or while every request is busy) are fetched together. */
-  async #block (car: number, block: BlockAt): Promise<Buffer> {
-    const key = `${car}:${block.offset}:${block.length}`
-    const hit = this.#recent.get(key)
-    if (hit !== undefined) return hit
-    let p = this.#pending.get(key)
-    if (p === undefined) {
-      p = new Promise<Buffer>((resolve, reject) => {
-        const list = this.#wanted.get(car)
-        if (list === undefined) this.#wanted.set(car, [{ block, resolve, reject }])
-        else list.push({ block, resolve, reject })
-      })
-      this.#pending.set(key, p)
-      const done = (): void => { this.#pending.delete(key) }
-      p.then((b) => { this.#recent.set(key, b); done() }, done)
-      // after this turn: blocks asked for together go out together
-      if (!this.#dispatching) {
-        this.#dispatching = true
-        setImmediate(() => this.#dispatch())
-      }
+  /** A run of blocks from the CAR's sources in turn, each going on from the first block the one before did not give. */
+  async #fetchRun (car: number, run: BlockAt[], give: GiveBlock): Promise<PackerError | undefined> {
+    let left = 0
+    for (const url of this.#live(car)) {
+      left = await this.#fromSource(url, run, left, give)
+      if (left === run.length) return
     }
-    return await p
+    return this.absent(car)
   }
 
   /**
-   * Turns wanted blocks into requests while fewer than `requests` are in flight: the lowest-offset run of blocks side
-   * by side (up to requestBytes) of each CAR in turn. Blocks asked for while every request is busy wait here and
-   * join into longer runs: a sequential reader's read-ahead, asked for a leaf at a time, goes out in few large GETs
-   * (a distant server's latency is paid per request).
+   * Gives the run's blocks from `first` on from one source as they come in, each checked (on the fetcher's thread, each
+   * block in its own shared memory). Returns the first block it could not give (the run's length when it gave them all),
+   * the source then dropped; a transient failure is tried again from the first block not given.
    */
-  #dispatch (): void {
-    this.#dispatching = false
-    while (this.#inflight < this.#maxRequests && this.#wanted.size > 0) {
-      const [car, wanted] = this.#wanted.entries().next().value as [number, Wanted[]]
-      this.#wanted.delete(car)
-      wanted.sort((a, b) => a.block.offset - b.block.offset)
-      const at = (k: number): BlockAt => wanted[k]!.block
-      let end = 1
-      while (end < wanted.length && at(end).offset - (at(end - 1).offset + at(end - 1).length) <= RUN_GAP &&
-             at(end).offset + at(end).length - at(0).offset <= this.#requestBytes) end++
-      // the rest goes to the back: CARs take turns
-      if (end < wanted.length) this.#wanted.set(car, wanted.slice(end))
-      this.#inflight++
-      void this.#fetchRun(car, wanted.slice(0, end))
-    }
-  }
-
-  async #fetchRun (car: number, run: Wanted[]): Promise<void> {
-    try {
-      let left = run
-      for (const url of this.#live(car)) {
-        left = await this.#fromSource(url, left)
-        if (left.length === 0) return
-      }
-      const err = this.absent(car)
-      for (const w of left) w.reject(err)
-    } catch (err) {
-      // (blocks already given stay given: a promise settles once)
-      for (const w of run) w.reject(err instanceof PackerError ? err : new PackerError('REMOTE', (err as Error).message))
-    } finally {
-      this.#inflight--
-      this.#dispatch()
-    }
-  }
-
-  /**
-   * Gives the run's blocks from one source as they come in, each checked (on the fetcher's thread, each block in its
-   * own shared memory: posted to a reader's worker it is shared, not copied; kept, it does not hold the whole run).
-   * Returns the blocks it could not give, the source then dropped; a transient failure is tried again from the first
-   * block not given.
-   */
-  async #fromSource (url: string, run: Wanted[]): Promise<Wanted[]> {
-    let left = run
+  async #fromSource (url: string, run: BlockAt[], first: number, give: GiveBlock): Promise<number> {
+    let left = first
     for (let attempt = 1; ; attempt++) {
-      const from = left[0]!.block.offset
-      const to = Math.max(...left.map((w) => w.block.offset + w.block.length))
-      const these = left
-      let given = 0
+      const at = left
+      const these = run.slice(at)
+      const { from, to } = runRange(these)
       let got: Fetched
       try {
-        got = await this.#fetcher.blocks(url, from, to, these.map((w) => w.block), this.#t, (i, bytes) => {
-          these[i]!.resolve(bytes)
-          given = i + 1
+        got = await this.#fetcher.blocks(url, from, to, these, this.#t, (i, bytes) => {
+          give(at + i, bytes)
+          left = at + i + 1
         })
       } catch (err) {
         if (!(err instanceof HttpGetError)) throw err
-        left = these.slice(given)
-        if (left.length === 0) return left
+        if (left === run.length) return left
         if (!err.transient || attempt >= TRIES) { this.#drop(url, err); return left }
         await new Promise((resolve) => setTimeout(resolve, Math.min(MAX_RETRY_WAIT_MS, (err.retryAfter ?? 0.2 * attempt) * 1000)))
         continue
       }
       if (got.bad !== undefined) {
-        const bad = these[got.bad]!.block
+        const bad = these[got.bad]!
         this.#drop(url, new PackerError('REMOTE', `GET ${url}: sent wrong bytes (block ${bad.cid} at byte ${bad.offset} does not match its hash)`))
-        return these.slice(got.bad)
+        return at + got.bad
       }
-      return []
+      return run.length
     }
   }
 }
