@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 /**
- * Remote mount against local mount (issue 15). Run as root on a machine with FUSE and nginx, after `npm run build`:
+ * Remote mount against local mount, and against peers reading the same bytes from the same server (issue 15). Run as
+ * root on a machine with FUSE, nginx and rclone, after `npm run build`:
  *   node bench/remote-mount.mjs [--work DIR] [--size-mib 1024] [--runs 3] [--delay-ms 0]
  *
  * One file of --size-mib random bytes packed encrypted (age X25519); a sequential cold read (dd bs=1M, page cache
  * dropped before every run, a fresh mount each run) of it through `packer mount SETDIR` and through `packer mount
- * http://127.0.0.1:PORT/set/` with the same directory served by nginx (started here on 127.0.0.1, one process; with
- * --delay-ms, nginx's echo module holds every answer that long: a distant server). Prints MB/s of each (median of
- * the runs), the ratio remote / local, and each mount process's peak RSS.
+ * http://127.0.0.1:PORT/set/` with the same directory served by nginx (started here on 127.0.0.1, one process,
+ * autoindex on; with --delay-ms, nginx's echo module holds every answer that long: a distant server). Peers, from the
+ * same nginx in the same runs: `rclone mount` of the directory over HTTP (`:http:` remote) read with the same dd — the
+ * raw CAR, no decryption or hash checks, so close to the ceiling of an HTTP FUSE mount — and `curl` of the whole CAR
+ * to /dev/null. Prints MB/s of each (median of the runs), the remote mount's ratio to each, and each mount process's
+ * peak RSS.
  */
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -46,7 +50,8 @@ async function freePort () {
 async function startNginx (root) {
   const conf = fs.mkdtempSync(path.join(os.tmpdir(), 'packer-bench-nginx-'))
   const port = await freePort()
-  const location = DELAY_MS > 0 ? `location / { echo_sleep ${DELAY_MS / 1000}; echo_exec @files; }\n location @files { }` : 'location / { }'
+  // autoindex: rclone's http remote lists the directory
+  const location = DELAY_MS > 0 ? `location / { echo_sleep ${DELAY_MS / 1000}; echo_exec @files; }\n location @files { autoindex on; }` : 'location / { autoindex on; }'
   fs.writeFileSync(path.join(conf, 'nginx.conf'), `daemon off; master_process off; pid ${conf}/nginx.pid; error_log ${conf}/error.log;
 ${DELAY_MS > 0 ? 'load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;' : ''}
 events { }
@@ -60,44 +65,74 @@ http { access_log off; sendfile on; client_body_temp_path ${conf}; proxy_temp_pa
   return { url: `http://127.0.0.1:${port}`, stop: () => { p.kill('SIGTERM'); fs.rmSync(conf, { recursive: true, force: true }) } }
 }
 
-/** One cold sequential read through a fresh mount of `where`: MB/s and the mount's peak RSS. */
-async function coldRead (where, key, mnt) {
+/** A cold sequential read of `file` through a fresh mount made by `start()`: MB/s and the mount's peak RSS. */
+async function coldRead (start, file, bytes) {
   dropCaches()
-  const m = await startMount(process.execPath, [CLI, 'mount', '-i', key, where, mnt], mnt, { readyText: 'mounted set' })
+  const m = await start()
   try {
     const t0 = performance.now()
-    const r = spawnSync('dd', [`if=${path.join(mnt, 'big.bin')}`, 'of=/dev/null', 'bs=1M', 'status=none'])
+    const r = spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'])
     const secs = (performance.now() - t0) / 1000
     if (r.status !== 0) throw new Error(`dd failed: ${r.stderr}`)
-    return { mbps: SIZE_MIB * 1048576 / secs / 1e6, rss: peakRss(m.proc.pid) }
+    return { mbps: bytes / secs / 1e6, rss: peakRss(m.proc.pid) }
   } finally {
     await stopMount(m)
   }
 }
 
+const packerMount = (where, key, mnt) => coldRead(
+  () => startMount(process.execPath, [CLI, 'mount', '-i', key, where, mnt], mnt, { readyText: 'mounted set' }),
+  path.join(mnt, 'big.bin'), SIZE_MIB * 1048576)
+
+/** rclone's own HTTP mount of the set directory (read-only, no cache: every read goes to the server). */
+const rcloneMount = (url, car, bytes, mnt) => coldRead(
+  () => startMount('rclone', ['mount', ':http:', mnt, '--http-url', url, '--read-only', '--vfs-cache-mode', 'off'], mnt),
+  path.join(mnt, car), bytes)
+
+/** curl of the whole CAR to /dev/null: MB/s. */
+function curlWhole (url, bytes) {
+  dropCaches()
+  const r = spawnSync('curl', ['-sS', '--fail', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`curl failed: ${r.stderr}`)
+  const [size, secs] = r.stdout.trim().split(' ').map(Number)
+  if (size !== bytes) throw new Error(`curl got ${size} bytes of ${bytes}`)
+  return { mbps: bytes / secs / 1e6 }
+}
+
 async function main () {
   const dir = ensureSet()
   const key = path.join(dir, 'key.txt')
+  const setDir = path.join(dir, 'set')
+  const car = fs.readdirSync(setDir).filter((n) => n.endsWith('.car')).sort((a, b) => fs.statSync(path.join(setDir, b)).size - fs.statSync(path.join(setDir, a)).size)[0]
+  const carBytes = fs.statSync(path.join(setDir, car)).size
   const nginx = await startNginx(dir)
   const mnt = path.join(WORK, 'mnt')
-  const local = []
-  const remote = []
+  const runs = { local: [], remote: [], rclone: [], curl: [] }
   try {
     for (let run = 0; run < RUNS; run++) {
-      // Alternating, so load that comes and goes on a shared machine falls on both alike.
-      local.push(await coldRead(path.join(dir, 'set'), key, mnt))
-      remote.push(await coldRead(`${nginx.url}/set/`, key, mnt))
+      // Interleaved, so load that comes and goes on a shared machine falls on all alike.
+      runs.local.push(await packerMount(setDir, key, mnt))
+      runs.remote.push(await packerMount(`${nginx.url}/set/`, key, mnt))
+      runs.rclone.push(await rcloneMount(`${nginx.url}/set/`, car, carBytes, mnt))
+      runs.curl.push(curlWhole(`${nginx.url}/set/${car}`, carBytes))
     }
   } finally {
     nginx.stop()
   }
-  const l = median(local.map((x) => x.mbps))
-  const r = median(remote.map((x) => x.mbps))
+  const mbps = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v.map((x) => x.mbps))]))
   const mib = (b) => Math.round(b / 1048576)
+  const line = (name, k, what) => {
+    const rss = runs[k][0].rss === undefined ? '' : `, peak RSS ${Math.max(...runs[k].map((x) => mib(x.rss)))} MiB`
+    console.log(`  ${name.padEnd(13)} ${mbps[k].toFixed(0)} MB/s (runs ${runs[k].map((x) => x.mbps.toFixed(0)).join(', ')})${rss}${what}`)
+  }
   console.log(`sequential cold read of ${SIZE_MIB} MiB, encrypted, median of ${RUNS}${DELAY_MS ? `, nginx answering after ${DELAY_MS} ms` : ''}:`)
-  console.log(`  local mount  ${l.toFixed(0)} MB/s (runs ${local.map((x) => x.mbps.toFixed(0)).join(', ')}), peak RSS ${Math.max(...local.map((x) => mib(x.rss)))} MiB`)
-  console.log(`  remote mount ${r.toFixed(0)} MB/s (runs ${remote.map((x) => x.mbps.toFixed(0)).join(', ')}), peak RSS ${Math.max(...remote.map((x) => mib(x.rss)))} MiB`)
-  console.log(`  ratio remote / local: ${(r / l).toFixed(2)}`)
+  line('local mount', 'local', '')
+  line('remote mount', 'remote', '')
+  line('rclone mount', 'rclone', ` (the raw ${mib(carBytes)} MiB CAR)`)
+  line('curl', 'curl', ` (the whole CAR, one GET)`)
+  console.log(`  remote mount / local mount:  ${(mbps.remote / mbps.local).toFixed(2)}`)
+  console.log(`  remote mount / rclone mount: ${(mbps.remote / mbps.rclone).toFixed(2)}`)
+  console.log(`  remote mount / curl:         ${(mbps.remote / mbps.curl).toFixed(2)}`)
 }
 
 main().catch((err) => { console.error(err); process.exitCode = 1 })

@@ -77,7 +77,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
     const missing = (await missingCars(set)).map((i) => set.manifest.cars[i].file)
     const misnamed = await misnamedWarning(set)
     if (misnamed !== null) log(`warning: ${misnamed}`)
-    reader = new SetReader(set, { cacheSize: opts.cacheSize, workers: opts.workers })
+    reader = new SetReader(set, { cacheSize: opts.cacheSize, workers: opts.workers, readAhead: set.cars.readAhead })
     const throttled = throttle(log)
     // Nothing here reads the table: the tree looks entries up as they are asked for, so the time to mount does not
     // grow with the number of files. The root, which has no entry, shows the manifest's mtime (when the set was

@@ -1,12 +1,10 @@
-import { LRUCache } from 'lru-cache'
 import { PackerError } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
-import { hashMatches } from '../store/block-hash.js'
+import { BlockBatcher, runRange, type GiveBlock } from '../store/block-batcher.js'
 import { MissingCarError, type BlockAt, type CarStore, type Occupant, type Place, type WholeCar } from '../store/car-store.js'
-import { DEFAULT_TIMEOUTS, HttpGetError, httpGet, httpGetBytes, type HttpTimeouts } from './http-get.js'
+import { BlockFetcher, type Fetched } from './block-fetcher.js'
+import { DEFAULT_TIMEOUTS, HttpGetError, httpGet, type HttpTimeouts } from './http-get.js'
 
-/** Most bytes between two blocks fetched in one request (a section's head is a varint and a CID: ~40 bytes). */
-const RUN_GAP = 4096
 /** Tries of one source on a transient failure (timeout, reset, 429, 5xx) before it is dropped. */
 const TRIES = 2
 /** Longest wait a server's Retry-After is granted. */
@@ -16,38 +14,38 @@ const DROPPED_FOR_MS = 60_000
 /** Verified blocks kept (a straddling age chunk's next leaf is asked for twice in a row). */
 const RECENT_BYTES = 32 << 20
 
+/**
+ * What a sequential reader of these CARs reads ahead: at 50 ms per request and ~150 MB/s, 8 MB must be in flight, and
+ * the fetching threads' queue comes on top (16 MiB, the local default, kept half of that in flight).
+ */
+const READ_AHEAD = 64 << 20
+
 export interface HttpCarsOptions {
   timeouts?: HttpTimeouts
-  /** Requests in flight at once. */
+  /** Requests in flight at once (default 16: a server 50 ms away then still has 16 MiB of read-ahead in flight). */
   requests?: number
   /** Most bytes one request asks for (adjacent blocks are merged up to it). */
   requestBytes?: number
 }
 
-interface Wanted { block: BlockAt, resolve: (b: Buffer) => void, reject: (e: PackerError) => void }
-
 /**
  * CARs on web servers that serve byte ranges: a set directory's URL, or providers' piece URLs (several sources per
- * CAR, tried in order). Blocks asked for in the same turn of the event loop are fetched together where they lie side
- * by side (up to `requestBytes` a request, `requests` requests in flight), and every block's SHA-256 is checked here:
- * a source that fails, stalls, or sends wrong bytes is dropped for the next one; with none left, the read fails with
- * an error naming the URLs and why each failed.
+ * CAR, tried in order). Blocks asked for in the same turn of the event loop, or while every request is busy, are
+ * fetched together where they lie side by side (BlockBatcher: up to `requestBytes` a request, `requests` requests in
+ * flight), each run's blocks given as they come in. The GETs and every block's SHA-256 check run on a thread of their
+ * own (BlockFetcher); this one decides what to ask and of whom: a source that fails, stalls, or sends wrong bytes is
+ * dropped for the next one; with none left, the read fails with an error naming the URLs and why each failed.
  */
 export class HttpCars implements CarStore {
   readonly where: string
+  readonly readAhead = READ_AHEAD
   readonly #cars: CarRecord[]
   readonly #urls: string[][]
   readonly #t: HttpTimeouts
-  readonly #maxRequests: number
-  readonly #requestBytes: number
   /** URL → why it was dropped and until when. */
   readonly #dropped = new Map<string, { why: string, until: number }>()
-  readonly #wanted = new Map<number, Wanted[]>()
-  readonly #pending = new Map<string, Promise<Buffer>>()
-  readonly #recent = new LRUCache<string, Buffer>({ maxSize: RECENT_BYTES, sizeCalculation: (b) => Math.max(1, b.length) })
-  readonly #waiting: Array<() => void> = []
-  #inflight = 0
-  #flushing = false
+  readonly #fetcher = new BlockFetcher()
+  readonly #blocks: BlockBatcher
 
   /** `urls(car)`: where CAR `car` may be fetched, in the order tried. */
   constructor (where: string, cars: CarRecord[], urls: (car: CarRecord) => string[], opts: HttpCarsOptions = {}) {
@@ -55,8 +53,8 @@ export class HttpCars implements CarStore {
     this.#cars = cars
     this.#urls = cars.map(urls)
     this.#t = opts.timeouts ?? DEFAULT_TIMEOUTS
-    this.#maxRequests = opts.requests ?? 8
-    this.#requestBytes = opts.requestBytes ?? 8 << 20
+    this.#blocks = new BlockBatcher(async (car, run, give) => await this.#fetchRun(car, run, give),
+      { requests: opts.requests ?? 16, requestBytes: opts.requestBytes ?? 8 << 20, recentBytes: RECENT_BYTES })
   }
 
   #live (car: number): string[] {
@@ -76,13 +74,10 @@ export class HttpCars implements CarStore {
   }
 
   async readBlocks (car: number, blocks: BlockAt[]): Promise<Array<Buffer | PackerError>> {
-    return await Promise.all(blocks.map(async (b) => await this.#block(car, b).catch((err: unknown) => {
-      if (err instanceof PackerError) return err
-      throw err
-    })))
+    return await this.#blocks.blocks(car, blocks)
   }
 
-  async place (car: number, block: BlockAt): Promise<Place> { return { bytes: await this.#block(car, block) } }
+  async place (car: number, block: BlockAt): Promise<Place> { return { bytes: await this.#blocks.block(car, block) } }
 
   async whole (car: number): Promise<WholeCar | null> {
     const live = this.#live(car)
@@ -92,7 +87,7 @@ export class HttpCars implements CarStore {
 
   async occupant (): Promise<Occupant> { return { kind: 'none' } }
   async extraCopies (): Promise<Array<{ file: string, car: number }>> { return [] }
-  async close (): Promise<void> {}
+  async close (): Promise<void> { await this.#fetcher.close() }
 
   /**
    * The CAR from byte `from` to its end, from the first source that answers; a source that fails mid-body is dropped
@@ -119,101 +114,46 @@ export class HttpCars implements CarStore {
     throw this.absent(car)
   }
 
-  /** One block, checked; blocks asked for in the same turn are fetched together. */
-  async #block (car: number, block: BlockAt): Promise<Buffer> {
-    const key = `${car}:${block.offset}:${block.length}`
-    const hit = this.#recent.get(key)
-    if (hit !== undefined) return hit
-    let p = this.#pending.get(key)
-    if (p === undefined) {
-      p = new Promise<Buffer>((resolve, reject) => {
-        const list = this.#wanted.get(car)
-        if (list === undefined) this.#wanted.set(car, [{ block, resolve, reject }])
-        else list.push({ block, resolve, reject })
-      })
-      this.#pending.set(key, p)
-      const done = (): void => { this.#pending.delete(key) }
-      p.then((b) => { this.#recent.set(key, b); done() }, done)
-      if (!this.#flushing) {
-        this.#flushing = true
-        setImmediate(() => this.#flush())
-      }
+  /** A run of blocks from the CAR's sources in turn, each going on from the first block the one before did not give. */
+  async #fetchRun (car: number, run: BlockAt[], give: GiveBlock): Promise<PackerError | undefined> {
+    let left = 0
+    for (const url of this.#live(car)) {
+      left = await this.#fromSource(url, run, left, give)
+      if (left === run.length) return
     }
-    return await p
+    return this.absent(car)
   }
 
-  /** Turns the blocks wanted so far into requests: runs of blocks side by side, up to requestBytes each. */
-  #flush (): void {
-    this.#flushing = false
-    for (const [car, wanted] of this.#wanted) {
-      this.#wanted.delete(car)
-      wanted.sort((a, b) => a.block.offset - b.block.offset)
-      for (let r = 0; r < wanted.length;) {
-        let end = r + 1
-        const at = (k: number): BlockAt => wanted[k]!.block
-        while (end < wanted.length && at(end).offset - (at(end - 1).offset + at(end - 1).length) <= RUN_GAP &&
-               at(end).offset + at(end).length - at(r).offset <= this.#requestBytes) end++
-        void this.#fetchRun(car, wanted.slice(r, end))
-        r = end
-      }
-    }
-  }
-
-  async #fetchRun (car: number, run: Wanted[]): Promise<void> {
-    await this.#slot()
-    try {
-      const from = run[0]!.block.offset
-      const to = Math.max(...run.map((w) => w.block.offset + w.block.length))
-      for (const url of this.#live(car)) {
-        const blocks = await this.#fromSource(url, from, to, run)
-        if (blocks === null) continue
-        run.forEach((w, i) => w.resolve(blocks[i]!))
-        return
-      }
-      const err = this.absent(car)
-      for (const w of run) w.reject(err)
-    } catch (err) {
-      for (const w of run) w.reject(err instanceof PackerError ? err : new PackerError('REMOTE', (err as Error).message))
-    } finally {
-      this.#inflight--
-      this.#waiting.shift()?.()
-    }
-  }
-
-  /** The run's blocks from one source, each checked; null (and the source dropped) when it cannot give them. */
-  async #fromSource (url: string, from: number, to: number, run: Wanted[]): Promise<Buffer[] | null> {
+  /**
+   * Gives the run's blocks from `first` on from one source as they come in, each checked (on the fetcher's thread, each
+   * block in its own shared memory). Returns the first block it could not give (the run's length when it gave them all),
+   * the source then dropped; a transient failure is tried again from the first block not given.
+   */
+  async #fromSource (url: string, run: BlockAt[], first: number, give: GiveBlock): Promise<number> {
+    let left = first
     for (let attempt = 1; ; attempt++) {
-      let bytes: Buffer
+      const at = left
+      const these = run.slice(at)
+      const { from, to } = runRange(these)
+      let got: Fetched
       try {
-        bytes = await httpGetBytes(url, from, to, this.#t)
+        got = await this.#fetcher.blocks(url, from, to, these, this.#t, (i, bytes) => {
+          give(at + i, bytes)
+          left = at + i + 1
+        })
       } catch (err) {
         if (!(err instanceof HttpGetError)) throw err
-        if (!err.transient || attempt >= TRIES) { this.#drop(url, err); return null }
+        if (left === run.length) return left
+        if (!err.transient || attempt >= TRIES) { this.#drop(url, err); return left }
         await new Promise((resolve) => setTimeout(resolve, Math.min(MAX_RETRY_WAIT_MS, (err.retryAfter ?? 0.2 * attempt) * 1000)))
         continue
       }
-      const checks = await Promise.all(run.map(async (w) => {
-        const at = w.block.offset - from
-        return await hashMatches(bytes.subarray(at, at + w.block.length), w.block.cid.multihash.digest)
-      }))
-      const bad = run.find((_, i) => !checks[i])
-      if (bad !== undefined) {
-        this.#drop(url, new PackerError('REMOTE', `GET ${url}: sent wrong bytes (block ${bad.block.cid} at byte ${bad.block.offset} does not match its hash)`))
-        return null
+      if (got.bad !== undefined) {
+        const bad = these[got.bad]!
+        this.#drop(url, new PackerError('REMOTE', `GET ${url}: sent wrong bytes (block ${bad.cid} at byte ${bad.offset} does not match its hash)`))
+        return at + got.bad
       }
-      // Each block in its own shared memory: posted to a worker thread, it is shared, not copied; kept, it does not
-      // hold the whole run.
-      const blocks = run.map((w) => {
-        const b = Buffer.from(new SharedArrayBuffer(w.block.length))
-        bytes.copy(b, 0, w.block.offset - from, w.block.offset - from + w.block.length)
-        return b
-      })
-      return blocks
+      return run.length
     }
-  }
-
-  async #slot (): Promise<void> {
-    if (this.#inflight >= this.#maxRequests) await new Promise<void>((resolve) => this.#waiting.push(resolve))
-    this.#inflight++
   }
 }

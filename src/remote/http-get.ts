@@ -24,8 +24,13 @@ export class HttpGetError extends PackerError {
   readonly transient: boolean
   /** Seconds the server asked to wait (Retry-After), when it said. */
   readonly retryAfter: number | undefined
+  readonly url: string
+  /** What went wrong, without the URL (the message is `GET url: what`). */
+  readonly what: string
   constructor (url: string, what: string, o: { status?: number, transient: boolean, retryAfter?: number }) {
     super('REMOTE', `GET ${url}: ${what}`, { subject: url })
+    this.url = url
+    this.what = what
     this.status = o.status
     this.transient = o.transient
     this.retryAfter = o.retryAfter
@@ -52,6 +57,11 @@ export interface HttpBody {
   /** Last-Modified, in ms, when the server said. */
   modifiedMs: number | undefined
   pieces: () => AsyncIterable<Buffer>
+  /**
+   * The pieces handed to `put` as they come (no async iteration per piece: a third of the CPU of receiving); resolves
+   * at the body's end. An error `put` throws ends the body with that error.
+   */
+  each: (put: (piece: Buffer) => void) => Promise<void>
   /** Stops reading (the connection is dropped). */
   cancel: () => void
 }
@@ -92,6 +102,7 @@ export async function httpGet (url: string, from: number, to: number | undefined
       socket.setTimeout(t.stall, stalled)
       res.once('close', () => { socket.setTimeout(0); socket.removeListener('timeout', stalled) })
       const modified = Date.parse(res.headers['last-modified'] ?? '')
+      const midBody = (err: unknown): HttpGetError => err instanceof HttpGetError ? err : new HttpGetError(url, `the connection failed mid-body (${(err as Error).message})`, { transient: true })
       resolve({
         total,
         modifiedMs: Number.isNaN(modified) ? undefined : modified,
@@ -100,9 +111,17 @@ export async function httpGet (url: string, from: number, to: number | undefined
           try {
             for await (const p of res) yield p as Buffer
           } catch (err) {
-            throw err instanceof HttpGetError ? err : new HttpGetError(url, `the connection failed mid-body (${(err as Error).message})`, { transient: true })
+            throw midBody(err)
           } finally { res.destroy() }
         },
+        each: async (put) => await new Promise<void>((resolve, reject) => {
+          res.on('data', (p: Buffer) => {
+            try { put(p) } catch (err) { res.destroy(); reject(err) }
+          })
+          res.once('end', resolve)
+          res.once('error', (err) => reject(midBody(err)))
+          res.once('close', () => { if (!res.complete) reject(midBody(new Error('Premature close'))) })
+        }),
       })
     })
     req.on('socket', (s) => {
@@ -118,17 +137,25 @@ export async function httpGet (url: string, from: number, to: number | undefined
   })
 }
 
+/**
+ * Bytes [from, to) of `url`, exactly that many, each piece handed to `put` with its offset from `from` as it comes
+ * (so a caller puts them where they belong without gathering them first), or an error naming the URL.
+ */
+export async function httpGetRange (url: string, from: number, to: number, put: (piece: Buffer, at: number) => void, t?: HttpTimeouts): Promise<void> {
+  const body = await httpGet(url, from, to, t)
+  let got = 0
+  await body.each((p) => {
+    if (got + p.length > to - from) throw new HttpGetError(url, `the server sent more than the ${to - from} bytes asked for`, { transient: false })
+    put(p, got)
+    got += p.length
+  })
+  if (got < to - from) throw new HttpGetError(url, `the server sent ${got} of ${to - from} bytes (bytes ${from}-${to - 1}): the file is shorter than the set says`, { transient: false })
+}
+
 /** Bytes [from, to) of `url`, exactly that many, or an error naming the URL. */
 export async function httpGetBytes (url: string, from: number, to: number, t?: HttpTimeouts): Promise<Buffer> {
-  const body = await httpGet(url, from, to, t)
   const out = Buffer.allocUnsafe(to - from)
-  let got = 0
-  for await (const p of body.pieces()) {
-    if (got + p.length > out.length) { body.cancel(); throw new HttpGetError(url, `the server sent more than the ${to - from} bytes asked for`, { transient: false }) }
-    p.copy(out, got)
-    got += p.length
-  }
-  if (got < out.length) throw new HttpGetError(url, `the server sent ${got} of ${to - from} bytes (bytes ${from}-${to - 1}): the file is shorter than the set says`, { transient: false })
+  await httpGetRange(url, from, to, (p, at) => { p.copy(out, at) }, t)
   return out
 }
 

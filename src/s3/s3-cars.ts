@@ -2,7 +2,8 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3'
 import { PackerError } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
 import { MissingCarError, type BlockAt, type CarStore, type Occupant, type Place, type WholeCar } from '../store/car-store.js'
-import { RangedBlocks } from '../store/ranged-blocks.js'
+import { BlockBatcher, runRange, type GiveBlock } from '../store/block-batcher.js'
+import { hashMatches } from '../store/block-hash.js'
 import type { S3Store } from './client.js'
 import { readRange } from './read-range.js'
 import { s3Error } from './s3-error.js'
@@ -25,7 +26,7 @@ interface Head { size: number, etag?: string }
 
 /**
  * CARs as objects under an S3 prefix (`<prefix><file>`, as `pack -o s3://…` or a copy of a set directory leaves them):
- * blocks by ranged GETs (RangedBlocks: side-by-side blocks in one request, every block's hash checked), a CAR read
+ * blocks by ranged GETs (BlockBatcher: side-by-side blocks in one request; every block's hash checked here), a CAR read
  * whole by ranged GETs pinned to its ETag. Objects are looked up once by HEAD; an absent one again after a while.
  */
 export class S3Cars implements CarStore {
@@ -36,7 +37,7 @@ export class S3Cars implements CarStore {
   readonly #base: string
   readonly #cars: CarRecord[]
   readonly #heads = new Map<number, { head: Promise<Head | null>, at: number }>()
-  readonly #blocks: RangedBlocks
+  readonly #blocks: BlockBatcher
 
   constructor (store: S3Store, bucket: string, base: string, cars: CarRecord[]) {
     this.#store = store
@@ -44,10 +45,8 @@ export class S3Cars implements CarStore {
     this.#base = base
     this.#cars = cars
     this.where = `s3://${bucket}/${base}`
-    this.#blocks = new RangedBlocks({
-      read: async (car, from, to) => await this.#read(car, from, to),
-      damaged: (car, b) => this.#damaged(car, `is damaged: block ${b.cid} at byte ${b.offset} does not match its hash`),
-    }, { requests: REQUESTS, requestBytes: REQUEST_BYTES, recentBytes: RECENT_BYTES })
+    this.#blocks = new BlockBatcher(async (car, run, give) => await this.#fetchRun(car, run, give),
+      { requests: REQUESTS, requestBytes: REQUEST_BYTES, recentBytes: RECENT_BYTES })
   }
 
   #key (car: number): string { return this.#base + this.#cars[car]!.file }
@@ -102,6 +101,25 @@ export class S3Cars implements CarStore {
     // A failed lookup (the store unreachable) is not remembered.
     head.catch(() => this.#heads.delete(car))
     return await head
+  }
+
+  /**
+   * A run of blocks in one ranged GET, each checked here (on libuv's threads when large: hashMatches) and given in a
+   * SharedArrayBuffer of its own (posted to a reader's worker it is shared, not copied; kept, it does not hold the run).
+   */
+  async #fetchRun (car: number, run: BlockAt[], give: GiveBlock): Promise<undefined> {
+    const { from, to } = runRange(run)
+    const bytes = await this.#read(car, from, to)
+    await Promise.all(run.map(async (b, i) => {
+      const view = bytes.subarray(b.offset - from, b.offset - from + b.length)
+      if (!await hashMatches(view, b.cid.multihash.digest)) {
+        give(i, this.#damaged(car, `is damaged: block ${b.cid} at byte ${b.offset} does not match its hash`))
+        return
+      }
+      const own = Buffer.from(new SharedArrayBuffer(b.length))
+      view.copy(own)
+      give(i, own)
+    }))
   }
 
   /**

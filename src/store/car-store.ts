@@ -31,6 +31,11 @@ export type Occupant = { kind: 'none' } | { kind: 'other' } | { kind: 'found' | 
 export interface CarStore {
   /** Where the CARs are, for messages: a directory, a URL, URL templates. */
   readonly where: string
+  /**
+   * Bytes a sequential reader should read ahead, when the reader's own default is too little: a store far away needs
+   * more in flight to cover its latency (a local one has none to cover).
+   */
+  readonly readAhead?: number
   /** True when CAR `car` can be read (a file that is absent now may be copied in later). */
   has: (car: number) => Promise<boolean>
   /** The error for CAR `car` when it cannot be read: where it was looked for and what to do. */

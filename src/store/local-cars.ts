@@ -3,12 +3,11 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
+import { runEnd } from './block-batcher.js'
 import { CarLocator } from './car-locator.js'
 import { hashMatches } from './block-hash.js'
 import { MissingCarError, type BlockAt, type CarStore, type Occupant, type Place, type WholeCar } from './car-store.js'
 
-/** Most bytes between two blocks read together (a section's head is a varint and a CID: ~40 bytes). */
-const RUN_GAP = 4096
 /** Largest read of a run of blocks. */
 const MAX_RUN = 4 << 20
 
@@ -72,9 +71,7 @@ export class LocalCars implements CarStore {
     for (let r = 0; r < order.length;) {
       // A run: blocks with at most a section's head (varint and CID) between them.
       const at = (k: number): BlockAt => blocks[order[k]!]!
-      let end = r + 1
-      while (end < order.length && at(end).offset - (at(end - 1).offset + at(end - 1).length) <= RUN_GAP &&
-             at(end).offset + at(end).length - at(r).offset <= MAX_RUN) end++
+      const end = runEnd(at, r, order.length, MAX_RUN)
       const from = at(r).offset
       const bytes = await preadAll(fd, from, at(end - 1).offset + at(end - 1).length - from)
       for (let k = r; k < end; k++) {

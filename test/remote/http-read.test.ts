@@ -6,12 +6,16 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
+import { CarIndexer } from '@ipld/car/indexer'
+import { bytes, describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
 import { makeRoundTripTree } from '../fixtures.js'
 import { startNginx, type NginxServer } from '../servers/nginx.js'
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
 import { freePort } from '../servers/ports.js'
 import { readEach, startMount, treeSums } from '../mount/mount-helpers.js'
+import { HttpCars } from '../../src/remote/http-cars.js'
+import type { CarRecord } from '../../src/format/manifest.js'
+import type { BlockAt } from '../../src/store/car-store.js'
 
 // Proxy variables as a user behind a proxy has them: requests to 127.0.0.1 must never go through it.
 const env = { HTTP_PROXY: 'http://127.0.0.1:9', HTTPS_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9', NO_PROXY: '', no_proxy: '' }
@@ -124,6 +128,38 @@ describe('piece URLs and broken servers', () => {
       expect(proxy.requests.some((r) => r.path.endsWith('.car'))).toBe(true)
     } finally { proxy.clear() }
   })
+
+  it('a request that stalls mid-body: the blocks already in are used, the rest asked for again from the first block not in', async () => {
+    // one CAR of 1 MiB blocks, read in-process through HttpCars: three blocks side by side go out as one request
+    const dir = path.join(root, 'big')
+    const bigSrc = tmpDir()
+    fs.writeFileSync(path.join(bigSrc, 'f.bin'), bytes(5 << 20, 7))
+    await packerOk(['pack', bigSrc, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
+    const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
+    const carBytes = fs.readFileSync(path.join(dir, record.file))
+    const blocks: BlockAt[] = []
+    for await (const b of await CarIndexer.fromBytes(carBytes)) {
+      if (b.blockLength === 1 << 20) blocks.push({ cid: b.cid, offset: b.blockOffset, length: b.blockLength })
+    }
+    const three = blocks.slice(0, 3)
+    expect(three.length).toBe(3)
+    expect(three[1]!.offset - (three[0]!.offset + three[0]!.length)).toBeLessThan(100) // side by side
+    proxy.clear()
+    // stalled once, after the first block and half the second have passed (a stall, not a reset: a reset may discard
+    // bytes the client had not read yet)
+    proxy.fault({ match: { path: /\.car$/ }, times: 1, fault: { kind: 'stall', afterBytes: (1 << 20) + (1 << 19) } })
+    const cars = new HttpCars(`${viaProxy}/`, [record], (c) => [`${proxy.url}/big/${c.file}`], { timeouts: { connect: 10_000, firstByte: 10_000, stall: 2000 } })
+    try {
+      const got = await cars.readBlocks(0, three)
+      got.forEach((g, i) => expect(Buffer.compare(g as Buffer, carBytes.subarray(three[i]!.offset, three[i]!.offset + three[i]!.length))).toBe(0))
+      const asked = proxy.requests.filter((r) => r.path.endsWith('.car')).map((r) => [r.range, r.status])
+      const end = three[2]!.offset + three[2]!.length - 1
+      expect(asked).toEqual([[`bytes=${three[0]!.offset}-${end}`, 'stalled'], [`bytes=${three[1]!.offset}-${end}`, 206]])
+    } finally {
+      await cars.close()
+      proxy.clear()
+    }
+  }, 90_000)
 
   const failures: Array<[string, Parameters<FaultProxy['fault']>[0]['fault'], RegExp]> = [
     ['a server that answers Range with 200', { kind: 'ignore-range' }, /answered a Range request with the whole file \(200, not 206\)/],

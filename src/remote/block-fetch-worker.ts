@@ -1,0 +1,97 @@
+/**
+ * A thread that fetches blocks from web servers (src/remote/block-fetcher.ts): for each run it is given, one GET of a
+ * byte range of a CAR, each block gathered as its pieces come, its SHA-256 checked against its CID as soon as it is
+ * in, and the block sent back at once. Receiving HTTP costs Node about a core per 300 MB/s; on the mount's main
+ * thread it held up the FUSE handlers and capped a remote mount at half a local one. The blocks come back in shared
+ * memory: the main thread and the reader's workers use them where they are.
+ */
+import { parentPort } from 'node:worker_threads'
+import { createHash } from 'node:crypto'
+import { HttpGetError, httpGetRange, type HttpTimeouts } from './http-get.js'
+
+export interface FetchJob {
+  id: number
+  url: string
+  /** Bytes [from, to) of the CAR at url: the blocks, and the few bytes between them (section heads). */
+  from: number
+  to: number
+  /** In offset order, inside [from, to), not overlapping. */
+  blocks: Array<{ offset: number, length: number, digest: Uint8Array }>
+  timeouts: HttpTimeouts
+}
+
+export type FetchResult =
+  /** Block `block` of the job arrived and matches its CID (sent as each one completes, before the GET ends). */
+  | { id: number, block: number, bytes: SharedArrayBuffer }
+  /** The job is over: every block was sent. */
+  | { id: number, ok: true }
+  /** The GET failed (an HttpGetError's parts), or something else did (`status` and `transient` then absent). */
+  | { id: number, ok: false, what: string, status?: number, transient?: boolean, retryAfter?: number }
+  /** The server sent bytes that do not hash to block `bad`'s CID (the GET is given up). */
+  | { id: number, ok: false, bad: number }
+
+/** Stops a job's GET at once (its pieces must not be put anywhere). */
+class WrongBytes extends Error { constructor (readonly block: number) { super('wrong bytes') } }
+
+/**
+ * Buffers a block is gathered in before it goes to shared memory, kept for the next blocks: a body's pieces lie at
+ * any offset, and V8 copies into shared memory at an offset of another alignment byte by byte (~600 ms per 128 MiB,
+ * more than receiving them), into ordinary memory with memmove (~10 ms). The gathered block then goes to its shared
+ * buffer in one aligned copy.
+ */
+const gathering: Buffer[] = []
+const gatherBuffer = (length: number): Buffer => {
+  const i = gathering.findIndex((g) => g.length >= length)
+  return i >= 0 ? gathering.splice(i, 1)[0]!.subarray(0, length) : Buffer.allocUnsafeSlow(Math.max(length, 1 << 20)).subarray(0, length)
+}
+const gathered = (g: Buffer): void => {
+  if (gathering.length < 8) gathering.push(Buffer.from(g.buffer, g.byteOffset, g.buffer.byteLength - g.byteOffset))
+}
+
+/**
+ * Fetches a job's range, gathers each block, checks it as soon as its last byte is in and sends it on at once in a
+ * shared buffer of its own (a reader waiting for the first block of an 8 MiB run does not wait for the other 7 MiB).
+ */
+export async function fetchBlocks (job: FetchJob, send: (r: FetchResult) => void): Promise<void> {
+  const { id, from, blocks } = job
+  const into: Array<Buffer | undefined> = new Array(blocks.length)
+  let k = 0 // first block not yet complete: pieces come in order
+  const check = (i: number): void => {
+    const g = into[i] ?? gatherBuffer(blocks[i]!.length)
+    into[i] = undefined
+    try {
+      if (!createHash('sha256').update(g).digest().equals(blocks[i]!.digest)) throw new WrongBytes(i)
+      const shared = Buffer.from(new SharedArrayBuffer(g.length))
+      g.copy(shared)
+      send({ id, block: i, bytes: shared.buffer as SharedArrayBuffer })
+    } finally { gathered(g) }
+  }
+  try {
+    await httpGetRange(job.url, from, job.to, (piece, at) => {
+      const start = from + at
+      const end = start + piece.length
+      for (let i = k; i < blocks.length && blocks[i]!.offset < end; i++) {
+        const b = blocks[i]!
+        const lo = Math.max(start, b.offset)
+        const hi = Math.min(end, b.offset + b.length)
+        if (lo < hi) piece.copy(into[i] ??= gatherBuffer(b.length), lo - b.offset, lo - start, hi - start)
+        if (hi === b.offset + b.length && i === k) { check(i); k++ }
+      }
+    }, job.timeouts)
+    // blocks of no bytes, at the end
+    for (; k < blocks.length; k++) check(k)
+  } catch (err) {
+    for (const g of into) if (g !== undefined) gathered(g)
+    if (err instanceof WrongBytes) return send({ id, ok: false, bad: err.block })
+    if (err instanceof HttpGetError) return send({ id, ok: false, what: err.what, status: err.status, transient: err.transient, retryAfter: err.retryAfter })
+    return send({ id, ok: false, what: (err as Error).message })
+  }
+  send({ id, ok: true })
+}
+
+if (parentPort !== null) {
+  const port = parentPort
+  port.on('message', (job: FetchJob) => {
+    void fetchBlocks(job, (r) => { port.postMessage(r) })
+  })
+}
