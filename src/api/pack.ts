@@ -28,7 +28,8 @@ export interface PackOptions extends RecipientOptions, S3Options, Callbacks<Pack
   stateDir?: string
   /**
    * Compression before encryption: 'auto' (the default when encrypting: a file whose first MiB shrinks by 10 % at
-   * zstd level 1), 'off' (the default in clear, where it is refused), 'zstd' (level 3) or 'zstd:LEVEL' (1 to 19).
+   * zstd level 3, at which it is then compressed), 'off' (the default in clear, where it is refused), 'zstd' (level
+   * 3, every file that shrinks) or 'zstd:LEVEL' (1 to 19).
    */
   compress?: string
 }

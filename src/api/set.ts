@@ -5,6 +5,8 @@ import type { TableEntry } from '../format/table-entry.js'
 import { displayPath } from '../format/stored-path.js'
 import { CarSet } from '../restore/car-set.js'
 import { FileView } from '../restore/file-view.js'
+import { streamSizeOf } from '../restore/compressed.js'
+import { SetReader } from '../read/reader.js'
 import { misnamedWarning } from '../restore/availability.js'
 import { subtree } from '../restore/set-table.js'
 import { identitiesOf, type KeyOptions } from './keys.js'
@@ -76,6 +78,15 @@ export interface SetEntry {
   cid?: string
   /** file: indexes into `manifest.cars` of the CARs holding its blocks. */
   cars?: number[]
+  /** file: bytes of its stored UnixFS file (the age file when encrypted: header, nonce and tags included). */
+  storedSize?: number
+  /**
+   * file: bytes of its stored content before encryption (the age payload): its zstd seekable stream when compressed,
+   * else its size.
+   */
+  payloadSize?: number
+  /** file: 'zstd' when stored as a zstd seekable stream (FORMAT.md §6); read/stream give its bytes decompressed. */
+  compression?: 'zstd'
   /** symlink: its target, for display. */
   target?: string
   /** symlink: the target's exact bytes. */
@@ -120,6 +131,9 @@ export function setEntry (e: TableEntry): SetEntry {
     out.size = e.size
     out.cid = e.cid
     out.cars = [...e.cars!]
+    out.storedSize = e.storedSize
+    out.payloadSize = e.compression === undefined ? e.size : streamSizeOf(e)
+    if (e.compression !== undefined) out.compression = e.compression
   } else if (e.type === 'symlink') {
     out.target = displayPath(e.target!)
     out.targetBytes = Buffer.from(e.target!)
@@ -152,6 +166,10 @@ export async function openCarSet (dir: string, o: SetOptions, skipTable = false)
 export async function openSet (dir: string, options: SetOptions = {}): Promise<PackerSet> {
   const set = await openCarSet(dir, options)
   const view = new FileView(set)
+  // Compressed files are read as the CLI reads them: frames decompressed on the reader's worker threads, read ahead of
+  // a stream (not on the caller's thread); the reader and its threads are made at the first such file, as verify does.
+  let reader: SetReader | undefined
+  const readerOf = (): SetReader => (reader ??= new SetReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 }))
   const file = async (p: string | Uint8Array): Promise<TableEntry> => {
     const e = await set.files.lookup(storedPath(p))
     const shown = typeof p === 'string' ? p : displayPath(Buffer.from(p))
@@ -162,7 +180,7 @@ export async function openSet (dir: string, options: SetOptions = {}): Promise<P
   async function * stream (p: string | Uint8Array): AsyncGenerator<Uint8Array> {
     const e = await file(p)
     let n = 0
-    for await (const chunk of view.stream(e)) { n += chunk.length; yield chunk }
+    for await (const chunk of e.compression === undefined ? view.stream(e) : readerOf().stream(e)) { n += chunk.length; yield chunk }
     if (n !== e.size) throw new PackerError('CORRUPT', `${displayPath(e.path)}: ${n} bytes, the file table says ${e.size}; the set is damaged`, { subject: displayPath(e.path) })
   }
   return {
@@ -176,7 +194,23 @@ export async function openSet (dir: string, options: SetOptions = {}): Promise<P
       for await (const chunk of stream(p)) parts.push(chunk)
       return Buffer.concat(parts)
     },
-    read: async (p, offset, length) => await view.read(await file(p), offset, offset + length),
-    close: async () => { await set.close() },
+    read: async (p, offset, length) => {
+      const e = await file(p)
+      if (e.compression === undefined) return await view.read(e, offset, offset + length)
+      const r = readerOf()
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, e.size! - offset)))
+      if (buf.length === 0) return buf
+      const h = r.open()
+      try {
+        let n = 0
+        while (n < buf.length) {
+          const got = await r.read(e, h, buf.subarray(n), buf.length - n, offset + n)
+          if (got === 0) break
+          n += got
+        }
+        return n === buf.length ? buf : buf.subarray(0, n)
+      } finally { r.release(h) }
+    },
+    close: async () => { try { await reader?.close() } finally { await set.close() } },
   }
 }
