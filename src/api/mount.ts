@@ -20,7 +20,7 @@ export interface MountOptions extends KeyOptions, S3Access {
   manifest?: string
   /** Fetch the CARs from these URL templates ({pieceCid}, {pieceCidV2}; storage providers' /piece/ URLs), in order. */
   pieceUrls?: string[]
-  /** Decrypted, verified data kept in memory: bytes, or text such as `512MiB` (default 256 MiB, at least 4 MiB). */
+  /** Decrypted, verified data kept in memory: bytes, or text such as `512MiB` (default 128 MiB, at least 4 MiB). */
   cacheSize?: number | string
   /** Owner and group shown for every file (default: the caller's). */
   uid?: number

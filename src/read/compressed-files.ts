@@ -68,7 +68,7 @@ export class CompressedFiles {
     this.#decompress = decompress
     this.#frames = new LRUCache({ maxSize: frameCacheSize, sizeCalculation: (b) => Math.max(1, b.length) })
     // A reader's frames ahead take at most a quarter of the cache: several readers' windows fit without evicting
-    // frames before they are read (unpack's 4 MiB frame cache: one frame ahead; the mount's 32 MiB: eight).
+    // frames before they are read (unpack's 4 MiB frame cache: one frame ahead; the mount's default 16 MiB: four).
     this.#maxAhead = Math.max(1, Math.min(MAX_AHEAD_FRAMES, Math.floor(frameCacheSize / 4 / (1 << 20))))
   }
 

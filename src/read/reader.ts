@@ -12,7 +12,7 @@ import { decompressHere, decompressWhole } from '../restore/compressed.js'
 import { runJob, type LeafJob, type LeafResult } from './worker.js'
 import type { Place } from '../store/car-store.js'
 
-export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
+export const DEFAULT_CACHE_SIZE = 128 * 1024 * 1024
 export const MIN_CACHE_SIZE = 4 * 1024 * 1024
 const MiB = 1024 * 1024
 /** Fewest bytes of decompressed frames kept, whatever --cache-size says: four of packer's frames. */

@@ -42,7 +42,7 @@ beforeAll(async () => {
   // Counts the frames decompressed on this thread (the workers load their own zstd).
   const original = codec.decompressFrame
   codec.decompressFrame = (src, dst) => { decompressedHere++; return original(src, dst) }
-  // Unpack's cache (32 MiB: 4 MiB of frames, one frame ahead); the mount's default is 256 MiB (eight ahead).
+  // Unpack's cache (32 MiB: 4 MiB of frames, one frame ahead); the mount's default is 128 MiB (four ahead).
   reader = new SetReader(set, { cacheSize: 32 * MiB })
 }, 120_000)
 
