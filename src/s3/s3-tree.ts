@@ -14,7 +14,7 @@ import { walkTree, type SourceEntry, type SourceStat, type WalkOptions } from '.
 import { s3Client, type S3Options, type S3Store } from './client.js'
 import { GroupedReads } from './grouped-reads.js'
 import { ListingOrder } from './listing-order.js'
-import { readRange, readRangeInto, type ObjectRange } from './read-range.js'
+import { readRange, readRangePieces, type ObjectRange } from './read-range.js'
 import { s3Error } from './s3-error.js'
 import { asDirectory, parseS3Url } from './s3-url.js'
 
@@ -112,7 +112,7 @@ class S3Tree implements TreeSource {
 
   async open (e: SourceEntry): ReturnType<TreeSource['open']> {
     const size = Number(e.stat.size)
-    const reads = new GroupedReads(async (start, end, into) => { await this.#read(e, start, end, async (store, range) => { await readRangeInto(store, range, into) }) }, size, GET_BYTES)
+    const reads = new GroupedReads(async (start, end) => await this.#read(e, start, end, readRangePieces), size, GET_BYTES)
     return {
       size,
       input: async (start, end) => ({ bytes: end <= start ? new Uint8Array(0) : await reads.read(start, end), at: start }),
