@@ -83,7 +83,7 @@ async function packOnce (source, nodeArgs = [], cli = CLI) {
   const code = await new Promise((resolve) => child.on('close', resolve))
   if (code !== 0) throw new Error(`pack ${source} exited ${code}: ${stderr}`)
   const [user, sys, rssKb, wall] = fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
-  return { cpu: user + sys, rssMb: rssKb / 1024, wall, root: JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).root }
+  return { cpu: user + sys, user, sys, rssMb: rssKb / 1024, wall, root: JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).root }
 }
 
 const gb = FILES * MIB * 1048576 / 1e9
