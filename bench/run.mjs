@@ -24,6 +24,7 @@ import { PEERS } from './lib/peers.mjs'
 import { caseRow, markdownTable, printTable, ran, rate, rssRow } from './lib/report.mjs'
 import { realTreeRows, runRealTree } from './lib/real-tree-cases.mjs'
 import { runShards, shardRows } from './lib/shard-cases.mjs'
+import { runS3, s3Files, s3Rows } from './lib/s3-cases.mjs'
 import { GiB, MB, config, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, timed } from './lib/sys.mjs'
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url))
@@ -101,7 +102,7 @@ if (!existsSync(CLI)) {
 if (!isRoot) results.notes.push('not root: page cache not dropped, peers not installed by the bench')
 
 const peers = {}
-for (const [bin, pkg, cs] of [['time', 'time', null], ['restic', 'restic', ['restic', 'compress', 'real-tree']], ['borg', 'borgbackup', ['borg', 'compress', 'real-tree']], ['rclone', 'rclone', ['rclone', 'real-tree']], ['zstd', 'zstd', ['compress']]]) {
+for (const [bin, pkg, cs] of [['time', 'time', null], ['restic', 'restic', ['restic', 'compress', 'real-tree']], ['borg', 'borgbackup', ['borg', 'compress', 'real-tree']], ['rclone', 'rclone', ['rclone', 'real-tree', 's3']], ['zstd', 'zstd', ['compress']]]) {
   if (cs && !cs.some(has) && !has('many-peers')) continue
   const r = ensureTool(bin === 'time' ? '/usr/bin/time' : bin, pkg, { install: opts.install })
   peers[bin] = r
@@ -223,6 +224,8 @@ if (has('shards')) {
   for (const k of opts.shards) await runShards(opts.files, k, { step, log, work: W })
   if (!opts.keep) await rm(manyFilesPaths(W, opts.files).dir)
 }
+// Object storage (issue 16): packing from a local S3 server against from disk, against rclone copy + pack, and to S3
+if (has('s3')) await runS3(s3Files(opts.full, opts.tiny), opts.runs, { step, log, work: W, installed: (bin) => !notInstalled(bin), results, keep: opts.keep })
 
 if (has('sparse')) {
   const sparse = await makeSparseTree(P.sparseTree, SPARSE_BYTES)
@@ -397,6 +400,7 @@ const mountFigures = mountRows(C, row, rows)
 rows.push(...manyFilesRows(C, opts.files))
 if (has('real-tree')) rows.push(...realTreeRows(C, opts.tree ?? '/usr/share', opts.runs))
 if (has('shards')) for (const k of opts.shards) rows.push(...shardRows(C, opts.files, k, C.manyPackPlain))
+if (has('s3')) rows.push(...s3Rows(C, opts.runs))
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
 

@@ -21,6 +21,7 @@ export const CASES = [
   'real-tree', // a real tree (--tree, default /usr/share): packer against rclone crypt, restic and borg, --runs rounds
   'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees);
   // on a real tree (--tree, default part of /usr/share) vs per-file zstd -3, restic and borg; mount of a compressed file
+  's3', // pack --no-encrypt from a local S3 server (fauxqs) vs from disk (CPU), vs rclone copy + pack, -o s3:// vs to disk
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
 ]
 
@@ -52,7 +53,7 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
   --tree DIR     the real tree of the real-tree case (default /usr/share: pack and restore by packer, rclone
                  crypt, restic and borg, interleaved) and of the compress case (default /usr/share/{doc,vim,perl},
                  162 MiB here; --full: /usr/share)
-  --runs N       rounds of the real-tree case (default 3; medians reported)
+  --runs N       rounds of the real-tree and s3 cases (default 3; medians reported)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
   --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs

@@ -48,7 +48,7 @@ export async function runRealTree (tree, runs, ctx) {
 const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
 
 /** One case of a tool's rounds: median seconds and CPU, the largest peak RSS, the last round's output size. */
-function summary (rounds) {
+export function summary (rounds) {
   const last = rounds[rounds.length - 1]
   return {
     ...last,
