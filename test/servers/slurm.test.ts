@@ -170,6 +170,7 @@ exit 0
     const source = fs.readFileSync(path.join(ROOT, 'test/servers/slurm.ts'), 'utf8')
     const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 } })
     fs.writeFileSync(path.join(dir, 'slurm.mjs'), js.outputText)
+    fs.copyFileSync(path.join(ROOT, 'test/servers/slurm-namespace.sh'), path.join(dir, 'slurm-namespace.sh')) // beside it, as it expects
     // It starts a cluster and a job, and says so once the job's process runs.
     fs.writeFileSync(path.join(dir, 'child.mjs'), `import fs from 'node:fs'
 import { startSlurm } from ${JSON.stringify(pathToFileURL(path.join(dir, 'slurm.mjs')).href)}

@@ -5,6 +5,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 /**
@@ -69,6 +70,7 @@ const STOP_TIMEOUT_MS = 10_000
 const CLIENT_TIMEOUT_MS = 30_000
 /** Set in the daemons' environment (slurmstepd inherits it from slurmd): how stop() finds them. */
 const MARKER = 'PACKER_SLURM_CLUSTER'
+const NAMESPACE_SCRIPT = fileURLToPath(new URL('./slurm-namespace.sh', import.meta.url))
 const ENDED_STATES = new Set([
   'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'OUT_OF_MEMORY', 'NODE_FAIL', 'BOOT_FAIL', 'DEADLINE', 'PREEMPTED',
 ])
@@ -276,12 +278,11 @@ async function launch (): Promise<Launched> {
 
   const env = { SLURM_CONF: conf, PATH: [path.dirname(process.execPath), process.env.PATH ?? '/usr/bin:/bin'].join(':') }
   const clientEnv = (): NodeJS.ProcessEnv => ({ ...withoutSlurm(process.env), ...env })
-  // NoInAddrAny makes the daemons bind the address of the machine's hostname, which not every machine resolves (a bare
-  // chroot does not) or resolves to 127.0.0.1 (Debian's installer maps it to 127.0.1.1): they run in their own UTS
-  // namespace named localhost (unshare, sh and env exec: the pid is the daemon's). The marker is put last in the
+  // The daemons run in UTS and mount namespaces of their own, named localhost and with the cgroup file systems slurmd
+  // needs (slurm-namespace.sh says why); env execs them, so the pid is the daemon's. The marker is put last in the
   // environment by env: slurmstepd writes its title over the start of the environment block, and sh reorders it.
   const daemon = (binary: string, args: string[]): ChildProcess =>
-    spawn('unshare', ['--uts', 'sh', '-c', 'hostname localhost && exec env "$@"', 'sh', `${MARKER}=${name}`, sbin(binary), ...args],
+    spawn('unshare', ['--uts', '--mount', '--propagation', 'unchanged', 'sh', NAMESPACE_SCRIPT, `${MARKER}=${name}`, sbin(binary), ...args],
       { env: clientEnv(), stdio: 'ignore' }) // they log to log/
   const daemons = [daemon('munged', [
     '--foreground', `--key-file=${key}`, `--socket=${path.join(dir, 'run/munge.socket')}`,
