@@ -219,8 +219,13 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
 }
 
 // Cipher.update allocates every sealed chunk (node:crypto has no encrypt-into) and V8 collects such garbage only after
-// ~64 MiB of it per thread; a young-generation collection every few jobs, where nearly all is garbage, keeps peak
-// memory down for well under a millisecond (the mount's workers do the same: src/read/worker.ts).
+// ~64 MiB of it per thread; a young-generation collection every 4 MiB of leaves, where nearly all is garbage, keeps
+// peak memory down (the mount's workers do the same: src/read/worker.ts). Counted mostly in bytes, not jobs: a
+// collection costs the same after 4 tiny files as after 4 MiB, and one every 4 jobs was a quarter of a worker's time
+// on a tree of small files. A job counts JOB_GARBAGE besides its leaf for the objects and buffers it leaves.
+/** Leaf bytes a worker makes between young-generation collections, and what a job counts besides its leaf. */
+const COLLECT_EVERY = 4 * 1024 * 1024
+const JOB_GARBAGE = 16 * 1024
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
 const fs = require('node:fs')
@@ -251,10 +256,11 @@ parentPort.on('message', (m) => ready.then(() => {
     parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && err.code } })
     return
   }
+  sinceCollect += ${JOB_GARBAGE} + (r.leaf ? r.leaf.length : r.frame ? r.frame.length : 0) // before they are transferred
   if (r.problem) parentPort.postMessage({ id: m.id, problem: r.problem })
   else if ('frame' in r) parentPort.postMessage({ id: m.id, frame: r.frame }, r.frame === null ? [] : [r.frame.buffer])
   else parentPort.postMessage({ id: m.id, leaf: r.leaf, digest: r.digest, fresh: r.fresh, compressed: r.compressed }, [r.leaf.buffer])
-  if (collect && ++sinceCollect >= 4) { sinceCollect = 0; collect({ type: 'minor' }) }
+  if (collect && sinceCollect >= ${COLLECT_EVERY}) { sinceCollect = 0; collect({ type: 'minor' }) }
 }))
 `
 
