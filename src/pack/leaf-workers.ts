@@ -377,16 +377,15 @@ export class LeafWorkers {
     }
     const slot = best
     if (slot.busy === 0) slot.w.ref() // a job in flight keeps the process alive
-    const posted: Array<{ id: number, job: LeafJob }> = []
-    const transfer: ArrayBuffer[] = []
-    const results = jobs.map(async (job) => await new Promise<LeafJobResult>((resolve, reject) => {
+    const ids: number[] = []
+    const results = jobs.map(async () => await new Promise<LeafJobResult>((resolve, reject) => {
       const id = this.#nextId++
       this.#pending.set(id, { slot, resolve, reject })
       slot.busy++
-      posted.push({ id, job: carried(job) })
-      transfer.push(...transferred(job))
+      ids.push(id)
     }))
-    slot.w.postMessage(posted, transfer)
+    const { message, transfer } = messageOf(jobs, ids)
+    slot.w.postMessage(message, transfer)
     return results
   }
 
@@ -397,22 +396,33 @@ export class LeafWorkers {
   }
 }
 
-/** The bytes a job carries, if any. */
-function bytesOf (job: LeafJob): Uint8Array | undefined {
-  return 'bytes' in job.input ? job.input.bytes : undefined
-}
-
-/** A job as posted: bytes that are a view into a larger buffer (a pooled one) are copied, never that whole buffer. */
-function carried (job: LeafJob): LeafJob {
-  const b = bytesOf(job)
-  if (b === undefined || b.byteLength === b.buffer.byteLength) return job
-  return { ...job, input: { ...job.input, bytes: b.slice() } } as LeafJob
-}
-
-/** The buffer a job's bytes travel in, handed over rather than copied (the caller no longer uses them). */
-function transferred (job: LeafJob): ArrayBuffer[] {
-  const b = bytesOf(job)
-  return b !== undefined && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? [b.buffer] : []
+/**
+ * Jobs as posted in one message, and the buffers handed over with it rather than copied. The paths of whole-file jobs
+ * travel in one buffer (cloning a buffer per job cost more than reading and hashing a tiny file); bytes a job carries
+ * go as they are when they are a whole buffer, else as a copy (never a whole pooled buffer they are a view of).
+ */
+function messageOf (jobs: LeafJob[], ids: number[]): { message: Array<{ id: number, job: LeafJob }>, transfer: ArrayBuffer[] } {
+  let pathBytes = 0
+  for (const job of jobs) if (job.kind === 'file' && 'path' in job.input) pathBytes += job.input.path.length
+  const paths = new Uint8Array(pathBytes)
+  const transfer: ArrayBuffer[] = pathBytes > 0 ? [paths.buffer] : []
+  let at = 0
+  const message = jobs.map((job, i) => {
+    const id = ids[i]!
+    if (job.kind === 'file' && 'path' in job.input) {
+      paths.set(job.input.path, at)
+      const path = paths.subarray(at, at += job.input.path.length)
+      return { id, job: { ...job, input: { ...job.input, path } } }
+    }
+    const b = 'bytes' in job.input ? job.input.bytes : undefined
+    if (b === undefined) return { id, job }
+    if (b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) {
+      transfer.push(b.buffer)
+      return { id, job }
+    }
+    return { id, job: { ...job, input: { ...job.input, bytes: b.slice() } } as LeafJob }
+  })
+  return { message, transfer }
 }
 
 function workerError (message: string, code?: string): Error {
