@@ -219,8 +219,12 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
 }
 
 // Cipher.update allocates every sealed chunk (node:crypto has no encrypt-into) and V8 collects such garbage only after
-// ~64 MiB of it per thread; a young-generation collection every few jobs, where nearly all is garbage, keeps peak
-// memory down for well under a millisecond (the mount's workers do the same: src/read/worker.ts).
+// ~64 MiB of it per thread; a young-generation collection every 4 MiB of leaves, where nearly all is garbage, keeps
+// peak memory down (the mount's workers do the same: src/read/worker.ts). Counted mostly in bytes, not jobs: a
+// collection costs the same after 4 tiny files as after 4 MiB, and one every 4 jobs was a quarter of a worker's time
+// on a tree of small files. A job counts JOB_GARBAGE besides its leaf for the objects and buffers it leaves.
+const COLLECT_EVERY = 4 * 1024 * 1024
+const JOB_GARBAGE = 16 * 1024
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
 const fs = require('node:fs')
@@ -243,18 +247,26 @@ const ready = workerData.module === null ? Promise.resolve() : import(workerData
   }
   env.compress = m.zstdCompressor()
 }, () => {}) // then 'fresh' and compressing jobs fail, naming why
-parentPort.on('message', (m) => ready.then(() => {
-  let r
-  try {
-    r = runLeafJob(env, m.job)
-  } catch (err) {
-    parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && err.code } })
-    return
+// A message carries several jobs and its answer all their results: a message costs both threads more than a tiny
+// file's reading and hashing.
+parentPort.on('message', (jobs) => ready.then(() => {
+  const results = []
+  const transfer = []
+  for (const { id, job } of jobs) {
+    let r
+    try {
+      r = runLeafJob(env, job)
+    } catch (err) {
+      results.push({ id, error: { message: String(err && err.message), code: err && err.code } })
+      continue
+    }
+    sinceCollect += ${JOB_GARBAGE} + (r.leaf ? r.leaf.length : r.frame ? r.frame.length : 0)
+    if (r.problem) results.push({ id, problem: r.problem })
+    else if ('frame' in r) { results.push({ id, frame: r.frame }); if (r.frame !== null) transfer.push(r.frame.buffer) }
+    else { results.push({ id, leaf: r.leaf, digest: r.digest, fresh: r.fresh, compressed: r.compressed }); transfer.push(r.leaf.buffer) }
   }
-  if (r.problem) parentPort.postMessage({ id: m.id, problem: r.problem })
-  else if ('frame' in r) parentPort.postMessage({ id: m.id, frame: r.frame }, r.frame === null ? [] : [r.frame.buffer])
-  else parentPort.postMessage({ id: m.id, leaf: r.leaf, digest: r.digest, fresh: r.fresh, compressed: r.compressed }, [r.leaf.buffer])
-  if (collect && ++sinceCollect >= 4) { sinceCollect = 0; collect({ type: 'minor' }) }
+  parentPort.postMessage(results, transfer)
+  if (collect && sinceCollect >= ${COLLECT_EVERY}) { sinceCollect = 0; collect({ type: 'minor' }) }
 }))
 `
 
@@ -267,6 +279,10 @@ const SEALS_MODULE = new URL('./leaves.js', import.meta.url)
 const canLoadSeals = ((): boolean => { try { return fs.statSync(fileURLToPath(SEALS_MODULE)).isFile() } catch { return false } })()
 
 interface Slot { w: Worker, busy: number, dead: Error | null }
+/** What a worker answers for each job of a message. */
+interface Reply { id: number, leaf?: Uint8Array, digest?: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, compressed?: boolean, frame?: Uint8Array | null, problem?: SourceProblem, error?: { message: string, code?: string } }
+/** Jobs posted to a worker in one message at most. */
+const BATCH = 8
 interface Pending { slot: Slot, resolve: (r: LeafJobResult) => void, reject: (e: Error) => void }
 
 /** The default for `--jobs`: the cores this process may use. */
@@ -300,15 +316,17 @@ export class LeafWorkers {
     for (let i = 0; i < this.size; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData })
       const slot: Slot = { w, busy: 0, dead: null }
-      w.on('message', (m: { id: number, leaf?: Uint8Array, digest?: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, compressed?: boolean, frame?: Uint8Array | null, problem?: SourceProblem, error?: { message: string, code?: string } }) => {
-        const p = this.#pending.get(m.id)
-        if (p === undefined) return
-        this.#pending.delete(m.id)
-        if (--slot.busy === 0) w.unref()
-        if (m.error !== undefined) p.reject(workerError(m.error.message, m.error.code))
-        else if (m.problem !== undefined) p.resolve({ problem: m.problem })
-        else if (m.frame !== undefined) p.resolve({ frame: m.frame })
-        else p.resolve({ leaf: m.leaf!, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }), ...(m.compressed ? { compressed: true } : {}) })
+      w.on('message', (results: Reply[]) => {
+        for (const m of results) {
+          const p = this.#pending.get(m.id)
+          if (p === undefined) continue
+          this.#pending.delete(m.id)
+          if (--slot.busy === 0) w.unref()
+          if (m.error !== undefined) p.reject(workerError(m.error.message, m.error.code))
+          else if (m.problem !== undefined) p.resolve({ problem: m.problem })
+          else if (m.frame !== undefined) p.resolve({ frame: m.frame })
+          else p.resolve({ leaf: m.leaf!, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }), ...(m.compressed ? { compressed: true } : {}) })
+        }
       })
       const die = (err: Error): void => {
         if (slot.dead !== null) return
@@ -333,26 +351,42 @@ export class LeafWorkers {
   run (job: Extract<LeafJob, { kind: 'frame' }>): Promise<FrameResult | { problem: SourceProblem }>
   run (job: Exclude<LeafJob, { kind: 'frame' }>): Promise<LeafResult | { problem: SourceProblem }>
   run (job: LeafJob): Promise<LeafJobResult> {
-    if (this.#closed) return Promise.reject(workerError('the leaf workers were closed'))
+    return this.#post([job])[0]!
+  }
+
+  /**
+   * Runs jobs (of whole files, the many small ones of a tree), several to a message: BATCH to a worker, the least busy
+   * first. Their results, in the jobs' order.
+   */
+  runAll (jobs: Array<Exclude<LeafJob, { kind: 'frame' }>>): Array<Promise<LeafResult | { problem: SourceProblem }>> {
+    const out: Array<Promise<LeafJobResult>> = []
+    for (let i = 0; i < jobs.length; i += BATCH) out.push(...this.#post(jobs.slice(i, i + BATCH)))
+    return out as Array<Promise<LeafResult | { problem: SourceProblem }>>
+  }
+
+  /** Posts `jobs` to the least busy worker in one message (or runs them here when there is none). */
+  #post (jobs: LeafJob[]): Array<Promise<LeafJobResult>> {
+    if (this.#closed) return jobs.map(async () => await Promise.reject(workerError('the leaf workers were closed')))
     let best: Slot | undefined
     for (const s of this.#slots) if (s.dead === null && (best === undefined || s.busy < best.busy)) best = s
     // Compressing needs the compiled module in the workers: from the sources, such jobs run here.
-    const here = 'compress' in job && job.compress !== undefined && !canLoadSeals
+    const here = jobs.some((job) => 'compress' in job && job.compress !== undefined) && !canLoadSeals
     if (best === undefined || here) {
-      if (this.size > 0 && !here) return Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running'))
-      try {
-        return Promise.resolve(runLeafJob(this.#here, job))
-      } catch (err) {
-        return Promise.reject(err)
-      }
+      if (this.size > 0 && !here) return jobs.map(async () => await Promise.reject(this.#slots[0]!.dead ?? workerError('no leaf worker is running')))
+      return jobs.map(async (job) => runLeafJob(this.#here, job))
     }
     const slot = best
-    const id = this.#nextId++
-    return new Promise<LeafJobResult>((resolve, reject) => {
+    if (slot.busy === 0) slot.w.ref() // a job in flight keeps the process alive
+    const ids: number[] = []
+    const results = jobs.map(async () => await new Promise<LeafJobResult>((resolve, reject) => {
+      const id = this.#nextId++
       this.#pending.set(id, { slot, resolve, reject })
-      if (slot.busy++ === 0) slot.w.ref() // a job in flight keeps the process alive
-      slot.w.postMessage({ id, job: carried(job) }, transferred(job))
-    })
+      slot.busy++
+      ids.push(id)
+    }))
+    const { message, transfer } = messageOf(jobs, ids)
+    slot.w.postMessage(message, transfer)
+    return results
   }
 
   async close (): Promise<void> {
@@ -362,22 +396,33 @@ export class LeafWorkers {
   }
 }
 
-/** The bytes a job carries, if any. */
-function bytesOf (job: LeafJob): Uint8Array | undefined {
-  return 'bytes' in job.input ? job.input.bytes : undefined
-}
-
-/** A job as posted: bytes that are a view into a larger buffer (a pooled one) are copied, never that whole buffer. */
-function carried (job: LeafJob): LeafJob {
-  const b = bytesOf(job)
-  if (b === undefined || b.byteLength === b.buffer.byteLength) return job
-  return { ...job, input: { ...job.input, bytes: b.slice() } } as LeafJob
-}
-
-/** The buffer a job's bytes travel in, handed over rather than copied (the caller no longer uses them). */
-function transferred (job: LeafJob): ArrayBuffer[] {
-  const b = bytesOf(job)
-  return b !== undefined && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? [b.buffer] : []
+/**
+ * Jobs as posted in one message, and the buffers handed over with it rather than copied. The paths of whole-file jobs
+ * travel in one buffer (cloning a buffer per job cost more than reading and hashing a tiny file); bytes a job carries
+ * go as they are when they are a whole buffer, else as a copy (never a whole pooled buffer they are a view of).
+ */
+function messageOf (jobs: LeafJob[], ids: number[]): { message: Array<{ id: number, job: LeafJob }>, transfer: ArrayBuffer[] } {
+  let pathBytes = 0
+  for (const job of jobs) if (job.kind === 'file' && 'path' in job.input) pathBytes += job.input.path.length
+  const paths = new Uint8Array(pathBytes)
+  const transfer: ArrayBuffer[] = pathBytes > 0 ? [paths.buffer] : []
+  let at = 0
+  const message = jobs.map((job, i) => {
+    const id = ids[i]!
+    if (job.kind === 'file' && 'path' in job.input) {
+      paths.set(job.input.path, at)
+      const path = paths.subarray(at, at += job.input.path.length)
+      return { id, job: { ...job, input: { ...job.input, path } } }
+    }
+    const b = 'bytes' in job.input ? job.input.bytes : undefined
+    if (b === undefined) return { id, job }
+    if (b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) {
+      transfer.push(b.buffer)
+      return { id, job }
+    }
+    return { id, job: { ...job, input: { ...job.input, bytes: b.slice() } } as LeafJob }
+  })
+  return { message, transfer }
 }
 
 function workerError (message: string, code?: string): Error {

@@ -1,7 +1,7 @@
-import { sourceProblemError } from '../source/file-reader.js'
+import { sourceProblemError, type SourceProblem } from '../source/file-reader.js'
 import type { SourceEntry } from '../source/walk.js'
 import type { TreeSource, WholeFileInput } from '../source/tree-source.js'
-import type { Compress, LeafJob, LeafWorkers } from './leaf-workers.js'
+import type { Compress, LeafJob, LeafResult, LeafWorkers } from './leaf-workers.js'
 import { ciphertextSize } from '../crypto/index.js'
 import { LEAF_SIZE, freshSeal, type Leaf } from './leaves.js'
 import type { SetEncryption } from './set-encryption.js'
@@ -20,6 +20,9 @@ export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: num
  * of packing 20 000 small files.) Files are offered in table order as the walk finds them (`offer`) and still handed
  * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
  */
+/** Free places in the read-ahead before more files are started: they go to the workers together. */
+const REFILL = 16
+
 export class OneLeafFiles {
   /** Files offered and not yet taken, in order; those before #next were considered for reading ahead. */
   readonly #queue: SourceEntry[] = []
@@ -73,31 +76,49 @@ export class OneLeafFiles {
   }
 
   #fill (): void {
+    // Started some at a time (jobs go to the workers several to a message), unless the next file to take waits.
+    if (this.#ahead - this.#pending.size < Math.min(REFILL, Math.ceil(this.#ahead / 4)) && this.#next > 0) return
     const started: SourceEntry[] = []
-    try { this.#start(started) } finally { if (started.length > 0) this.#source.willRead(started) }
+    const batch: Array<{ e: SourceEntry, job: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] }> = []
+    try {
+      this.#start(started, batch)
+    } finally {
+      if (started.length > 0) this.#source.willRead(started)
+      const results = this.#pool.runAll(batch.map((b) => b.job))
+      batch.forEach((b, i) => { this.#pending.set(b.e, this.#oneLeaf(b.e, results[i]!, b.enc)) })
+    }
   }
 
-  #start (started: SourceEntry[]): void {
-    while (this.#next < this.#queue.length && this.#pending.size < this.#ahead) {
+  /** Considers the next files: those local read whole by a job (in `batch`), the others fetched first. */
+  #start (started: SourceEntry[], batch: Array<{ e: SourceEntry, job: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] }>): void {
+    while (this.#next < this.#queue.length && this.#pending.size + batch.length < this.#ahead) {
       const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
       if (size > LEAF_SIZE) { this.#next++; continue }
-      if (this.#heldBytes + size > this.#maxBytes && this.#pending.size > 0) return
+      if (this.#heldBytes + size > this.#maxBytes && this.#pending.size + batch.length > 0) return
       this.#next++
       const job = this.#job(e)
       if (job === null) continue
       this.#heldBytes += size
       started.push(e)
-      const run = (input: WholeFileInput): ReturnType<LeafWorkers['run']> => this.#pool.run({ ...job.file, input })
       const input = this.#source.wholeFile(e)
-      const read = (input instanceof Promise ? input.then(run) : run(input)).then((r): OneLeafFile => {
-        if ('problem' in r) throw sourceProblemError(e, r.problem)
-        const started = r.fresh === undefined ? job.enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
-        return { leaf: { bytes: r.leaf, digest: r.digest }, enc: started, compressed: r.compressed === true }
-      })
-      read.catch(() => {}) // an error is seen when the file's turn comes
-      this.#pending.set(e, read)
+      if (input instanceof Promise) {
+        this.#pending.set(e, this.#oneLeaf(e, input.then(async (i) => await this.#pool.run({ ...job.file, input: i })), job.enc))
+      } else {
+        batch.push({ e, job: { ...job.file, input }, enc: job.enc })
+      }
     }
+  }
+
+  /** A file's one leaf, when its job is done. */
+  #oneLeaf (e: SourceEntry, result: Promise<LeafResult | { problem: SourceProblem }>, enc: OneLeafFile['enc']): Promise<OneLeafFile> {
+    const read = result.then((r): OneLeafFile => {
+      if ('problem' in r) throw sourceProblemError(e, r.problem)
+      const started = r.fresh === undefined ? enc : { key: Buffer.from(r.fresh.fileKey), headerLength: r.fresh.headerLength }
+      return { leaf: { bytes: r.leaf, digest: r.digest }, enc: started, compressed: r.compressed === true }
+    })
+    read.catch(() => {}) // an error is seen when the file's turn comes
+    return read
   }
 
   /** The job reading `e` as one leaf (but its input), or null when its stored bytes would not fit in one. */

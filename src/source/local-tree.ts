@@ -25,7 +25,7 @@ export function localTree (source: string): TreeSource {
       return { size: Number(e.stat.size), input: () => ({ fd: f.fd }), check: f.check, close: f.close }
     },
     wholeFile: (e) => ({
-      path: new Uint8Array(e.abs), // a copy: posting a view of a pooled Buffer would clone the whole pool slab
+      path: e.abs, // posted to a worker as a copy, with the other paths of its message (LeafWorkers)
       expect: { dev: e.stat.dev, ino: e.stat.ino, size: e.stat.size, mtimeNs: e.stat.mtimeNs },
     }),
     // The disk reads these files ahead while the workers, one synchronous read at a time, are busy with earlier ones.

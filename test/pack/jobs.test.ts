@@ -8,7 +8,7 @@ import { PackerError } from '../../src/errors.js'
 import { LeafWorkers } from '../../src/pack/leaf-workers.js'
 import { LEAF_SIZE, fileLeaves, leafSeal } from '../../src/pack/leaves.js'
 import { importFile, importLeaves } from '../../src/pack/unixfs.js'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { ciphertextSize, decryptStream, encodeHeader, generateX25519Identity, newFileKey, payloadKey, x25519IdentityFromString } from '../../src/crypto/index.js'
 import { carFiles, describeTree, packerOk, tmpDir, bytes } from '../helpers.js'
 
@@ -176,6 +176,40 @@ describe('--jobs', () => {
         await expect((async () => { for await (const _ of all) {} })()).rejects.toThrow(`{"kind":"changed","what":"only ${LEAF_SIZE + 10} of ${3 * LEAF_SIZE} bytes could be read"}`)
       } finally {
         src[Symbol.dispose]()
+        await pool.close()
+      }
+    }
+  })
+
+  it('jobs posted several to a message each get their own result: leaf, source problem or error', async () => {
+    const dir = tmpDir()
+    const files = Array.from({ length: 21 }, (_, i) => {
+      const file = path.join(dir, `f${i}`)
+      fs.writeFileSync(file, bytes(i * 997, 40 + i))
+      return file
+    })
+    const inputOf = (file: string): { path: Uint8Array, expect: { dev: bigint, ino: bigint, size: bigint, mtimeNs: bigint } } => {
+      const st = fs.statSync(file, { bigint: true })
+      return { path: new Uint8Array(Buffer.from(file)), expect: { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs } }
+    }
+    const jobs = files.map((f) => ({ kind: 'file' as const, input: inputOf(f), seal: null }))
+    jobs[7] = { ...jobs[7]!, input: { ...jobs[7]!.input, expect: { ...jobs[7]!.input.expect, size: 5n } } } // listed smaller than it is
+    jobs[12] = { ...jobs[12]!, seal: { key: new Uint8Array(5), prefix: new Uint8Array(16) } } // a key ChaCha20 refuses
+    for (const workers of [0, 2]) {
+      const pool = new LeafWorkers(workers)
+      try {
+        const results = await Promise.allSettled(pool.runAll(jobs))
+        expect(results).toHaveLength(files.length)
+        results.forEach((r, i) => {
+          if (i === 12) { expect(r.status).toBe('rejected'); return }
+          expect(r.status).toBe('fulfilled')
+          const v = (r as PromiseFulfilledResult<any>).value
+          if (i === 7) { expect(v.problem.kind).toBe('changed'); return }
+          const data = fs.readFileSync(files[i]!)
+          expect(Buffer.from(v.leaf).equals(data), files[i]).toBe(true)
+          expect(Buffer.from(v.digest).toString('hex')).toBe(createHash('sha256').update(data).digest('hex'))
+        })
+      } finally {
         await pool.close()
       }
     }
