@@ -18,7 +18,9 @@ export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: num
  * local fetches them here first), and so is the start of the age file (its header) where the workers can make it
  * (LeafWorkers.startsFiles); the main thread writes the block. (Read ahead through libuv's promises instead, these per-file costs on the main thread were most of the time
  * of packing 20 000 small files.) Files are offered in table order as the walk finds them (`offer`) and still handed
- * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
+ * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held. The
+ * files passed over, to be streamed, are named to the source as they are (TreeSource.willOpen), so that one that must
+ * fetch them can start before their turn.
  */
 export class OneLeafFiles {
   /** Files offered and not yet taken, in order; those before #next were considered for reading ahead. */
@@ -72,20 +74,27 @@ export class OneLeafFiles {
     return p
   }
 
+  /** Starts the next files that fit in one leaf; the source is told of them, and of the files between to be streamed. */
   #fill (): void {
     const started: SourceEntry[] = []
-    try { this.#start(started) } finally { if (started.length > 0) this.#source.willRead(started) }
+    const streamed: SourceEntry[] = []
+    try {
+      this.#start(started, streamed)
+    } finally {
+      if (started.length > 0) this.#source.willRead(started)
+      if (streamed.length > 0) this.#source.willOpen(streamed)
+    }
   }
 
-  #start (started: SourceEntry[]): void {
+  #start (started: SourceEntry[], streamed: SourceEntry[]): void {
     while (this.#next < this.#queue.length && this.#pending.size < this.#ahead) {
       const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
-      if (size > LEAF_SIZE) { this.#next++; continue }
+      if (size > LEAF_SIZE) { this.#next++; streamed.push(e); continue }
       if (this.#heldBytes + size > this.#maxBytes && this.#pending.size > 0) return
       this.#next++
       const job = this.#job(e)
-      if (job === null) continue
+      if (job === null) { streamed.push(e); continue }
       this.#heldBytes += size
       started.push(e)
       const run = (input: WholeFileInput): ReturnType<LeafWorkers['run']> => this.#pool.run({ ...job.file, input })
