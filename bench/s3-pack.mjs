@@ -17,6 +17,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildApp } from 'fauxqs'
+import { BENCH_AWS_ENV } from './lib/s3-cases.mjs'
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = path.join(REPO, 'dist/cli/main.js')
@@ -52,16 +53,7 @@ const put = (p, body) => new Promise((resolve, reject) => {
 await put('bench', Buffer.alloc(0))
 for (const name of fs.readdirSync(tree)) await put(`bench/tree/${name}`, fs.readFileSync(path.join(tree, name)))
 
-const env = {
-  ...process.env,
-  AWS_ACCESS_KEY_ID: 'bench',
-  AWS_SECRET_ACCESS_KEY: 'bench',
-  AWS_EC2_METADATA_DISABLED: 'true',
-  AWS_CONFIG_FILE: '/nonexistent',
-  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  XDG_STATE_HOME: path.join(work, 'state'),
-}
+const env = { ...process.env, ...BENCH_AWS_ENV, XDG_STATE_HOME: path.join(work, 'state') }
 const keyArgs = []
 if (ENCRYPT) {
   const key = path.join(work, 'key.txt')

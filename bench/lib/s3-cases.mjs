@@ -25,10 +25,24 @@ const FILE_MIB = 10
 /** How many 10 MiB files: quick 100 (1.05 GB: enough that the SDK's fixed loading cost is a small part), full 200. */
 export const s3Files = (full, tiny) => (tiny ? 6 : full ? 200 : 100)
 
-/** An S3 server in this process on 127.0.0.1 and plain unsigned requests to it (fauxqs takes any credentials). */
-async function startServer () {
+/** Credentials only from the environment, as a user's would be; nothing of the caller's AWS profile is read. */
+export const BENCH_AWS_ENV = {
+  AWS_ACCESS_KEY_ID: 'bench',
+  AWS_SECRET_ACCESS_KEY: 'bench',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  AWS_CONFIG_FILE: '/nonexistent',
+  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+}
+
+/**
+ * An S3 server in this process on 127.0.0.1 and plain unsigned requests to it (fauxqs takes any credentials);
+ * `setup(app)` may add hooks to the fastify app before it listens (bench/s3-gets.mjs).
+ */
+export async function startServer (setup = (app) => {}) {
   const { buildApp } = await import('fauxqs')
   const app = buildApp({ logger: false })
+  setup(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const endpoint = `http://127.0.0.1:${app.server.address().port}`
   const agent = new http.Agent({ keepAlive: true })
@@ -83,13 +97,8 @@ export async function runS3 (files, runs, ctx) {
   const fig = { bytes: t.bytes, files: t.files }
   console.log(`S3 case: ${files} files of ${FILE_MIB} MiB (${(t.bytes / MB).toFixed(0)} MB)${t.reused ? ', tree reused' : ''}, fauxqs on 127.0.0.1 in this process, ${runs} rounds, --no-encrypt`)
   const server = await startServer()
-  // Credentials only from the environment, as a user's would be; nothing of the caller's AWS profile is read.
   const env = {
-    AWS_ACCESS_KEY_ID: 'bench',
-    AWS_SECRET_ACCESS_KEY: 'bench',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_CONFIG_FILE: '/nonexistent',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+    ...BENCH_AWS_ENV,
     XDG_STATE_HOME: path.join(work, 's3-state'),
     NO_PROXY: '127.0.0.1', // packer never proxies loopback; rclone (Go) does not either, this says it to both
     RCLONE_CONFIG: path.join(work, 's3-rclone.conf'), // none: the remote is given on the command line

@@ -12,17 +12,19 @@ import type { SetEncryption } from './set-encryption.js'
  */
 export interface OneLeafFile { leaf: Leaf, enc: { key: Buffer, headerLength: number } | null, compressed: boolean }
 
+/** Free places in the read-ahead before more files are started: they go to the workers together. */
+const REFILL = 16
+
 /**
  * Files whose stored bytes fit in one leaf (most files of most trees) are read, sealed and hashed whole by the leaf
  * workers, several ahead of their turn: open, stat, read and close are synchronous calls there (a source that is not
  * local fetches them here first), and so is the start of the age file (its header) where the workers can make it
  * (LeafWorkers.startsFiles); the main thread writes the block. (Read ahead through libuv's promises instead, these per-file costs on the main thread were most of the time
  * of packing 20 000 small files.) Files are offered in table order as the walk finds them (`offer`) and still handed
- * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held.
+ * on strictly in that order, so the set's layout does not change; at most `ahead` files and `maxBytes` are held. The
+ * files passed over, to be streamed, are named to the source as they are (TreeSource.willOpen), so that one that must
+ * fetch them can start before their turn.
  */
-/** Free places in the read-ahead before more files are started: they go to the workers together. */
-const REFILL = 16
-
 export class OneLeafFiles {
   /** Files offered and not yet taken, in order; those before #next were considered for reading ahead. */
   readonly #queue: SourceEntry[] = []
@@ -75,30 +77,33 @@ export class OneLeafFiles {
     return p
   }
 
+  /** Starts the next files that fit in one leaf; the source is told of them, and of the files between to be streamed. */
   #fill (): void {
     // Started some at a time (jobs go to the workers several to a message), unless the next file to take waits.
     if (this.#ahead - this.#pending.size < Math.min(REFILL, Math.ceil(this.#ahead / 4)) && this.#next > 0) return
     const started: SourceEntry[] = []
+    const streamed: SourceEntry[] = []
     const batch: Array<{ e: SourceEntry, job: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] }> = []
     try {
-      this.#start(started, batch)
+      this.#start(started, streamed, batch)
     } finally {
       if (started.length > 0) this.#source.willRead(started)
+      if (streamed.length > 0) this.#source.willOpen(streamed)
       const results = this.#pool.runAll(batch.map((b) => b.job))
       batch.forEach((b, i) => { this.#pending.set(b.e, this.#oneLeaf(b.e, results[i]!, b.enc)) })
     }
   }
 
-  /** Considers the next files: those local read whole by a job (in `batch`), the others fetched first. */
-  #start (started: SourceEntry[], batch: Array<{ e: SourceEntry, job: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] }>): void {
+  /** Considers the next files: those local read whole by a job (in `batch`), the others fetched first; the rest streamed. */
+  #start (started: SourceEntry[], streamed: SourceEntry[], batch: Array<{ e: SourceEntry, job: Extract<LeafJob, { kind: 'file' }>, enc: OneLeafFile['enc'] }>): void {
     while (this.#next < this.#queue.length && this.#pending.size + batch.length < this.#ahead) {
       const e = this.#queue[this.#next]!
       const size = Number(e.stat.size)
-      if (size > LEAF_SIZE) { this.#next++; continue }
+      if (size > LEAF_SIZE) { this.#next++; streamed.push(e); continue }
       if (this.#heldBytes + size > this.#maxBytes && this.#pending.size + batch.length > 0) return
       this.#next++
       const job = this.#job(e)
-      if (job === null) continue
+      if (job === null) { streamed.push(e); continue }
       this.#heldBytes += size
       started.push(e)
       const input = this.#source.wholeFile(e)

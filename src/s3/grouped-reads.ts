@@ -50,6 +50,14 @@ export class GroupedReads {
     return out
   }
 
+  /**
+   * Asks for the object's first group now, before a read wants it (reading ahead of the object's turn); settles when
+   * its GET does (never rejects: a failure is seen by the reads of it).
+   */
+  readFirst (): Promise<void> {
+    return this.#groupAt(0)[1].pieces.then(() => {}, () => {})
+  }
+
   /** The group holding byte `at`: one already asked for, or a new one from `at`. */
   #groupAt (at: number): [number, Group] {
     for (const [from, g] of this.#groups) if (from <= at && at < g.end) return [from, g]

@@ -13,6 +13,7 @@ import type { TreeSource } from '../source/tree-source.js'
 import { walkTree, type SourceEntry, type SourceStat, type WalkOptions } from '../source/walk.js'
 import { s3Client, type S3Options, type S3Store } from './client.js'
 import { GroupedReads } from './grouped-reads.js'
+import { ReadAhead } from './read-ahead.js'
 import { ListingOrder } from './listing-order.js'
 import { readRange, readRangePieces, type ObjectRange } from './read-range.js'
 import { s3Error } from './s3-error.js'
@@ -27,6 +28,12 @@ export interface S3TreeOptions extends S3Options { mtime: MtimeRule }
 const READS_IN_FLIGHT = 16
 /** Bytes of an object asked for in one ranged GET: several leaves (GroupedReads). */
 const GET_BYTES = 8 << 20
+/**
+ * The objects to be opened next whose first GET is asked for ahead of their turn (ReadAhead), and the bytes those GETs
+ * may have in flight or held: with the open object's two or three GETs, about rclone's 4 objects in flight.
+ */
+const AHEAD_OBJECTS = 8
+const AHEAD_BYTES = 4 * GET_BYTES
 /** HEAD or LIST requests in flight while a directory's entries are completed (mtimes, markers). */
 const LOOKUPS_IN_FLIGHT = 16
 const FILE_MODE = 0o644n
@@ -78,6 +85,7 @@ class S3Tree implements TreeSource {
   readonly #mtime: MtimeRule
   /** `s3://BUCKET/`: what an entry's `abs` starts with, before its key. */
   readonly #urlStart: Buffer
+  readonly #ahead = new ReadAhead((e) => this.#groupedReads(e), { maxBytes: AHEAD_BYTES, maxObjects: AHEAD_OBJECTS, firstBytes: GET_BYTES })
 
   constructor (store: S3Store, bucket: string, prefix: string, mtime: MtimeRule) {
     this.#store = store
@@ -111,10 +119,9 @@ class S3Tree implements TreeSource {
   }
 
   async open (e: SourceEntry): ReturnType<TreeSource['open']> {
-    const size = Number(e.stat.size)
-    const reads = new GroupedReads(async (start, end) => await this.#read(e, start, end, readRangePieces), size, GET_BYTES)
+    const reads = this.#ahead.take(e) ?? this.#groupedReads(e)
     return {
-      size,
+      size: Number(e.stat.size),
       input: async (start, end) => ({ bytes: end <= start ? new Uint8Array(0) : await reads.read(start, end), at: start }),
       check: async () => {}, // every read is pinned to the ETag listed
       close: async () => {},
@@ -128,6 +135,8 @@ class S3Tree implements TreeSource {
 
   willRead (): void {}
 
+  willOpen (entries: SourceEntry[]): void { this.#ahead.announce(entries) }
+
   async refresh (e: SourceEntry): Promise<void> {
     const object = await this.#find(this.#keyOf(e))
     if (object === null) throw new SourceVanishedError(e)
@@ -140,6 +149,11 @@ class S3Tree implements TreeSource {
 
   #keyOf (e: SourceEntry): string {
     return e.abs.subarray(this.#urlStart.length).toString('utf8')
+  }
+
+  /** An object's reads by a pack: leaves grouped into GETs of the version its entry names. */
+  #groupedReads (e: SourceEntry): GroupedReads {
+    return new GroupedReads(async (start, end) => await this.#read(e, start, end, readRangePieces), Number(e.stat.size), GET_BYTES)
   }
 
   /** Bytes [start, end) of the version of an object its entry names, as `how` reads them (whole, or in pieces). */

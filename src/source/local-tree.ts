@@ -30,6 +30,8 @@ export function localTree (source: string): TreeSource {
     }),
     // The disk reads these files ahead while the workers, one synchronous read at a time, are busy with earlier ones.
     willRead: (entries) => adviseWillNeed(entries.map((e) => e.abs)),
+    // A large file's leaf jobs pread it in order, and the disk's own readahead follows them.
+    willOpen: () => {},
     refresh: async (e) => {
       let now: import('node:fs').BigIntStats
       try { now = await fs.lstat(e.abs, { bigint: true }) } catch { throw new SourceVanishedError(e) }

@@ -52,8 +52,14 @@ export interface TreeSource {
   open: (e: SourceEntry) => Promise<SourceFile>
   /** A listed file small enough for one leaf, as a whole-file job reads it (fetched now where it must be). */
   wholeFile: (e: SourceEntry) => WholeFileInput | Promise<WholeFileInput>
-  /** These files will be read soon, in this order (a local disk reads them ahead). */
+  /** These files will be read soon, whole (wholeFile), in this order (a local disk reads them ahead). */
   willRead: (entries: SourceEntry[]) => void
+  /**
+   * These files will be opened (open), in this order, after those named before: a source whose every request waits a
+   * round trip (S3) starts fetching their first bytes now, within a bound of its own, so that the next file's bytes
+   * arrive while this one is sealed and written. A file opened out of turn, or never, costs only the bytes fetched.
+   */
+  willOpen: (entries: SourceEntry[]) => void
   /**
    * Updates a listed file's entry to what it is now, after it changed while read (`--on-change retry`); throws
    * SourceVanishedError when it is gone, SourceChangedError when it is no longer a file.

@@ -38,6 +38,12 @@ export interface SeenRequest {
   range?: string
   /** The status the client got, or what the proxy did instead of answering whole. */
   status?: number | 'reset' | 'stalled'
+  /**
+   * When it arrived and when its answer was over (sent, cut or dropped), on one counter of such events: which
+   * requests overlapped, without timing anything.
+   */
+  arrived: number
+  over?: number
 }
 
 export interface FaultProxy {
@@ -56,10 +62,12 @@ export async function startFaultProxy (upstream: string): Promise<FaultProxy> {
   const target = new URL(upstream)
   const rules: Array<FaultRule & { left: number }> = []
   const requests: SeenRequest[] = []
+  let events = 0
 
   const server = http.createServer((req, res) => {
-    const seen: SeenRequest = { method: req.method ?? '', path: req.url ?? '', range: req.headers.range }
+    const seen: SeenRequest = { method: req.method ?? '', path: req.url ?? '', range: req.headers.range, arrived: ++events }
     requests.push(seen)
+    res.on('close', () => { seen.over = ++events })
     const rule = rules.find((r) => r.left > 0 && matches(r, seen))
     if (rule !== undefined) rule.left--
     const fault = rule?.fault
