@@ -2,7 +2,8 @@
  * GETs over HTTP/1.1 on keep-alive connections of our own, for receiving large bodies cheaply: node:http hands each
  * 64 KiB of a body over as a new Buffer through a stream, ~1.5 CPU-s per GB received on this project's machines;
  * here a direct connection reads into one buffer of its own, reused (net.Socket's `onread`), and a body's bytes go to
- * the caller as views of it, ~0.6 CPU-s per GB (figures in README.md, Performance). Only what a GET needs is spoken:
+ * the caller as views of it, ~0.6 CPU-s per GB (figures in README.md, Performance); or straight into the caller's
+ * memory, where it has a place for them (Http1Receiver.into). Only what a GET needs is spoken:
  * Content-Length, chunked and to-the-close bodies, no request body, no pipelining. Connections through a proxy (a
  * CONNECT tunnel, src/net/env-proxy.ts) and TLS ones are read the ordinary way, a Buffer per read.
  */
@@ -39,6 +40,12 @@ export interface Http1Receiver {
   piece: (piece: Buffer) => void
   end: () => void
   error: (err: Http1Error) => void
+  /**
+   * Where the next at most `max` bytes of a Content-Length body are to be read, when the receiver has a place for them:
+   * a direct connection reads them there (the piece then handed on is a view of it: nothing to copy); undefined, or a
+   * connection through a proxy or TLS, reads into the connection's own memory.
+   */
+  into?: (max: number) => Buffer | undefined
 }
 
 export interface Http1Get {
@@ -51,6 +58,8 @@ export interface Http1Get {
 
 /** What one direct connection reads into. */
 const READ_BUFFER_BYTES = 256 << 10
+/** What a head is read in, when the body has a place of the receiver's to go. */
+const HEAD_READ_BYTES = 4096
 /** Idle connections kept per origin (and proxy). */
 const MAX_IDLE = 32
 
@@ -73,6 +82,8 @@ class Connection {
   #chunkState: 'size' | 'data' | 'crlf' | 'trailer' = 'size'
   #chunkLeft = 0
   #onTimeout: (() => void) | undefined
+  /** What a direct connection reads into when the receiver gives no place. */
+  #own: Buffer | undefined
   /** Milliseconds a body may stall, for the GET in hand. */
   #stall = 0
   /** Where the GET in hand's failure goes (the caller may try again on a new connection). */
@@ -87,6 +98,16 @@ class Connection {
     try { this.#parse(chunk) } catch (err) {
       this.#fail(err instanceof Http1Error ? err : new Http1Error(`the server's answer cannot be read (${(err as Error).message})`, false))
     }
+  }
+
+  /** Where a direct connection's next read goes (net.Socket's `onread` asks after each read). */
+  readonly nextBuffer = (): Buffer => {
+    const framing = this.#framing
+    const own = (this.#own ??= Buffer.allocUnsafe(READ_BUFFER_BYTES))
+    if (this.#on?.into === undefined) return own
+    // a head, read small: the body bytes read with it are copied
+    if (framing === undefined) return own.subarray(0, HEAD_READ_BYTES)
+    return (framing.kind === 'length' && framing.left > 0 ? this.#on.into(framing.left) : undefined) ?? own
   }
 
   attach (socket: net.Socket): void {
@@ -308,8 +329,7 @@ function open (url: URL, key: string, proxy: URL | undefined, ready: (err?: Erro
     socket.once('error', ready)
     return c
   }
-  const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
-  const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback: (n: number) => { c.read(buffer.subarray(0, n)); return true } } })
+  const socket = net.connect({ host, port, noDelay: true, onread: { buffer: c.nextBuffer, callback: (n: number, into: Uint8Array) => { c.read(Buffer.from(into.buffer, into.byteOffset, n)); return true } } })
   c.attach(socket)
   socket.once('connect', () => ready())
   socket.once('error', ready)
@@ -331,6 +351,7 @@ export function http1Get (url: URL, headers: Record<string, string>, t: Http1Tim
     piece: (p) => { if (!over) on.piece(p) },
     end: () => { if (!over) { over = true; on.end() } },
     error: (err) => { if (!over) { over = true; current?.cancel(); on.error(err) } },
+    into: on.into === undefined ? undefined : (max) => over ? undefined : on.into!(max),
   }
   const start = (reuse: boolean): void => {
     const kept = reuse ? takeIdle(key) : undefined

@@ -39,8 +39,9 @@ export interface HttpBody {
   /**
    * The pieces handed to `put` as they come, each a view valid only during the call (the connection reads into the
    * same memory again: no Buffer per piece); resolves at the body's end. An error `put` throws ends the body with it.
+   * `into(max)`: where the caller would have the next at most `max` bytes, to be read there (Http1Receiver.into).
    */
-  each: (put: (piece: Buffer) => void) => Promise<void>
+  each: (put: (piece: Buffer) => void, into?: (max: number) => Buffer | undefined) => Promise<void>
   /** Stops reading (the connection is dropped). */
   cancel: () => void
 }
@@ -61,6 +62,7 @@ export async function httpGet (url: string, from: number, to: number | undefined
   return await new Promise<HttpBody>((resolve, reject) => {
     /** Where pieces go: copied and kept until a consumer comes (the rest of a read goes on right after the head). */
     let sink: ((piece: Buffer) => void) | undefined
+    let into: ((max: number) => Buffer | undefined) | undefined
     let early: Buffer[] = []
     let ended = false
     let failed: Error | undefined
@@ -94,8 +96,9 @@ export async function httpGet (url: string, from: number, to: number | undefined
         if (status === 206 && !new RegExp(`^bytes ${from}-`).test(range)) return refuse(`the server sent bytes ${range === '' ? '(no Content-Range)' : range}, not from ${from}`, false)
         const modified = Date.parse(h.headers['last-modified'] ?? '')
         get.pause()
-        const consume = async (put: (piece: Buffer) => void): Promise<void> => await new Promise<void>((resolve, reject) => {
+        const consume = async (put: (piece: Buffer) => void, place?: typeof into): Promise<void> => await new Promise<void>((resolve, reject) => {
           finish = { resolve, reject }
+          into = place
           sink = (p) => {
             if (failed !== undefined) return
             try { put(p) } catch (err) { get.cancel(); over(err as Error) }
@@ -144,22 +147,26 @@ export async function httpGet (url: string, from: number, to: number | undefined
         else early.push(Buffer.from(p))
       },
       end: () => { over() },
+      into: (max) => into?.(max),
     })
   })
 }
 
 /**
  * Bytes [from, to) of `url`, exactly that many, each piece handed to `put` with its offset from `from` as it comes
- * (so a caller puts them where they belong without gathering them first), or an error naming the URL.
+ * (so a caller puts them where they belong without gathering them first), or an error naming the URL. `place(at, max)`:
+ * where the caller would have the bytes from offset `at` (at most `max` of them) read straight into (a piece then
+ * handed to `put` may already be there).
  */
-export async function httpGetRange (url: string, from: number, to: number, put: (piece: Buffer, at: number) => void, t?: HttpTimeouts): Promise<void> {
+export async function httpGetRange (url: string, from: number, to: number, put: (piece: Buffer, at: number) => void, t?: HttpTimeouts,
+  place?: (at: number, max: number) => Buffer | undefined): Promise<void> {
   const body = await httpGet(url, from, to, t)
   let got = 0
   await body.each((p) => {
     if (got + p.length > to - from) throw new HttpGetError(url, `the server sent more than the ${to - from} bytes asked for`, { transient: false })
     put(p, got)
     got += p.length
-  })
+  }, place === undefined ? undefined : (max) => place(got, Math.min(max, to - from - got)))
   if (got < to - from) throw new HttpGetError(url, `the server sent ${got} of ${to - from} bytes (bytes ${from}-${to - 1}): the file is shorter than the set says`, { transient: false })
 }
 
