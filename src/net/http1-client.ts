@@ -114,7 +114,10 @@ class Connection {
     this.socket = socket
     socket.on('timeout', () => this.#onTimeout?.())
     socket.on('error', (err) => this.#closed(err))
-    socket.on('close', () => this.#closed())
+    socket.on('close', () => {
+      this.#closed()
+      forget(this)
+    })
   }
 
   /** Bytes of an answer have come since the GET was sent (a failure then is no stale keep-alive connection). */
@@ -282,10 +285,13 @@ function release (c: Connection): void {
   c.socket.unref()
   list.push(c)
   idle.set(c.key, list)
-  c.socket.once('close', () => {
-    const i = list.indexOf(c)
-    if (i >= 0) list.splice(i, 1)
-  })
+}
+
+/** A closed connection leaves the pool. */
+function forget (c: Connection): void {
+  const list = idle.get(c.key)
+  const i = list?.indexOf(c) ?? -1
+  if (i >= 0) list!.splice(i, 1)
 }
 
 function takeIdle (key: string): Connection | undefined {
