@@ -58,7 +58,7 @@ export interface Http1Get {
 
 /** What one direct connection reads into. */
 const READ_BUFFER_BYTES = 256 << 10
-/** What a head is read in, when the body has a place of the receiver's to go. */
+/** What a head is read in. */
 const HEAD_READ_BYTES = 4096
 /** Idle connections kept per origin (and proxy). */
 const MAX_IDLE = 32
@@ -104,9 +104,9 @@ class Connection {
   readonly nextBuffer = (): Buffer => {
     const framing = this.#framing
     const own = (this.#own ??= Buffer.allocUnsafe(READ_BUFFER_BYTES))
-    if (this.#on?.into === undefined) return own
-    // a head, read small: the body bytes read with it are copied
-    if (framing === undefined) return own.subarray(0, HEAD_READ_BYTES)
+    // a head (when idle, the next GET's) is read small: body bytes read with it are copied to their place
+    if (this.#on === undefined || framing === undefined) return own.subarray(0, HEAD_READ_BYTES)
+    if (this.#on.into === undefined) return own
     return (framing.kind === 'length' && framing.left > 0 ? this.#on.into(framing.left) : undefined) ?? own
   }
 
