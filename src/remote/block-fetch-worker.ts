@@ -1,8 +1,9 @@
 /**
  * A thread that fetches blocks from web servers (src/remote/block-fetcher.ts): for each run it is given, one GET of a
  * byte range of a CAR, each block gathered as its pieces come, its SHA-256 checked against its CID as soon as it is
- * in, and the block sent back at once. Receiving HTTP costs Node about a core per 300 MB/s; on the mount's main
- * thread it held up the FUSE handlers and capped a remote mount at half a local one. The blocks come back in shared
+ * in, and the block sent back at once. Receiving and hashing cost CPU (node:http took a core per ~300-500 MB/s;
+ * src/net/http1-client.ts a third of that); on the mount's main thread they held up the FUSE handlers and capped a
+ * remote mount at half a local one. The blocks come back in shared
  * memory they were read into: the main thread and the reader's workers use them where they are.
  */
 import { parentPort } from 'node:worker_threads'
