@@ -2,7 +2,7 @@
 /**
  * Remote mount against local mount, and against peers reading the same bytes from the same server (issue 15). Run as
  * root on a machine with FUSE, nginx and rclone, after `npm run build`:
- *   node bench/remote-mount.mjs [--work DIR] [--size-mib 1024] [--runs 3] [--delay-ms 0]
+ *   node bench/remote-mount.mjs [--work DIR] [--size-mib 1024] [--runs 3] [--delay-ms 0] [--cli dist/cli/main.js]
  *
  * One file of --size-mib random bytes packed encrypted (age X25519); a sequential cold read (dd bs=1M, page cache
  * dropped before every run, a fresh mount each run) of it through `packer mount SETDIR` and through `packer mount
@@ -11,7 +11,8 @@
  * same nginx in the same runs: `rclone mount` of the directory over HTTP (`:http:` remote) read with the same dd — the
  * raw CAR, no decryption or hash checks, so close to the ceiling of an HTTP FUSE mount — and `curl` of the whole CAR
  * to /dev/null. Prints MB/s of each (median of the runs), the remote mount's ratio to each, and each mount process's
- * peak RSS.
+ * CPU-seconds during the read (all threads) and peak RSS. --cli measures another build (e.g. a copy of an older dist),
+ * in the same conditions.
  */
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -23,9 +24,9 @@ import { startMount, stopMount } from './lib/mounts.mjs'
 import { ensureEncryptedFileSet } from './lib/sets.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const CLI = path.join(ROOT, 'dist/cli/main.js')
 const args = process.argv.slice(2)
 const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def }
+const CLI = path.resolve(opt('--cli', path.join(ROOT, 'dist/cli/main.js')))
 const WORK = path.resolve(opt('--work', path.join(os.tmpdir(), 'packer-remote-mount-bench')))
 const SIZE_MIB = Number(opt('--size-mib', '1024'))
 const RUNS = Number(opt('--runs', '3'))
@@ -34,6 +35,8 @@ const DELAY_MS = Number(opt('--delay-ms', '0'))
 const packer = (...a) => execFileSync(process.execPath, [CLI, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
 const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
 const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
+/** CPU-seconds a process has used, all its threads (utime + stime from /proc, in clock ticks of 1/100 s). */
+const cpuSecs = (pid) => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100 }
 const dropCaches = () => { try { execFileSync('bash', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']) } catch {} }
 
 function ensureSet () { return ensureEncryptedFileSet(path.join(WORK, `set-${SIZE_MIB}`), SIZE_MIB, packer) }
@@ -65,16 +68,17 @@ http { access_log off; sendfile on; client_body_temp_path ${conf}; proxy_temp_pa
   return { url: `http://127.0.0.1:${port}`, stop: () => { p.kill('SIGTERM'); fs.rmSync(conf, { recursive: true, force: true }) } }
 }
 
-/** A cold sequential read of `file` through a fresh mount made by `start()`: MB/s and the mount's peak RSS. */
+/** A cold sequential read of `file` through a fresh mount made by `start()`: MB/s, the mount's CPU-seconds and peak RSS. */
 async function coldRead (start, file, bytes) {
   dropCaches()
   const m = await start()
   try {
+    const cpu0 = cpuSecs(m.proc.pid)
     const t0 = performance.now()
     const r = spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'])
     const secs = (performance.now() - t0) / 1000
     if (r.status !== 0) throw new Error(`dd failed: ${r.stderr}`)
-    return { mbps: bytes / secs / 1e6, rss: peakRss(m.proc.pid) }
+    return { mbps: bytes / secs / 1e6, cpu: cpuSecs(m.proc.pid) - cpu0, rss: peakRss(m.proc.pid) }
   } finally {
     await stopMount(m)
   }
@@ -122,10 +126,10 @@ async function main () {
   const mbps = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v.map((x) => x.mbps))]))
   const mib = (b) => Math.round(b / 1048576)
   const line = (name, k, what) => {
-    const rss = runs[k][0].rss === undefined ? '' : `, peak RSS ${Math.max(...runs[k].map((x) => mib(x.rss)))} MiB`
+    const rss = runs[k][0].rss === undefined ? '' : `, ${median(runs[k].map((x) => x.cpu)).toFixed(2)} CPU-s, peak RSS ${Math.max(...runs[k].map((x) => mib(x.rss)))} MiB`
     console.log(`  ${name.padEnd(13)} ${mbps[k].toFixed(0)} MB/s (runs ${runs[k].map((x) => x.mbps.toFixed(0)).join(', ')})${rss}${what}`)
   }
-  console.log(`sequential cold read of ${SIZE_MIB} MiB, encrypted, median of ${RUNS}${DELAY_MS ? `, nginx answering after ${DELAY_MS} ms` : ''}:`)
+  console.log(`sequential cold read of ${SIZE_MIB} MiB, encrypted, median of ${RUNS}${DELAY_MS ? `, nginx answering after ${DELAY_MS} ms` : ''}, load ${os.loadavg()[0].toFixed(1)}:`)
   line('local mount', 'local', '')
   line('remote mount', 'remote', '')
   line('rclone mount', 'rclone', ` (the raw ${mib(carBytes)} MiB CAR)`)

@@ -6,7 +6,7 @@ import { displayPath } from '../format/stored-path.js'
 import { CarSet } from '../restore/car-set.js'
 import { FileView } from '../restore/file-view.js'
 import { streamSizeOf } from '../restore/compressed.js'
-import { SetReader } from '../read/reader.js'
+import { SetReader, streamingReaderOptions } from '../read/reader.js'
 import { misnamedWarning } from '../restore/availability.js'
 import { subtree } from '../restore/set-table.js'
 import { identitiesOf, type KeyOptions } from './keys.js'
@@ -169,7 +169,7 @@ export async function openSet (dir: string, options: SetOptions = {}): Promise<P
   // Compressed files are read as the CLI reads them: frames decompressed on the reader's worker threads, read ahead of
   // a stream (not on the caller's thread); the reader and its threads are made at the first such file, as verify does.
   let reader: SetReader | undefined
-  const readerOf = (): SetReader => (reader ??= new SetReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 }))
+  const readerOf = (): SetReader => (reader ??= new SetReader(set, streamingReaderOptions(set)))
   const file = async (p: string | Uint8Array): Promise<TableEntry> => {
     const e = await set.files.lookup(storedPath(p))
     const shown = typeof p === 'string' ? p : displayPath(Buffer.from(p))

@@ -33,6 +33,24 @@ const MIN_SLOTS = 8
  */
 const INLINE_LEAF = 64 * 1024
 
+/** A streaming reader's cache and read-ahead from local disks (see streamingReaderOptions). */
+const STREAMING_CACHE = 32 * MiB
+const STREAMING_READ_AHEAD = 2 * MiB
+/** Most cache a streaming reader gets for a store's larger read-ahead. */
+const STREAMING_MAX_CACHE = 128 * MiB
+
+/**
+ * Options of a reader that streams whole files (unpack, verify, the API's file streams), not a mount's. From local
+ * disks 2 MiB read ahead in 32 MiB of cache keeps up with writing the files. A store far away needs more in flight to
+ * cover its latency (CarStore.readAhead: 64 MiB for HTTP) and gets what its cache allows: a reader reads ahead at most
+ * a quarter of its cache, which is bounded here by the mount's default (128 MiB: 32 MiB read ahead).
+ */
+export function streamingReaderOptions (set: CarSet): ReaderOptions {
+  const wanted = set.cars.readAhead ?? 0
+  if (wanted <= STREAMING_READ_AHEAD) return { cacheSize: STREAMING_CACHE, readAhead: STREAMING_READ_AHEAD }
+  return { cacheSize: Math.min(STREAMING_MAX_CACHE, Math.max(STREAMING_CACHE, 4 * wanted)), readAhead: wanted }
+}
+
 export interface ReaderOptions {
   /** Bytes of verified, decrypted data kept (LRU), an eighth of it (at least 4 MiB) as decompressed frames of compressed files. */
   cacheSize?: number

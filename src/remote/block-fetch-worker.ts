@@ -1,9 +1,10 @@
 /**
  * A thread that fetches blocks from web servers (src/remote/block-fetcher.ts): for each run it is given, one GET of a
  * byte range of a CAR, each block gathered as its pieces come, its SHA-256 checked against its CID as soon as it is
- * in, and the block sent back at once. Receiving HTTP costs Node about a core per 300 MB/s; on the mount's main
- * thread it held up the FUSE handlers and capped a remote mount at half a local one. The blocks come back in shared
- * memory: the main thread and the reader's workers use them where they are.
+ * in, and the block sent back at once. Receiving and hashing cost CPU (node:http took a core per ~300-500 MB/s;
+ * src/net/http1-client.ts a third of that); on the mount's main thread they held up the FUSE handlers and capped a
+ * remote mount at half a local one. The blocks come back in shared
+ * memory they were read into: the main thread and the reader's workers use them where they are.
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
@@ -33,38 +34,34 @@ export type FetchResult =
 /** Stops a job's GET at once (its pieces must not be put anywhere). */
 class WrongBytes extends Error { constructor (readonly block: number) { super('wrong bytes') } }
 
-/**
- * Buffers a block is gathered in before it goes to shared memory, kept for the next blocks: a body's pieces lie at
- * any offset, and V8 copies into shared memory at an offset of another alignment byte by byte (~600 ms per 128 MiB,
- * more than receiving them), into ordinary memory with memmove (~10 ms). The gathered block then goes to its shared
- * buffer in one aligned copy.
- */
-const gathering: Buffer[] = []
-const gatherBuffer = (length: number): Buffer => {
-  const i = gathering.findIndex((g) => g.length >= length)
-  return i >= 0 ? gathering.splice(i, 1)[0]!.subarray(0, length) : Buffer.allocUnsafeSlow(Math.max(length, 1 << 20)).subarray(0, length)
-}
-const gathered = (g: Buffer): void => {
-  if (gathering.length < 8) gathering.push(Buffer.from(g.buffer, g.byteOffset, g.buffer.byteLength - g.byteOffset))
-}
+/** Where the few bytes between two blocks (a section's head) are read. */
+const between = Buffer.allocUnsafe(64 << 10)
 
 /**
- * Fetches a job's range, gathers each block, checks it as soon as its last byte is in and sends it on at once in a
- * shared buffer of its own (a reader waiting for the first block of an 8 MiB run does not wait for the other 7 MiB).
+ * Fetches a job's range, each block read straight into a SharedArrayBuffer of its own (a direct connection reads
+ * there: nothing is copied; V8 copies into shared memory from JavaScript 4 times slower than into ordinary memory, and
+ * byte by byte, 15-25 times slower, where the two offsets differ in alignment, as a body's pieces do), checks it as
+ * soon as its last byte is in and sends it on at once (a reader waiting for the first block of an 8 MiB run does not
+ * wait for the other 7 MiB).
  */
 export async function fetchBlocks (job: FetchJob, send: (r: FetchResult) => void): Promise<void> {
   const { id, from, blocks } = job
   const into: Array<Buffer | undefined> = new Array(blocks.length)
+  const blockBuffer = (i: number): Buffer => (into[i] ??= Buffer.from(new SharedArrayBuffer(blocks[i]!.length)))
   let k = 0 // first block not yet complete: pieces come in order
   const check = (i: number): void => {
-    const g = into[i] ?? gatherBuffer(blocks[i]!.length)
+    const g = blockBuffer(i)
     into[i] = undefined
-    try {
-      if (!createHash('sha256').update(g).digest().equals(blocks[i]!.digest)) throw new WrongBytes(i)
-      const shared = Buffer.from(new SharedArrayBuffer(g.length))
-      g.copy(shared)
-      send({ id, block: i, bytes: shared.buffer as SharedArrayBuffer })
-    } finally { gathered(g) }
+    if (!createHash('sha256').update(g).digest().equals(blocks[i]!.digest)) throw new WrongBytes(i)
+    send({ id, block: i, bytes: g.buffer as SharedArrayBuffer })
+  }
+  /** The rest of block k from `start` on, or the gap before it. */
+  const place = (at: number, max: number): Buffer | undefined => {
+    const start = from + at
+    const b = blocks[k]
+    if (b === undefined || max === 0) return undefined
+    if (start < b.offset) return between.subarray(0, Math.min(max, b.offset - start, between.length))
+    return blockBuffer(k).subarray(start - b.offset, Math.min(b.length, start - b.offset + max))
   }
   try {
     await httpGetRange(job.url, from, job.to, (piece, at) => {
@@ -74,14 +71,17 @@ export async function fetchBlocks (job: FetchJob, send: (r: FetchResult) => void
         const b = blocks[i]!
         const lo = Math.max(start, b.offset)
         const hi = Math.min(end, b.offset + b.length)
-        if (lo < hi) piece.copy(into[i] ??= gatherBuffer(b.length), lo - b.offset, lo - start, hi - start)
+        if (lo < hi) {
+          const g = blockBuffer(i)
+          // read there already (place), or from the connection's own memory
+          if (piece.buffer !== g.buffer || piece.byteOffset + (lo - start) !== g.byteOffset + (lo - b.offset)) piece.copy(g, lo - b.offset, lo - start, hi - start)
+        }
         if (hi === b.offset + b.length && i === k) { check(i); k++ }
       }
-    }, job.timeouts)
+    }, job.timeouts, place)
     // blocks of no bytes, at the end
     for (; k < blocks.length; k++) check(k)
   } catch (err) {
-    for (const g of into) if (g !== undefined) gathered(g)
     if (err instanceof WrongBytes) return send({ id, ok: false, bad: err.block })
     if (err instanceof HttpGetError) return send({ id, ok: false, what: err.what, status: err.status, transient: err.transient, retryAfter: err.retryAfter })
     return send({ id, ok: false, what: (err as Error).message })

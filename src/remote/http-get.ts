@@ -1,17 +1,8 @@
-import http from 'node:http'
-import https from 'node:https'
 import { PackerError } from '../errors.js'
-import { proxiedAgent, proxyFor } from '../net/env-proxy.js'
+import { Http1Error, http1Get, type Http1Timeouts } from '../net/http1-client.js'
 
 /** How long a request may wait, each in milliseconds: nothing read from a web server can hang. */
-export interface HttpTimeouts {
-  /** For the TCP (and TLS) connection. */
-  connect: number
-  /** From the request sent to the answer's head. */
-  firstByte: number
-  /** Between two pieces of a body. */
-  stall: number
-}
+export type HttpTimeouts = Http1Timeouts
 
 export const DEFAULT_TIMEOUTS: HttpTimeouts = { connect: 10_000, firstByte: 30_000, stall: 30_000 }
 
@@ -37,118 +28,145 @@ export class HttpGetError extends PackerError {
   }
 }
 
-const agents = new Map<string, http.Agent>()
-
-/** One keep-alive agent per proxy and scheme: loopback never goes through a proxy (src/net/env-proxy.ts). */
-function agentFor (url: URL): http.Agent {
-  const key = `${url.protocol}${proxyFor(url)?.href ?? ''}`
-  let agent = agents.get(key)
-  if (agent === undefined) {
-    agent = proxiedAgent(url, { keepAlive: true, maxSockets: 32 })
-    agents.set(key, agent)
-  }
-  return agent
-}
-
 /** An answer's body, pieces as they come; a stall past the timeout ends it with an error. */
 export interface HttpBody {
   /** Total size of the resource (from Content-Range, or Content-Length of a whole answer). */
   total: number
   /** Last-Modified, in ms, when the server said. */
   modifiedMs: number | undefined
+  /** The pieces, each a Buffer of its own. */
   pieces: () => AsyncIterable<Buffer>
   /**
-   * The pieces handed to `put` as they come (no async iteration per piece: a third of the CPU of receiving); resolves
-   * at the body's end. An error `put` throws ends the body with that error.
+   * The pieces handed to `put` as they come, each a view valid only during the call (the connection reads into the
+   * same memory again: no Buffer per piece); resolves at the body's end. An error `put` throws ends the body with it.
+   * `into(max)`: where the caller would have the next at most `max` bytes, to be read there (Http1Receiver.into).
    */
-  each: (put: (piece: Buffer) => void) => Promise<void>
+  each: (put: (piece: Buffer) => void, into?: (max: number) => Buffer | undefined) => Promise<void>
   /** Stops reading (the connection is dropped). */
   cancel: () => void
 }
 
+/** Pieces kept for a consumer of `pieces()` before the connection is paused. */
+const QUEUED_PIECES = 16
+
 /**
  * GET of bytes [from, to) of `url` (`to` undefined: to its end), never encoded (Accept-Encoding: identity). A server
  * that answers a Range request with the whole resource (200) or with an encoded body is an error that says so.
- * Everything is bounded by `t`.
+ * Everything is bounded by `t`. The HTTP is src/net/http1-client.ts's (a third of node:http's CPU per byte).
  */
 export async function httpGet (url: string, from: number, to: number | undefined, t: HttpTimeouts = DEFAULT_TIMEOUTS): Promise<HttpBody> {
   const target = new URL(url)
   const ranged = from > 0 || to !== undefined
   const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'packer' }
   if (ranged) headers.range = `bytes=${from}-${to === undefined ? '' : to - 1}`
-  const client = target.protocol === 'https:' ? https : http
   return await new Promise<HttpBody>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined
-    const fail = (err: HttpGetError): void => { clearTimeout(timer); req.destroy(); reject(err) }
-    const arm = (ms: number, what: string): void => {
-      clearTimeout(timer)
-      timer = setTimeout(() => fail(new HttpGetError(url, `${what} within ${ms / 1000} s`, { transient: true })), ms)
+    /** Where pieces go: copied and kept until a consumer comes (the rest of a read goes on right after the head). */
+    let sink: ((piece: Buffer) => void) | undefined
+    let into: ((max: number) => Buffer | undefined) | undefined
+    let early: Buffer[] = []
+    let ended = false
+    let failed: Error | undefined
+    let finish: { resolve: () => void, reject: (err: Error) => void } | undefined
+    /** The body's end (or failure), told to its consumer, now or when it comes. */
+    const over = (err?: Error): void => {
+      if (err !== undefined) failed = err
+      else ended = true
+      if (finish === undefined) return
+      if (err !== undefined) finish.reject(err)
+      else finish.resolve()
     }
-    const req = client.request(target, { method: 'GET', headers, agent: agentFor(target) }, (res) => {
-      clearTimeout(timer)
-      const status = res.statusCode ?? 0
-      const refuse = (what: string, transient: boolean, retryAfter?: number): void => { res.resume(); fail(new HttpGetError(url, what, { status, transient, retryAfter })) }
-      if (status === 404 || status === 410) return refuse(`${status}: not there`, false)
-      if (status === 429 || status >= 500) return refuse(`${status} ${res.statusMessage ?? ''}`.trim(), true, retryAfterOf(res.headers['retry-after']))
-      if (status !== 200 && status !== 206) return refuse(`${status} ${res.statusMessage ?? ''}`.trim(), false)
-      if (ranged && status === 200) return refuse('the server answered a Range request with the whole file (200, not 206): it does not serve byte ranges', false)
-      const encoding = res.headers['content-encoding']
-      if (encoding !== undefined && encoding !== 'identity') return refuse(`the server sent the bytes encoded (Content-Encoding: ${encoding}) although asked not to`, false)
-      const total = Number(status === 206 ? /\/(\d+)$/.exec(res.headers['content-range'] ?? '')?.[1] ?? NaN : res.headers['content-length'] ?? NaN)
-      if (status === 206 && !new RegExp(`^bytes ${from}-`).test(res.headers['content-range'] ?? '')) return refuse(`the server sent bytes ${res.headers['content-range'] ?? '(no Content-Range)'}, not from ${from}`, false)
-      // A stall mid-body: the socket's idle timer (cleared when the answer is done: the socket may be reused).
-      const socket = res.socket
-      const stalled = (): void => { res.destroy(new HttpGetError(url, `the body stalled for ${t.stall / 1000} s`, { transient: true })) }
-      socket.setTimeout(t.stall, stalled)
-      res.once('close', () => { socket.setTimeout(0); socket.removeListener('timeout', stalled) })
-      const modified = Date.parse(res.headers['last-modified'] ?? '')
-      const midBody = (err: unknown): HttpGetError => err instanceof HttpGetError ? err : new HttpGetError(url, `the connection failed mid-body (${(err as Error).message})`, { transient: true })
-      resolve({
-        total,
-        modifiedMs: Number.isNaN(modified) ? undefined : modified,
-        cancel: () => { res.destroy() },
-        pieces: async function * () {
-          try {
-            for await (const p of res) yield p as Buffer
-          } catch (err) {
-            throw midBody(err)
-          } finally { res.destroy() }
-        },
-        each: async (put) => await new Promise<void>((resolve, reject) => {
-          res.on('data', (p: Buffer) => {
-            try { put(p) } catch (err) { res.destroy(); reject(err) }
-          })
-          res.once('end', resolve)
-          res.once('error', (err) => reject(midBody(err)))
-          res.once('close', () => { if (!res.complete) reject(midBody(new Error('Premature close'))) })
-        }),
-      })
+    const toGetError = (err: Http1Error): HttpGetError => new HttpGetError(url, err.message, { transient: err.transient })
+    const get = http1Get(target, headers, t, {
+      // before the head, the GET's failure; after it (the promise resolved), the body's
+      error: (err) => { reject(toGetError(err)); over(toGetError(err)) },
+      head: (h) => {
+        const refuse = (what: string, transient: boolean, retryAfter?: number): void => {
+          get.cancel()
+          reject(new HttpGetError(url, what, { status: h.status, transient, retryAfter }))
+        }
+        const { status, reason } = h
+        if (status === 404 || status === 410) return refuse(`${status}: not there`, false)
+        if (status === 429 || status >= 500) return refuse(`${status} ${reason}`.trim(), true, retryAfterOf(h.headers['retry-after']))
+        if (status !== 200 && status !== 206) return refuse(`${status} ${reason}`.trim(), false)
+        if (ranged && status === 200) return refuse('the server answered a Range request with the whole file (200, not 206): it does not serve byte ranges', false)
+        const encoding = h.headers['content-encoding']
+        if (encoding !== undefined && encoding !== 'identity') return refuse(`the server sent the bytes encoded (Content-Encoding: ${encoding}) although asked not to`, false)
+        const range = h.headers['content-range'] ?? ''
+        const total = Number(status === 206 ? /\/(\d+)$/.exec(range)?.[1] ?? NaN : h.headers['content-length'] ?? NaN)
+        if (status === 206 && !new RegExp(`^bytes ${from}-`).test(range)) return refuse(`the server sent bytes ${range === '' ? '(no Content-Range)' : range}, not from ${from}`, false)
+        const modified = Date.parse(h.headers['last-modified'] ?? '')
+        get.pause()
+        const consume = async (put: (piece: Buffer) => void, place?: typeof into): Promise<void> => await new Promise<void>((resolve, reject) => {
+          finish = { resolve, reject }
+          into = place
+          sink = (p) => {
+            if (failed !== undefined) return
+            try { put(p) } catch (err) { get.cancel(); over(err as Error) }
+          }
+          for (const p of early) sink(p)
+          early = []
+          if (failed !== undefined) reject(failed)
+          else if (ended) resolve()
+          else get.resume()
+        })
+        resolve({
+          total,
+          modifiedMs: Number.isNaN(modified) ? undefined : modified,
+          cancel: () => { get.cancel() },
+          each: consume,
+          pieces: async function * () {
+            const queue: Buffer[] = []
+            let wake: (() => void) | undefined
+            const done = consume((p) => {
+              queue.push(Buffer.from(p))
+              if (queue.length >= QUEUED_PIECES) get.pause()
+              wake?.()
+            })
+            let settled = false
+            const settle = (): void => { settled = true; wake?.() }
+            done.then(settle, settle)
+            try {
+              for (;;) {
+                const p = queue.shift()
+                if (p !== undefined) {
+                  if (queue.length < QUEUED_PIECES / 2) get.resume()
+                  yield p
+                  continue
+                }
+                if (settled) break
+                await new Promise<void>((resolve) => { wake = resolve })
+                wake = undefined
+              }
+              await done
+            } finally { get.cancel() }
+          },
+        })
+      },
+      piece: (p) => {
+        if (sink !== undefined) sink(p)
+        else early.push(Buffer.from(p))
+      },
+      end: () => { over() },
+      into: (max) => into?.(max),
     })
-    req.on('socket', (s) => {
-      if (s.connecting) {
-        arm(t.connect, 'no connection')
-        s.once('connect', () => arm(t.firstByte, 'no answer'))
-      } else {
-        arm(t.firstByte, 'no answer')
-      }
-    })
-    req.on('error', (err) => fail(new HttpGetError(url, `cannot reach the server (${err.message})`, { transient: true })))
-    req.end()
   })
 }
 
 /**
  * Bytes [from, to) of `url`, exactly that many, each piece handed to `put` with its offset from `from` as it comes
- * (so a caller puts them where they belong without gathering them first), or an error naming the URL.
+ * (so a caller puts them where they belong without gathering them first), or an error naming the URL. `place(at, max)`:
+ * where the caller would have the bytes from offset `at` (at most `max` of them) read straight into (a piece then
+ * handed to `put` may already be there).
  */
-export async function httpGetRange (url: string, from: number, to: number, put: (piece: Buffer, at: number) => void, t?: HttpTimeouts): Promise<void> {
+export async function httpGetRange (url: string, from: number, to: number, put: (piece: Buffer, at: number) => void, t?: HttpTimeouts,
+  place?: (at: number, max: number) => Buffer | undefined): Promise<void> {
   const body = await httpGet(url, from, to, t)
   let got = 0
   await body.each((p) => {
     if (got + p.length > to - from) throw new HttpGetError(url, `the server sent more than the ${to - from} bytes asked for`, { transient: false })
     put(p, got)
     got += p.length
-  })
+  }, place === undefined ? undefined : (max) => place(got, Math.min(max, to - from - got)))
   if (got < to - from) throw new HttpGetError(url, `the server sent ${got} of ${to - from} bytes (bytes ${from}-${to - 1}): the file is shorter than the set says`, { transient: false })
 }
 

@@ -12,7 +12,7 @@ import type { CarSet } from './car-set.js'
 import { selection } from './selection.js'
 import { TaskWindow } from './task-window.js'
 import { WHOLE_FILE_MAX, WholeFiles, alreadyRestored, matches, readWhole, removeStaleTemporaries, restoreFile, type FileWriteError } from './dest-files.js'
-import { SetReader } from '../read/reader.js'
+import { SetReader, streamingReaderOptions } from '../read/reader.js'
 
 export interface RestoreOptions {
   dest: string
@@ -78,8 +78,9 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
     let alreadyBytes = 0
     // The mount's reader: worker threads pread, hash-check and decrypt leaves ahead of each file being written, so
     // this thread only moves plaintext to the files (reading through FileView.stream decrypted here: unpack ran at
-    // ~0.6 of the speed). 32 MiB of slots hold what the 8 files in progress read ahead (64 MiB: as fast, 30 MB more).
-    const view = new SetReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 })
+    // ~0.6 of the speed). From local disks 32 MiB of slots hold what the 8 files in progress read ahead (64 MiB: as
+    // fast, 30 MB more); a store far away reads further ahead (streamingReaderOptions).
+    const view = new SetReader(set, streamingReaderOptions(set))
     try {
       const files = new TaskWindow(8, 48 << 20)
       const restored = (e: TableEntry): void => {

@@ -6,7 +6,7 @@ import { displayPath } from '../format/stored-path.js'
 import type { CarRecord } from '../format/manifest.js'
 import type { CarSet } from './car-set.js'
 import { FileView } from './file-view.js'
-import { SetReader } from '../read/reader.js'
+import { SetReader, streamingReaderOptions } from '../read/reader.js'
 import { PackerError } from '../errors.js'
 import { MissingCarError, type Occupant, type WholeCar } from '../store/car-store.js'
 
@@ -138,7 +138,7 @@ export async function verifyFiles (set: CarSet, onFile?: (r: FileReport) => void
       let r: FileReport
       try {
         let n = 0
-        const chunks = e.compression === undefined ? view.stream(e) : (reader ??= new SetReader(set, { cacheSize: 32 << 20, readAhead: 2 << 20 })).stream(e)
+        const chunks = e.compression === undefined ? view.stream(e) : (reader ??= new SetReader(set, streamingReaderOptions(set))).stream(e)
         for await (const chunk of chunks) { n += chunk.length; onBytes?.(chunk.length) }
         r = n === e.size ? { path: displayPath(e.path), ok: true, detail: `${n} bytes` } : { path: displayPath(e.path), ok: false, detail: `${n} bytes, the file table says ${e.size}` }
       } catch (err) {

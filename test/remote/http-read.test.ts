@@ -10,7 +10,7 @@ import { CarIndexer } from '@ipld/car/indexer'
 import { bytes, describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
 import { makeRoundTripTree } from '../fixtures.js'
 import { startNginx, type NginxServer } from '../servers/nginx.js'
-import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
+import { startFaultProxy, type FaultProxy, type SeenRequest } from '../servers/fault-proxy.js'
 import { freePort } from '../servers/ports.js'
 import { readEach, startMount, treeSums } from '../mount/mount-helpers.js'
 import { HttpCars } from '../../src/remote/http-cars.js'
@@ -129,8 +129,10 @@ describe('piece URLs and broken servers', () => {
     } finally { proxy.clear() }
   })
 
-  it('a request that stalls mid-body: the blocks already in are used, the rest asked for again from the first block not in', async () => {
-    // one CAR of 1 MiB blocks, read in-process through HttpCars: three blocks side by side go out as one request
+  /** A CAR of 1 MiB blocks (packed once), its record, bytes, and its first three blocks, side by side. */
+  let bigCar: { record: CarRecord, bytes: Buffer, three: BlockAt[] } | undefined
+  async function threeBlocks (): Promise<NonNullable<typeof bigCar>> {
+    if (bigCar !== undefined) return bigCar
     const dir = path.join(root, 'big')
     const bigSrc = tmpDir()
     fs.writeFileSync(path.join(bigSrc, 'f.bin'), bytes(5 << 20, 7))
@@ -144,21 +146,46 @@ describe('piece URLs and broken servers', () => {
     const three = blocks.slice(0, 3)
     expect(three.length).toBe(3)
     expect(three[1]!.offset - (three[0]!.offset + three[0]!.length)).toBeLessThan(100) // side by side
+    return (bigCar = { record, bytes: carBytes, three })
+  }
+
+  /**
+   * The three blocks read in-process through HttpCars (one request) with `fault` on the first request: every block
+   * right, and the requests' ranges and outcomes.
+   */
+  async function readThrough (fault: Parameters<FaultProxy['fault']>[0]['fault']): Promise<Array<[string | undefined, SeenRequest['status']]>> {
+    const { record, bytes: carBytes, three } = await threeBlocks()
     proxy.clear()
-    // stalled once, after the first block and half the second have passed (a stall, not a reset: a reset may discard
-    // bytes the client had not read yet)
-    proxy.fault({ match: { path: /\.car$/ }, times: 1, fault: { kind: 'stall', afterBytes: (1 << 20) + (1 << 19) } })
+    proxy.fault({ match: { path: /\.car$/ }, times: 1, fault })
     const cars = new HttpCars(`${viaProxy}/`, [record], (c) => [`${proxy.url}/big/${c.file}`], { timeouts: { connect: 10_000, firstByte: 10_000, stall: 2000 } })
     try {
       const got = await cars.readBlocks(0, three)
       got.forEach((g, i) => expect(Buffer.compare(g as Buffer, carBytes.subarray(three[i]!.offset, three[i]!.offset + three[i]!.length))).toBe(0))
-      const asked = proxy.requests.filter((r) => r.path.endsWith('.car')).map((r) => [r.range, r.status])
-      const end = three[2]!.offset + three[2]!.length - 1
-      expect(asked).toEqual([[`bytes=${three[0]!.offset}-${end}`, 'stalled'], [`bytes=${three[1]!.offset}-${end}`, 206]])
+      return proxy.requests.filter((r) => r.path.endsWith('.car')).map((r) => [r.range, r.status])
     } finally {
       await cars.close()
       proxy.clear()
     }
+  }
+
+  it('a request that stalls mid-body: the blocks already in are used, the rest asked for again from the first block not in', async () => {
+    // stalled once, after the first block and half the second have passed (a stall, not a reset: a reset may discard
+    // bytes the client had not read yet)
+    const asked = await readThrough({ kind: 'stall', afterBytes: (1 << 20) + (1 << 19) })
+    const { three } = await threeBlocks()
+    const end = three[2]!.offset + three[2]!.length - 1
+    expect(asked).toEqual([[`bytes=${three[0]!.offset}-${end}`, 'stalled'], [`bytes=${three[1]!.offset}-${end}`, 206]])
+  }, 90_000)
+
+  it('a body cut mid-way (a reset): asked again from the first block not in, the blocks byte for byte', async () => {
+    // a reset may discard bytes sent but not yet read: the second request starts at the first or the second block
+    const asked = await readThrough({ kind: 'reset', afterBytes: (1 << 20) + (1 << 19) })
+    const { three } = await threeBlocks()
+    const end = three[2]!.offset + three[2]!.length - 1
+    expect(asked.length).toBe(2)
+    expect(asked[0]).toEqual([`bytes=${three[0]!.offset}-${end}`, 'reset'])
+    expect([`bytes=${three[0]!.offset}-${end}`, `bytes=${three[1]!.offset}-${end}`]).toContain(asked[1]![0])
+    expect(asked[1]![1]).toBe(206)
   }, 90_000)
 
   const failures: Array<[string, Parameters<FaultProxy['fault']>[0]['fault'], RegExp]> = [
