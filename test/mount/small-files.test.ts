@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packerOk, tmpDir } from '../helpers.js'
-import { sh, shOk, startMount, waitFor } from './mount-helpers.js'
+import { flipByte, sh, shOk, startMount, waitFor } from './mount-helpers.js'
 import { CarSet } from '../../src/restore/car-set.js'
 import { CID } from 'multiformats/cid'
 
@@ -56,13 +56,7 @@ describe('small files through the mount', () => {
     const loc = await s.blocks.locate(CID.parse(e.cid!))
     const car = s.manifest.cars[loc.car].file
     await s.close()
-    const fd = fs.openSync(path.join(dir, car), 'r+')
-    const b = Buffer.alloc(1)
-    const at = loc.offset + Math.floor(loc.length / 2)
-    fs.readSync(fd, b, 0, 1, at)
-    b[0] ^= 0x10
-    fs.writeSync(fd, b, 0, 1, at)
-    fs.closeSync(fd)
+    flipByte(path.join(dir, car), loc.offset + Math.floor(loc.length / 2), 0x10)
     const mnt = tmpDir('packer-mnt-')
     const m = await startMount([dir, mnt, '-i', key], mnt)
     try {
