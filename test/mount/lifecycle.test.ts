@@ -3,7 +3,7 @@ import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packer, packerOk, sha256, tmpDir } from '../helpers.js'
 import { MiB } from '../fixtures.js'
-import { isMounted, sh, shOk, startMount, waitFor } from './mount-helpers.js'
+import { flipByte, isMounted, sh, shOk, startMount, waitFor } from './mount-helpers.js'
 import { CarSet } from '../../src/restore/car-set.js'
 import { missingReport } from '../../src/restore/availability.js'
 
@@ -139,13 +139,7 @@ describe('partly retrieved and damaged sets', () => {
   it('never serves a damaged block: EIO and a log line naming the file and the CAR', async () => {
     const dir = copySet()
     const car = manifest.cars[1].file
-    const fd = fs.openSync(path.join(dir, car), 'r+')
-    const at = 1_000_000
-    const b = Buffer.alloc(1)
-    fs.readSync(fd, b, 0, 1, at)
-    b[0] ^= 0x40
-    fs.writeSync(fd, b, 0, 1, at)
-    fs.closeSync(fd)
+    flipByte(path.join(dir, car), 1_000_000, 0x40)
     const mnt = tmpDir('packer-mnt-')
     const m = await startMount([dir, mnt, '-i', key], mnt)
     try {
@@ -171,12 +165,7 @@ describe('a chunk across two leaves', () => {
     const loc = await s.blocks.locate(leaves[1].cid)
     const car = s.manifest.cars[loc.car].file
     await s.close()
-    const fd = fs.openSync(path.join(dir, car), 'r+')
-    const b = Buffer.alloc(1)
-    fs.readSync(fd, b, 0, 1, loc.offset + 5)
-    b[0] ^= 0x01
-    fs.writeSync(fd, b, 0, 1, loc.offset + 5)
-    fs.closeSync(fd)
+    flipByte(path.join(dir, car), loc.offset + 5, 0x01)
     const mnt = tmpDir('packer-mnt-')
     const m = await startMount([dir, mnt, '-i', key], mnt)
     try {

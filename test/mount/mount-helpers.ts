@@ -126,3 +126,14 @@ const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return see
   console.log('checked', reads.length, 'bad', bad)
 })().catch((e) => { console.log('ERROR', e.message); process.exit(1) })
 `
+
+/** Damages a file in place: byte `at` XOR `mask` (a CAR block whose hash then no longer matches). */
+export function flipByte (file: string, at: number, mask: number): void {
+  const fd = fs.openSync(file, 'r+')
+  try {
+    const b = Buffer.alloc(1)
+    fs.readSync(fd, b, 0, 1, at)
+    b[0] ^= mask
+    fs.writeSync(fd, b, 0, 1, at)
+  } finally { fs.closeSync(fd) }
+}
