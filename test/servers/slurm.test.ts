@@ -200,7 +200,9 @@ setInterval(() => {}, 1000)
     const shared = tmpDir()
     await cluster.sbatch([], `#!/bin/sh\ntouch ${shared}/started\nsleep 300\n`)
     await waitFor('the job to start', () => fs.existsSync(path.join(shared, 'started')), JOB_TIMEOUT_MS)
-    const pids = cluster.pids()
+    // The job's shell may not have started its sleep yet when the file appears (seen at load 15).
+    let pids: number[] = []
+    await waitFor('the job\'s sleep to start', () => { pids = cluster.pids(); return pids.map(comm).includes('sleep') }, JOB_TIMEOUT_MS)
     expect(pids.map(comm)).toContain('sleep')
     await cluster.stop()
     await cluster.stop()
