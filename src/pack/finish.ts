@@ -43,8 +43,8 @@ export interface FinishOptions {
  */
 export async function finishSet (o: FinishOptions): Promise<Manifest> {
   const root = o.single ? await singleRoot(o.items()) : o.enc?.names === 'hidden'
-    ? await hiddenTree(o.items(), o.writer, path.join(o.workDir, 'hidden'))
-    : await plainTree(o.items(), o.writer, path.join(o.workDir, 'tree'))
+    ? await hiddenTree(collecting(o.items()), o.writer, path.join(o.workDir, 'hidden'))
+    : await plainTree(collecting(o.items()), o.writer, path.join(o.workDir, 'tree'))
   collectGarbage('major')
   const table = await writeTable(o)
   collectGarbage('major')
@@ -83,6 +83,22 @@ export async function finishSet (o: FinishOptions): Promise<Manifest> {
   faultPoint('manifest')
   await o.output.putBytes(MANIFEST_FILE, Buffer.from(encodeManifest(manifest)))
   return manifest
+}
+
+/** Journal items read between full garbage collections in the final stage (~20–40 ms each). */
+const GC_EVERY_ITEMS = 65536
+
+/**
+ * The journal's items, with a full garbage collection every GC_EVERY_ITEMS: each pass parses an object per entry that
+ * outlives the young generation, and V8 let them pile up in the old one (pack of 5,000,000 files peaked at 308 MB in
+ * this stage, 184 MB while packing the files, which collects every 4096).
+ */
+async function * collecting<T> (items: AsyncIterable<T>): AsyncGenerator<T> {
+  let n = 0
+  for await (const item of items) {
+    yield item
+    if (++n % GC_EVERY_ITEMS === 0) collectGarbage('major')
+  }
 }
 
 async function * entriesOf (items: AsyncIterable<JournalItem>): AsyncGenerator<{ entry: TableEntry, dagSize?: number }> {
@@ -174,7 +190,7 @@ async function writeTable (o: FinishOptions): Promise<CID> {
     files += c.files
     chunks++
   }
-  for await (const { entry } of entriesOf(o.items())) {
+  for await (const { entry } of entriesOf(collecting(o.items()))) {
     const done = chunker.add(entry)
     if (done !== null) await store(done)
   }
