@@ -123,9 +123,8 @@ async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void
   // Bytes handed over were checked by their store (it needs to know, to drop a source that sends wrong ones).
   if (!('bytes' in job.at) && !createHash('sha256').update(leaf).digest().equals(job.digest)) return post({ id, ok: false, kind: 'hash', message: 'does not match its hash' })
   if (d === undefined) return post({ id, ok: true, dataLength: job.length })
-  if (d.key === null && d.first === 0 && d.count === d.lastIndex + 1 && d.next === undefined && openWhole(leaf, d, out)) {
-    return post({ id, ok: true, dataLength: (d.count - 1) * CHUNK + d.lastPlain, count: d.count })
-  }
+  const whole = d.key === null && d.first === 0 && d.count === d.lastIndex + 1 && d.next === undefined ? openWhole(leaf, d, out) : null
+  if (whole !== null) return post({ id, ok: true, dataLength: whole, count: d.count })
   let key = d.key
   let keyOut: ArrayBuffer | undefined
   if (key === null) {
@@ -177,15 +176,14 @@ async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void
 
 /**
  * A leaf that is a whole age file (a small file's only block: header, nonce, every chunk) opened in one native call
- * (native/src/age.c), plaintext into `out`: in JavaScript each file costs an HKDF and a decipher per chunk, which in a
- * tree of small files (diff -r) is most of the mount's time per file. False when the addon is absent or the file does
- * not open there: the chunks are then opened one by one, which names the chunk that fails.
+ * (native/src/age.c), plaintext into `out`; its length. In JavaScript each file costs an HKDF and a decipher per chunk,
+ * which in a tree of small files (diff -r) is most of the mount's time per file. Null when the addon is absent or the
+ * file does not open there: the chunks are then opened one by one, which names the chunk that fails.
  */
-function openWhole (leaf: Buffer, d: NonNullable<LeafJob['dec']>, out: Buffer): boolean {
+function openWhole (leaf: Buffer, d: NonNullable<LeafJob['dec']>, out: Buffer): number | null {
   const plain = nativeOpenFile(d.fileKey!, leaf)
-  if (plain === null || plain.length !== (d.count - 1) * CHUNK + d.lastPlain) return false
-  plain.copy(out, 0)
-  return true
+  if (plain === null || plain.length !== (d.count - 1) * CHUNK + d.lastPlain) return null
+  return plain.copy(out, 0)
 }
 
 if (parentPort !== null) {
