@@ -47,3 +47,19 @@ export function limitMallocCache (): void {
 export function trimMalloc (): void {
   nativeAddon()?.trimMalloc()
 }
+
+const HUGE_PAGE = 2 * 1024 * 1024
+
+/**
+ * `length` bytes of fresh shared memory, on huge pages where there are whole ones to be had (native hugePagesAt): for
+ * a thread that receives megabytes a second into new memory, first touches of 4 KiB pages were most of its CPU. The
+ * SharedArrayBuffer is up to 2 MiB larger than asked for, to start on a boundary; that part is never touched, so it
+ * costs address space only.
+ */
+export function sharedMemory (length: number): Buffer {
+  const addon = nativeAddon()
+  if (addon === null || length < HUGE_PAGE) return Buffer.from(new SharedArrayBuffer(length))
+  const sab = new SharedArrayBuffer(length + HUGE_PAGE - 1)
+  const at = addon.hugePagesAt(new Uint8Array(sab), length)
+  return Buffer.from(sab, Math.max(at, 0), length)
+}

@@ -47,6 +47,11 @@ export interface NativeAddon {
   limitMallocCache (): boolean
   /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
   trimMalloc (): boolean
+  /**
+   * The offset in `bytes` of its first 2 MiB boundary, the whole 2 MiB pages of the `length` bytes from there advised
+   * MADV_HUGEPAGE (fresh memory is then faulted in 2 MiB at a time); -1 when `bytes` cannot hold them from there.
+   */
+  hugePagesAt (bytes: Uint8Array, length: number): number
   /** posix_fadvise(WILLNEED) of whole files (opened without following symlinks), on libuv's pool: returns at once. */
   adviseWillNeed (paths: Uint8Array[]): void
   /** Age recipients for ageSealFile; null when one is of a kind or size the addon does not do. */
@@ -55,6 +60,12 @@ export interface NativeAddon {
   ageSealFile (recipients: NativeAgeRecipients, plain: Uint8Array): Buffer
   /** The plaintext of a whole age file opened with its 16-byte file key; null when it does not open (any fault). */
   ageOpenFile (fileKey: Uint8Array, file: Uint8Array): Buffer | null
+  /**
+   * Opens `count` consecutive sealed chunks of one file (64 KiB + 16 each, chunk `lastIndex` the final one, of
+   * `lastPlain` bytes), the first being chunk `first`, from `sealed` into `out` (64 KiB apart): how many opened
+   * before the first that failed authentication (`count` when all did). Either buffer may be shared memory.
+   */
+  ageOpenChunks (payloadKey: Uint8Array, first: number, count: number, lastIndex: number, lastPlain: number, sealed: Uint8Array, out: Uint8Array): number
   /**
    * Compresses `src` as one zstd frame with its content size and XXH64 checksum into `dst`, which must hold
    * ZSTD_compressBound(src.length) bytes; returns the frame's length. Uses this thread's reusable context.
@@ -97,8 +108,8 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'adviseWillNeed',
-  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'hugePagesAt', 'adviseWillNeed',
+  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined
 

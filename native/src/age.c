@@ -283,6 +283,36 @@ long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t
   return header;
 }
 
+/* Opens sealed chunk `c` (k bytes of ciphertext, then its tag) into `out`: 0, or -1 when it fails authentication. */
+static int open_chunk (const unsigned char payload_key[32], size_t c, int last, const unsigned char *in, size_t k, unsigned char *out) {
+  unsigned char nonce[12] = { 0 };
+  for (int i = 10; i >= 0 && c > 0; i--, c >>= 8) nonce[i] = (unsigned char)(c & 0xff);
+  nonce[11] = (unsigned char)last;
+  EVP_CIPHER_CTX *x = cipher_ctx;
+  int len = 0;
+  int ok = EVP_DecryptInit_ex2(x, chacha_cipher, payload_key, nonce, NULL) == 1;
+  ok = ok && EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, TAG, (void *)(in + k)) == 1;
+  ok = ok && (k == 0 || EVP_DecryptUpdate(x, out, &len, in, (int)k) == 1);
+  ok = ok && EVP_DecryptFinal_ex(x, out + len, &len) == 1;
+  return ok ? 0 : -1;
+}
+
+/*
+ * Opens `count` consecutive sealed chunks, the first being chunk `first` of its file, from `in` into `out` (64 KiB of
+ * plaintext per chunk): what a reader does with the chunks inside one leaf. Chunk `last_index` is the file's final one,
+ * `last_plain` bytes long. Returns how many opened before the first that failed authentication (count when all did),
+ * or -1 when OpenSSL cannot be set up.
+ */
+long age_open_chunks (const unsigned char payload_key[32], size_t first, size_t count, size_t last_index, size_t last_plain,
+                      const unsigned char *in, unsigned char *out) {
+  if (thread_contexts() != 0) return -1;
+  for (size_t i = 0; i < count; i++) {
+    int last = first + i == last_index;
+    if (open_chunk(payload_key, first + i, last, in + i * (CHUNK + TAG), last ? last_plain : CHUNK, out + i * CHUNK) != 0) return (long)i;
+  }
+  return (long)count;
+}
+
 /*
  * Opens a whole age file with its file key (the file table holds it): checks the header's MAC, then opens every
  * chunk. Returns the plaintext's length, written to `out` (room for n bytes), or -1 for any fault: a malformed header,
@@ -291,7 +321,7 @@ long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t
  */
 long age_open_file (const unsigned char file_key[16], const unsigned char *in, size_t n, unsigned char *out) {
   static const char intro[] = "age-encryption.org/v1\n";
-  unsigned char mac_key[32], mac[32], payload_key[32], chunk_nonce[12];
+  unsigned char mac_key[32], mac[32], payload_key[32];
   char mac_b64[44];
   if (thread_contexts() != 0 || n < sizeof intro - 1 || memcmp(in, intro, sizeof intro - 1) != 0) return -1;
   const unsigned char *line = memmem(in, n, "\n--- ", 5);
@@ -308,18 +338,9 @@ long age_open_file (const unsigned char file_key[16], const unsigned char *in, s
   size_t plain = 0;
   for (size_t c = 0; ; c++) {
     size_t left = n - o, k = left > CHUNK + TAG ? CHUNK : left - TAG;
-    int last = left <= CHUNK + TAG, len = 0;
+    int last = left <= CHUNK + TAG;
     if (left < TAG || (last && k == 0 && c > 0)) { ok = 0; break; } /* an empty final chunk only for an empty file */
-    memset(chunk_nonce, 0, sizeof chunk_nonce);
-    size_t v = c;
-    for (int i = 10; i >= 0 && v > 0; i--, v >>= 8) chunk_nonce[i] = (unsigned char)(v & 0xff);
-    chunk_nonce[11] = (unsigned char)last;
-    EVP_CIPHER_CTX *x = cipher_ctx;
-    ok = EVP_DecryptInit_ex2(x, chacha_cipher, payload_key, chunk_nonce, NULL) == 1;
-    ok = ok && EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, TAG, (void *)(in + o + k)) == 1;
-    ok = ok && (k == 0 || EVP_DecryptUpdate(x, out + plain, &len, in + o, (int)k) == 1);
-    ok = ok && EVP_DecryptFinal_ex(x, out + plain + len, &len) == 1;
-    if (!ok) break;
+    if (!(ok = open_chunk(payload_key, c, last, in + o, k, out + plain) == 0)) break;
     plain += k;
     o += k + TAG;
     if (last) break;

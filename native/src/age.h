@@ -21,4 +21,7 @@ long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t
                     unsigned char file_key[16], unsigned char digest[32]);
 /* Opens a whole age file with its file key into `out` (room for n bytes): the plaintext's length, or -1 on any fault. */
 long age_open_file (const unsigned char file_key[16], const unsigned char *in, size_t n, unsigned char *out);
+/* Opens `count` sealed chunks from chunk `first` on into `out`: how many opened before one failed, or -1. */
+long age_open_chunks (const unsigned char payload_key[32], size_t first, size_t count, size_t last_index, size_t last_plain,
+                      const unsigned char *in, unsigned char *out);
 #endif

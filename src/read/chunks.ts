@@ -4,6 +4,7 @@
  * is the same STREAM construction, split so worker threads can open chunks out of order.)
  */
 import { openChunk, payloadKey } from '../crypto/payload.js'
+import { nativeAddon } from '../native-addon.js'
 
 export { payloadKey }
 
@@ -50,12 +51,20 @@ export class AgeGeometry {
 }
 
 /**
- * Opens sealed chunk `index` (its bytes with the tag at the end) into `out` at `at`; false when authentication fails
- * (nothing useful is left in `out` then: callers discard it).
+ * Opens `count` consecutive sealed chunks of one file, the first being chunk `first`, from `sealed` (chunk `lastIndex`
+ * is the file's final one, `lastPlain` bytes long) into `out` from `at` on, 64 KiB apart: how many opened before the
+ * first that failed authentication (`count` when all did; what is in `out` past them is of no use). One native call
+ * when the addon is there (either buffer may be shared memory); otherwise node:crypto, one decipher per chunk.
  */
-export function openChunkInto (key: Uint8Array, index: number, last: boolean, sealed: Uint8Array, out: Buffer, at: number): boolean {
-  const pt = openChunk(key, index, last, sealed)
-  if (pt === null) return false
-  pt.copy(out, at)
-  return true
+export function openChunksInto (key: Uint8Array, first: number, count: number, lastIndex: number, lastPlain: number, sealed: Uint8Array, out: Buffer, at: number): number {
+  const addon = nativeAddon()
+  if (addon !== null) return addon.ageOpenChunks(key, first, count, lastIndex, lastPlain, sealed, out.subarray(at))
+  for (let i = 0; i < count; i++) {
+    const last = first + i === lastIndex
+    const from = i * SEALED
+    const pt = openChunk(key, first + i, last, sealed.subarray(from, from + (last ? lastPlain : CHUNK) + TAG))
+    if (pt === null) return i
+    pt.copy(out, at + i * CHUNK)
+  }
+  return count
 }

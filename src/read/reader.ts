@@ -343,7 +343,9 @@ export class SetReader {
   #readAhead (e: TableEntry, h: Handle, end: number): void {
     h.window = Math.min(this.#maxAhead, Math.max(MiB, h.window * 2))
     const to = Math.min(e.size!, end + h.window)
-    if (to <= h.aheadTo || this.#pool.queued > 64) return
+    // In steps of half the window or more, not a leaf at a time: leaves asked for in one turn are fetched together, in
+    // one request to a store far away (a 1 MiB request per leaf cost that many round trips and fresh buffers).
+    if (to <= h.aheadTo || (h.aheadTo - end >= h.window / 2 && to < e.size!) || this.#pool.queued > 64) return
     const from = Math.max(end, h.aheadTo)
     h.aheadTo = to
     const s = this.#span(e, from, to)

@@ -11,7 +11,7 @@
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
 import { read } from 'node:fs'
-import { TAG, CHUNK, NONCE, openChunkInto, payloadKey } from './chunks.js'
+import { TAG, CHUNK, NONCE, openChunksInto, payloadKey } from './chunks.js'
 import { collectGarbage } from '../memory.js'
 import { nativeOpenFile } from '../crypto/native-open.js'
 import type { Place } from '../store/car-store.js'
@@ -103,15 +103,18 @@ export async function runJob (job: LeafJob, out: Buffer, post: (r: LeafResult) =
 async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void, scratch: Buffer | undefined): Promise<void> {
   const { id } = job
   const d = job.dec
-  const extra = d?.next?.length ?? 0
-  // A clear file's leaf is read straight into its slot; an encrypted one into a scratch buffer, followed by the
+  // Bytes a store handed over (shared memory a fetching thread filled) are opened where they are; a leaf in a CAR file
+  // is read: a clear file's straight into its slot, an encrypted one's into a scratch buffer, followed by the
   // straddling chunk's remaining bytes from the next leaf (so that sealed chunk is contiguous).
-  const leaf = d === undefined ? out.subarray(0, job.length) : scratch!.subarray(0, job.length)
+  const handed = d !== undefined && 'bytes' in job.at ? job.at.bytes : undefined
+  const leaf = d === undefined ? out.subarray(0, job.length) : handed !== undefined ? Buffer.from(handed.buffer, handed.byteOffset, Math.min(handed.length, job.length)) : scratch!.subarray(0, job.length)
+  // where the straddler's bytes from the next leaf go: after the leaf, or after a copy of its part in a handed leaf
+  const straddleAt = d?.next === undefined ? 0 : handed === undefined ? job.length : job.length - sealedStart(d, d.count)
   let nextGot = 0
   try {
     const [got, ng] = await Promise.all([
-      readPlace(job.at, leaf, 0, job.length),
-      d?.next !== undefined ? readPlace(d.next.at, scratch!, job.length, d.next.length).catch(() => 0) : 0,
+      handed !== undefined ? leaf.length : readPlace(job.at, leaf, 0, job.length),
+      d?.next !== undefined ? readPlace(d.next.at, scratch!, straddleAt, d.next.length).catch(() => 0) : 0,
     ])
     nextGot = ng
     if (got < job.length) {
@@ -133,45 +136,48 @@ async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void
     new Uint8Array(keyOut).set(key)
   }
   let count = d.count
-  if (d.next !== undefined && nextGot === d.next.length) count++
-  const all = scratch!.subarray(0, job.length + extra)
-  const sealedAt = (i: number): number => d.firstAt + i * (CHUNK + TAG)
-  const open = (i: number): boolean => {
-    const c = d.first + i
-    const last = c === d.lastIndex
-    const n = (last ? d.lastPlain : CHUNK) + TAG
-    const at = sealedAt(i)
-    return openChunkInto(key!, c, last, all.subarray(at, at + n), out, i * CHUNK)
+  let straddler: Buffer | undefined
+  if (d.next !== undefined && nextGot === d.next.length) {
+    count++
+    if (handed !== undefined) leaf.copy(scratch!, 0, sealedStart(d, d.count))
+    straddler = scratch!.subarray(handed === undefined ? sealedStart(d, d.count) : 0, straddleAt + nextGot)
+  }
+  /** Opens chunks [i0, i1] of the leaf, the straddler last: the first that failed authentication, or -1. */
+  const open = (i0: number, i1: number): number => {
+    const inside = Math.max(0, Math.min(i1 + 1, d.count) - i0)
+    const opened = inside === 0 ? 0 : openChunksInto(key!, d.first + i0, inside, d.lastIndex, d.lastPlain, leaf.subarray(sealedStart(d, i0)), out, i0 * CHUNK)
+    if (opened < inside) return i0 + opened
+    if (i1 < d.count || straddler === undefined) return -1
+    return openChunksInto(key!, d.first + d.count, 1, d.lastIndex, d.lastPlain, straddler, out, d.count * CHUNK) === 1 ? -1 : d.count
   }
   const plainOf = (n: number): number => n === 0 ? 0 : (n - 1) * CHUNK + (d.first + n - 1 === d.lastIndex ? d.lastPlain : CHUNK)
-  const done = new Uint8Array(count)
-  if (d.want !== undefined) {
-    const w0 = Math.max(d.want[0] - d.first, 0)
-    const w1 = Math.min(d.want[1] - d.first, count - 1)
-    if (w0 > 0 || w1 < count - 1) {
-      // Not the whole leaf: open the wanted chunks first and say so (an empty range when none is in this leaf: the
-      // reader then knows the leaf passed its check).
-      let hi = w1
-      for (let i = w0; i <= w1; i++) {
-        if (!open(i)) {
-          if (i === d.count) { count = d.count; hi = i - 1; break } // the straddler: see below
-          return post({ id, ok: false, kind: 'auth', chunk: d.first + i, message: `age chunk ${d.first + i} failed authentication` })
-        }
-        done[i] = 1
-      }
-      post({ id, ok: true, partial: [d.first + w0, d.first + hi], dataLength: 0, key: keyOut })
-    }
+  /** The chunks [i0, i1] opened, or false once a failure is posted; the straddler's is not one (see below). */
+  const opened = (i0: number, i1: number): boolean => {
+    const bad = i0 > i1 ? -1 : open(i0, i1)
+    if (bad < 0) return true
+    // The straddling chunk's bytes in the next leaf are not hash-checked here: a failure there is left to that leaf's
+    // own check (the reader then names its CAR); this leaf is served without that chunk.
+    if (bad === d.count) { count = d.count; return true }
+    post({ id, ok: false, kind: 'auth', chunk: d.first + bad, message: `age chunk ${d.first + bad} failed authentication` })
+    return false
   }
-  for (let i = 0; i < count; i++) {
-    if (done[i] === 1) continue
-    if (!open(i)) {
-      // The straddling chunk's bytes in the next leaf are not hash-checked here: a failure there is left to that
-      // leaf's own check (the reader then names its CAR); this leaf is served without that chunk.
-      if (i === d.count) { count = d.count; break }
-      return post({ id, ok: false, kind: 'auth', chunk: d.first + i, message: `age chunk ${d.first + i} failed authentication` })
-    }
-  }
+  // Not the whole leaf wanted: the wanted chunks first, said at once (an empty range when none is in this leaf: the
+  // reader then knows the leaf passed its check), then those before and after them.
+  const w0 = d.want === undefined ? 0 : Math.max(d.want[0] - d.first, 0)
+  const w1 = d.want === undefined ? count - 1 : Math.min(d.want[1] - d.first, count - 1)
+  if (w0 > 0 || w1 < count - 1) {
+    if (!opened(w0, w1)) return
+    post({ id, ok: true, partial: [d.first + w0, d.first + Math.min(w1, count - 1)], dataLength: 0, key: keyOut })
+    // (a want beyond this leaf leaves w0 past its chunks, one before it w1 below 0)
+    const before = Math.min(w0, count)
+    if (!opened(0, before - 1) || !opened(Math.max(w1 + 1, before), count - 1)) return
+  } else if (!opened(0, count - 1)) return
   post({ id, ok: true, dataLength: plainOf(count), count, key: keyOut })
+}
+
+/** Where sealed chunk i of a leaf job (counted from its first chunk inside the leaf) starts in the leaf. */
+function sealedStart (d: NonNullable<LeafJob['dec']>, i: number): number {
+  return d.firstAt + i * (CHUNK + TAG)
 }
 
 /**

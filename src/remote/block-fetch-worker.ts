@@ -9,6 +9,7 @@
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
 import { HttpGetError, httpGetRange, type HttpTimeouts } from './http-get.js'
+import { collectGarbage, sharedMemory } from '../memory.js'
 
 export interface FetchJob {
   id: number
@@ -23,7 +24,7 @@ export interface FetchJob {
 
 export type FetchResult =
   /** Block `block` of the job arrived and matches its CID (sent as each one completes, before the GET ends). */
-  | { id: number, block: number, bytes: SharedArrayBuffer }
+  | { id: number, block: number, bytes: SharedArrayBuffer, offset: number, length: number }
   /** The job is over: every block was sent. */
   | { id: number, ok: true }
   /** The GET failed (an HttpGetError's parts), or something else did (`status` and `transient` then absent). */
@@ -33,6 +34,9 @@ export type FetchResult =
 
 /** Stops a job's GET at once (its pieces must not be put anywhere). */
 class WrongBytes extends Error { constructor (readonly block: number) { super('wrong bytes') } }
+
+/** Most bytes of blocks laid out in one piece of shared memory (a request's worth: src/remote/http-cars.ts). */
+const SEGMENT = 8 << 20
 
 /** Where the few bytes between two blocks (a section's head) are read. */
 const between = Buffer.allocUnsafe(64 << 10)
@@ -47,13 +51,17 @@ const between = Buffer.allocUnsafe(64 << 10)
 export async function fetchBlocks (job: FetchJob, send: (r: FetchResult) => void): Promise<void> {
   const { id, from, blocks } = job
   const into: Array<Buffer | undefined> = new Array(blocks.length)
-  const blockBuffer = (i: number): Buffer => (into[i] ??= Buffer.from(new SharedArrayBuffer(blocks[i]!.length)))
+  let laidOut = 0 // blocks given memory so far
+  const blockBuffer = (i: number): Buffer => {
+    if (i >= laidOut) laidOut = layOut(blocks, laidOut, into)
+    return into[i]!
+  }
   let k = 0 // first block not yet complete: pieces come in order
   const check = (i: number): void => {
     const g = blockBuffer(i)
     into[i] = undefined
     if (!createHash('sha256').update(g).digest().equals(blocks[i]!.digest)) throw new WrongBytes(i)
-    send({ id, block: i, bytes: g.buffer as SharedArrayBuffer })
+    send({ id, block: i, bytes: g.buffer as SharedArrayBuffer, offset: g.byteOffset, length: g.length })
   }
   /** The rest of block k from `start` on, or the gap before it. */
   const place = (at: number, max: number): Buffer | undefined => {
@@ -89,9 +97,36 @@ export async function fetchBlocks (job: FetchJob, send: (r: FetchResult) => void
   send({ id, ok: true })
 }
 
+/**
+ * Gives blocks `first`… memory, side by side in one segment of fresh shared memory of at most SEGMENT bytes (one block
+ * at least): on huge pages where the segment holds whole ones (src/memory.ts). A block kept pins its segment: the
+ * store's cache of recent blocks counts it whole. Returns the first block left without memory.
+ */
+function layOut (blocks: FetchJob['blocks'], first: number, into: Array<Buffer | undefined>): number {
+  let end = first
+  let length = 0
+  while (end < blocks.length && (end === first || length + blocks[end]!.length <= SEGMENT)) length += blocks[end++]!.length
+  const segment = sharedMemory(length)
+  for (let i = first, at = 0; i < end; at += blocks[i++]!.length) into[i] = segment.subarray(at, at + blocks[i]!.length)
+  return end
+}
+
+/**
+ * A young-generation collection every this many bytes fetched. This thread makes little garbage of its own, so V8
+ * rarely collects here, and each dead handle to a block's shared memory kept that memory from being freed (the other
+ * threads had long dropped theirs): the mount's RSS grew by ~100 MB over a 256 MiB read.
+ */
+const COLLECT_EVERY = 16 << 20
+let sinceCollect = 0
+
 if (parentPort !== null) {
   const port = parentPort
   port.on('message', (job: FetchJob) => {
-    void fetchBlocks(job, (r) => { port.postMessage(r) })
+    void fetchBlocks(job, (r) => { port.postMessage(r) }).finally(() => {
+      sinceCollect += job.to - job.from
+      if (sinceCollect < COLLECT_EVERY) return
+      sinceCollect = 0
+      collectGarbage('minor')
+    })
   })
 }

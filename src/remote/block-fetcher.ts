@@ -70,7 +70,7 @@ export class BlockFetcher {
     w.on('message', (r: FetchResult) => {
       const p = t.pending.get(r.id)
       if (p === undefined) return
-      if ('block' in r) { p.got(r.block, Buffer.from(r.bytes)); return }
+      if ('block' in r) { p.got(r.block, Buffer.from(r.bytes, r.offset, r.length)); return }
       t.pending.delete(r.id)
       if (t.pending.size === 0) w.unref()
       if (r.ok) p.resolve({})

@@ -64,7 +64,7 @@ export class BlockBatcher {
   constructor (fetchRun: FetchRun, opts: BlockBatcherOptions) {
     this.#fetchRun = fetchRun
     this.#opts = opts
-    this.#recent = new LRUCache<string, Buffer>({ maxSize: opts.recentBytes, sizeCalculation: (b) => Math.max(1, b.length) })
+    this.#recent = new LRUCache<string, Buffer>({ maxSize: opts.recentBytes, sizeCalculation: pinned })
   }
 
   /** Blocks of one CAR, each checked, or the error that keeps it from being read. */
@@ -139,4 +139,9 @@ export class BlockBatcher {
       this.#dispatch()
     }
   }
+}
+
+/** The memory a kept block holds: all of its shared memory (a fetching thread lays several blocks out in one piece). */
+function pinned (b: Buffer): number {
+  return Math.max(1, b.buffer instanceof SharedArrayBuffer ? b.buffer.byteLength : b.length)
 }

@@ -4,7 +4,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '../helpers.js'
 import { loadNativeAddon } from '../../src/native-addon.js'
-import { collectGarbage, limitMallocCache, trimMalloc } from '../../src/memory.js'
+import { collectGarbage, limitMallocCache, sharedMemory, trimMalloc } from '../../src/memory.js'
 
 const forcedOff = process.env.PACKER_NO_NATIVE === '1'
 
@@ -37,6 +37,32 @@ describe.skipIf(forcedOff)('limitMallocCache', () => {
     expect(cached(file)).toBe(1024)
     expect(cached(target)).toBe(0)
     expect(() => addon.adviseWillNeed([42 as unknown as Uint8Array])).toThrow(/paths must be Buffers/)
+  })
+
+  it('sharedMemory: fresh shared memory on huge pages, a small fraction of the page faults, where the kernel gives them', () => {
+    const addon = loadNativeAddon().addon!
+    expect(addon.hugePagesAt(new Uint8Array(100), 4 << 20)).toBe(-1)
+    const sab = new Uint8Array(new SharedArrayBuffer((6 << 20) - 1))
+    const at = addon.hugePagesAt(sab, 4 << 20)
+    expect(at >= 0 && at < (2 << 20) && at + (4 << 20) <= sab.length).toBe(true)
+    const MiB = 1 << 20
+    const faults = (make: () => Buffer): number => {
+      const before = process.resourceUsage().minorPageFault
+      for (let i = 0; i < 8; i++) {
+        const b = make()
+        expect(b.length).toBe(4 * MiB)
+        expect(b.buffer).toBeInstanceOf(SharedArrayBuffer)
+        b.fill(i + 1)
+        expect(b[0] + b[b.length - 1]).toBe(2 * (i + 1))
+      }
+      return process.resourceUsage().minorPageFault - before
+    }
+    const plain = faults(() => Buffer.from(new SharedArrayBuffer(4 * MiB)))
+    const huge = faults(() => sharedMemory(4 * MiB))
+    // 32 MiB: 8,192 faults of 4 KiB pages; on 2 MiB pages, 16 (and whatever else the process touched meanwhile)
+    const thp = fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')
+    expect(plain).toBeGreaterThan(8000)
+    if (!thp.includes('[never]')) expect(huge).toBeLessThan(plain / 4)
   })
 
   it("collectGarbage('major') is a full collection (gc({ type: 'major' }) is not, in Node 20)", () => {

@@ -3,6 +3,7 @@
  * and the fault proxy in front of it. ls, verify, unpack, mount and fetch over a URL give what they give locally;
  * broken servers give the outcomes the issue names (the next source, or one line naming the URL).
  */
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -12,7 +13,7 @@ import { makeRoundTripTree } from '../fixtures.js'
 import { startNginx, type NginxServer } from '../servers/nginx.js'
 import { startFaultProxy, type FaultProxy, type SeenRequest } from '../servers/fault-proxy.js'
 import { freePort } from '../servers/ports.js'
-import { readEach, startMount, treeSums } from '../mount/mount-helpers.js'
+import { readEach, shOk, startMount, treeSums } from '../mount/mount-helpers.js'
 import { HttpCars } from '../../src/remote/http-cars.js'
 import type { CarRecord } from '../../src/format/manifest.js'
 import type { BlockAt } from '../../src/store/car-store.js'
@@ -104,6 +105,34 @@ describe('a set directory on nginx reads as it does locally', () => {
     expect(resumed.resumedAt).toBe(100_000)
     expect(fs.readFileSync(path.join(again, car)).equals(whole)).toBe(true)
     await packerOk(['verify', again])
+  }, 120_000)
+})
+
+describe('reading ahead over HTTP', () => {
+  it('a file read through the mount from start to end: its leaves are asked for several to a request, the bytes right', async () => {
+    const dir = tmpDir()
+    const data = bytes(64 * 1024 * 1024 + 12345, 7)
+    fs.writeFileSync(path.join(dir, 'big.bin'), data)
+    const recipient = /age1[0-9a-z]+/.exec(fs.readFileSync(key, 'utf8'))![0]
+    await packerOk(['pack', dir, '-o', path.join(root, 'long'), '-r', recipient], { env: { PACKER_STATE_DIR: tmpDir() } })
+    proxy.clear()
+    const mnt = tmpDir()
+    const m = await startMount(['-i', key, `${proxy.url}/long`, mnt], mnt, { env })
+    try {
+      const sum = (await shOk(`sha256sum '${path.join(mnt, 'big.bin')}'`)).split(' ')[0]
+      expect(sum).toBe(createHash('sha256').update(data).digest('hex'))
+    } finally {
+      await m.cleanup()
+    }
+    // The leaves are 1 MiB; a sequential reader's read-ahead asks for half its window at a time, which the store
+    // fetches as runs of adjacent blocks: most bytes come in requests of several leaves.
+    const lengths = proxy.requests.filter((r) => r.path.endsWith('.car') && r.range !== undefined).map((r) => {
+      const [, from, to] = /bytes=(\d+)-(\d+)/.exec(r.range!)!
+      return Number(to) - Number(from) + 1
+    })
+    const total = lengths.reduce((a, b) => a + b, 0)
+    expect(total).toBeGreaterThanOrEqual(data.length)
+    expect(lengths.filter((n) => n >= 3 * 1024 * 1024).reduce((a, b) => a + b, 0)).toBeGreaterThan(total / 2)
   }, 120_000)
 })
 
