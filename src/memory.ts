@@ -48,6 +48,11 @@ export function trimMalloc (): void {
   nativeAddon()?.trimMalloc()
 }
 
+/** The same on a thread of libuv's pool, for a process that must keep answering meanwhile (the mount). */
+export function trimMallocInBackground (): void {
+  nativeAddon()?.trimMallocInBackground()
+}
+
 const HUGE_PAGE = 2 * 1024 * 1024
 
 /**

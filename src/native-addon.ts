@@ -47,6 +47,8 @@ export interface NativeAddon {
   limitMallocCache (): boolean
   /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
   trimMalloc (): boolean
+  /** malloc_trim(0) on libuv's thread pool, one at a time: returns at once, false when one is still under way. */
+  trimMallocInBackground (): boolean
   /**
    * The offset in `bytes` of its first 2 MiB boundary, the whole 2 MiB pages of the `length` bytes from there advised
    * MADV_HUGEPAGE (fresh memory is then faulted in 2 MiB at a time); -1 when `bytes` cannot hold them from there.
@@ -108,7 +110,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'hugePagesAt', 'adviseWillNeed',
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
   'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError } from '../errors.js'
-import { trimMalloc } from '../memory.js'
+import { trimMallocInBackground } from '../memory.js'
 import type { Identity } from '../crypto/index.js'
 import { CarSet } from '../restore/car-set.js'
 import { missingCars, misnamedWarning } from '../restore/availability.js'
@@ -132,7 +132,7 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
     // of the mount's ~430 MB, ~125 MB when trimmed once a second (malloc_trim walks only the free chunks).
     const watch = setInterval(() => {
       mountPoints().then((m) => { if (!m.has(mountpoint)) void release() }, () => {})
-      trimMalloc()
+      trimMallocInBackground() // off this thread: a trim takes 10-50 ms
     }, 1000)
     const unmount = async (): Promise<void> => {
       if (done) return

@@ -15,6 +15,19 @@ describe.skipIf(forcedOff)('limitMallocCache', () => {
     expect(addon!.limitMallocCache()).toBe(true)
     expect(addon!.trimMalloc()).toBeTypeOf('boolean')
     expect(() => { limitMallocCache(); trimMalloc() }).not.toThrow()
+  })
+
+  it('trimMallocInBackground trims on libuv\'s pool, one at a time: a second call while one is under way does nothing', async () => {
+    const addon = loadNativeAddon().addon!
+    expect(addon.trimMallocInBackground()).toBe(true)
+    // its completion is heard on this thread's event loop, so within this turn it is still under way
+    expect(addon.trimMallocInBackground()).toBe(false)
+    let again = false
+    for (let i = 0; i < 200 && !again; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      again = addon.trimMallocInBackground()
+    }
+    expect(again).toBe(true)
     // Buffers of the size pack churns through still work once the threshold is fixed.
     const b = Buffer.alloc(1 << 20, 7)
     expect(b.readUInt8(b.length - 1)).toBe(7)
