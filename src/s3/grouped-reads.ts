@@ -1,15 +1,4 @@
-interface Group { end: number, pieces: Promise<Buffer[]>, left: number }
-
-/** Bytes [from, to) of what `pieces` hold end to end, copied into `out` at `into`. */
-function copyOut (pieces: Buffer[], from: number, to: number, out: Buffer, into: number): void {
-  let pieceStart = 0
-  for (const p of pieces) {
-    const pieceEnd = pieceStart + p.length
-    if (pieceEnd > from && pieceStart < to) into += p.copy(out, into, Math.max(0, from - pieceStart), Math.min(p.length, to - pieceStart))
-    if (pieceEnd >= to) return
-    pieceStart = pieceEnd
-  }
-}
+interface Group { end: number, bytes: Promise<Buffer>, left: number }
 
 /**
  * One object's reads by a pack, several leaves to a ranged GET. A large file's leaves are asked for in order, several
@@ -19,13 +8,13 @@ function copyOut (pieces: Buffer[], from: number, to: number, out: Buffer, into:
  * copied. A group is let go once all of it has been handed out, so bytes held stay within the reads in flight.
  */
 export class GroupedReads {
-  readonly #fetch: (start: number, end: number) => Promise<Buffer[]>
+  readonly #fetch: (start: number, end: number) => Promise<Buffer>
   readonly #size: number
   readonly #groupBytes: number
   readonly #groups = new Map<number, Group>()
 
-  /** `fetch(start, end)`: bytes [start, end) of the object, whole, in pieces, in one request (retried as it sees fit). */
-  constructor (fetch: (start: number, end: number) => Promise<Buffer[]>, size: number, groupBytes: number) {
+  /** `fetch(start, end)`: bytes [start, end) of the object, whole, in one request (retried as it sees fit). */
+  constructor (fetch: (start: number, end: number) => Promise<Buffer>, size: number, groupBytes: number) {
     this.#fetch = fetch
     this.#size = size
     this.#groupBytes = groupBytes
@@ -38,8 +27,8 @@ export class GroupedReads {
     for (let at = start; at < end;) {
       const [from, group] = this.#groupAt(at)
       const [since, to] = [at, Math.min(end, group.end)]
-      parts.push(group.pieces.then((pieces) => {
-        copyOut(pieces, since - from, to - from, out, since - start)
+      parts.push(group.bytes.then((bytes) => {
+        bytes.copy(out, since - start, since - from, to - from)
       }).finally(() => {
         group.left -= to - since
         if (group.left <= 0) this.#groups.delete(from)
@@ -55,16 +44,16 @@ export class GroupedReads {
    * its GET does (never rejects: a failure is seen by the reads of it).
    */
   readFirst (): Promise<void> {
-    return this.#groupAt(0)[1].pieces.then(() => {}, () => {})
+    return this.#groupAt(0)[1].bytes.then(() => {}, () => {})
   }
 
   /** The group holding byte `at`: one already asked for, or a new one from `at`. */
   #groupAt (at: number): [number, Group] {
     for (const [from, g] of this.#groups) if (from <= at && at < g.end) return [from, g]
     const end = Math.min(this.#size, at + this.#groupBytes)
-    const pieces = this.#fetch(at, end)
-    pieces.catch(() => {}) // seen by each read of it
-    const g = { end, pieces, left: end - at }
+    const bytes = this.#fetch(at, end)
+    bytes.catch(() => {}) // seen by each read of it
+    const g = { end, bytes, left: end - at }
     this.#groups.set(at, g)
     return [at, g]
   }

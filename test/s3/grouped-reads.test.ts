@@ -1,6 +1,6 @@
 /**
  * GroupedReads: a pack's leaf reads of one object share ranged GETs of up to groupBytes, and each read still gets
- * exactly its bytes in a buffer of its own, whatever the pieces the connection gave them in.
+ * exactly its bytes in a buffer of its own.
  */
 import { describe, expect, it } from 'vitest'
 import { GroupedReads } from '../../src/s3/grouped-reads.js'
@@ -9,15 +9,13 @@ import { bytes } from '../helpers.js'
 const MiB = 1024 * 1024
 const data = bytes(30 * MiB + 12345, 9)
 
-/** Bytes [s, e) in pieces of 64 KiB less 7 (pieces never line up with reads), each GET recorded. */
-function store (gets: Array<[number, number]>, fail?: Error): (s: number, e: number) => Promise<Buffer[]> {
+/** Bytes [s, e), each GET recorded. */
+function store (gets: Array<[number, number]>, fail?: Error): (s: number, e: number) => Promise<Buffer> {
   return async (s, e) => {
     gets.push([s, e])
     await new Promise((resolve) => setTimeout(resolve, 2))
     if (fail !== undefined) throw fail
-    const out: Buffer[] = []
-    for (let a = s; a < e; a += 65529) out.push(Buffer.from(data.subarray(a, Math.min(e, a + 65529))))
-    return out
+    return Buffer.from(data.subarray(s, e))
   }
 }
 
