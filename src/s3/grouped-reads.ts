@@ -4,24 +4,34 @@ interface Group { end: number, bytes: Promise<Buffer>, left: number }
  * One object's reads by a pack, several leaves to a ranged GET. A large file's leaves are asked for in order, several
  * at once (about 1 MiB each); a GET apiece costs the S3 client about as much CPU as the bytes it brings (signing,
  * middleware, parsing: measured, bench/s3-pack.mjs), so reads of side-by-side ranges share one GET of up to
- * `groupBytes`. Each read still gets its own buffer, exactly its bytes: it is transferred to a leaf worker, not
- * copied. A group is let go once all of it has been handed out, so bytes held stay within the reads in flight.
+ * `groupBytes`. The GET's bytes land in a SharedArrayBuffer and a read within one group is a view of it, exactly its
+ * bytes: posted to a leaf worker it is shared, neither copied nor transferred (copying each read out of its GET cost
+ * the main thread more than receiving it). A read across two groups gets a buffer of its own. A group is let go once
+ * all of it has been handed out, so bytes held stay within the reads in flight (and the views still in use).
  */
 export class GroupedReads {
-  readonly #fetch: (start: number, end: number) => Promise<Buffer>
+  readonly #fetch: (start: number, end: number, out: Buffer) => Promise<Buffer>
   readonly #size: number
   readonly #groupBytes: number
   readonly #groups = new Map<number, Group>()
 
-  /** `fetch(start, end)`: bytes [start, end) of the object, whole, in one request (retried as it sees fit). */
-  constructor (fetch: (start: number, end: number) => Promise<Buffer>, size: number, groupBytes: number) {
+  /** `fetch(start, end, out)`: bytes [start, end) of the object, whole, into `out`, in one request (retried as it sees fit). */
+  constructor (fetch: (start: number, end: number, out: Buffer) => Promise<Buffer>, size: number, groupBytes: number) {
     this.#fetch = fetch
     this.#size = size
     this.#groupBytes = groupBytes
   }
 
-  /** Bytes [start, end) in a buffer of their own. */
+  /** Bytes [start, end): a view of a shared buffer, or a buffer of their own. */
   async read (start: number, end: number): Promise<Buffer> {
+    const [from, group] = this.#groupAt(start)
+    if (end <= group.end) {
+      try {
+        return (await group.bytes).subarray(start - from, end - from)
+      } finally {
+        this.#handedOut(from, group, end - start)
+      }
+    }
     const out = Buffer.allocUnsafeSlow(end - start)
     const parts: Array<Promise<void>> = []
     for (let at = start; at < end;) {
@@ -29,10 +39,7 @@ export class GroupedReads {
       const [since, to] = [at, Math.min(end, group.end)]
       parts.push(group.bytes.then((bytes) => {
         bytes.copy(out, since - start, since - from, to - from)
-      }).finally(() => {
-        group.left -= to - since
-        if (group.left <= 0) this.#groups.delete(from)
-      }))
+      }).finally(() => { this.#handedOut(from, group, to - since) }))
       at = to
     }
     await Promise.all(parts)
@@ -47,11 +54,16 @@ export class GroupedReads {
     return this.#groupAt(0)[1].bytes.then(() => {}, () => {})
   }
 
+  #handedOut (from: number, group: Group, bytes: number): void {
+    group.left -= bytes
+    if (group.left <= 0) this.#groups.delete(from)
+  }
+
   /** The group holding byte `at`: one already asked for, or a new one from `at`. */
   #groupAt (at: number): [number, Group] {
     for (const [from, g] of this.#groups) if (from <= at && at < g.end) return [from, g]
     const end = Math.min(this.#size, at + this.#groupBytes)
-    const bytes = this.#fetch(at, end)
+    const bytes = this.#fetch(at, end, Buffer.from(new SharedArrayBuffer(end - at)))
     bytes.catch(() => {}) // seen by each read of it
     const g = { end, bytes, left: end - at }
     this.#groups.set(at, g)

@@ -32,12 +32,13 @@ class Redirect { constructor (readonly region: string, readonly err: unknown) {}
  * received by packer's own HTTP client (signed-get.ts), straight into the buffer returned where the connection allows.
  * What fails before the answer (a reset, a timeout, 5xx, throttling: what the SDK's retries retry) and a body cut off
  * part-way (a reset, a stall past the idle timeout) are tried again for the bytes still missing, up to the store's
- * number of attempts in all, with the SDK's backoff. The buffer is its own (never a slice of Node's pool): it may be
- * transferred to another thread.
+ * number of attempts in all, with the SDK's backoff. The bytes go in `out` when given (exactly the range's length: a
+ * SharedArrayBuffer's, say), else in a buffer of their own (never a slice of Node's pool): it may be transferred to
+ * another thread.
  */
-export async function readRange (store: S3Store, range: ObjectRange): Promise<Buffer> {
+export async function readRange (store: S3Store, range: ObjectRange, out: Buffer = Buffer.allocUnsafeSlow(range.end - range.start + 1)): Promise<Buffer> {
   const { bucket, key } = range
-  const out = Buffer.allocUnsafeSlow(range.end - range.start + 1)
+  if (out.length !== range.end - range.start + 1) throw new Error(`readRange: ${out.length} bytes for a range of ${range.end - range.start + 1}`)
   const at = { have: 0 }
   let region: string | undefined
   for (let attempt = 1; ; attempt++) {

@@ -153,13 +153,13 @@ class S3Tree implements TreeSource {
 
   /** An object's reads by a pack: leaves grouped into GETs of the version its entry names. */
   #groupedReads (e: SourceEntry): GroupedReads {
-    return new GroupedReads(async (start, end) => await this.#read(e, start, end), Number(e.stat.size), GET_BYTES)
+    return new GroupedReads(async (start, end, out) => await this.#read(e, start, end, out), Number(e.stat.size), GET_BYTES)
   }
 
-  /** Bytes [start, end) of the version of an object its entry names. */
-  async #read (e: SourceEntry, start: number, end: number): Promise<Buffer> {
+  /** Bytes [start, end) of the version of an object its entry names (in `out`, when given). */
+  async #read (e: SourceEntry, start: number, end: number, out?: Buffer): Promise<Buffer> {
     try {
-      return await readRange(this.#store, { bucket: this.#bucket, key: this.#keyOf(e), etag: e.version, start, end: end - 1 })
+      return await readRange(this.#store, { bucket: this.#bucket, key: this.#keyOf(e), etag: e.version, start, end: end - 1 }, out)
     } catch (err) {
       const cause = (err as { cause?: { name?: string, $metadata?: { httpStatusCode?: number } } }).cause
       if (cause?.name === 'PreconditionFailed' || cause?.$metadata?.httpStatusCode === 412) throw new SourceChangedError(e, 'replaced: its ETag changed')
