@@ -122,13 +122,15 @@ async function getOnce (store: S3Store, range: ObjectRange, out: Buffer, at: { h
 }
 
 /**
- * A failed connection or body as the SDK's errors carry it (the socket's own error, or a code), for s3Error's words
- * and the SDK's retry rules; a garbled answer is Final.
+ * A failed connection or body as the SDK's errors carry it (the socket's own error, or a code), for s3Error's words;
+ * Final unless the SDK's retry rules would try it again (a reset or timeout, not an untrusted certificate or a garbled
+ * answer).
  */
 function asSdkError (err: Http1Error): unknown {
-  if (err.code === 'ETIMEDOUT') return { name: 'TimeoutError', code: err.code, message: err.message }
-  const e = err.cause instanceof Error ? err.cause : { name: 'Error', code: err.code, message: err.message }
-  return err.transient ? e : new Final(e)
+  const e = (err.code === 'ETIMEDOUT'
+    ? { name: 'TimeoutError', code: err.code, message: err.message }
+    : err.cause instanceof Error ? err.cause : { name: 'Error', code: err.code, message: err.message }) as Parameters<typeof isTransientError>[0]
+  return err.transient && (isTransientError(e) || isThrottlingError(e)) ? e : new Final(e)
 }
 
 /** Refuses an answer that is not the asked-for bytes of the pinned version (a store may ignore Range or If-Match). */
