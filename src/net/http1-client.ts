@@ -21,9 +21,25 @@ export interface Http1Timeouts {
   stall: number
 }
 
-/** Why a GET did not complete; `transient` ones (a timeout, a reset) may pass on a second try, a garbled answer not. */
+/**
+ * Why a GET did not complete; `transient` ones (a timeout, a reset) may pass on a second try, a garbled answer not.
+ * `code`: the socket's error code when it had one (ECONNREFUSED, ECONNRESET, a TLS certificate's…), ETIMEDOUT for a
+ * timeout; `cause`: the socket's (or proxy tunnel's) own error, for a caller that words it.
+ */
 export class Http1Error extends Error {
-  constructor (message: string, readonly transient: boolean) { super(message) }
+  readonly code: string | undefined
+  constructor (message: string, readonly transient: boolean, o: { code?: string, cause?: unknown } = {}) {
+    super(message, { cause: o.cause })
+    this.code = o.code ?? (o.cause as { code?: string } | undefined)?.code
+  }
+}
+
+/** How a connection is made, beyond its URL. */
+export interface Http1Options {
+  /** The CA certificates a TLS server's certificate must chain to, in place of Node's own (AWS_CA_BUNDLE). */
+  ca?: Buffer
+  /** The request's path as sent, in place of the URL's (which resolves `.` and `..` segments an S3 key may hold). */
+  path?: string
 }
 
 export interface Http1Head {
@@ -139,7 +155,7 @@ class Connection {
   }
 
   #timer (ms: number, what: string): void {
-    this.#onTimeout = () => { this.#fail(new Http1Error(what, true)) }
+    this.#onTimeout = () => { this.#fail(new Http1Error(what, true, { code: 'ETIMEDOUT' })) }
     this.socket.setTimeout(ms)
   }
 
@@ -160,7 +176,9 @@ class Connection {
     if (this.#on === undefined) return
     if (this.#framing?.kind === 'close' && err === undefined) { this.#done(false); return }
     const why = err?.message ?? (this.#framing === undefined ? 'socket hang up' : 'Premature close')
-    this.#fail(new Http1Error(this.#framing === undefined ? `cannot reach the server (${why})` : `the connection failed mid-body (${why})`, true))
+    // a close without an error is a reset too, as Node's own client words it
+    this.#fail(new Http1Error(this.#framing === undefined ? `cannot reach the server (${why})` : `the connection failed mid-body (${why})`, true,
+      { cause: err, code: (err as NodeJS.ErrnoException | undefined)?.code ?? 'ECONNRESET' }))
   }
 
   #parse (chunk: Buffer): void {
@@ -304,20 +322,20 @@ function takeIdle (key: string): Connection | undefined {
 
 /**
  * Opens a connection to `url`'s origin, through the proxy the environment names for it (none for loopback), over TLS
- * for https (Node's CAs plus NODE_EXTRA_CA_CERTS): connected, or an error. A direct plain one reads into a buffer of
- * its own.
+ * for https (Node's CAs plus NODE_EXTRA_CA_CERTS, or `ca` in their place): connected, or an error. A direct plain one
+ * reads into a buffer of its own.
  */
-function open (url: URL, key: string, proxy: URL | undefined, ready: (err?: Error) => void): Connection {
+function open (url: URL, key: string, proxy: URL | undefined, ca: Buffer | undefined, ready: (err?: Error) => void): Connection {
   const c = new Connection(key)
   const host = url.hostname.replace(/^\[|\]$/g, '')
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
   const servername = net.isIP(host) === 0 ? host : undefined
   if (proxy !== undefined) {
     // hpagent's agents open the CONNECT tunnel (and TLS in it), as for the S3 client
-    const agent = proxiedAgent(url, { keepAlive: true }) as unknown as { createConnection: (o: object, cb: (err: Error | null, s: net.Socket) => void) => void }
+    const agent = proxiedAgent(url, { keepAlive: true, ca }) as unknown as { createConnection: (o: object, cb: (err: Error | null, s: net.Socket) => void) => void }
     const placeholder = new net.Socket()
     c.attach(placeholder)
-    agent.createConnection({ host, port, servername }, (err, socket) => {
+    agent.createConnection({ host, port, servername, ca }, (err, socket) => {
       if (c.socket !== placeholder || placeholder.destroyed) { socket?.destroy(); return } // given up meanwhile
       if (err !== null) { ready(err); return }
       placeholder.removeAllListeners()
@@ -328,7 +346,7 @@ function open (url: URL, key: string, proxy: URL | undefined, ready: (err?: Erro
     return c
   }
   if (url.protocol === 'https:') {
-    const socket = tls.connect({ host, port, servername, ALPNProtocols: ['http/1.1'] })
+    const socket = tls.connect({ host, port, servername, ca, ALPNProtocols: ['http/1.1'] })
     c.attach(socket)
     socket.on('data', c.read)
     socket.once('secureConnect', () => ready())
@@ -342,14 +360,20 @@ function open (url: URL, key: string, proxy: URL | undefined, ready: (err?: Erro
   return c
 }
 
+/** A number for each CA bundle in use, so that connections trusting different CAs are kept apart. */
+const caIds = new WeakMap<Buffer, number>()
+let caCount = 0
+
 /**
  * GET of `url` with `headers` (names in lower case; Host is added), the answer handed to `on`. A kept connection that
  * turns out closed before answering is replaced by a new one once. Every step is bounded by `t`.
  */
-export function http1Get (url: URL, headers: Record<string, string>, t: Http1Timeouts, on: Http1Receiver): Http1Get {
+export function http1Get (url: URL, headers: Record<string, string>, t: Http1Timeouts, on: Http1Receiver, o: Http1Options = {}): Http1Get {
   const proxy = proxyFor(url)
-  const key = `${url.protocol}//${url.host} ${proxy?.href ?? ''}`
-  const target = `${url.pathname}${url.search}`
+  const { ca } = o
+  if (ca !== undefined && !caIds.has(ca)) caIds.set(ca, ++caCount)
+  const key = `${url.protocol}//${url.host} ${proxy?.href ?? ''} ${ca === undefined ? '' : caIds.get(ca)!}`
+  const target = o.path ?? `${url.pathname}${url.search}`
   let current: Connection | undefined
   let over = false
   const receiver: Http1Receiver = {
@@ -371,13 +395,13 @@ export function http1Get (url: URL, headers: Record<string, string>, t: Http1Tim
       return
     }
     let connected = false
-    const timer = setTimeout(() => { receiver.error(new Http1Error(`no connection within ${t.connect / 1000} s`, true)) }, t.connect)
-    const c = open(url, key, proxy, (err) => {
+    const timer = setTimeout(() => { receiver.error(new Http1Error(`no connection within ${t.connect / 1000} s`, true, { code: 'ETIMEDOUT' })) }, t.connect)
+    const c = open(url, key, proxy, ca, (err) => {
       if (connected) return
       connected = true
       clearTimeout(timer)
       if (over) { c.cancel(); return }
-      if (err !== undefined) { receiver.error(new Http1Error(`cannot reach the server (${err.message})`, true)); return }
+      if (err !== undefined) { receiver.error(new Http1Error(`cannot reach the server (${err.message})`, true, { cause: err })); return }
       c.send(target, url.host, headers, receiver, t.firstByte, t.stall, receiver.error)
     })
     current = c

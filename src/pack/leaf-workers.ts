@@ -263,7 +263,10 @@ parentPort.on('message', (jobs) => ready.then(() => {
     sinceCollect += ${JOB_GARBAGE} + (r.leaf ? r.leaf.length : r.frame ? r.frame.length : 0)
     if (r.problem) results.push({ id, problem: r.problem })
     else if ('frame' in r) { results.push({ id, frame: r.frame }); if (r.frame !== null) transfer.push(r.frame.buffer) }
-    else { results.push({ id, leaf: r.leaf, digest: r.digest, fresh: r.fresh, compressed: r.compressed }); transfer.push(r.leaf.buffer) }
+    else {
+      results.push({ id, leaf: r.leaf, digest: r.digest, fresh: r.fresh, compressed: r.compressed })
+      if (!(r.leaf.buffer instanceof SharedArrayBuffer)) transfer.push(r.leaf.buffer) // a shared one (its input, as it came) is posted shared
+    }
   }
   parentPort.postMessage(results, transfer)
   if (collect && sinceCollect >= ${COLLECT_EVERY}) { sinceCollect = 0; collect({ type: 'minor' }) }
@@ -399,7 +402,8 @@ export class LeafWorkers {
 /**
  * Jobs as posted in one message, and the buffers handed over with it rather than copied. The paths of whole-file jobs
  * travel in one buffer (cloning a buffer per job cost more than reading and hashing a tiny file); bytes a job carries
- * go as they are when they are a whole buffer, else as a copy (never a whole pooled buffer they are a view of).
+ * go as they are when they are a whole buffer or a view of a shared one (src/s3/grouped-reads.ts), else as a copy
+ * (never a whole pooled buffer they are a view of).
  */
 function messageOf (jobs: LeafJob[], ids: number[]): { message: Array<{ id: number, job: LeafJob }>, transfer: ArrayBuffer[] } {
   let pathBytes = 0
@@ -420,6 +424,7 @@ function messageOf (jobs: LeafJob[], ids: number[]): { message: Array<{ id: numb
       transfer.push(b.buffer)
       return { id, job }
     }
+    if (b.buffer instanceof SharedArrayBuffer) return { id, job }
     return { id, job: { ...job, input: { ...job.input, bytes: b.slice() } } as LeafJob }
   })
   return { message, transfer }

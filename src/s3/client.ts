@@ -42,7 +42,10 @@ export interface S3Store {
   /** The proxy requests go through (scheme, host and port only: never its credentials). */
   readonly proxy?: string
   readonly maxAttempts: number
+  readonly connectTimeoutMs: number
   readonly idleTimeoutMs: number
+  /** AWS_CA_BUNDLE's certificates, which replace Node's own, when set. */
+  readonly ca?: Buffer
 }
 
 const DEFAULT_MAX_ATTEMPTS = 5
@@ -63,13 +66,15 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
     throw new PackerError('USAGE', `${maxAttempts} attempts per request: give at least 1 (AWS_MAX_ATTEMPTS or the profile's max_attempts)`)
   }
   const idleTimeoutMs = opts.idleTimeoutMs ?? 60_000
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
   const target = endpoint ?? new URL(`https://s3.${region}.amazonaws.com`)
-  const agentOptions = { keepAlive: true, maxSockets: opts.maxSockets ?? 50, ca: await caBundle() }
+  const ca = await caBundle()
+  const agentOptions = { keepAlive: true, maxSockets: opts.maxSockets ?? 50, ca }
   const agent = proxiedAgent(target, agentOptions)
   // Agents made here, never options for the SDK to make its own: it replaces an agent it made with a bare one for
   // requests that carry Expect: 100-continue, which would lose the CA bundle and the proxy (see expectContinueHeader).
   const requestHandler = new NodeHttpHandler({
-    connectionTimeout: opts.connectTimeoutMs ?? 10_000,
+    connectionTimeout: connectTimeoutMs,
     // the socket's idle timeout covers the wait for the first byte and every gap inside a body, both ways;
     // requestTimeout would bound a whole (maybe long) upload, and only warns unless throwOnRequestTimeout is set
     socketTimeout: idleTimeoutMs,
@@ -102,7 +107,9 @@ export async function s3Client (opts: S3Options = {}): Promise<S3Store> {
     pathStyle,
     proxy: proxyFor(target)?.origin,
     maxAttempts,
+    connectTimeoutMs,
     idleTimeoutMs,
+    ca,
   }
 }
 

@@ -1,49 +1,67 @@
-interface Group { end: number, pieces: Promise<Buffer[]>, left: number }
+import v8 from 'node:v8'
+import { collectGarbage } from '../memory.js'
 
-/** Bytes [from, to) of what `pieces` hold end to end, copied into `out` at `into`. */
-function copyOut (pieces: Buffer[], from: number, to: number, out: Buffer, into: number): void {
-  let pieceStart = 0
-  for (const p of pieces) {
-    const pieceEnd = pieceStart + p.length
-    if (pieceEnd > from && pieceStart < to) into += p.copy(out, into, Math.max(0, from - pieceStart), Math.min(p.length, to - pieceStart))
-    if (pieceEnd >= to) return
-    pieceStart = pieceEnd
+interface Group { end: number, bytes: Promise<Buffer>, left: number }
+
+/**
+ * V8 does not count SharedArrayBuffers that are garbage toward its next collection (their memory is outside its heap,
+ * maybe shared), and a pack from S3 makes little other garbage on the main thread: left alone, GETs' buffers whose
+ * views had all been dropped piled up (peak RSS 501 MB packing 0.5 GB; 225 MB with a full collection every 64 MiB,
+ * its CPU lost in the noise). So a full collection follows every max(64 MiB, half the heap in use) of GET buffers:
+ * what they hold stays bounded, and what collecting costs per byte read does not grow with the heap.
+ */
+const COLLECT_AFTER = 64 << 20
+let sharedSinceCollect = 0
+
+function sharedBuffer (bytes: number): Buffer {
+  sharedSinceCollect += bytes
+  if (sharedSinceCollect >= Math.max(COLLECT_AFTER, v8.getHeapStatistics().used_heap_size / 2)) {
+    sharedSinceCollect = 0
+    collectGarbage('major')
   }
+  return Buffer.from(new SharedArrayBuffer(bytes))
 }
 
 /**
  * One object's reads by a pack, several leaves to a ranged GET. A large file's leaves are asked for in order, several
  * at once (about 1 MiB each); a GET apiece costs the S3 client about as much CPU as the bytes it brings (signing,
  * middleware, parsing: measured, bench/s3-pack.mjs), so reads of side-by-side ranges share one GET of up to
- * `groupBytes`. Each read still gets its own buffer, exactly its bytes: it is transferred to a leaf worker, not
- * copied. A group is let go once all of it has been handed out, so bytes held stay within the reads in flight.
+ * `groupBytes`. The GET's bytes land in a SharedArrayBuffer and a read within one group is a view of it, exactly its
+ * bytes: posted to a leaf worker it is shared, neither copied nor transferred (copying each read out of its GET cost
+ * the main thread more than receiving it). A read across two groups gets a buffer of its own. A group is let go once
+ * all of it has been handed out, so bytes held stay within the reads in flight (and the views still in use).
  */
 export class GroupedReads {
-  readonly #fetch: (start: number, end: number) => Promise<Buffer[]>
+  readonly #fetch: (start: number, end: number, out: Buffer) => Promise<Buffer>
   readonly #size: number
   readonly #groupBytes: number
   readonly #groups = new Map<number, Group>()
 
-  /** `fetch(start, end)`: bytes [start, end) of the object, whole, in pieces, in one request (retried as it sees fit). */
-  constructor (fetch: (start: number, end: number) => Promise<Buffer[]>, size: number, groupBytes: number) {
+  /** `fetch(start, end, out)`: bytes [start, end) of the object, whole, into `out`, in one request (retried as it sees fit). */
+  constructor (fetch: (start: number, end: number, out: Buffer) => Promise<Buffer>, size: number, groupBytes: number) {
     this.#fetch = fetch
     this.#size = size
     this.#groupBytes = groupBytes
   }
 
-  /** Bytes [start, end) in a buffer of their own. */
+  /** Bytes [start, end): a view of a shared buffer, or a buffer of their own. */
   async read (start: number, end: number): Promise<Buffer> {
+    const [from, group] = this.#groupAt(start)
+    if (end <= group.end) {
+      try {
+        return (await group.bytes).subarray(start - from, end - from)
+      } finally {
+        this.#handedOut(from, group, end - start)
+      }
+    }
     const out = Buffer.allocUnsafeSlow(end - start)
     const parts: Array<Promise<void>> = []
     for (let at = start; at < end;) {
       const [from, group] = this.#groupAt(at)
       const [since, to] = [at, Math.min(end, group.end)]
-      parts.push(group.pieces.then((pieces) => {
-        copyOut(pieces, since - from, to - from, out, since - start)
-      }).finally(() => {
-        group.left -= to - since
-        if (group.left <= 0) this.#groups.delete(from)
-      }))
+      parts.push(group.bytes.then((bytes) => {
+        bytes.copy(out, since - start, since - from, to - from)
+      }).finally(() => { this.#handedOut(from, group, to - since) }))
       at = to
     }
     await Promise.all(parts)
@@ -55,16 +73,21 @@ export class GroupedReads {
    * its GET does (never rejects: a failure is seen by the reads of it).
    */
   readFirst (): Promise<void> {
-    return this.#groupAt(0)[1].pieces.then(() => {}, () => {})
+    return this.#groupAt(0)[1].bytes.then(() => {}, () => {})
+  }
+
+  #handedOut (from: number, group: Group, bytes: number): void {
+    group.left -= bytes
+    if (group.left <= 0) this.#groups.delete(from)
   }
 
   /** The group holding byte `at`: one already asked for, or a new one from `at`. */
   #groupAt (at: number): [number, Group] {
     for (const [from, g] of this.#groups) if (from <= at && at < g.end) return [from, g]
     const end = Math.min(this.#size, at + this.#groupBytes)
-    const pieces = this.#fetch(at, end)
-    pieces.catch(() => {}) // seen by each read of it
-    const g = { end, pieces, left: end - at }
+    const bytes = this.#fetch(at, end, sharedBuffer(end - at))
+    bytes.catch(() => {}) // seen by each read of it
+    const g = { end, bytes, left: end - at }
     this.#groups.set(at, g)
     return [at, g]
   }

@@ -51,7 +51,8 @@ export function s3Error (store: S3Store, err: unknown, where: S3Subject, attempt
   if (name === 'NotImplemented' || status === 501) return fail(`${at} does not implement this request (${e.message ?? name}), on ${object}`)
   if (status !== undefined && status >= 500) return fail(`${at} failed${tries} with HTTP ${status} (${name}), on ${object}: try again later`)
   if (name === 'TimeoutError' || e.code === 'ETIMEDOUT') {
-    return /establish a connection/.test(e.message ?? '')
+    // the SDK's words for a connection not made in time, and packer's HTTP client's
+    return /establish a connection|^no connection within/.test(e.message ?? '')
       ? fail(`cannot connect to ${at}${tries} (timed out), for ${object}: check the endpoint (${endpointHint}) and the network`)
       : fail(`${at} sent nothing for ${store.idleTimeoutMs / 1000} s${tries} (reading or writing ${object}): check the network; try again later`)
   }

@@ -15,7 +15,7 @@ import { s3Client, type S3Options, type S3Store } from './client.js'
 import { GroupedReads } from './grouped-reads.js'
 import { ReadAhead } from './read-ahead.js'
 import { ListingOrder } from './listing-order.js'
-import { readRange, readRangePieces, type ObjectRange } from './read-range.js'
+import { readRange } from './read-range.js'
 import { s3Error } from './s3-error.js'
 import { asDirectory, parseS3Url } from './s3-url.js'
 
@@ -130,7 +130,7 @@ class S3Tree implements TreeSource {
 
   async wholeFile (e: SourceEntry): Promise<{ bytes: Uint8Array }> {
     const size = Number(e.stat.size)
-    return { bytes: size === 0 ? new Uint8Array(0) : await this.#read(e, 0, size, readRange) }
+    return { bytes: size === 0 ? new Uint8Array(0) : await this.#read(e, 0, size) }
   }
 
   willRead (): void {}
@@ -153,13 +153,13 @@ class S3Tree implements TreeSource {
 
   /** An object's reads by a pack: leaves grouped into GETs of the version its entry names. */
   #groupedReads (e: SourceEntry): GroupedReads {
-    return new GroupedReads(async (start, end) => await this.#read(e, start, end, readRangePieces), Number(e.stat.size), GET_BYTES)
+    return new GroupedReads(async (start, end, out) => await this.#read(e, start, end, out), Number(e.stat.size), GET_BYTES)
   }
 
-  /** Bytes [start, end) of the version of an object its entry names, as `how` reads them (whole, or in pieces). */
-  async #read<T> (e: SourceEntry, start: number, end: number, how: (store: S3Store, range: ObjectRange) => Promise<T>): Promise<T> {
+  /** Bytes [start, end) of the version of an object its entry names (in `out`, when given). */
+  async #read (e: SourceEntry, start: number, end: number, out?: Buffer): Promise<Buffer> {
     try {
-      return await how(this.#store, { bucket: this.#bucket, key: this.#keyOf(e), etag: e.version, start, end: end - 1 })
+      return await readRange(this.#store, { bucket: this.#bucket, key: this.#keyOf(e), etag: e.version, start, end: end - 1 }, out)
     } catch (err) {
       const cause = (err as { cause?: { name?: string, $metadata?: { httpStatusCode?: number } } }).cause
       if (cause?.name === 'PreconditionFailed' || cause?.$metadata?.httpStatusCode === 412) throw new SourceChangedError(e, 'replaced: its ETag changed')

@@ -415,6 +415,12 @@ describe('proxies and CAs for a remote endpoint', () => {
         const untrusting = await s3Client({ endpoint: 'https://s3.example.test' })
         const err = await failure(untrusting, { bucket }, () => untrusting.client.send(new ListObjectsV2Command({ Bucket: bucket })))
         expect(err.message).toMatch(new RegExp(`^cannot trust the TLS certificate of https://s3\\.example\\.test \\(through the proxy ${tunnel.url.replace(/\./g, '\\.')}\\) \\((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)\\): if the store's certificate comes from a private CA, set AWS_CA_BUNDLE to that CA's PEM file$`))
+        // the same words from a ranged read, which packer's own HTTP client makes, not the SDK; not retried, as the SDK
+        // retries no certificate it cannot trust (one CONNECT)
+        const connects = tunnel.seen.length
+        const ranged = await readRange(untrusting, { bucket, key: 'big', start: 0, end: 9 }).catch((e: unknown) => e) as PackerError
+        expect(ranged.message).toBe(err.message)
+        expect(tunnel.seen.length - connects).toBe(1)
       } finally {
         restore()
       }

@@ -168,7 +168,7 @@ describe('ReadAhead', () => {
     const gets: Array<{ e: SourceEntry, start: number, end: number, answer: () => void }> = []
     const reads = (e: SourceEntry): GroupedReads => new GroupedReads(async (start, end) => {
       await new Promise<void>((resolve) => gets.push({ e, start, end, answer: resolve }))
-      return [Buffer.alloc(end - start, 1)]
+      return Buffer.alloc(end - start, 1)
     }, Number(e.stat.size), 8 * MiB)
     const ahead = new ReadAhead(reads, { maxBytes: 20 * MiB, maxObjects: 3, firstBytes: 8 * MiB })
     const [a, b, c, d, e] = [entry(10 * MiB), entry(9 * MiB), entry(2 * MiB), entry(MiB), entry(MiB)]

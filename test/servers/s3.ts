@@ -16,6 +16,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildApp } from 'fauxqs'
+import { sigV4Mismatch, type SignedRequest } from './sigv4-check.js'
 
 export const MAX_BODY_BYTES = 11 * 1024 * 1024
 
@@ -29,11 +30,28 @@ export interface S3Server {
    * its `x-amz-meta-mtime` as rclone writes it.
    */
   put (bucket: string, key: string, body: string | Buffer, mtimeNs?: bigint): Promise<void>
+  /** Every signed request seen (with `secret` only): method, path as sent, headers. */
+  readonly signed: SignedRequest[]
   stop (): Promise<void>
 }
 
-export async function startS3 (): Promise<S3Server> {
+/**
+ * `secret`: the secret key every signed request's SigV4 signature is checked with (as AWS S3 checks it; fauxqs
+ * itself checks none), a wrong one answered 403 SignatureDoesNotMatch; `answer(req)` may answer a signed request
+ * itself (a status, headers and body) before fauxqs does.
+ */
+export async function startS3 (opts: { secret?: string, answer?: (req: SignedRequest) => { status: number, headers?: Record<string, string>, body?: string } | undefined } = {}): Promise<S3Server> {
   const app = buildApp({ logger: false })
+  const signed: SignedRequest[] = []
+  app.addHook('onRequest', async (req, reply) => {
+    if (opts.secret === undefined || req.headers.authorization === undefined) return
+    const seen = { method: req.method, url: req.raw.url ?? '', headers: req.headers }
+    signed.push(seen)
+    const wrong = sigV4Mismatch(seen, opts.secret)
+    const own = wrong === undefined ? opts.answer?.(seen) : { status: 403, body: `<Error><Code>SignatureDoesNotMatch</Code><Message>${wrong.replace(/[<&]/g, ' ')}</Message></Error>` }
+    if (own === undefined) return
+    return await reply.status(own.status).headers({ 'content-type': 'application/xml', ...own.headers }).send(own.body ?? '')
+  })
   app.addHook('onRequest', async (req, reply) => {
     const missing = unsupported(req.method, new URL(req.url, 'http://s3').searchParams, req.headers)
     if (missing === undefined) return
@@ -54,6 +72,7 @@ export async function startS3 (): Promise<S3Server> {
   })
   return {
     endpoint,
+    signed,
     bucket: async (name) => { await put(name, ''); return name },
     put: async (bucket, key, body, mtimeNs) => {
       const path = `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
