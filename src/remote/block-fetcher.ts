@@ -1,6 +1,7 @@
 import { SHARE_ENV, Worker } from 'node:worker_threads'
 import { PackerError } from '../errors.js'
 import type { BlockAt } from '../store/car-store.js'
+import { sharedMemoryTaken } from '../memory.js'
 import { compiledModule } from '../worker-module.js'
 import { HttpGetError, type HttpTimeouts } from './http-get.js'
 import type { FetchJob, FetchResult } from './block-fetch-worker.js'
@@ -70,7 +71,11 @@ export class BlockFetcher {
     w.on('message', (r: FetchResult) => {
       const p = t.pending.get(r.id)
       if (p === undefined) return
-      if ('block' in r) { p.got(r.block, Buffer.from(r.bytes, r.offset, r.length)); return }
+      if ('block' in r) {
+        p.got(r.block, Buffer.from(r.bytes, r.offset, r.length))
+        sharedMemoryTaken(r.length) // its handle here pins the block's memory until collected
+        return
+      }
       t.pending.delete(r.id)
       if (t.pending.size === 0) w.unref()
       if (r.ok) p.resolve({})

@@ -1,24 +1,10 @@
-import v8 from 'node:v8'
-import { collectGarbage, sharedMemory } from '../memory.js'
+import { sharedMemory, sharedMemoryTaken } from '../memory.js'
 
 interface Group { end: number, bytes: Promise<Buffer>, left: number }
 
-/**
- * V8 does not count SharedArrayBuffers that are garbage toward its next collection (their memory is outside its heap,
- * maybe shared), and a pack from S3 makes little other garbage on the main thread: left alone, GETs' buffers whose
- * views had all been dropped piled up (peak RSS 501 MB packing 0.5 GB; 225 MB with a full collection every 64 MiB,
- * its CPU lost in the noise). So a full collection follows every max(64 MiB, half the heap in use) of GET buffers:
- * what they hold stays bounded, and what collecting costs per byte read does not grow with the heap.
- */
-const COLLECT_AFTER = 64 << 20
-let sharedSinceCollect = 0
-
+/** A GET's buffer, its memory counted toward this thread's next full collection (sharedMemoryTaken). */
 function sharedBuffer (bytes: number): Buffer {
-  sharedSinceCollect += bytes
-  if (sharedSinceCollect >= Math.max(COLLECT_AFTER, v8.getHeapStatistics().used_heap_size / 2)) {
-    sharedSinceCollect = 0
-    collectGarbage('major')
-  }
+  sharedMemoryTaken(bytes)
   return sharedMemory(bytes) // on huge pages: fresh 4 KiB pages cost ~10 us each to touch here
 }
 

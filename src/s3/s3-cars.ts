@@ -7,6 +7,7 @@ import { hashMatches } from '../store/block-hash.js'
 import type { S3Store } from './client.js'
 import { readRange } from './read-range.js'
 import { s3Error } from './s3-error.js'
+import { sharedMemoryTaken } from '../memory.js'
 
 const MiB = 1024 * 1024
 /** Ranged GETs of blocks in flight: a store answers each after a delay, and a mount reads ahead. */
@@ -116,6 +117,7 @@ export class S3Cars implements CarStore {
         give(i, this.#damaged(car, `is damaged: block ${b.cid} at byte ${b.offset} does not match its hash`))
         return
       }
+      sharedMemoryTaken(b.length)
       const own = Buffer.from(new SharedArrayBuffer(b.length))
       view.copy(own)
       give(i, own)

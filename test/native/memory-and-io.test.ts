@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process'
+import { getHeapStatistics } from 'node:v8'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '../helpers.js'
 import { loadNativeAddon } from '../../src/native-addon.js'
-import { collectGarbage, limitMallocCache, sharedMemory, trimMalloc } from '../../src/memory.js'
+import { collectGarbage, limitMallocCache, sharedMemory, sharedMemoryTaken, trimMalloc } from '../../src/memory.js'
 
 const forcedOff = process.env.PACKER_NO_NATIVE === '1'
 
@@ -76,6 +77,21 @@ describe.skipIf(forcedOff)('limitMallocCache', () => {
     const thp = fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')
     expect(plain).toBeGreaterThan(8000)
     if (!thp.includes('[never]')) expect(huge).toBeLessThan(plain / 4)
+  })
+
+  it('sharedMemoryTaken: a full collection once 32 MiB of shared memory has been taken, so dead handles free theirs', async () => {
+    // an old-generation handle (a minor collection would not free it) to shared memory, then dropped
+    let handle: Buffer | undefined = Buffer.from(new SharedArrayBuffer(1 << 20))
+    const ref = new WeakRef(handle)
+    collectGarbage('major')
+    collectGarbage('major')
+    handle = undefined
+    await new Promise((resolve) => setImmediate(resolve)) // a WeakRef keeps its target until the job that made it ends
+    // (deref() would keep it alive to the end of this job: asked only after)
+    const enough = Math.max(32 << 20, getHeapStatistics().used_heap_size / 2)
+    for (let taken = 0; taken <= enough; taken += 1 << 20) sharedMemoryTaken(1 << 20)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(ref.deref()).toBeUndefined()
   })
 
   it("collectGarbage('major') is a full collection (gc({ type: 'major' }) is not, in Node 20)", () => {
