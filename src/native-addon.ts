@@ -68,6 +68,8 @@ export interface NativeAddon {
    * before the first that failed authentication (`count` when all did). Either buffer may be shared memory.
    */
   ageOpenChunks (payloadKey: Uint8Array, first: number, count: number, lastIndex: number, lastPlain: number, sealed: Uint8Array, out: Uint8Array): number
+  /** Seals `count` consecutive chunks of plaintext (64 KiB apart in `plain`) into `out` (64 KiB + 16 apart), as above. */
+  ageSealChunks (payloadKey: Uint8Array, first: number, count: number, lastIndex: number, lastPlain: number, plain: Uint8Array, out: Uint8Array): void
   /**
    * Compresses `src` as one zstd frame with its content size and XXH64 checksum into `dst`, which must hold
    * ZSTD_compressBound(src.length) bytes; returns the frame's length. Uses this thread's reusable context.
@@ -111,7 +113,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
-  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
+  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'ageSealChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
 
 let cached: NativeAddonLoad | undefined
 

@@ -958,29 +958,66 @@ static napi_value age_open_file_js (napi_env env, napi_callback_info info) {
   return len < 0 ? nul : out;
 }
 
+/*
+ * The arguments ageOpenChunks and ageSealChunks share: (payloadKey, first, count, lastIndex, lastPlain, in, out), the
+ * buffers checked to hold the chunks (sealed: 16 bytes more each). False with a JS exception pending.
+ */
+typedef struct { const uint8_t *key, *in; uint8_t *out; size_t first, count, last_index, last_plain; } chunk_args;
+
+static bool chunk_args_of (napi_env env, napi_callback_info info, const char *name, bool sealing, chunk_args *a) {
+  size_t argc = 7, key_len = 0, in_len = 0, out_len = 0;
+  napi_value argv[7];
+  double nums[4];
+  char what[96];
+  const uint8_t *out = NULL;
+  snprintf(what, sizeof what, "%s: key, first, count, lastIndex, lastPlain, in, out", name);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7) { throw_type(env, what); return false; }
+  for (int i = 0; i < 4; i++) {
+    if (napi_get_value_double(env, argv[1 + i], &nums[i]) != napi_ok || !(nums[i] >= 0 && nums[i] <= 9007199254740991.0) || nums[i] != (double)(size_t)nums[i]) {
+      snprintf(what, sizeof what, "%s: chunk indexes and lengths are whole numbers", name);
+      throw_type(env, what);
+      return false;
+    }
+  }
+  snprintf(what, sizeof what, "%s: the key and both buffers must be Uint8Arrays", name);
+  if (!bytes_arg(env, argv[0], &a->key, &key_len, what) || !bytes_arg(env, argv[5], &a->in, &in_len, what) ||
+      !bytes_arg(env, argv[6], &out, &out_len, what)) return false;
+  a->out = (uint8_t *)out;
+  a->first = (size_t)nums[0]; a->count = (size_t)nums[1]; a->last_index = (size_t)nums[2]; a->last_plain = (size_t)nums[3];
+  const char *fault = NULL;
+  if (key_len != 32) fault = "a payload key has 32 bytes";
+  else if (a->last_plain > 65536 || (a->count > 0 && a->first + a->count - 1 > a->last_index)) fault = "the chunks run past the file's last one";
+  else {
+    /* the bytes the chunks take, open and sealed: the last one may be short */
+    size_t plain = a->count == 0 ? 0 : (a->count - 1) * 65536 + (a->first + a->count - 1 == a->last_index ? a->last_plain : 65536);
+    size_t sealed = plain + a->count * 16;
+    if (in_len < (sealing ? plain : sealed) || out_len < (sealing ? sealed : plain)) fault = "the buffers are too short for the chunks";
+  }
+  if (fault != NULL) {
+    snprintf(what, sizeof what, "%s: %s", name, fault);
+    throw_type(env, what);
+    return false;
+  }
+  return true;
+}
+
 /* ageOpenChunks(payloadKey, first, count, lastIndex, lastPlain, sealed, out): chunks opened before one failed. */
 static napi_value age_open_chunks_js (napi_env env, napi_callback_info info) {
-  size_t argc = 7, key_len = 0, in_len = 0, out_len = 0;
-  napi_value argv[7], result;
-  double nums[4];
-  const uint8_t *key = NULL, *in = NULL, *out = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7) return throw_type(env, "ageOpenChunks: key, first, count, lastIndex, lastPlain, sealed, out");
-  for (int i = 0; i < 4; i++) {
-    if (napi_get_value_double(env, argv[1 + i], &nums[i]) != napi_ok || !(nums[i] >= 0 && nums[i] <= 9007199254740991.0) || nums[i] != (double)(size_t)nums[i]) return throw_type(env, "ageOpenChunks: chunk indexes and lengths are whole numbers");
-  }
-  if (!bytes_arg(env, argv[0], &key, &key_len, "ageOpenChunks: the payload key must be a Uint8Array") ||
-      !bytes_arg(env, argv[5], &in, &in_len, "ageOpenChunks: the sealed chunks must be a Uint8Array") ||
-      !bytes_arg(env, argv[6], &out, &out_len, "ageOpenChunks: out must be a Uint8Array")) return NULL;
-  size_t first = (size_t)nums[0], count = (size_t)nums[1], last_index = (size_t)nums[2], last_plain = (size_t)nums[3];
-  if (key_len != 32) return throw_type(env, "ageOpenChunks: a payload key has 32 bytes");
-  if (last_plain > 65536 || (count > 0 && first + count - 1 > last_index)) return throw_type(env, "ageOpenChunks: the chunks run past the file's last one");
-  /* the bytes the chunks take, sealed and opened: the last one may be short */
-  size_t plain = count == 0 ? 0 : (count - 1) * 65536 + (first + count - 1 == last_index ? last_plain : 65536);
-  if (in_len < plain + count * 16 || out_len < plain) return throw_type(env, "ageOpenChunks: the buffers are too short for the chunks");
-  long opened = age_open_chunks(key, first, count, last_index, last_plain, in, (unsigned char *)out);
+  chunk_args a;
+  napi_value result;
+  if (!chunk_args_of(env, info, "ageOpenChunks", false, &a)) return NULL;
+  long opened = age_open_chunks(a.key, a.first, a.count, a.last_index, a.last_plain, a.in, a.out);
   if (opened < 0) return throw_type(env, "ageOpenChunks: OpenSSL's ChaCha20-Poly1305 is not available");
   napi_create_double(env, (double)opened, &result);
   return result;
+}
+
+/* ageSealChunks(payloadKey, first, count, lastIndex, lastPlain, plain, out): seals the chunks into out. */
+static napi_value age_seal_chunks_js (napi_env env, napi_callback_info info) {
+  chunk_args a;
+  if (!chunk_args_of(env, info, "ageSealChunks", true, &a)) return NULL;
+  if (age_seal_chunks(a.key, a.first, a.count, a.last_index, a.last_plain, a.in, a.out) != 0) return throw_type(env, "ageSealChunks: OpenSSL's ChaCha20-Poly1305 is not available");
+  return NULL;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -1004,6 +1041,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "ageSealFile", NULL, age_seal_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageOpenFile", NULL, age_open_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageOpenChunks", NULL, age_open_chunks_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "ageSealChunks", NULL, age_seal_chunks_js, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   if (zstd_define(env, exports) != napi_ok) return NULL;

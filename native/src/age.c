@@ -167,6 +167,13 @@ static int hkdf32 (unsigned char out[32], const unsigned char *salt, size_t salt
   return rc;
 }
 
+/* STREAM's nonce for chunk c: an 11-byte big-endian counter, then 1 for the file's last chunk. */
+static void chunk_nonce (unsigned char nonce[12], size_t c, int last) {
+  memset(nonce, 0, 12);
+  for (int i = 10; i >= 0 && c > 0; i--, c >>= 8) nonce[i] = (unsigned char)(c & 0xff);
+  nonce[11] = (unsigned char)last;
+}
+
 static int chacha_seal (const unsigned char key[32], const unsigned char nonce[12], const unsigned char *in, size_t n, unsigned char *out) {
   EVP_CIPHER_CTX *c = cipher_ctx;
   int ok = 1, len = 0;
@@ -262,7 +269,7 @@ long age_header (const age_recipients *rs, const unsigned char file_key[16], cha
 
 long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t n, unsigned char *out, size_t out_len,
                     unsigned char file_key[16], unsigned char digest[32]) {
-  unsigned char nonce[16], payload_key[32], chunk_nonce[12];
+  unsigned char nonce[16], payload_key[32], nonce12[12];
   if (RAND_bytes(file_key, 16) != 1 || RAND_bytes(nonce, 16) != 1) return -1;
   long header = age_header(rs, file_key, (char *)out);
   if (header < 0 || age_file_size((size_t)header, n) > out_len) return -1;
@@ -272,10 +279,8 @@ long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t
   size_t chunks = n == 0 ? 1 : (n + CHUNK - 1) / CHUNK;
   for (size_t c = 0; c < chunks; c++) {
     size_t at = c * CHUNK, k = n - at < CHUNK ? n - at : CHUNK;
-    memset(chunk_nonce, 0, sizeof chunk_nonce);
-    for (int i = 10, v = (int)c; i >= 0 && v > 0; i--, v >>= 8) chunk_nonce[i] = (unsigned char)(v & 0xff);
-    chunk_nonce[11] = c == chunks - 1;
-    if (chacha_seal(payload_key, chunk_nonce, plain + at, k, out + o) != 0) return -1;
+    chunk_nonce(nonce12, c, c == chunks - 1);
+    if (chacha_seal(payload_key, nonce12, plain + at, k, out + o) != 0) return -1;
     o += k + TAG;
   }
   OPENSSL_cleanse(payload_key, sizeof payload_key);
@@ -285,9 +290,8 @@ long age_seal_file (const age_recipients *rs, const unsigned char *plain, size_t
 
 /* Opens sealed chunk `c` (k bytes of ciphertext, then its tag) into `out`: 0, or -1 when it fails authentication. */
 static int open_chunk (const unsigned char payload_key[32], size_t c, int last, const unsigned char *in, size_t k, unsigned char *out) {
-  unsigned char nonce[12] = { 0 };
-  for (int i = 10; i >= 0 && c > 0; i--, c >>= 8) nonce[i] = (unsigned char)(c & 0xff);
-  nonce[11] = (unsigned char)last;
+  unsigned char nonce[12];
+  chunk_nonce(nonce, c, last);
   EVP_CIPHER_CTX *x = cipher_ctx;
   int len = 0;
   int ok = EVP_DecryptInit_ex2(x, chacha_cipher, payload_key, nonce, NULL) == 1;
@@ -311,6 +315,24 @@ long age_open_chunks (const unsigned char payload_key[32], size_t first, size_t 
     if (open_chunk(payload_key, first + i, last, in + i * (CHUNK + TAG), last ? last_plain : CHUNK, out + i * CHUNK) != 0) return (long)i;
   }
   return (long)count;
+}
+
+/*
+ * Seals `count` consecutive chunks of plaintext, the first being chunk `first` of its file, from `in` (64 KiB apart)
+ * into `out` (64 KiB + 16 apart): what a pack's worker does with the chunks of one leaf, where node:crypto made a
+ * cipher object and a buffer per chunk. Chunk `last_index` is the file's final one, `last_plain` bytes long. 0, or -1
+ * when OpenSSL cannot be set up.
+ */
+long age_seal_chunks (const unsigned char payload_key[32], size_t first, size_t count, size_t last_index, size_t last_plain,
+                      const unsigned char *in, unsigned char *out) {
+  unsigned char nonce[12];
+  if (thread_contexts() != 0) return -1;
+  for (size_t i = 0; i < count; i++) {
+    int last = first + i == last_index;
+    chunk_nonce(nonce, first + i, last);
+    if (chacha_seal(payload_key, nonce, in + i * CHUNK, last ? last_plain : CHUNK, out + i * (CHUNK + TAG)) != 0) return -1;
+  }
+  return 0;
 }
 
 /*

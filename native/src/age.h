@@ -24,4 +24,7 @@ long age_open_file (const unsigned char file_key[16], const unsigned char *in, s
 /* Opens `count` sealed chunks from chunk `first` on into `out`: how many opened before one failed, or -1. */
 long age_open_chunks (const unsigned char payload_key[32], size_t first, size_t count, size_t last_index, size_t last_plain,
                       const unsigned char *in, unsigned char *out);
+/* Seals `count` chunks of plaintext from chunk `first` on into `out`: 0, or -1. */
+long age_seal_chunks (const unsigned char payload_key[32], size_t first, size_t count, size_t last_index, size_t last_plain,
+                      const unsigned char *in, unsigned char *out);
 #endif

@@ -8,7 +8,7 @@ import { SourceChangedError, SourceVanishedError, sourceProblemError, type Sourc
 import type { TreeSource } from '../source/tree-source.js'
 import { importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, type Compress } from './leaf-workers.js'
-import { fileLeaves, freshSeal, leafSeal, wholeFileSealer, zstdCompressor, type Leaf } from './leaves.js'
+import { fileLeaves, freshSeal, leafSeal, chunkSealer, wholeFileSealer, zstdCompressor, type Leaf } from './leaves.js'
 import { compressLarge, type CompressedFile } from './compress.js'
 import { OneLeafFiles, type OneLeafFile } from './one-leaf-files.js'
 import type { SetEncryption } from './set-encryption.js'
@@ -99,7 +99,7 @@ export async function packFiles (o: PackFilesOptions): Promise<PackFilesResult> 
   const { writer, journal, enc } = o
   const fileEnc = enc
   const pool = new LeafWorkers(o.jobs > 1 ? o.jobs : 0,
-    fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients, whole: wholeFileSealer(fileEnc.fileRecipients) },
+    fileEnc === null ? null : { fresh: () => freshSeal(fileEnc.newFile()), recipients: fileEnc.fileRecipients, whole: wholeFileSealer(fileEnc.fileRecipients), chunks: chunkSealer() },
     o.compress === null ? null : zstdCompressor())
   const oneLeaf = new OneLeafFiles(pool, o.source, enc, { compress: o.compress })
   const reuse = new Reusable(journal.previousEntries(), o.kept)

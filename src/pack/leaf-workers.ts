@@ -63,6 +63,12 @@ type ReadWhole = (path: Uint8Array, expect: SourceIdentity) => ReturnType<typeof
 /** A whole file sealed as a new age file in one call (the native sealer, src/crypto/native-seal.ts). */
 export type SealWhole = (plain: Uint8Array) => { file: Uint8Array, digest: Uint8Array, fileKey: Uint8Array, headerLength: number }
 
+/**
+ * Seals `count` chunks of one file's plaintext, the first being chunk `first`, into `out` (native ageSealChunks: one
+ * call for a leaf's chunks, where node:crypto made a cipher and a buffer per chunk).
+ */
+export type SealChunks = (key: Uint8Array, first: number, count: number, lastIndex: number, lastPlain: number, plain: Uint8Array, out: Uint8Array) => void
+
 /** Compresses bytes as a whole zstd seekable stream (`auto`: null when they do not shrink enough). */
 export type CompressWhole = (bytes: Uint8Array, how: Compress) => Uint8Array | null
 
@@ -76,6 +82,10 @@ export interface LeafJobEnv {
   fresh: (() => FreshSeal) | null
   /** Seals whole files natively. */
   sealWhole: SealWhole | null
+  /** Seals a leaf's chunks natively. */
+  sealChunks: SealChunks | null
+  /** Where a sealed leaf's plaintext is read (reused job after job on one thread), or null for a new buffer each time. */
+  scratch: Uint8Array | null
   /** Compresses a whole small file, or one frame of a large one (`frame`: true). */
   compress: ((bytes: Uint8Array, how: Compress, frame: boolean) => Uint8Array | null) | null
 }
@@ -108,9 +118,10 @@ export function chunksOfLeaf (prefix: number, start: number, end: number): [numb
  * Plaintext [from, to) of a file of `size` bytes as a job's input gives it: read from its descriptor (a problem when
  * that fails), or a view of the bytes it carries (the whole of them, not a copy, when they are exactly that range).
  */
-function plainOf (f: typeof fs, input: PlainInput, from: number, to: number, size: number): Uint8Array | SourceProblem {
+function plainOf (f: typeof fs, input: PlainInput, from: number, to: number, size: number, scratch: Uint8Array | null = null): Uint8Array | SourceProblem {
   if ('fd' in input) {
-    const b = new Uint8Array(to - from) // its own ArrayBuffer: transferable
+    // its own ArrayBuffer (transferable), or the caller's scratch buffer when the bytes are not passed on
+    const b = scratch !== null && scratch.length >= to - from ? scratch.subarray(0, to - from) : new Uint8Array(to - from)
     return preadAll(f, input.fd, b, from, size) ?? b
   }
   const { bytes, at } = input
@@ -123,7 +134,7 @@ function plainOf (f: typeof fs, input: PlainInput, from: number, to: number, siz
  * `plainOf` and `chunksOfLeaf`.
  */
 export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
-  const { c, f, readWhole, fresh, sealWhole } = env
+  const { c, f, readWhole, fresh, sealWhole, sealChunks } = env
   const CHUNK = 65536
   const SEALED = CHUNK + 16
   const LEAF = 1024 * 1024 // LEAF_SIZE (src/pack/leaves.ts)
@@ -168,7 +179,9 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   } else {
     const r = job as Extract<LeafJob, { kind: 'range' }>
     size = r.size
-    plainAt = (from, to) => plainOf(f, r.input, from, to, size)
+    // sealed, the plaintext is not passed on: read into this thread's scratch buffer (fresh memory faults in 4 KiB
+    // at a time, ~10 us a page on these VMs: a new 1 MiB buffer per leaf cost more than sealing it natively)
+    plainAt = (from, to) => plainOf(f, r.input, from, to, size, seal === null ? null : env.scratch)
   }
   const count = Math.max(1, Math.ceil(size / CHUNK)) // age chunks (an empty file has one, empty)
   const P = seal === null ? 0 : seal.prefix.length
@@ -192,8 +205,20 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
     const base = j0 * CHUNK
     const plain = plainAt(base, Math.min(size, (j1 + 1) * CHUNK))
     if (!(plain instanceof Uint8Array)) return { problem: plain }
+    const lastPlain = size - (count - 1) * CHUNK
+    const sealedEnd = (j: number): number => P + j * SEALED + (j === count - 1 ? lastPlain : CHUNK) + 16
+    // Chunks wholly inside the leaf are sealed where they go in it; one cut by the leaf's start or end is sealed
+    // aside and its part copied (ChaCha20 being a stream cipher, a chunk cut by the end needs only its first bytes).
+    let k0 = j0
+    let k1 = j1
+    if (sealChunks !== null) {
+      if (P + j0 * SEALED < start) k0++
+      if (sealedEnd(j1) > end) k1--
+      if (k0 <= k1) sealChunks(seal.key, k0, k1 - k0 + 1, count - 1, lastPlain, plain.subarray((k0 - j0) * CHUNK), out.subarray(P + k0 * SEALED - start))
+    }
     const nonce = new Uint8Array(12)
     for (let j = j0; j <= j1; j++) {
+      if (j >= k0 && j <= k1 && sealChunks !== null) continue
       let pos = P + j * SEALED // absolute ciphertext position of the next byte
       const put = (b: Uint8Array): void => {
         const from = Math.max(pos, start)
@@ -207,7 +232,7 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
       nonce[11] = j === count - 1 ? 1 : 0
       const cipher = c.createCipheriv('chacha20-poly1305', seal.key, nonce, { authTagLength: 16 })
       const chunk = plain.subarray(j * CHUNK - base, Math.min(size, (j + 1) * CHUNK) - base)
-      const need = end - pos // ChaCha20 is a stream cipher: a chunk cut by the leaf's end needs only its first bytes
+      const need = end - pos
       put(cipher.update(need >= chunk.length ? chunk : chunk.subarray(0, need)))
       if (need > chunk.length) { // the whole chunk: its tag too
         put(cipher.final())
@@ -224,6 +249,8 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
 // collection costs the same after 4 tiny files as after 4 MiB, and one every 4 jobs was a quarter of a worker's time
 // on a tree of small files. A job counts JOB_GARBAGE besides its leaf for the objects and buffers it leaves.
 const COLLECT_EVERY = 4 * 1024 * 1024
+/** Most plaintext one sealed leaf is made from: the 17 age chunks a 1 MiB leaf can cut. */
+const LEAF_PLAIN_MAX = 17 * 65536
 const JOB_GARBAGE = 16 * 1024
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
@@ -239,11 +266,12 @@ const preadAll = ${preadAll.toString()}
 const plainOf = ${plainOf.toString()}
 const chunksOfLeaf = ${chunksOfLeaf.toString()}
 const runLeafJob = ${runLeafJob.toString()}
-const env = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: null, sealWhole: null, compress: null }
+const env = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: null, sealWhole: null, sealChunks: null, scratch: new Uint8Array(${LEAF_PLAIN_MAX}), compress: null }
 const ready = workerData.module === null ? Promise.resolve() : import(workerData.module).then((m) => {
   if (workerData.recipients !== null) {
     env.fresh = m.freshSealMaker(workerData.recipients)
     env.sealWhole = m.wholeFileSealer(workerData.recipients)
+    env.sealChunks = m.chunkSealer()
   }
   env.compress = m.zstdCompressor()
 }, () => {}) // then 'fresh' and compressing jobs fail, naming why
@@ -309,10 +337,10 @@ export class LeafWorkers {
   #nextId = 1
   #closed = false
 
-  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[], whole?: SealWhole | null } | null = null,
+  constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[], whole?: SealWhole | null, chunks?: SealChunks | null } | null = null,
     compress: LeafJobEnv['compress'] = null) {
     this.size = Math.max(0, Math.floor(workers))
-    this.#here = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, compress }
+    this.#here = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, sealChunks: seals?.chunks ?? null, scratch: new Uint8Array(LEAF_PLAIN_MAX), compress }
     this.startsFiles = seals !== null && (this.size === 0 || canLoadSeals)
     const module = (seals !== null || compress !== null) && canLoadSeals ? SEALS_MODULE.href : null
     const workerData = { module, recipients: seals?.recipients ?? null }

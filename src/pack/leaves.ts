@@ -7,9 +7,10 @@
  */
 import { ciphertextSize, newAgeFile, parseRecipient, type AgeFileStart } from '../crypto/index.js'
 import { nativeSealer } from '../crypto/native-seal.js'
+import { nativeAddon } from '../native-addon.js'
 import type { SourceProblem } from '../source/file-reader.js'
 import type { ByteSource } from '../source/tree-source.js'
-import { chunksOfLeaf, type FreshSeal, type LeafJobEnv, type LeafResult, type LeafSeal, type LeafWorkers, type SealWhole } from './leaf-workers.js'
+import { chunksOfLeaf, type FreshSeal, type LeafJobEnv, type LeafResult, type LeafSeal, type LeafWorkers, type SealChunks, type SealWhole } from './leaf-workers.js'
 import { FRAME_SIZE, SeekTableWriter, compressBound, compressFrame, frameEntry, worthCompressing, zstdCodec } from '../compress/zstd-seekable.js'
 
 /** The importer's chunk size in the unixfs-v1-2025 profile (docs/FORMAT.md). */
@@ -68,6 +69,12 @@ export function zstdCompressor (): LeafJobEnv['compress'] {
 /** Seals whole small files natively for recipients given as strings, or null where the native sealer cannot. */
 export function wholeFileSealer (recipients: string[]): SealWhole | null {
   return nativeSealer(recipients.map((r) => parseRecipient(r)))
+}
+
+/** Seals a leaf's chunks natively, or null without the addon (node:crypto then seals them one by one). */
+export function chunkSealer (): SealChunks | null {
+  const addon = nativeAddon()
+  return addon === null ? null : (key, first, count, lastIndex, lastPlain, plain, out) => { addon.ageSealChunks(key, first, count, lastIndex, lastPlain, plain, out) }
 }
 
 /** Plaintext bytes wholly before position `pos` of an age file of `plain` bytes after a prefix of `prefix` bytes. */
