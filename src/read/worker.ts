@@ -142,24 +142,20 @@ async function runWith (job: LeafJob, out: Buffer, post: (r: LeafResult) => void
     if (handed !== undefined) leaf.copy(scratch!, 0, sealedStart(d, d.count))
     straddler = scratch!.subarray(handed === undefined ? sealedStart(d, d.count) : 0, straddleAt + nextGot)
   }
-  /** Opens chunks [i0, i1] of the leaf, the straddler last: the first that failed authentication, or -1. */
-  const open = (i0: number, i1: number): number => {
-    const inside = Math.max(0, Math.min(i1 + 1, d.count) - i0)
-    const opened = inside === 0 ? 0 : openChunksInto(key!, d.first + i0, inside, d.lastIndex, d.lastPlain, leaf.subarray(sealedStart(d, i0)), out, i0 * CHUNK)
-    if (opened < inside) return i0 + opened
-    if (i1 < d.count || straddler === undefined) return -1
-    return openChunksInto(key!, d.first + d.count, 1, d.lastIndex, d.lastPlain, straddler, out, d.count * CHUNK) === 1 ? -1 : d.count
-  }
   const plainOf = (n: number): number => n === 0 ? 0 : (n - 1) * CHUNK + (d.first + n - 1 === d.lastIndex ? d.lastPlain : CHUNK)
-  /** The chunks [i0, i1] opened, or false once a failure is posted; the straddler's is not one (see below). */
+  /** Opens chunks [i0, i1] of the leaf, the straddler last: false once a failure is posted. */
   const opened = (i0: number, i1: number): boolean => {
-    const bad = i0 > i1 ? -1 : open(i0, i1)
-    if (bad < 0) return true
+    if (i0 > i1) return true
+    const inside = Math.max(0, Math.min(i1 + 1, d.count) - i0)
+    const n = inside === 0 ? 0 : openChunksInto(key!, d.first + i0, inside, d.lastIndex, d.lastPlain, leaf.subarray(sealedStart(d, i0)), out, i0 * CHUNK)
+    if (n < inside) {
+      post({ id, ok: false, kind: 'auth', chunk: d.first + i0 + n, message: `age chunk ${d.first + i0 + n} failed authentication` })
+      return false
+    }
     // The straddling chunk's bytes in the next leaf are not hash-checked here: a failure there is left to that leaf's
     // own check (the reader then names its CAR); this leaf is served without that chunk.
-    if (bad === d.count) { count = d.count; return true }
-    post({ id, ok: false, kind: 'auth', chunk: d.first + bad, message: `age chunk ${d.first + bad} failed authentication` })
-    return false
+    if (i1 >= d.count && straddler !== undefined && openChunksInto(key!, d.first + d.count, 1, d.lastIndex, d.lastPlain, straddler, out, d.count * CHUNK) !== 1) count = d.count
+    return true
   }
   // Not the whole leaf wanted: the wanted chunks first, said at once (an empty range when none is in this leaf: the
   // reader then knows the leaf passed its check), then those before and after them.
