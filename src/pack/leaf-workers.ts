@@ -209,16 +209,12 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
     const sealedEnd = (j: number): number => P + j * SEALED + (j === count - 1 ? lastPlain : CHUNK) + 16
     // Chunks wholly inside the leaf are sealed where they go in it; one cut by the leaf's start or end is sealed
     // aside and its part copied (ChaCha20 being a stream cipher, a chunk cut by the end needs only its first bytes).
-    let k0 = j0
-    let k1 = j1
-    if (sealChunks !== null) {
-      if (P + j0 * SEALED < start) k0++
-      if (sealedEnd(j1) > end) k1--
-      if (k0 <= k1) sealChunks(seal.key, k0, k1 - k0 + 1, count - 1, lastPlain, plain.subarray((k0 - j0) * CHUNK), out.subarray(P + k0 * SEALED - start))
-    }
+    const k0 = sealChunks === null ? j1 + 1 : P + j0 * SEALED < start ? j0 + 1 : j0 // [k0, k1]: sealed natively
+    const k1 = sealChunks === null ? j1 : sealedEnd(j1) > end ? j1 - 1 : j1
+    if (k0 <= k1) sealChunks!(seal.key, k0, k1 - k0 + 1, count - 1, lastPlain, plain.subarray((k0 - j0) * CHUNK), out.subarray(P + k0 * SEALED - start))
     const nonce = new Uint8Array(12)
     for (let j = j0; j <= j1; j++) {
-      if (j >= k0 && j <= k1 && sealChunks !== null) continue
+      if (j >= k0 && j <= k1) continue
       let pos = P + j * SEALED // absolute ciphertext position of the next byte
       const put = (b: Uint8Array): void => {
         const from = Math.max(pos, start)
