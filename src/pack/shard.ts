@@ -73,29 +73,47 @@ export function isAlive (h: Heartbeat | null, now = Date.now()): boolean {
 
 const partialPrefix = (shard: number, run: string): string => `.partial-s${shard}-${run}-`
 
+/** Where a new run's dir is made before its first heartbeat is in it: other runs ignore dot names. */
+const newRunPrefix = '.new-'
+
+/** Writes a run's heartbeat into DIR, atomically (readers never see half of one). */
+async function writeHeartbeat (dir: string, beat: Heartbeat): Promise<void> {
+  beat.updated = Date.now()
+  const tmp = path.join(dir, `.heartbeat.${process.pid}.tmp`)
+  await fs.writeFile(tmp, JSON.stringify(beat) + '\n')
+  await fs.rename(tmp, path.join(dir, 'heartbeat.json'))
+}
+
 /**
  * The run dir this run works in: a dead run's, taken over (renamed to this run's id: a rename is atomic, so two
  * retries never take the same one) so its complete CARs are kept; else a new one. Runs still alive are left alone:
- * a shard may run twice at once, and the first to commit wins.
+ * a shard may run twice at once, and the first to commit wins. A run dir never shows under a run's name without a
+ * fresh heartbeat in it, or a concurrent claim would take it for a dead one: a dead run's gets this run's heartbeat
+ * before it is renamed, a new one is made under a dot name first.
  */
-async function claimRun (work: WorkDir, shard: number, run: string, out: string): Promise<{ dir: string, tookOver: boolean }> {
+export async function claimRun (work: WorkDir, shard: number, beat: Heartbeat, out: string): Promise<string> {
   const runs = work.runsDir(shard)
   await fs.mkdir(runs, { recursive: true, mode: 0o700 })
-  const dir = work.runDir(shard, run)
+  const dir = work.runDir(shard, beat.run)
   for (const old of await fs.readdir(runs)) {
-    if (isAlive(await readHeartbeat(path.join(runs, old)))) continue
+    if (old.startsWith('.') || isAlive(await readHeartbeat(path.join(runs, old)))) continue
     try {
+      await writeHeartbeat(path.join(runs, old), beat)
       await fs.rename(path.join(runs, old), dir)
     } catch (err) {
       if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST')) continue // another retry took it
       throw err
     }
+    await writeHeartbeat(dir, beat) // another claimant's may have landed in it before the rename
     // The dead run's CARs in progress can never be finished.
     for (const n of await fs.readdir(out)) if (n.startsWith(partialPrefix(shard, old))) await fs.rm(path.join(out, n), { force: true })
-    return { dir, tookOver: true }
+    return dir
   }
-  await fs.mkdir(dir, { mode: 0o700 })
-  return { dir, tookOver: false }
+  const fresh = path.join(runs, newRunPrefix + beat.run)
+  await fs.mkdir(fresh, { mode: 0o700 })
+  await writeHeartbeat(fresh, beat)
+  await fs.rename(fresh, dir)
+  return dir
 }
 
 /**
@@ -115,16 +133,10 @@ export async function packShard (o: ShardOptions): Promise<ShardResult> {
   const winner = await fs.readFile(work.done(o.shard), 'utf8').catch(() => null)
   if (winner !== null) return { shard: o.shard, run: winner.trim(), nothingToDo: true, lost: false, ...none }
   const run = newRunId()
-  const { dir } = await claimRun(work, o.shard, run, plan.out)
   const started = Date.now()
   const beat: Heartbeat = { run, host: os.hostname(), pid: process.pid, started, updated: started, files: 0, bytes: 0, cars: 0 }
-  const writeBeat = async (): Promise<void> => {
-    beat.updated = Date.now()
-    const tmp = path.join(dir, `.heartbeat.${process.pid}.tmp`)
-    await fs.writeFile(tmp, JSON.stringify(beat) + '\n')
-    await fs.rename(tmp, path.join(dir, 'heartbeat.json'))
-  }
-  await writeBeat()
+  const dir = await claimRun(work, o.shard, beat, plan.out)
+  const writeBeat = async (): Promise<void> => { await writeHeartbeat(dir, beat) }
   const timer = setInterval(() => { writeBeat().catch(() => {}) }, HEARTBEAT_MS)
   timer.unref()
   try {

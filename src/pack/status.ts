@@ -47,6 +47,7 @@ export async function workStatus (dir: string): Promise<WorkStatus> {
     }
     const runs = await fs.readdir(work.runsDir(i)).catch(() => [] as string[])
     for (const run of runs) {
+      if (run.startsWith('.')) continue // a run dir being made
       const h = await readHeartbeat(path.join(work.runsDir(i), run))
       if (h === null) continue
       const alive = isAlive(h, now)
