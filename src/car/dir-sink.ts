@@ -16,10 +16,10 @@ export function dirCarSink (dir: string, opts: CarSinkOptions = {}): CarSink {
       const writes = new WriteQueue(fh)
       let size = 0
       const draft: CarDraft = {
-        write: async (bytes) => {
+        write: async (bytes, release) => {
           const at = size
           size += bytes.length
-          await writes.write(bytes, at)
+          await writes.write(bytes, at, release)
         },
         commit: async (name) => {
           await writes.drain()

@@ -35,9 +35,10 @@ export interface PieceDigest {
 export interface PieceHasher {
   /**
    * Feed CAR bytes in order. May hand the work to a native thread; resolves when the caller may send more
-   * (at most {@link MAX_IN_FLIGHT} bytes are held at once). The caller never mutates `bytes` afterwards.
+   * (at most {@link MAX_IN_FLIGHT} bytes are held at once). The caller does not change `bytes` until `release`, when
+   * given, is called: once the hasher no longer reads them (never after destroy()).
    */
-  update(bytes: Uint8Array): Promise<void>
+  update(bytes: Uint8Array, release?: () => void): Promise<void>
   digest(): Promise<PieceDigest>
   /** Abandons the hasher (after an error): stops its threads and lets go of the bytes it holds. Idempotent. */
   destroy?(): void
@@ -130,6 +131,8 @@ class NativePieceHasher implements PieceHasher {
   #staging: Uint8Array | undefined
   #stagingUsed = 0
   #waiters: Array<() => void> = []
+  /** Callers' releases of bytes still referenced, with the payload offset where each one's bytes end. */
+  #releases: Array<{ end: number, release: () => void }> = []
   #finishing = false
   #destroyed = false
   #result: Promise<NativeCommP>
@@ -145,6 +148,7 @@ class NativePieceHasher implements PieceHasher {
     this.#result.catch(() => {}) // only digest() reports it
     this.#handle = addon.commpCreate(defaultThreads(options), options.impl, (hashed, done, result) => {
       this.#hashed = hashed
+      while (this.#releases.length > 0 && this.#releases[0]!.end <= hashed) this.#releases.shift()!.release()
       if (this.#written - this.#hashed <= MAX_IN_FLIGHT && this.#waiters.length > 0) {
         const waiters = this.#waiters
         this.#waiters = []
@@ -154,10 +158,13 @@ class NativePieceHasher implements PieceHasher {
     })
   }
 
-  update (bytes: Uint8Array): Promise<void> {
+  update (bytes: Uint8Array, release?: () => void): Promise<void> {
     if (this.#finishing || this.#destroyed) return Promise.reject(new Error('PieceHasher.update after digest()/destroy()'))
     const n = bytes.byteLength
-    if (n === 0) return Promise.resolve()
+    if (n === 0) {
+      release?.()
+      return Promise.resolve()
+    }
     if (n < SMALL_UPDATE) {
       let room = STAGING_SIZE - this.#stagingUsed
       if (this.#staging === undefined) {
@@ -177,9 +184,11 @@ class NativePieceHasher implements PieceHasher {
         this.#staging.set(bytes.subarray(room), 0)
         this.#stagingUsed = n - room
       }
+      release?.() // copied
     } else {
       this.#flushStaging()
       this.#write(bytes)
+      if (release !== undefined) this.#releases.push({ end: this.#written, release })
     }
     if (this.#written - this.#hashed <= MAX_IN_FLIGHT) return Promise.resolve()
     return new Promise((resolve) => { this.#waiters.push(resolve) })
@@ -200,6 +209,7 @@ class NativePieceHasher implements PieceHasher {
     if (this.#destroyed) return
     this.#destroyed = true
     this.#staging = undefined
+    this.#releases = []
     this.#addon.commpDestroy(this.#handle)
     this.#rejectResult(new Error('PieceHasher destroyed before its digest was known'))
     const waiters = this.#waiters
@@ -226,10 +236,11 @@ class DataSegmentPieceHasher implements PieceHasher {
   #size = 0
   #done = false
 
-  async update (bytes: Uint8Array): Promise<void> {
+  async update (bytes: Uint8Array, release?: () => void): Promise<void> {
     if (this.#done) throw new Error('PieceHasher.update after digest()')
     this.#hasher.write(bytes)
     this.#size += bytes.byteLength
+    release?.()
   }
 
   async digest (): Promise<PieceDigest> {

@@ -5,8 +5,11 @@
 
 /** A CAR being written: appended to, then committed under its final name (known only at its end), or discarded. */
 export interface CarDraft {
-  /** Appends bytes, which the caller will not change; resolves once they are queued within the sink's bound. */
-  write: (bytes: Uint8Array) => Promise<void>
+  /**
+   * Appends bytes; resolves once they are queued within the sink's bound. The caller does not change them until
+   * `release`, when given, is called: once the sink no longer reads them (never after a failure).
+   */
+  write: (bytes: Uint8Array, release?: () => void) => Promise<void>
   /** Makes everything written durable under `name` (`<pieceCid>.car`). */
   commit: (name: string) => Promise<void>
   /** Throws away what was written (after a failure). */

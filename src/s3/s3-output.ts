@@ -196,7 +196,7 @@ class CarUpload implements CarDraft {
     this.#key = key
   }
 
-  async write (bytes: Uint8Array): Promise<void> {
+  async write (bytes: Uint8Array, release?: () => void): Promise<void> {
     this.#throwIfFailed()
     this.#size += bytes.length
     for (let off = 0; off < bytes.length;) {
@@ -207,6 +207,7 @@ class CarUpload implements CarDraft {
       off += n
       if (this.#used === this.#part.length) await this.#sendPart()
     }
+    release?.() // copied into parts
   }
 
   #throwIfFailed (): void {

@@ -157,6 +157,25 @@ describe.skipIf(forcedOff)('native backend', () => {
       .toEqual(await feed(createPieceHasher('native'), whole.subarray(0, 3 * MiB), MiB))
   })
 
+  it("lets go of a caller's bytes only once they are hashed: bytes overwritten at their release do not change the digest", async () => {
+    const cuts = [MiB, 3000, 70_000, 2 * MiB + 5] // referenced and staged (< 64 KiB) updates
+    for (const [backend, size] of [['native', 40 * MiB + 777], ['data-segment', 3 * MiB + 777]] as const) {
+      const data = bytesOf(size, 11)
+      const h = createPieceHasher(backend)
+      let updates = 0
+      let released = 0
+      for (let off = 0; off < data.length; updates++) {
+        const n = Math.min(cuts[updates % cuts.length]!, data.length - off)
+        const mine = data.slice(off, off + n) // the caller's own buffer, scribbled on when let go
+        await h.update(mine, () => { mine.fill(0xa5); released++ })
+        off += n
+      }
+      const r = addon!.commpOneshot(data)
+      expect(await h.digest()).toEqual(pieceDigestFrom(r.root, r.height, r.payloadSize))
+      expect(released).toBe(updates)
+    }
+  })
+
   it('does not wait forever on one chunk larger than the window', async () => {
     const big = bytesOf(80 * MiB + 12345, 9)
     const h = createPieceHasher('native')
