@@ -90,9 +90,14 @@ export interface NativeAddon {
   writeFiles (paths: Uint8Array, data: Uint8Array[], meta: Float64Array, done: (failures: FileOpFailure[]) => void): void
   /** rename(2) of `count` pairs on libuv's thread pool; `paths`: from, NUL, to, NUL… */
   renameFiles (paths: Uint8Array, count: number, done: (failures: FileOpFailure[]) => void): void
+  /**
+   * lstat(2) of `count` names (each followed by a NUL byte) on libuv's thread pool: [dev, ino, size, mtimeNs, mode,
+   * uid, gid] of each into `stats`, a symlink's target into `targets`; an mtime past int64 nanoseconds is EOVERFLOW.
+   */
+  lstatFiles (paths: Uint8Array, count: number, stats: BigInt64Array, done: (failures: FileOpFailure[], targets: Array<Buffer | undefined>) => void): void
 }
 
-/** A file writeFiles or renameFiles could not do: its index in the batch, its errno's name, the system call. */
+/** A file writeFiles, renameFiles or lstatFiles could not do: its index in the batch, its errno's name, the system call. */
 export type FileOpFailure = [index: number, code: string, syscall: string]
 
 /** Opaque handle of parsed age recipients. */
@@ -113,7 +118,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
   'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
-  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'ageSealChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles']
+  'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'ageSealChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles', 'lstatFiles']
 
 let cached: NativeAddonLoad | undefined
 
@@ -186,6 +191,17 @@ export async function setFileTimesNs (path: string | Uint8Array, atimeNs: bigint
 function nsToSeconds (ns: bigint): number {
   const { sec, nsec } = splitNs(ns)
   return Number(sec) + nsec / 1e9
+}
+
+/** What lstatFiles found of a batch of names: 7 numbers a name in `stats`; the names it could not stat in `failures`. */
+export interface LstatBatch { stats: BigInt64Array, targets: Array<Buffer | undefined>, failures: FileOpFailure[] }
+
+/** lstat and readlink of `count` NUL-terminated names in one call off this thread; null without the addon. */
+export async function lstatFiles (paths: Uint8Array, count: number): Promise<LstatBatch | null> {
+  const addon = nativeAddon()
+  if (addon === null) return null
+  const stats = new BigInt64Array(count * 7)
+  return await new Promise((resolve) => { addon.lstatFiles(paths, count, stats, (failures, targets) => { resolve({ stats, targets, failures }) }) })
 }
 
 /** Starts reading files into the page cache ahead of their turn, off this thread (a no-op without the addon). */

@@ -14,7 +14,8 @@
  *   setFileTimes(path, atimeSec: bigint, atimeNsec, mtimeSec: bigint, mtimeNsec)   utimensat, no symlink following
  *   zstdCompressFrame, zstdDecompressFrame, zstdVersion    see zstd.c
  *   writeFiles(paths, data, meta, callback), renameFiles(paths, count, callback)   small files written whole on
- *       libuv's thread pool, a batch a call (see there)
+ *       libuv's thread pool, a batch a call (see there); lstatFiles(paths, count, stats, callback) the same for a
+ *       walk's lstat and readlink
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -532,7 +533,7 @@ static napi_value advise_will_need_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ---------------------------------------------------------------- writeFiles, renameFiles */
+/* ---------------------------------------------------------------- writeFiles, renameFiles, lstatFiles */
 
 /*
  * Small files written whole on libuv's thread pool, many to one call: for a tree of small files, the per-file system
@@ -547,6 +548,10 @@ static napi_value advise_will_need_js(napi_env env, napi_callback_info info) {
  *       Each: open(O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, 0600), write all, fchown, fchmod, futimens (atime = mtime),
  *       close; a file that fails is unlinked.
  *   renameFiles(paths, count, callback(failures))   paths: from, NUL, to, NUL, … for count pairs: rename(2) of each
+ *   lstatFiles(paths, count, stats, callback(failures, targets))   lstat(2) of each name (a walk's batch of entries:
+ *       one promise and one BigIntStats a file cost more of the main thread than the call): stats, a BigInt64Array,
+ *       gets [dev, ino, size, mtimeNs, mode, uid, gid] per file, signed as node's own bigint stats; a symlink's target
+ *       (readlink) is targets[index], a Buffer. An mtime beyond int64 nanoseconds fails as EOVERFLOW.
  *   failures: [[index, code, syscall], …] of the files that failed (code: the errno's name), usually empty
  */
 typedef struct {
@@ -557,18 +562,23 @@ typedef struct {
   int mode;
   int64_t uid, gid;
   struct timespec mtime;
+  char *target;      /* lstatFiles: a symlink's target (malloc'd), target_length bytes */
+  size_t target_length;
   int err;
   const char *syscall;
 } file_op;
 
+typedef enum { FILES_WRITE, FILES_RENAME, FILES_LSTAT } file_batch_kind;
+
 typedef struct {
   napi_async_work work;
   napi_ref callback;
-  napi_ref data_ref; /* the array of data buffers, kept alive while they are written */
+  napi_ref data_ref; /* the array of data buffers (the stats array), kept alive while they are written */
   char *paths;       /* a copy of the NUL-separated names */
   file_op *ops;
+  int64_t *stats;    /* lstatFiles: 7 per file */
   uint32_t count;
-  bool rename;
+  file_batch_kind kind;
 } file_batch;
 
 static void file_fail(file_op *op, const char *syscall) {
@@ -596,16 +606,42 @@ static void write_whole_file(file_op *op) {
   if (op->err != 0) unlink(op->path);
 }
 
+static void lstat_file(file_op *op, int64_t out[7]) {
+  struct stat st;
+  if (lstat(op->path, &st) != 0) { file_fail(op, "lstat"); return; }
+  __int128 ns = (__int128)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  if (ns > INT64_MAX || ns < INT64_MIN) { op->err = EOVERFLOW; op->syscall = "lstat"; return; }
+  out[0] = (int64_t)st.st_dev;
+  out[1] = (int64_t)st.st_ino;
+  out[2] = (int64_t)st.st_size;
+  out[3] = (int64_t)ns;
+  out[4] = (int64_t)st.st_mode;
+  out[5] = (int64_t)st.st_uid;
+  out[6] = (int64_t)st.st_gid;
+  if (!S_ISLNK(st.st_mode)) return;
+  /* st_size is the target's length on most file systems, 0 on some: grow until the target fits with room to spare. */
+  for (size_t size = st.st_size > 0 ? (size_t)st.st_size + 1 : 256;; size *= 2) {
+    char *target = malloc(size);
+    if (target == NULL) { op->err = ENOMEM; op->syscall = "readlink"; return; }
+    ssize_t n = readlink(op->path, target, size);
+    if (n < 0) { free(target); file_fail(op, "readlink"); return; }
+    if ((size_t)n < size) { op->target = target; op->target_length = (size_t)n; return; }
+    free(target);
+  }
+}
+
 static void file_batch_execute(napi_env env, void *data) {
   file_batch *b = data;
   for (uint32_t i = 0; i < b->count; i++) {
     file_op *op = &b->ops[i];
-    if (!b->rename) write_whole_file(op);
+    if (b->kind == FILES_WRITE) write_whole_file(op);
+    else if (b->kind == FILES_LSTAT) lstat_file(op, b->stats + (size_t)i * 7);
     else if (rename(op->path, op->to) != 0) file_fail(op, "rename");
   }
 }
 
 static void file_batch_free(napi_env env, file_batch *b) {
+  for (uint32_t i = 0; b->ops != NULL && i < b->count; i++) free(b->ops[i].target);
   if (b->data_ref != NULL) napi_delete_reference(env, b->data_ref);
   if (b->callback != NULL) napi_delete_reference(env, b->callback);
   if (b->work != NULL) napi_delete_async_work(env, b->work);
@@ -631,10 +667,21 @@ static void file_batch_complete(napi_env env, napi_status status, void *data) {
     napi_set_element(env, item, 2, v);
     napi_set_element(env, failures, n++, item);
   }
+  napi_value args[2] = { failures, NULL };
+  size_t argc = 1;
+  if (b->kind == FILES_LSTAT) {
+    napi_create_array_with_length(env, b->count, &args[1]);
+    for (uint32_t i = 0; i < b->count; i++) {
+      if (b->ops[i].target == NULL) continue;
+      napi_create_buffer_copy(env, b->ops[i].target_length, b->ops[i].target, NULL, &v);
+      napi_set_element(env, args[1], i, v);
+    }
+    argc = 2;
+  }
   napi_get_reference_value(env, b->callback, &callback);
   napi_get_global(env, &global);
   file_batch_free(env, b);
-  napi_call_function(env, global, callback, 1, &failures, NULL);
+  napi_call_function(env, global, callback, argc, args, NULL);
 }
 
 /* A Uint8Array argument's bytes (NULL when it is empty); false with a JS exception pending. */
@@ -674,7 +721,8 @@ static bool split_paths(napi_env env, napi_value v, file_batch *b, uint32_t per_
 
 static napi_value file_batch_queue(napi_env env, file_batch *b, napi_value callback) {
   napi_value name;
-  napi_create_string_utf8(env, b->rename ? "packer:renameFiles" : "packer:writeFiles", NAPI_AUTO_LENGTH, &name);
+  static const char *names[] = { "packer:writeFiles", "packer:renameFiles", "packer:lstatFiles" };
+  napi_create_string_utf8(env, names[b->kind], NAPI_AUTO_LENGTH, &name);
   if (napi_create_reference(env, callback, 1, &b->callback) != napi_ok ||
       napi_create_async_work(env, NULL, name, file_batch_execute, file_batch_complete, b, &b->work) != napi_ok ||
       napi_queue_async_work(env, b->work) != napi_ok) {
@@ -684,12 +732,12 @@ static napi_value file_batch_queue(napi_env env, file_batch *b, napi_value callb
   return NULL;
 }
 
-static file_batch *file_batch_new(napi_env env, uint32_t count, bool rename_pairs) {
+static file_batch *file_batch_new(napi_env env, uint32_t count, file_batch_kind kind) {
   file_batch *b = calloc(1, sizeof *b);
   if (b != NULL && count > 0 && (b->ops = calloc(count, sizeof *b->ops)) == NULL) { free(b); b = NULL; }
   if (b == NULL) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
   b->count = count;
-  b->rename = rename_pairs;
+  b->kind = kind;
   return b;
 }
 
@@ -714,7 +762,7 @@ static napi_value write_files_js(napi_env env, napi_callback_info info) {
   uint32_t count;
   CHECK(napi_get_array_length(env, argv[1], &count));
   if (meta_length != (size_t)count * 5) return throw_type(env, "meta must hold 5 numbers a file");
-  file_batch *b = file_batch_new(env, count, false);
+  file_batch *b = file_batch_new(env, count, FILES_WRITE);
   if (b == NULL) return NULL;
   const double *meta = meta_data;
   for (uint32_t i = 0; i < count; i++) {
@@ -755,13 +803,43 @@ static napi_value rename_files_js(napi_env env, napi_callback_info info) {
   if (count_type != napi_number || cb_type != napi_function || napi_get_value_uint32(env, argv[1], &count) != napi_ok) {
     return throw_type(env, "renameFiles(paths, count, callback)");
   }
-  file_batch *b = file_batch_new(env, count, true);
+  file_batch *b = file_batch_new(env, count, FILES_RENAME);
   if (b == NULL) return NULL;
   if (!split_paths(env, argv[0], b, 2)) {
     file_batch_free(env, b);
     return NULL;
   }
   return file_batch_queue(env, b, argv[2]);
+}
+
+static napi_value lstat_files_js(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_valuetype count_type = napi_undefined, cb_type = napi_undefined;
+  bool is_ta = false;
+  if (argc == 4) {
+    napi_typeof(env, argv[1], &count_type);
+    napi_is_typedarray(env, argv[2], &is_ta);
+    napi_typeof(env, argv[3], &cb_type);
+  }
+  uint32_t count;
+  napi_typedarray_type type;
+  size_t stats_length;
+  void *stats;
+  if (count_type != napi_number || !is_ta || cb_type != napi_function || napi_get_value_uint32(env, argv[1], &count) != napi_ok ||
+      napi_get_typedarray_info(env, argv[2], &type, &stats_length, &stats, NULL, NULL) != napi_ok || type != napi_bigint64_array) {
+    return throw_type(env, "lstatFiles(paths, count, stats: BigInt64Array, callback)");
+  }
+  if (stats_length < (size_t)count * 7) return throw_type(env, "stats must hold 7 numbers a file");
+  file_batch *b = file_batch_new(env, count, FILES_LSTAT);
+  if (b == NULL) return NULL;
+  b->stats = stats;
+  if (!split_paths(env, argv[0], b, 1) || napi_create_reference(env, argv[2], 1, &b->data_ref) != napi_ok) {
+    file_batch_free(env, b);
+    return NULL;
+  }
+  return file_batch_queue(env, b, argv[3]);
 }
 
 /* ---------------------------------------------------------------- malloc */
@@ -1037,6 +1115,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "adviseWillNeed", NULL, advise_will_need_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "writeFiles", NULL, write_files_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "renameFiles", NULL, rename_files_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "lstatFiles", NULL, lstat_files_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageRecipients", NULL, age_recipients_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageSealFile", NULL, age_seal_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "ageOpenFile", NULL, age_open_file_js, NULL, NULL, NULL, napi_enumerable, NULL },
