@@ -91,6 +91,11 @@ export interface NativeAddon {
   /** rename(2) of `count` pairs on libuv's thread pool; `paths`: from, NUL, to, NUL… */
   renameFiles (paths: Uint8Array, count: number, done: (failures: FileOpFailure[]) => void): void
   /**
+   * A whole file read into `into` (exactly `size` bytes) if it is still the regular file of that device, inode, size
+   * and mtime, before and after the read: 0; else 1 (read it through node:fs to learn why).
+   */
+  readFileInto (path: Uint8Array, dev: bigint, ino: bigint, size: bigint, mtimeNs: bigint, into: Uint8Array): number
+  /**
    * lstat(2) of `count` names (each followed by a NUL byte) on libuv's thread pool: [dev, ino, size, mtimeNs, mode,
    * uid, gid] of each into `stats`, a symlink's target into `targets`; an mtime past int64 nanoseconds is EOVERFLOW.
    */
@@ -117,7 +122,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'limitMallocCache', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'readFileInto', 'limitMallocCache', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
   'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'ageSealChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles', 'lstatFiles']
 
 let cached: NativeAddonLoad | undefined

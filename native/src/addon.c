@@ -12,6 +12,7 @@
  *   commpImpls() -> string[]    available node-hash implementations, fastest first
  *   benchNodeHash(impl, nodes) -> seconds taken to hash `nodes` tree nodes
  *   setFileTimes(path, atimeSec: bigint, atimeNsec, mtimeSec: bigint, mtimeNsec)   utimensat, no symlink following
+ *   readFileInto(path, dev, ino, size, mtimeNs, into) -> 0 | 1   a small file read whole, checked (see there)
  *   zstdCompressFrame, zstdDecompressFrame, zstdVersion    see zstd.c
  *   writeFiles(paths, data, meta, callback), renameFiles(paths, count, callback)   small files written whole on
  *       libuv's thread pool, a batch a call (see there); lstatFiles(paths, count, stats, callback) the same for a
@@ -457,6 +458,57 @@ static napi_value set_file_times_js(napi_env env, napi_callback_info info) {
   napi_value r = NULL;
   if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0) r = throw_errno(env, errno, "utimensat", path);
   free(path);
+  return r;
+}
+
+/*
+ * readFileInto(path, dev, ino, size, mtimeNs, into) -> 0, or 1 when anything differs from what is expected or fails.
+ * A whole small file for a leaf worker, in one call where node:fs made five (open, fstat, read, fstat, close) and two
+ * BigIntStats: open (O_NOFOLLOW), the file must be the regular file of that device, inode, size and mtime (BigInts,
+ * signed as node's bigint stats), read whole into `into` (exactly size bytes), unchanged after the read. On 1 the
+ * caller reads it again through node:fs, whose outcome names the problem.
+ */
+static bool bytes_arg(napi_env env, napi_value v, const uint8_t **bytes, size_t *length, const char *what);
+
+static bool same_file(const struct stat *st, const int64_t expect[4]) {
+  __int128 ns = (__int128)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  return S_ISREG(st->st_mode) && (int64_t)st->st_dev == expect[0] && (int64_t)st->st_ino == expect[1] &&
+    (int64_t)st->st_size == expect[2] && ns == expect[3];
+}
+
+static napi_value read_file_into_js(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t expect[4];
+  bool lossless;
+  const uint8_t *into;
+  size_t into_length;
+  if (argc < 6) return throw_type(env, "readFileInto(path, dev, ino, size, mtimeNs, into)");
+  for (int i = 0; i < 4; i++) {
+    if (napi_get_value_bigint_int64(env, argv[1 + i], &expect[i], &lossless) != napi_ok) return throw_type(env, "readFileInto: dev, ino, size and mtimeNs must be BigInts");
+  }
+  if (!bytes_arg(env, argv[5], &into, &into_length, "readFileInto: into must be a Uint8Array")) return NULL;
+  if (expect[2] < 0 || (uint64_t)expect[2] != into_length) return throw_type(env, "readFileInto: into must hold exactly size bytes");
+  char *path = path_arg(env, argv[0]);
+  if (path == NULL) return NULL;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  free(path);
+  int failed = 1;
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && same_file(&st, expect)) {
+    size_t done = 0;
+    while (done < into_length) {
+      ssize_t n = pread(fd, (uint8_t *)into + done, into_length - done, (off_t)done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += (size_t)n;
+    }
+    failed = !(done == into_length && fstat(fd, &st) == 0 && same_file(&st, expect));
+  }
+  if (fd >= 0) close(fd);
+  napi_value r;
+  napi_create_int32(env, failed, &r);
   return r;
 }
 
@@ -1108,6 +1160,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "commpImpls", NULL, commp_impls_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "benchNodeHash", NULL, bench_node_hash_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "setFileTimes", NULL, set_file_times_js, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "readFileInto", NULL, read_file_into_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "limitMallocCache", NULL, limit_malloc_cache_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "trimMalloc", NULL, trim_malloc_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "trimMallocInBackground", NULL, trim_malloc_in_background_js, NULL, NULL, NULL, napi_enumerable, NULL },

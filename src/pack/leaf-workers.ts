@@ -18,7 +18,7 @@ import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { fileURLToPath } from 'node:url'
 import { PackerError } from '../errors.js'
-import { openProblem, readWholeFileSync, statMismatch, type SourceIdentity, type SourceProblem } from '../source/file-reader.js'
+import { nativeWholeFileReader, openProblem, readWholeFileSync, statMismatch, type ReadWhole, type SourceProblem } from '../source/file-reader.js'
 import type { PlainInput, WholeFileInput } from '../source/tree-source.js'
 
 /** What makes a leaf an age file's: the payload key (HKDF of the file key and nonce) and header ‖ nonce. */
@@ -58,7 +58,6 @@ export type LeafJobResult = LeafResult | FrameResult | { problem: SourceProblem 
 export interface LeafResult { leaf: Uint8Array, digest: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, compressed?: boolean }
 export interface FrameResult { frame: Uint8Array | null }
 
-type ReadWhole = (path: Uint8Array, expect: SourceIdentity) => ReturnType<typeof readWholeFileSync>
 
 /** A whole file sealed as a new age file in one call (the native sealer, src/crypto/native-seal.ts). */
 export type SealWhole = (plain: Uint8Array) => { file: Uint8Array, digest: Uint8Array, fileKey: Uint8Array, headerLength: number }
@@ -76,7 +75,7 @@ export type CompressWhole = (bytes: Uint8Array, how: Compress) => Uint8Array | n
 export interface LeafJobEnv {
   c: typeof crypto
   f: typeof fs
-  /** readWholeFileSync over node:fs. */
+  /** readWholeFileSync over node:fs, or the addon's (nativeWholeFileReader). */
   readWhole: ReadWhole
   /** Starts new age files. */
   fresh: (() => FreshSeal) | null
@@ -147,7 +146,8 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   let compressed = false
   let whole: Uint8Array | null = null
   if (job.kind === 'file') {
-    const read = 'path' in job.input ? readWhole(job.input.path, job.input.expect) : job.input
+    // Sealed, the plaintext is not passed on: it is read into this thread's scratch buffer (see plainOf below).
+    const read = 'path' in job.input ? readWhole(job.input.path, job.input.expect, job.seal === null ? null : env.scratch) : job.input
     if (!('bytes' in read)) return read
     whole = read.bytes
     if (job.compress !== undefined && whole.length > 0) {
@@ -262,7 +262,7 @@ const preadAll = ${preadAll.toString()}
 const plainOf = ${plainOf.toString()}
 const chunksOfLeaf = ${chunksOfLeaf.toString()}
 const runLeafJob = ${runLeafJob.toString()}
-const env = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: null, sealWhole: null, sealChunks: null, scratch: new Uint8Array(${LEAF_PLAIN_MAX}), compress: null }
+const env = { c: crypto, f: fs, readWhole: (path, expect, into) => readWholeFileSync(fs, path, expect, into), fresh: null, sealWhole: null, sealChunks: null, scratch: new Uint8Array(${LEAF_PLAIN_MAX}), compress: null }
 const ready = workerData.module === null ? Promise.resolve() : import(workerData.module).then((m) => {
   if (workerData.recipients !== null) {
     env.fresh = m.freshSealMaker(workerData.recipients)
@@ -270,6 +270,7 @@ const ready = workerData.module === null ? Promise.resolve() : import(workerData
     env.sealChunks = m.chunkSealer()
   }
   env.compress = m.zstdCompressor()
+  env.readWhole = m.nativeWholeFileReader(fs) ?? env.readWhole
 }, () => {}) // then 'fresh' and compressing jobs fail, naming why
 // A message carries several jobs and its answer all their results: a message costs both threads more than a tiny
 // file's reading and hashing.
@@ -336,7 +337,7 @@ export class LeafWorkers {
   constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[], whole?: SealWhole | null, chunks?: SealChunks | null } | null = null,
     compress: LeafJobEnv['compress'] = null) {
     this.size = Math.max(0, Math.floor(workers))
-    this.#here = { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, sealChunks: seals?.chunks ?? null, scratch: new Uint8Array(LEAF_PLAIN_MAX), compress }
+    this.#here = { c: crypto, f: fs, readWhole: nativeWholeFileReader(fs) ?? ((path, expect, into) => readWholeFileSync(fs, path, expect, into)), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, sealChunks: seals?.chunks ?? null, scratch: new Uint8Array(LEAF_PLAIN_MAX), compress }
     this.startsFiles = seals !== null && (this.size === 0 || canLoadSeals)
     const module = (seals !== null || compress !== null) && canLoadSeals ? SEALS_MODULE.href : null
     const workerData = { module, recipients: seals?.recipients ?? null }

@@ -66,6 +66,9 @@ export function zstdCompressor (): LeafJobEnv['compress'] {
   }
 }
 
+/** Reads whole small files natively (the workers load this module for it). */
+export { nativeWholeFileReader } from '../source/file-reader.js'
+
 /** Seals whole small files natively for recipients given as strings, or null where the native sealer cannot. */
 export function wholeFileSealer (recipients: string[]): SealWhole | null {
   return nativeSealer(recipients.map((r) => parseRecipient(r)))
