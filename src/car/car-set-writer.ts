@@ -78,28 +78,32 @@ export class CarSetWriter {
 
   /**
    * Adds a block. Returns once its bytes are handed to the file system, with the CAR that holds it and its record
-   * number (an earlier copy's, when it is among the recent blocks and is not written again).
+   * number (an earlier copy's, when it is among the recent blocks and is not written again). `done`, when given, is
+   * called once the writer no longer reads `bytes` (after they are hashed and written; at once when they were copied
+   * or are not written; never when put throws): the caller may then reuse them.
    */
-  async put (cid: CID, bytes: Uint8Array): Promise<{ car: number, record: number }> {
+  async put (cid: CID, bytes: Uint8Array, done?: () => void): Promise<{ car: number, record: number }> {
     const digest = cid.multihash.digest
     const seen = this.#recent.get(digest)
     if (seen !== undefined) {
       this.#touched.add(seen.car)
       this.#refs.push(seen.record)
+      done?.()
       return seen
     }
-    if (bytes.length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${bytes.length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
-    const head = encodeSectionHead(cid, bytes.length)
-    const section = head.length + bytes.length
+    const length = bytes.length // read before `done`: bytes given back may be detached (LeafWorkers.recycle)
+    if (length > MAX_BLOCK_SIZE) throw new PackerError('FORMAT', `block ${cid} is ${length} bytes, larger than packer writes (${MAX_BLOCK_SIZE})`)
+    const head = encodeSectionHead(cid, length)
+    const section = head.length + length
     if (this.#car !== undefined && this.#car.size + this.#buffered + section > this.#opts.binSize) await this.#closeCar()
     if (this.#car === undefined) await this.#openCar(cid)
     const car = this.#car!
     await this.#write(head)
     const offset = car.size + this.#buffered
-    await this.#write(bytes)
+    await this.#write(bytes, done)
     car.blocks++
     const carIndex = this.cars.length
-    await this.#opts.onRecord(encodeBlockRecord(digest, { car: carIndex, offset, length: bytes.length }))
+    await this.#opts.onRecord(encodeBlockRecord(digest, { car: carIndex, offset, length }))
     const record = this.records++
     this.#recent.add(digest, carIndex, record)
     this.#touched.add(carIndex)
@@ -160,16 +164,21 @@ export class CarSetWriter {
     await this.#write(encodeCarHeader(root))
   }
 
-  /** Appends to the current CAR through the write buffer, feeding the piece hasher in the same order. */
-  async #write (bytes: Uint8Array): Promise<void> {
+  /**
+   * Appends to the current CAR through the write buffer, feeding the piece hasher in the same order; `done` is called
+   * once neither reads `bytes` any more (large ones go as they are, small ones are copied).
+   */
+  async #write (bytes: Uint8Array, done?: () => void): Promise<void> {
     if (this.#buffered + bytes.length > WRITE_BUFFER) await this.#flush()
     if (bytes.length >= WRITE_BUFFER / 4) {
       await this.#flush()
-      await this.#emit(bytes)
+      let holders = 2
+      await this.#emit(bytes, done === undefined ? undefined : () => { if (--holders === 0) done() })
       return
     }
     this.#buffer.set(bytes, this.#buffered)
     this.#buffered += bytes.length
+    done?.()
   }
 
   /**

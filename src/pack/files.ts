@@ -6,7 +6,7 @@ import { displayPath } from '../format/stored-path.js'
 import type { SourceEntry, SourceRun } from '../source/walk.js'
 import { SourceChangedError, SourceVanishedError, sourceProblemError, type SourceProblem } from '../source/file-reader.js'
 import type { TreeSource } from '../source/tree-source.js'
-import { importLeaves, singleLeaf, type ImportedFile } from './unixfs.js'
+import { importLeaves, singleLeaf, type BlockSink, type ImportedFile } from './unixfs.js'
 import { LeafWorkers, type Compress } from './leaf-workers.js'
 import { fileLeaves, freshSeal, leafSeal, chunkSealer, wholeFileSealer, zstdCompressor, type Leaf } from './leaves.js'
 import { compressLarge, type CompressedFile } from './compress.js'
@@ -218,6 +218,11 @@ class Reusable {
   }
 }
 
+/** The CAR writer as the importer's sink, handing each leaf's buffer back to the workers once it is written. */
+function recycling (writer: CarSetWriter, pool: LeafWorkers): BlockSink {
+  return { put: async (cid, bytes) => await writer.put(cid, bytes, () => { pool.recycle(bytes) }) }
+}
+
 /** One file: read (and encrypt) it into the CAR set; reread or skip it if it changes, as asked. */
 async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryption | null, o: PackFilesOptions,
   ahead: Promise<OneLeafFile> | null, pool: LeafWorkers): Promise<{ entry: TableEntry, dagSize: number, records: [number, number], refs: number[] } | null> {
@@ -235,8 +240,8 @@ async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryptio
         o.progress?.({ type: 'read', bytes: t.size! })
         if (one.enc !== null) t.enc = one.enc
         if (one.compressed) t.compression = 'zstd'
-        file = await singleLeaf(one.leaf, writer)
         storedSize = one.leaf.bytes.length
+        file = await singleLeaf(one.leaf, recycling(writer, pool))
       } else {
         const src = await o.source.open(e)
         let compressed: CompressedFile | null = null
@@ -256,7 +261,7 @@ async function packFile (e: SourceEntry, writer: CarSetWriter, enc: SetEncryptio
             ? fileLeaves(src, seal, pool, problem, onRead, inFlight)
             : fileLeaves(compressed, seal, pool, problem)
           if (compressed !== null) t.compression = 'zstd'
-          file = await importLeaves((async function * (): AsyncGenerator<Leaf> { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), writer)
+          file = await importLeaves((async function * (): AsyncGenerator<Leaf> { for await (const l of leaves) { storedSize += l.bytes.length; yield l } })(), recycling(writer, pool))
           await src.check('while being read')
         } finally {
           await compressed?.remove()

@@ -87,6 +87,8 @@ export interface LeafJobEnv {
   scratch: Uint8Array | null
   /** Compresses a whole small file, or one frame of a large one (`frame`: true). */
   compress: ((bytes: Uint8Array, how: Compress, frame: boolean) => Uint8Array | null) | null
+  /** 1 MiB leaf buffers the main thread handed back once written (LeafWorkers.recycle), for the next leaves. */
+  spares: ArrayBuffer[]
 }
 
 /** Reads plaintext [from, from + b.length) of `fd` into b; a problem when it fails or comes up short. */
@@ -119,7 +121,7 @@ export function chunksOfLeaf (prefix: number, start: number, end: number): [numb
  */
 function plainOf (f: typeof fs, input: PlainInput, from: number, to: number, size: number, scratch: Uint8Array | null = null): Uint8Array | SourceProblem {
   if ('fd' in input) {
-    // its own ArrayBuffer (transferable), or the caller's scratch buffer when the bytes are not passed on
+    // its own ArrayBuffer (transferable), or the caller's buffer (scratch when the bytes are not passed on, else a leaf's)
     const b = scratch !== null && scratch.length >= to - from ? scratch.subarray(0, to - from) : new Uint8Array(to - from)
     return preadAll(f, input.fd, b, from, size) ?? b
   }
@@ -137,6 +139,8 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
   const CHUNK = 65536
   const SEALED = CHUNK + 16
   const LEAF = 1024 * 1024 // LEAF_SIZE (src/pack/leaves.ts)
+  // A whole leaf goes into a buffer handed back (fresh memory faults in 4 KiB at a time: ~10 us a page here).
+  const leafBuffer = (n: number): Uint8Array => n === LEAF && env.spares.length > 0 ? new Uint8Array(env.spares.pop()!) : new Uint8Array(n)
   if (job.kind === 'frame') {
     if (env.compress === null) throw new Error('no zstd here')
     const plain = plainOf(f, job.input, job.start, job.end, job.end)
@@ -181,7 +185,7 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
     size = r.size
     // sealed, the plaintext is not passed on: read into this thread's scratch buffer (fresh memory faults in 4 KiB
     // at a time, ~10 us a page on these VMs: a new 1 MiB buffer per leaf cost more than sealing it natively)
-    plainAt = (from, to) => plainOf(f, r.input, from, to, size, seal === null ? null : env.scratch)
+    plainAt = (from, to) => plainOf(f, r.input, from, to, size, seal !== null ? env.scratch : 'fd' in r.input && to - from === LEAF ? leafBuffer(LEAF) : null)
   }
   const count = Math.max(1, Math.ceil(size / CHUNK)) // age chunks (an empty file has one, empty)
   const P = seal === null ? 0 : seal.prefix.length
@@ -198,7 +202,7 @@ export function runLeafJob (env: LeafJobEnv, job: LeafJob): LeafJobResult {
     const leaf = plainAt(start, end)
     return leaf instanceof Uint8Array ? hashed(leaf) : { problem: leaf }
   }
-  const out = new Uint8Array(end - start)
+  const out = leafBuffer(end - start) // every byte of it is written below
   if (start < P) out.set(seal.prefix.subarray(start, Math.min(end, P)), 0)
   if (end > P) {
     const [j0, j1] = chunksOfLeaf(P, start, end)
@@ -248,6 +252,12 @@ const COLLECT_EVERY = 4 * 1024 * 1024
 /** Most plaintext one sealed leaf is made from: the 17 age chunks a 1 MiB leaf can cut. */
 const LEAF_PLAIN_MAX = 17 * 65536
 const JOB_GARBAGE = 16 * 1024
+/** LEAF_SIZE (src/pack/leaves.ts, which imports this module): the leaves whose buffers are reused. */
+const LEAF_BYTES = 1024 * 1024
+/** Leaf buffers a worker keeps for reuse (what is in flight between it and the CAR writer is about as many). */
+const SPARES_KEPT = 8
+/** Leaf buffers handed back to a worker in one message. */
+const SPARES_A_MESSAGE = 4
 const WORKER_SOURCE = `
 const crypto = require('node:crypto')
 const fs = require('node:fs')
@@ -262,7 +272,7 @@ const preadAll = ${preadAll.toString()}
 const plainOf = ${plainOf.toString()}
 const chunksOfLeaf = ${chunksOfLeaf.toString()}
 const runLeafJob = ${runLeafJob.toString()}
-const env = { c: crypto, f: fs, readWhole: (path, expect, into) => readWholeFileSync(fs, path, expect, into), fresh: null, sealWhole: null, sealChunks: null, scratch: new Uint8Array(${LEAF_PLAIN_MAX}), compress: null }
+const env = { c: crypto, f: fs, readWhole: (path, expect, into) => readWholeFileSync(fs, path, expect, into), fresh: null, sealWhole: null, sealChunks: null, scratch: new Uint8Array(${LEAF_PLAIN_MAX}), compress: null, spares: [] }
 const ready = workerData.module === null ? Promise.resolve() : import(workerData.module).then((m) => {
   if (workerData.recipients !== null) {
     env.fresh = m.freshSealMaker(workerData.recipients)
@@ -274,7 +284,9 @@ const ready = workerData.module === null ? Promise.resolve() : import(workerData
 }, () => {}) // then 'fresh' and compressing jobs fail, naming why
 // A message carries several jobs and its answer all their results: a message costs both threads more than a tiny
 // file's reading and hashing.
-parentPort.on('message', (jobs) => ready.then(() => {
+parentPort.on('message', (jobs) => {
+  if (!Array.isArray(jobs)) { for (const b of jobs.spares) if (env.spares.length < ${SPARES_KEPT}) env.spares.push(b); return }
+  ready.then(() => {
   const results = []
   const transfer = []
   for (const { id, job } of jobs) {
@@ -295,7 +307,7 @@ parentPort.on('message', (jobs) => ready.then(() => {
   }
   parentPort.postMessage(results, transfer)
   if (collect && sinceCollect >= ${COLLECT_EVERY}) { sinceCollect = 0; collect({ type: 'minor' }) }
-}))
+})})
 `
 
 /**
@@ -333,11 +345,17 @@ export class LeafWorkers {
   readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false
+  /** Leaves the workers handed over in 1 MiB buffers of their own: recycle() may give those back. */
+  readonly #recyclable = new WeakSet<Uint8Array>()
+  #handingBack: ArrayBuffer[] = []
+  #handBackTo = 0
+  /** Leaf buffers handed back to the workers so far. */
+  recycled = 0
 
   constructor (workers: number, seals: { fresh: () => FreshSeal, recipients: string[], whole?: SealWhole | null, chunks?: SealChunks | null } | null = null,
     compress: LeafJobEnv['compress'] = null) {
     this.size = Math.max(0, Math.floor(workers))
-    this.#here = { c: crypto, f: fs, readWhole: nativeWholeFileReader(fs) ?? ((path, expect, into) => readWholeFileSync(fs, path, expect, into)), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, sealChunks: seals?.chunks ?? null, scratch: new Uint8Array(LEAF_PLAIN_MAX), compress }
+    this.#here = { c: crypto, f: fs, readWhole: nativeWholeFileReader(fs) ?? ((path, expect, into) => readWholeFileSync(fs, path, expect, into)), fresh: seals?.fresh ?? null, sealWhole: seals?.whole ?? null, sealChunks: seals?.chunks ?? null, scratch: new Uint8Array(LEAF_PLAIN_MAX), compress, spares: [] }
     this.startsFiles = seals !== null && (this.size === 0 || canLoadSeals)
     const module = (seals !== null || compress !== null) && canLoadSeals ? SEALS_MODULE.href : null
     const workerData = { module, recipients: seals?.recipients ?? null }
@@ -353,7 +371,11 @@ export class LeafWorkers {
           if (m.error !== undefined) p.reject(workerError(m.error.message, m.error.code))
           else if (m.problem !== undefined) p.resolve({ problem: m.problem })
           else if (m.frame !== undefined) p.resolve({ frame: m.frame })
-          else p.resolve({ leaf: m.leaf!, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }), ...(m.compressed ? { compressed: true } : {}) })
+          else {
+            const leaf = m.leaf!
+            if (leaf.byteLength === LEAF_BYTES && leaf.buffer.byteLength === LEAF_BYTES && leaf.buffer instanceof ArrayBuffer) this.#recyclable.add(leaf)
+            p.resolve({ leaf, digest: m.digest!, ...(m.fresh === undefined ? {} : { fresh: m.fresh }), ...(m.compressed ? { compressed: true } : {}) })
+          }
         }
       })
       const die = (err: Error): void => {
@@ -374,6 +396,22 @@ export class LeafWorkers {
 
   /** Jobs running in workers now. */
   get busy (): number { return this.#pending.size }
+
+  /**
+   * Takes back a leaf a worker made, once nothing reads it any more (CarSetWriter.put's `done`): its buffer goes back
+   * to the workers (transferred: the leaf reads as empty from then on) for the next leaves. Anything else is ignored.
+   */
+  recycle (leaf: Uint8Array): void {
+    if (!this.#recyclable.delete(leaf)) return
+    this.#handingBack.push(leaf.buffer as ArrayBuffer)
+    if (this.#handingBack.length < SPARES_A_MESSAGE) return
+    const spares = this.#handingBack
+    this.#handingBack = []
+    const live = this.#slots.filter((s) => s.dead === null)
+    if (this.#closed || live.length === 0) return
+    live[this.#handBackTo++ % live.length]!.w.postMessage({ spares }, spares)
+    this.recycled += spares.length
+  }
 
   /** Runs a job on the least busy worker, or here when there is none. */
   run (job: Extract<LeafJob, { kind: 'frame' }>): Promise<FrameResult | { problem: SourceProblem }>

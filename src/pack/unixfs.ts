@@ -19,6 +19,11 @@ export const IMPORT_OPTIONS: ImporterOptions = {
 
 export interface BlockSink { put: (cid: CID, bytes: Uint8Array) => Promise<unknown> }
 
+/*
+ * A sink may let the bytes it was given go back to their maker once written (a leaf's buffer to the leaf workers,
+ * src/pack/files.ts): then they are detached, read as empty. So nothing here reads a block after putting it.
+ */
+
 /** A file already imported: what a directory needs to link to it. */
 export interface ImportedFile { cid: CID, dagSize: number }
 
@@ -65,8 +70,9 @@ export async function importLeaves (leaves: AsyncIterable<Leaf>, sink: BlockSink
         const digest = digests.get(block)
         if (digest === undefined) throw new Error('importLeaves: a leaf without its digest (the chunker must pass leaves through)')
         const cid = CID.createV1(raw.code, Digest.create(sha256.code, digest))
+        const size = BigInt(block.length)
         await blockstore.put(cid, block)
-        return { cid, size: BigInt(block.length), block }
+        return { cid, size, block }
       }
     }
   }
@@ -86,8 +92,9 @@ export async function importLeaves (leaves: AsyncIterable<Leaf>, sink: BlockSink
  */
 export async function singleLeaf (leaf: Leaf, sink: BlockSink): Promise<ImportedFile> {
   const cid = CID.createV1(raw.code, Digest.create(sha256.code, leaf.digest))
+  const dagSize = leaf.bytes.length
   await sink.put(cid, leaf.bytes)
-  return { cid, dagSize: leaf.bytes.length }
+  return { cid, dagSize }
 }
 
 /**

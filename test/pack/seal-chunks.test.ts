@@ -19,7 +19,7 @@ function env (native: boolean): LeafJobEnv {
   const sealChunks = native ? chunkSealer() : null
   if (native) expect(sealChunks).not.toBeNull()
   // the node:crypto runs read into a new buffer each leaf, the native ones into one scratch buffer
-  return { c: crypto, f: fs, readWhole: (path, expect) => readWholeFileSync(fs, path, expect), fresh: null, sealWhole: null, sealChunks, scratch: native ? new Uint8Array(17 * 65536) : null, compress: null }
+  return { c: crypto, f: fs, readWhole: (path, expect, into) => readWholeFileSync(fs, path, expect, into), fresh: null, sealWhole: null, sealChunks, scratch: native ? new Uint8Array(17 * 65536) : null, compress: null, spares: [] }
 }
 
 /** Ciphertext [start, end) of the age file of `plain` under `seal`, as a range job makes it. */
