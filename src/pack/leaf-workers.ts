@@ -58,7 +58,6 @@ export type LeafJobResult = LeafResult | FrameResult | { problem: SourceProblem 
 export interface LeafResult { leaf: Uint8Array, digest: Uint8Array, fresh?: { fileKey: Uint8Array, headerLength: number }, compressed?: boolean }
 export interface FrameResult { frame: Uint8Array | null }
 
-
 /** A whole file sealed as a new age file in one call (the native sealer, src/crypto/native-seal.ts). */
 export type SealWhole = (plain: Uint8Array) => { file: Uint8Array, digest: Uint8Array, fileKey: Uint8Array, headerLength: number }
 
