@@ -172,8 +172,7 @@ export class CarSetWriter {
     if (this.#buffered + bytes.length > WRITE_BUFFER) await this.#flush()
     if (bytes.length >= WRITE_BUFFER / 4) {
       await this.#flush()
-      let holders = 2
-      await this.#emit(bytes, done === undefined ? undefined : () => { if (--holders === 0) done() })
+      await this.#emit(bytes, done)
       return
     }
     this.#buffer.set(bytes, this.#buffered)
@@ -191,15 +190,16 @@ export class CarSetWriter {
     const chunk = full.subarray(0, this.#buffered)
     this.#buffer = this.#spares.pop() ?? Buffer.allocUnsafe(WRITE_BUFFER)
     this.#buffered = 0
-    let holders = 2
-    await this.#emit(chunk, () => { if (--holders === 0 && this.#spares.length < SPARE_BUFFERS) this.#spares.push(full) })
+    await this.#emit(chunk, () => { if (this.#spares.length < SPARE_BUFFERS) this.#spares.push(full) })
   }
 
   /**
    * Hands bytes to the piece hasher and to the sink (writes overlap; both queues are bounded: the backpressure).
-   * `release`, when given, is called by each of them once it no longer reads the bytes.
+   * `done`, when given, is called once both have let go of the bytes.
    */
-  async #emit (bytes: Uint8Array, release?: () => void): Promise<void> {
+  async #emit (bytes: Uint8Array, done?: () => void): Promise<void> {
+    let holders = 2
+    const release = done === undefined ? undefined : () => { if (--holders === 0) done() }
     const car = this.#car!
     const hashed = car.hasher.update(bytes, release)
     car.size += bytes.length
