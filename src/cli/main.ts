@@ -24,7 +24,18 @@ addShardCommands(program)
 addServeCommand(program)
 addFetchCommand(program)
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+let finished = false
+// A command still running when nothing is left that could resume it (a promise that nothing will settle) must not
+// end as a success: Node would exit with code 0, the command's output and error never written.
+process.on('beforeExit', () => {
+  if (finished) return
+  finished = true
+  process.stderr.write('packer: internal error: the command stopped before it finished (nothing was left to wait for); rerun it, and please report this\n')
+  process.exitCode = 70
+})
+
+program.parseAsync(process.argv).then(() => { finished = true }, (err: unknown) => {
+  finished = true
   if (err instanceof PackerError) {
     process.stderr.write(`packer: ${err.message}\n`)
     process.exitCode = err.exitCode

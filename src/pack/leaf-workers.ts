@@ -18,6 +18,7 @@ import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { fileURLToPath } from 'node:url'
 import { PackerError } from '../errors.js'
+import { terminateWorkers } from '../worker-module.js'
 import { nativeWholeFileReader, openProblem, readWholeFileSync, statMismatch, type ReadWhole, type SourceProblem } from '../source/file-reader.js'
 import type { PlainInput, WholeFileInput } from '../source/tree-source.js'
 
@@ -457,7 +458,7 @@ export class LeafWorkers {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await Promise.all(this.#slots.map(async (s) => { await s.w.terminate() }))
+    await terminateWorkers(this.#slots.map((s) => s.w))
   }
 }
 

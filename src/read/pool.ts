@@ -1,18 +1,10 @@
 import { Worker } from 'node:worker_threads'
-import { existsSync } from 'node:fs'
 import os from 'node:os'
-import { fileURLToPath } from 'node:url'
 import type { InitMessage, LeafJob, LeafResult } from './worker.js'
+import { compiledModule, terminateWorkers } from '../worker-module.js'
 import { isFrameJob, ownBytes, type FrameJob, type FrameResult } from './frame-job.js'
 
-/**
- * The workers' compiled module: beside this one, or in dist/ when this runs from the TypeScript sources (the test
- * runner, calling the library API in-process).
- */
-const WORKER_MODULE = ((): URL => {
-  const beside = new URL('./worker.js', import.meta.url)
-  return existsSync(fileURLToPath(beside)) ? beside : new URL('../../dist/read/worker.js', import.meta.url)
-})()
+const WORKER_MODULE = compiledModule(new URL('./worker.js', import.meta.url), 'read/worker.js')
 
 type Pending = {
   job: LeafJob | FrameJob
@@ -125,7 +117,7 @@ export class WorkerPool {
   async close (): Promise<void> {
     this.#closed = true
     for (const q of this.#queues) for (const p of q.splice(0)) p.reject(new Error('the reader is closing'))
-    await Promise.all(this.#workers.map(async (s) => await s.w.terminate()))
+    await terminateWorkers(this.#workers.map((s) => s.w))
   }
 }
 

@@ -2,7 +2,7 @@ import { SHARE_ENV, Worker } from 'node:worker_threads'
 import { PackerError } from '../errors.js'
 import type { BlockAt } from '../store/car-store.js'
 import { sharedMemoryTaken } from '../memory.js'
-import { compiledModule } from '../worker-module.js'
+import { compiledModule, terminateWorkers } from '../worker-module.js'
 import { HttpGetError, type HttpTimeouts } from './http-get.js'
 import type { FetchJob, FetchResult } from './block-fetch-worker.js'
 
@@ -102,6 +102,6 @@ export class BlockFetcher {
       for (const p of t?.pending.values() ?? []) p.reject(new PackerError('REMOTE', 'the reader is closing'))
       t?.pending.clear()
     }
-    await Promise.all(threads.map(async (t) => await t?.w.terminate()))
+    await terminateWorkers(threads.flatMap((t) => t === undefined ? [] : [t.w]))
   }
 }
