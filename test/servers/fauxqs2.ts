@@ -1,7 +1,7 @@
 /**
  * fauxqs 2.4.1 (devDependency `fauxqs-2`), the one S3-compatible server on npm or in Debian 12 found to implement
  * UploadPartCopy with a byte range from an object uploaded in parts; it needs Node >= 22.5, so it runs in a child
- * process on Node 22 (fetched from the npm registry by scripts/fetch-node.sh, as scripts/test-node.sh does), on
+ * process on Node 22 (fetched from the npm registry by `npm test`'s pretest, scripts/fetch-node.sh; the test only takes the copy), on
  * 127.0.0.1 only. It ignores x-amz-copy-source-if-match: a test on it shows the bytes of a copy in parts, not the
  * pinning. The other tests keep fauxqs 1.9.2 in process (test/servers/s3.ts).
  */
@@ -19,7 +19,7 @@ process.stdout.write('http://127.0.0.1:' + app.server.address().port + '\\n')
 `
 
 export async function startFauxqs2 (): Promise<ChildS3> {
-  const fetched = await run('bash', [path.join(ROOT, 'scripts/fetch-node.sh'), '22'])
+  const fetched = await run('bash', [path.join(ROOT, 'scripts/fetch-node.sh'), '--cached', '22'])
   if (fetched.code !== 0) throw new Error(`cannot get Node 22 for fauxqs 2: ${fetched.stderr}`)
   const child = spawn(fetched.stdout.trim(), ['--no-warnings', '--input-type=module', '-e', SERVE], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let err = ''

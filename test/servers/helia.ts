@@ -10,12 +10,11 @@ const KILL_GRACE_MS = 5_000
 
 let heliaNodeBinary: Promise<string> | undefined
 
-/** A Node binary that runs Helia: this one if it is recent enough, else Node 24 from the npm registry (cached). */
+/** A Node binary that runs Helia: this one if it is recent enough, else Node 24 (fetched by `npm test`'s pretest). */
 export function heliaNode (): Promise<string> {
   heliaNodeBinary ??= (async () => {
     if (Number(process.versions.node.split('.')[0]) >= HELIA_NODE_MAJOR) return process.execPath
-    // a cached copy of the registry's answer will do: a test should not wait on the network (or a proxy) each run
-    const r = await run('bash', [path.join(ROOT, 'scripts/fetch-node.sh'), '24'], { env: { npm_config_prefer_offline: 'true' } })
+    const r = await run('bash', [path.join(ROOT, 'scripts/fetch-node.sh'), '--cached', '24'])
     if (r.code !== 0) throw new Error(`cannot get Node 24 for the Helia client: ${r.stderr.trim()}`)
     return r.stdout.trim()
   })()
