@@ -10,8 +10,9 @@
  * autoindex on; with --delay-ms, nginx's echo module holds every answer that long: a distant server). Peers, from the
  * same nginx in the same runs: `rclone mount` of the directory over HTTP (`:http:` remote) read with the same dd — the
  * raw CAR, no decryption or hash checks, so close to the ceiling of an HTTP FUSE mount — and `curl` of the whole CAR
- * to /dev/null. Prints MB/s of each (median of the runs), the remote mount's ratio to each, and each mount process's
- * CPU-seconds during the read (all threads) and peak RSS. --cli measures another build (e.g. a copy of an older dist),
+ * to /dev/null. And `packer fetch` of the set (its CAR written to disk, its piece CID checked) against `curl -o` of the
+ * CAR to disk. Prints MB/s of each (median of the runs), the remote mount's ratio to each, fetch's to curl's, and the
+ * CPU-seconds (a mount's during the read, all threads) and peak RSS of each. --cli measures another build (e.g. a copy of an older dist),
  * in the same conditions.
  */
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
@@ -93,14 +94,28 @@ const rcloneMount = (url, car, bytes, mnt) => coldRead(
   () => startMount('rclone', ['mount', ':http:', mnt, '--http-url', url, '--read-only', '--vfs-cache-mode', 'off'], mnt),
   path.join(mnt, car), bytes)
 
-/** curl of the whole CAR to /dev/null: MB/s. */
-function curlWhole (url, bytes) {
+/** Runs a command under /usr/bin/time: wall seconds, CPU-seconds (user + system) and peak RSS in bytes. */
+function timed (cmd, args) {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', cmd, ...args], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`)
+  const [secs, user, sys, kib] = r.stderr.trim().split('\n').pop().split(' ').map(Number)
+  return { secs, cpu: user + sys, rss: kib * 1024 }
+}
+
+/** curl of the whole CAR to `out` (/dev/null, or a file: as fetch writes one): MB/s, CPU-s, peak RSS. */
+function curlWhole (url, bytes, out = '/dev/null') {
   dropCaches()
-  const r = spawnSync('curl', ['-sS', '--fail', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`curl failed: ${r.stderr}`)
-  const [size, secs] = r.stdout.trim().split(' ').map(Number)
-  if (size !== bytes) throw new Error(`curl got ${size} bytes of ${bytes}`)
-  return { mbps: bytes / secs / 1e6 }
+  const t = timed('curl', ['-sS', '--fail', '-o', out, url])
+  if (out !== '/dev/null' && fs.statSync(out).size !== bytes) throw new Error(`curl got ${fs.statSync(out).size} bytes of ${bytes}`)
+  return { mbps: bytes / t.secs / 1e6, cpu: t.cpu, rss: t.rss }
+}
+
+/** `packer fetch` of the set (its CARs, each piece CID checked, with the manifest and index) into a fresh directory. */
+function packerFetch (url, bytes, dir) {
+  fs.rmSync(dir, { recursive: true, force: true })
+  dropCaches()
+  const t = timed(process.execPath, [CLI, 'fetch', url, '-o', dir, '-q'])
+  return { mbps: bytes / t.secs / 1e6, cpu: t.cpu, rss: t.rss }
 }
 
 async function main () {
@@ -111,7 +126,7 @@ async function main () {
   const carBytes = fs.statSync(path.join(setDir, car)).size
   const nginx = await startNginx(dir)
   const mnt = path.join(WORK, 'mnt')
-  const runs = { local: [], remote: [], rclone: [], curl: [] }
+  const runs = { local: [], remote: [], rclone: [], curl: [], fetch: [], curlDisk: [] }
   try {
     for (let run = 0; run < RUNS; run++) {
       // Interleaved, so load that comes and goes on a shared machine falls on all alike.
@@ -119,9 +134,13 @@ async function main () {
       runs.remote.push(await packerMount(`${nginx.url}/set/`, key, mnt))
       runs.rclone.push(await rcloneMount(`${nginx.url}/set/`, car, carBytes, mnt))
       runs.curl.push(curlWhole(`${nginx.url}/set/${car}`, carBytes))
+      runs.fetch.push(packerFetch(`${nginx.url}/set/`, carBytes, path.join(WORK, 'fetched')))
+      runs.curlDisk.push(curlWhole(`${nginx.url}/set/${car}`, carBytes, path.join(WORK, 'curled.car')))
     }
   } finally {
     nginx.stop()
+    fs.rmSync(path.join(WORK, 'fetched'), { recursive: true, force: true })
+    fs.rmSync(path.join(WORK, 'curled.car'), { force: true })
   }
   const mbps = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v.map((x) => x.mbps))]))
   const mib = (b) => Math.round(b / 1048576)
@@ -133,10 +152,13 @@ async function main () {
   line('local mount', 'local', '')
   line('remote mount', 'remote', '')
   line('rclone mount', 'rclone', ` (the raw ${mib(carBytes)} MiB CAR)`)
-  line('curl', 'curl', ` (the whole CAR, one GET)`)
+  line('curl', 'curl', ` (the whole CAR, one GET, to /dev/null)`)
+  line('packer fetch', 'fetch', ` (the set: its CAR checked against its piece CID, to disk)`)
+  line('curl -o', 'curlDisk', ` (the whole CAR, one GET, to disk)`)
   console.log(`  remote mount / local mount:  ${(mbps.remote / mbps.local).toFixed(2)}`)
   console.log(`  remote mount / rclone mount: ${(mbps.remote / mbps.rclone).toFixed(2)}`)
   console.log(`  remote mount / curl:         ${(mbps.remote / mbps.curl).toFixed(2)}`)
+  console.log(`  packer fetch / curl -o:      ${(mbps.fetch / mbps.curlDisk).toFixed(2)}`)
 }
 
 main().catch((err) => { console.error(err); process.exitCode = 1 })

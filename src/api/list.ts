@@ -1,7 +1,7 @@
 import { PackerError } from '../errors.js'
-import { CarSet } from '../restore/car-set.js'
-import { missingReport } from '../restore/availability.js'
-import { subtree } from '../restore/set-table.js'
+import { CarSet } from '../read/car-set.js'
+import { missingReport } from '../read/availability.js'
+import { subtree } from '../read/set-table.js'
 import { openCarSet, pieceInfo, setEntry, storedPath, type PieceInfo, type SetEntry, type SetOptions, warnMisnamed } from './set.js'
 import { s3ReadOptions, type S3Access } from './s3.js'
 

@@ -1,9 +1,9 @@
 import { PackerError } from '../errors.js'
-import type { CarSet } from '../restore/car-set.js'
+import type { CarSet } from '../read/car-set.js'
 import path from 'node:path'
 import { verifyFiles, verifySet } from '../restore/verifier.js'
 import { fixNames as fixCarNames, type Rename } from '../restore/fix-names.js'
-import { filesIn, fixNamesCommand } from '../restore/availability.js'
+import { filesIn, fixNamesCommand } from '../read/availability.js'
 import { openCarSet, type SetOptions } from './set.js'
 import type { Callbacks } from './events.js'
 

@@ -1,4 +1,4 @@
-import type { NumberedEntry } from '../restore/set-table.js'
+import type { NumberedEntry } from '../read/set-table.js'
 import type { SetReader } from '../read/reader.js'
 import { S_IFDIR, type Listing, type MountTree } from './tree.js'
 

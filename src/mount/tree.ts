@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import { LRUCache } from 'lru-cache'
-import type { NumberedEntry, SetTable } from '../restore/set-table.js'
+import type { NumberedEntry, SetTable } from '../read/set-table.js'
 
 export const S_IFDIR = 0o040000
 const S_IFREG = 0o100000

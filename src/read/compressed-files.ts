@@ -2,13 +2,13 @@ import { LRUCache } from 'lru-cache'
 import type { TableEntry } from '../format/table-entry.js'
 import type { FrameLocation, SeekTable } from '../compress/zstd-seekable.js'
 import { displayPath } from '../format/stored-path.js'
-import { frameBytes, seekTableOf, streamEntry, type StreamReader } from '../restore/compressed.js'
+import { frameBytes, seekTableOf, streamEntry, type StreamReader } from './compressed.js'
 
 /** Reads `len` bytes at `pos` of a file stored as it is into buf (the SetReader's own read): 0 at the end. */
 export type StoredRead = (e: TableEntry, handle: number, buf: Buffer, len: number, pos: number) => number | Promise<number>
 
 /**
- * Decompresses a checked frame (src/restore/compressed.ts's FrameDecompressor) with a priority: `prio.urgent` for a
+ * Decompresses a checked frame (src/read/compressed.ts's FrameDecompressor) with a priority: `prio.urgent` for a
  * read someone waits on, else read-ahead; the decompressor sets `prio.promote` once the job is queued, which moves it
  * before the other read-ahead when a read comes to wait on it.
  */

@@ -7,7 +7,7 @@
  */
 import { PackerError, type ErrorCode } from '../errors.js'
 import type { FrameLocation } from '../compress/zstd-seekable.js'
-import { decompressHere } from '../restore/compressed.js'
+import { decompressHere } from './compressed.js'
 
 export interface FrameJob {
   id: number

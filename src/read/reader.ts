@@ -2,13 +2,13 @@ import { LRUCache } from 'lru-cache'
 import { PackerError } from '../errors.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { displayPath } from '../format/stored-path.js'
-import type { CarSet } from '../restore/car-set.js'
-import { FileView, type Leaf, type StoredLayout } from '../restore/file-view.js'
+import type { CarSet } from './car-set.js'
+import { FileView, type Leaf, type StoredLayout } from './file-view.js'
 import { AgeGeometry, CHUNK } from './chunks.js'
 import { CompressedFiles, type PrioritizedDecompressor } from './compressed-files.js'
 import { framePlain } from './frame-job.js'
 import { WorkerPool } from './pool.js'
-import { decompressHere, decompressWhole } from '../restore/compressed.js'
+import { decompressHere, decompressWhole } from './compressed.js'
 import { runJob, type LeafJob, type LeafResult } from './worker.js'
 import type { Place } from '../store/car-store.js'
 
@@ -471,7 +471,7 @@ export class SetReader {
     if (!r.ok) {
       if (r.slot >= 0) this.#release(r.slot)
       if (u !== undefined) u.gone = true
-      // Worded as src/restore/block-source.ts words them, with the file first.
+      // Worded as src/read/block-source.ts words them, with the file first.
       const where = `block ${leaf.cid} at byte ${loc.offset}`
       if (r.kind === 'auth') throw new PackerError('CORRUPT', `${displayPath(e.path)}: CAR ${car.file} is damaged: age chunk ${r.chunk} in ${where} failed authentication; retrieve the CAR again`, { subject: car.file })
       if (r.kind === 'hash') throw new PackerError('CORRUPT', `${displayPath(e.path)}: CAR ${car.file} is damaged: ${where} does not match its hash; retrieve the CAR again`, { subject: car.file })

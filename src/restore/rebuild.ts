@@ -16,7 +16,7 @@ import { parseHeader } from '../crypto/index.js'
 import { ExternalSorter } from '../spill/external-sort.js'
 import { VERSION } from '../version.js'
 import { LIMITS } from '../limits.js'
-import { CarSet } from './car-set.js'
+import { CarSet } from '../read/car-set.js'
 import { exporter } from 'ipfs-unixfs-exporter'
 
 interface ScannedCar {

@@ -8,7 +8,7 @@ import { entryFieldsJson, parseEntryFields, type TableEntry } from '../format/ta
 import { splitEntryPath } from '../format/table.js'
 import { setFileTimesNs } from '../native-addon.js'
 import { Appender, readLines, readLinesBackward } from '../spill/lines.js'
-import type { CarSet } from './car-set.js'
+import type { CarSet } from '../read/car-set.js'
 import { selection } from './selection.js'
 import { TaskWindow } from './task-window.js'
 import { WHOLE_FILE_MAX, WholeFiles, alreadyRestored, matches, readWhole, removeStaleTemporaries, restoreFile, type FileWriteError } from './dest-files.js'

@@ -1,7 +1,7 @@
 import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import { compareTableOrder, isWithin, splitEntryPath } from '../format/table.js'
-import type { NumberedEntry, SetTable } from './set-table.js'
+import type { NumberedEntry, SetTable } from '../read/set-table.js'
 
 /** A path as the user gave it, as stored: no leading or trailing slashes ('' is the whole set). */
 export function cleanPath (p: Buffer): Buffer {

@@ -5,7 +5,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
-import type { BlockSource } from '../restore/block-source.js'
+import type { BlockSource } from '../read/block-source.js'
 
 /** How much of the DAG below a CID a CAR response holds (trustless gateway `dag-scope`). */
 export type DagScope = 'block' | 'entity' | 'all'

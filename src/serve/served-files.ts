@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import path from 'node:path'
 import { readCarRoots } from '../car/car-header.js'
 import { MANIFEST_FILE } from '../format/manifest.js'
-import type { CarSet } from '../restore/car-set.js'
+import type { CarSet } from '../read/car-set.js'
 import { CAR_CONTENT_TYPE, IMMUTABLE, sendFile, sendText, type OpenedFile } from './file-response.js'
 
 /**

@@ -1,7 +1,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { PackerError } from '../errors.js'
-import { CarSet } from '../restore/car-set.js'
+import { CarSet } from '../read/car-set.js'
 import { SetBlocks } from './dag-blocks.js'
 import { sendText } from './file-response.js'
 import { serveGateway } from './gateway.js'

@@ -50,7 +50,7 @@ describe(`the npm package ${pkg.name}`, () => {
     const badLines = fs.readFileSync(path.join(app, 'bad.ts'), 'utf8').split('\n').flatMap((l, i) => l.includes('// ERROR') ? [i + 1] : [])
     const reported = [...new Set([...bad.stdout.matchAll(/^bad\.ts\((\d+),\d+\): error TS\d+/gm)].map((m) => Number(m[1])))]
     expect(reported).toEqual(badLines)
-    expect(bad.stdout).toMatch(/Cannot find module 'filecoin-packer\/dist\/restore\/car-set\.js'/)
+    expect(bad.stdout).toMatch(/Cannot find module 'filecoin-packer\/dist\/read\/car-set\.js'/)
 
     await ok(process.execPath, [tsc, '-p', 'tsconfig.json'], app)
     const src = path.join(work, 'src')

@@ -14,10 +14,10 @@ import { decodeCarList, decodeDescriptor } from '../../src/format/descriptor.js'
 import { BlockIndex } from '../../src/car/block-index.js'
 import { CID } from 'multiformats/cid'
 import { readCarRoots } from '../../src/car/car-header.js'
-import { CarSet } from '../../src/restore/car-set.js'
-import { readStoredFile } from '../../src/restore/set-table.js'
+import { CarSet } from '../../src/read/car-set.js'
+import { readStoredFile } from '../../src/read/set-table.js'
 import { verifySet } from '../../src/restore/verifier.js'
-import { FileView } from '../../src/restore/file-view.js'
+import { FileView } from '../../src/read/file-view.js'
 import {
   decryptStream, encodeHeader, encryptStream, newFileKey, parseHeader, parseRecipient, readIdentityFile, readRecipientsFile,
   x25519IdentityFromString, generateX25519Identity,

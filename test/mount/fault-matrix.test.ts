@@ -9,7 +9,7 @@ import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packerOk, sha256, tmpDir } from '../helpers.js'
 import { sh, startMount } from './mount-helpers.js'
-import { CarSet } from '../../src/restore/car-set.js'
+import { CarSet } from '../../src/read/car-set.js'
 
 let src: string
 let pristine: string

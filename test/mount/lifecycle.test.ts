@@ -4,8 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packer, packerOk, sha256, tmpDir } from '../helpers.js'
 import { MiB } from '../fixtures.js'
 import { flipByte, isMounted, sh, shOk, startMount, waitFor } from './mount-helpers.js'
-import { CarSet } from '../../src/restore/car-set.js'
-import { missingReport } from '../../src/restore/availability.js'
+import { CarSet } from '../../src/read/car-set.js'
+import { missingReport } from '../../src/read/availability.js'
 
 /** Mount lifecycle and failures: signals, umount, missing and damaged CARs, bad input. */
 let src: string
@@ -158,7 +158,7 @@ describe('a chunk across two leaves', () => {
     const dir = copySet()
     // The age chunk that starts in big.bin's first leaf and ends in its second: flip a byte of the second leaf's head.
     const s = await table(dir)
-    const { FileView } = await import('../../src/restore/file-view.js')
+    const { FileView } = await import('../../src/read/file-view.js')
     const e = (await s.files.lookup(Buffer.from('big.bin')))!
     const leaves = (await (await new FileView(s).layout(e)).leaves(0, 2 * MiB))!
     const chunk = Math.floor((leaves[0].length - e.enc!.headerLength - 16) / (65536 + 16)) // first chunk not inside leaf 0

@@ -3,7 +3,7 @@ import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bytes, packerOk, tmpDir } from '../helpers.js'
 import { flipByte, sh, shOk, startMount, waitFor } from './mount-helpers.js'
-import { CarSet } from '../../src/restore/car-set.js'
+import { CarSet } from '../../src/read/car-set.js'
 import { CID } from 'multiformats/cid'
 
 /**

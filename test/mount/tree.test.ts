@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { packerOk, tmpDir } from '../helpers.js'
-import { CarSet } from '../../src/restore/car-set.js'
+import { CarSet } from '../../src/read/car-set.js'
 import { MountTree, type Stat } from '../../src/mount/tree.js'
 
 /**

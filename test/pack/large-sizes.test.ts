@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest'
 import { UnixFS } from 'ipfs-unixfs'
 import { varint } from 'multiformats'
 import '../../src/pack/unixfs.js' // installs the fix, as pack does
-import { CarSet } from '../../src/restore/car-set.js'
-import { FileView } from '../../src/restore/file-view.js'
+import { CarSet } from '../../src/read/car-set.js'
+import { FileView } from '../../src/read/file-view.js'
 import { packerOk, tmpDir } from '../helpers.js'
 
 function uvarint (n: number): Buffer {

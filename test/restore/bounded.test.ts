@@ -6,11 +6,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { CarSet } from '../../src/restore/car-set.js'
+import { CarSet } from '../../src/read/car-set.js'
 import { restore } from '../../src/restore/restorer.js'
-import { CACHED_CHUNKS, TableV2 } from '../../src/restore/set-table.js'
+import { CACHED_CHUNKS, TableV2 } from '../../src/read/set-table.js'
 import { verifySet } from '../../src/restore/verifier.js'
-import { filesIn } from '../../src/restore/availability.js'
+import { filesIn } from '../../src/read/availability.js'
 import { describeTree, packerOk, tmpDir } from '../helpers.js'
 
 let src: string

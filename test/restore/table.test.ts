@@ -5,9 +5,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CarSet } from '../../src/restore/car-set.js'
+import { CarSet } from '../../src/read/car-set.js'
 import { restore } from '../../src/restore/restorer.js'
-import type { NumberedEntry, SetTable } from '../../src/restore/set-table.js'
+import type { NumberedEntry, SetTable } from '../../src/read/set-table.js'
 import { describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
 import { forgeSet, type ForgeOptions, type ForgedLine } from '../forge-set.js'
 

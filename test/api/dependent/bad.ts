@@ -1,6 +1,6 @@
 // Mistakes the package's types must catch (test/api/package.test.ts expects tsc to report each line marked ERROR).
 import { pack, verify } from 'filecoin-packer'
-import type { CarSet } from 'filecoin-packer/dist/restore/car-set.js' // ERROR: internals are not exported
+import type { CarSet } from 'filecoin-packer/dist/read/car-set.js' // ERROR: internals are not exported
 
 export const set: CarSet | null = null
 await pack('src', { output: 'out', binSize: true }) // ERROR: binSize is a number or a string
