@@ -6,8 +6,9 @@ import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bytes, run, tmpDir } from '../helpers.js'
-import { heliaFetch, heliaNode } from './helia.js'
+import { bytes, packerOk, run, sha256, tmpDir } from '../helpers.js'
+import { heliaFetch, heliaNode, heliaVerifiedFetch } from './helia.js'
+import { startServe, type RunningServe } from './packer-serve.js'
 import { freePort } from './ports.js'
 
 /** What a client asked the stand-in gateway. */
@@ -127,16 +128,7 @@ describe('Helia fetching from a trustless gateway', () => {
   })
 
   it('talks to nothing but the gateway: passes with proxy variables pointing at a closed port, refuses other hosts', async () => {
-    const closed = await freePort()
-    const trap = {
-      NODE_USE_ENV_PROXY: '1', // Node 24's fetch uses the variables below only when asked to
-      HTTP_PROXY: `http://127.0.0.1:${closed}`,
-      HTTPS_PROXY: `http://127.0.0.1:${closed}`,
-      http_proxy: `http://127.0.0.1:${closed}`,
-      https_proxy: `http://127.0.0.1:${closed}`,
-      NO_PROXY: '', // heliaFetch adds 127.0.0.1
-      no_proxy: '',
-    }
+    const trap = await proxyTrap()
     const got = await heliaFetch(gateway.url, cids.get('')!, { path: 'docs/sub/small.bin', timeoutMs: TIMEOUT_MS, env: trap })
     expect(got.equals(small)).toBe(true)
 
@@ -151,7 +143,7 @@ describe('Helia fetching from a trustless gateway', () => {
   })
 })
 
-it('rejects a block whose bytes do not match its CID', async () => {
+it('rejects a block whose bytes do not match its CID (@helia/unixfs and @helia/verified-fetch)', async () => {
   const corrupt = blocksOf.get('big.bin')![3]
   const gateway = await standInGateway(blocksDir, { corrupt })
   try {
@@ -160,10 +152,100 @@ it('rejects a block whose bytes do not match its CID', async () => {
     await expect(heliaFetch(gateway.url, cids.get('big.bin')!, { timeoutMs: TIMEOUT_MS })).rejects.toThrow(
       `helia-fetch: Failed to load block for ${corrupt}: Unable to fetch raw block for CID ${corrupt} from any gateway`)
     expect(gateway.requests.filter((r) => r.url === `/ipfs/${corrupt}?format=raw`)).toHaveLength(1)
+
+    // verified-fetch, given the same altered block, never gives the file: it answers 502 when the block fails before
+    // the first byte is out, else its body stream fails there (a leaf after the first, as here: the usual case)
+    const outcome = await heliaVerifiedFetch(gateway.url, cids.get('big.bin')!, { timeoutMs: TIMEOUT_MS })
+      .then((r) => `${r.status} ${r.body.toString()}`, (err: Error) => err.message)
+    expect(outcome).toMatch(/^(502 |helia-fetch: )/)
+    expect(outcome).toContain(`Failed to load block for ${corrupt}`)
   } finally {
     await gateway.close()
   }
 })
+
+describe('@helia/verified-fetch reading packer serve', () => {
+  const unknown = 'bafkreigkg4ckucyg6wkuy6poqn72ufjnqtllfvbihdygg6qv5wudg7n5zy' // sha-256 of "nope"
+  const source = new Map([['big.bin', big], ['docs/note.txt', note], ['docs/sub/small.bin', small]])
+  const setCids = new Map<string, string>() // path in the set → CID (packer ls --json)
+  let setRoot: string
+  let s: RunningServe
+  let trap: NodeJS.ProcessEnv
+  beforeAll(async () => {
+    const src = tmpDir()
+    for (const [p, content] of source) {
+      fs.mkdirSync(path.dirname(path.join(src, p)), { recursive: true })
+      fs.writeFileSync(path.join(src, p), content)
+    }
+    const setDir = path.join(tmpDir(), 'set')
+    await packerOk(['pack', src, '-o', setDir, '--no-encrypt', '-q'])
+    setRoot = JSON.parse(fs.readFileSync(path.join(setDir, 'manifest.json'), 'utf8')).root
+    for (const line of (await packerOk(['ls', setDir, '--json'])).stdout.trim().split('\n')) {
+      const e = JSON.parse(line)
+      if (e.cid !== undefined) setCids.set(e.path, e.cid)
+    }
+    s = await startServe(setDir)
+    trap = await proxyTrap()
+  })
+  afterAll(async () => { await s?.stop() })
+
+  /** verified-fetch under the proxy trap; then what packer serve logged for it, once the log has caught up. */
+  async function fetchLogged (cid: string, p?: string): Promise<[Awaited<ReturnType<typeof heliaVerifiedFetch>>, Array<Record<string, any>>]> {
+    const from = s.log.length
+    const response = await heliaVerifiedFetch(s.url, cid, { path: p, timeoutMs: TIMEOUT_MS, env: trap })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    return [response, s.log.slice(from)]
+  }
+
+  it('fetches ipfs://{cid} of each file, and its bytes are the source file\'s; every request is GET /ipfs/{cid}?format=raw from 127.0.0.1', async () => {
+    // packer lays files out as ipfs-unixfs-importer does with 1 MiB raw leaves: the same CIDs as the stand-in's blocks
+    expect(setCids.get('big.bin')).toBe(cids.get('big.bin'))
+    for (const [p, content] of source) {
+      const [response, log] = await fetchLogged(setCids.get(p)!)
+      expect(response.status, p).toBe(200)
+      expect(response.headers.etag, p).toBe(`"${setCids.get(p)}"`)
+      expect(sha256(response.body), p).toBe(sha256(content))
+      // the file's blocks, each asked once, of packer serve and of nothing else (the child cannot reach past 127.0.0.1)
+      expect(log.every((e) => e.event === 'request' && e.remote === '127.0.0.1' && e.method === 'GET' && e.status === 200), p).toBe(true)
+      expect(log.map((e) => e.url).sort(), p).toEqual(blocksOf.get(p)!.map((cid) => `/ipfs/${cid}?format=raw`).sort())
+    }
+  })
+
+  it('fetches ipfs://{root}/path/in/dir and gets the source file\'s bytes', async () => {
+    for (const p of ['docs/sub/small.bin', 'docs/note.txt']) {
+      const [response, log] = await fetchLogged(setRoot, p)
+      expect(response.status, p).toBe(200)
+      expect(response.headers['x-ipfs-path'], p).toBe(`/ipfs/${setRoot}/${p}`)
+      expect(sha256(response.body), p).toBe(sha256(source.get(p)!))
+      expect(log.length, p).toBeGreaterThan(0)
+      expect(log.every((e) => e.remote === '127.0.0.1' && /^\/ipfs\/[a-z0-9]+\?format=raw$/.test(e.url) && e.status === 200), p).toBe(true)
+    }
+  })
+
+  it('answers 404 for a path not in the directory, and 500 (LoadBlockFailedError) for a CID the set lacks, which packer serve answered 404', async () => {
+    const [missingPath] = await fetchLogged(setRoot, 'docs/missing.txt')
+    expect(missingPath.status).toBe(404)
+    const [missingCid, log] = await fetchLogged(unknown)
+    // verified-fetch 4 says 500 for a block no gateway has: what packer serve said is in its log
+    expect(missingCid.status).toBe(500)
+    expect(JSON.parse(missingCid.body.toString()).error).toMatchObject({ name: 'LoadBlockFailedError', message: `Failed to load block for ${unknown}` })
+    expect(log.map((e) => [e.url, e.status])).toEqual([[`/ipfs/${unknown}?format=raw`, 404]])
+  })
+})
+
+/** Proxy variables pointing at a closed port: a client that used them for anything would fail. */
+async function proxyTrap (): Promise<NodeJS.ProcessEnv> {
+  const closed = await freePort()
+  return {
+    NODE_USE_ENV_PROXY: '1', // Node 24's fetch uses the variables below only when asked to
+    HTTP_PROXY: `http://127.0.0.1:${closed}`,
+    HTTPS_PROXY: `http://127.0.0.1:${closed}`,
+    http_proxy: `http://127.0.0.1:${closed}`,
+    https_proxy: `http://127.0.0.1:${closed}`,
+    NO_PROXY: '', // heliaFetch adds 127.0.0.1
+    no_proxy: '',
+  }
+}
 
 /** Requests as a sorted list: Helia fetches a file's leaves several at a time. */
 function sorted (requests: GatewayRequest[]): GatewayRequest[] {
