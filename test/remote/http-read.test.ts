@@ -353,3 +353,41 @@ describe('fetch: each CAR checked against its piece CID, from the next source wh
     } finally { proxy.clear() }
   })
 })
+
+describe('packer\'s own requests, as the fault proxy sees them', () => {
+  const identity = (seen: SeenRequest[]): void => {
+    expect(seen.length).toBeGreaterThan(0)
+    for (const r of seen) expect(r.headers['accept-encoding'], `${r.method} ${r.path}`).toBe('identity')
+  }
+
+  it('200 ms before every answer: unpack and fetch still give every byte right', async () => {
+    proxy.clear()
+    proxy.fault({ fault: { kind: 'latency', ms: 200 } })
+    try {
+      const dest = tmpDir()
+      await packerOk(['unpack', '-i', key, viaProxy, '-o', dest], { env })
+      expect(describeTree(dest, { mtimes: true })).toEqual(describeTree(src, { mtimes: true }))
+      const copy = tmpDir()
+      await packerOk(['fetch', viaProxy, '-o', copy, '-q'], { env })
+      for (const c of cars()) expect(fs.readFileSync(path.join(copy, c)).equals(fs.readFileSync(path.join(set, c))), c).toBe(true)
+      // every request was delayed and answered: none cut, none asked twice for want of patience
+      expect(proxy.requests.every((r) => r.status === 200 || r.status === 206)).toBe(true)
+      identity(proxy.requests)
+    } finally { proxy.clear() }
+  })
+
+  it('every request ls, verify and fetch send (set files, ranges, whole CARs, piece URLs) says Accept-Encoding: identity', async () => {
+    proxy.clear()
+    await packerOk(['ls', '-i', key, viaProxy], { env })
+    await packerOk(['verify', viaProxy], { env })
+    await packerOk(['fetch', '--manifest', viaProxy, '--piece-url', `${viaProxy}/{pieceCid}.car`, '-o', tmpDir(), '-q'], { env })
+    // manifest, index and CARs were all asked for, some by Range, some whole
+    const paths = proxy.requests.map((r) => r.path)
+    expect(paths).toContain('/set/manifest.json')
+    expect(paths.some((p) => p.endsWith('.idx'))).toBe(true)
+    expect(proxy.requests.some((r) => r.path.endsWith('.car') && r.range !== undefined)).toBe(true)
+    expect(proxy.requests.some((r) => r.path.endsWith('.car') && r.range === undefined)).toBe(true)
+    identity(proxy.requests)
+    proxy.clear()
+  })
+})
