@@ -335,6 +335,23 @@ describe('fetch: each CAR checked against its piece CID, from the next source wh
     await packerOk(['verify', dest])
   })
 
+  it('a provider stalling mid-body: the next goes on by Range from where it stopped, the piece CID checked over both', async () => {
+    const car = records()[1]!
+    proxy.clear()
+    // a stall, not a reset: every byte sent before it reaches packer (a reset may discard some), so where the next
+    // source starts is known
+    proxy.fault({ match: { path: new RegExp(`${car.file}\\?from=a$`) }, fault: { kind: 'stall', afterBytes: 300_000 } })
+    try {
+      const dest = tmpDir()
+      await packerOk(['fetch', '--manifest', manifestOnly, '--piece-url', `${viaProxy}/{pieceCid}.car?from=a`, '--piece-url', `${viaProxy}/{pieceCid}.car?from=b`,
+        '-o', dest, '-q', '--http-timeout', '1'], { env })
+      const asked = proxy.requests.filter((r) => r.path.includes(car.file)).map((r) => [r.path.replace(/.*\?/, ''), r.range, r.status])
+      expect(asked).toEqual([['from=a', undefined, 'stalled'], ['from=b', 'bytes=300000-', 206]])
+      expect(fs.readFileSync(path.join(dest, car.file)).equals(fs.readFileSync(path.join(set, car.file)))).toBe(true)
+      await packerOk(['verify', dest])
+    } finally { proxy.clear() }
+  })
+
   it('every provider sending wrong bytes for a CAR: one line naming each URL, nothing under its name', async () => {
     const bad = records()[2]!
     proxy.clear()
