@@ -2,11 +2,11 @@ import { createReadStream } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
-import { createPieceHasher } from '../car/piece-hasher.js'
+import { createPieceHasher, type PieceHasher } from '../car/piece-hasher.js'
 import { syncDir, writeFileDurably } from '../car/durable-file.js'
 import { MANIFEST_FILE, type CarRecord } from '../format/manifest.js'
 import { CarSet } from '../read/car-set.js'
-import type { CarStore } from '../store/car-store.js'
+import type { CarSource, CarStore, WholeCar } from '../store/car-store.js'
 import type { Callbacks, ProgressEvent } from './events.js'
 import { httpTimeouts } from './set.js'
 
@@ -65,13 +65,21 @@ export async function fetchSet (from: string, options: FetchOptions): Promise<Fe
   }
 }
 
-/** One CAR into `out`: resumed from its `.part`, its piece CID checked, then renamed to its own name. */
+/**
+ * One CAR into `out`: resumed from its `.part`, its piece CID checked, then renamed to its own name. A store with
+ * several sources per CAR (--piece-url) is read one source at a time: a source that fails mid-body is dropped and the
+ * next goes on by Range from where it stopped; a piece CID that does not match is never blamed on a source unless all
+ * the bytes came from it alone: bytes from two places (an earlier run's `.part`, a source dropped mid-way) are fetched
+ * again from byte 0 from the source now read, and a source whose bytes alone fail the check is dropped for the next,
+ * also from byte 0. With none left, one error names the CAR and every URL with why it was dropped.
+ */
 async function fetchCar (store: CarStore, i: number, car: CarRecord, out: string, onBytes: (n: number) => void): Promise<{ bytes: number, resumedAt: number, already: boolean }> {
   const final = path.join(out, car.file)
   const st = await fs.stat(final).catch(() => null)
   if (st?.size === car.size) { onBytes(car.size); return { bytes: car.size, resumedAt: car.size, already: true } }
   const part = path.join(out, `.${car.file}.part`)
-  const hasher = createPieceHasher()
+  let hasher = createPieceHasher()
+  let hashed = false
   let have = 0
   try {
     // What an earlier run left: hashed again (the piece CID covers every byte), then the rest is asked for by Range.
@@ -85,35 +93,93 @@ async function fetchCar (store: CarStore, i: number, car: CarRecord, out: string
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err
     }
-    const resumedAt = have
-    const fh = await fs.open(part, have > 0 ? 'r+' : 'w')
-    try {
-      await fh.truncate(have)
+    let resumedAt = have
+    /** The bytes in `.part` came from more than the source now read. */
+    let mixed = have > 0
+    /** Starts the CAR again from byte 0. */
+    const restart = (): void => {
+      onBytes(-have)
+      have = 0
+      resumedAt = 0
+      mixed = false
+      if (!hashed) hasher.destroy?.()
+      hasher = createPieceHasher()
+      hashed = false
+    }
+    const sources: CarSource[] | null = store.sources?.(i) ?? null
+    if (sources === null) {
       const whole = await store.whole(i)
       if (whole === null) throw store.absent(i)
-      for await (const chunk of whole.stream(have)) {
-        if (have + chunk.length > car.size) throw new PackerError('CORRUPT', `${whole.name} is larger than the ${car.size} bytes the manifest says`, { subject: whole.name })
-        await fh.write(chunk, 0, chunk.length, have)
-        // The hasher may hold the bytes until hashed: it gets its own copy.
-        await hasher.update(Buffer.from(chunk))
-        have += chunk.length
-        onBytes(chunk.length)
+      have = await download(whole, part, car, have, hasher, onBytes)
+    } else {
+      let wrong = false
+      for (let s = 0; ; ) {
+        const source = sources[s]
+        if (source === undefined) {
+          // nothing fetched is worth keeping when the last source sent wrong bytes; a network failure leaves what came
+          if (wrong) await fs.rm(part, { force: true })
+          throw store.absent(i)
+        }
+        try {
+          have = await download(source, part, car, have, hasher, onBytes, (n) => { have = n })
+        } catch (err) {
+          if (!(err instanceof PackerError) || (err.code !== 'REMOTE' && err.code !== 'CORRUPT')) throw err
+          if (err.code === 'CORRUPT') source.drop(err) // HttpCars dropped the source itself for an HTTP failure
+          wrong = err.code === 'CORRUPT'
+          if (wrong) restart()
+          else if (have > 0) mixed = true
+          s++
+          continue
+        }
+        hashed = true
+        const piece = await hasher.digest()
+        if (piece.pieceCid === car.pieceCid) break
+        if (mixed) { restart(); continue }
+        source.drop(new PackerError('CORRUPT', `GET ${source.name}: sent wrong bytes (their piece CID is ${piece.pieceCid}, not ${car.pieceCid})`, { subject: source.name }))
+        wrong = true
+        restart()
+        s++
       }
-      await fh.datasync()
-    } finally {
-      await fh.close()
     }
-    if (have !== car.size) throw new PackerError('CORRUPT', `CAR ${car.file}: ${have} bytes were fetched, the manifest says ${car.size}; run fetch again`, { subject: car.file })
-    const piece = await hasher.digest()
-    if (piece.pieceCid !== car.pieceCid) {
-      await fs.rm(part, { force: true })
-      throw new PackerError('CORRUPT', `CAR ${car.file}: the bytes fetched have piece CID ${piece.pieceCid}, not the manifest's ${car.pieceCid}; the server holds a damaged or different CAR (the partial download was deleted)`, { subject: car.file })
+    if (!hashed) {
+      hashed = true
+      const piece = await hasher.digest()
+      if (piece.pieceCid !== car.pieceCid) {
+        await fs.rm(part, { force: true })
+        throw new PackerError('CORRUPT', `CAR ${car.file}: the bytes fetched have piece CID ${piece.pieceCid}, not the manifest's ${car.pieceCid}; the server holds a damaged or different CAR (the partial download was deleted)`, { subject: car.file })
+      }
     }
     await fs.rename(part, final)
     await syncDir(out)
     return { bytes: have - resumedAt, resumedAt, already: false }
   } catch (err) {
-    hasher.destroy?.()
+    if (!hashed) hasher.destroy?.()
     throw err
   }
+}
+
+/**
+ * The CAR from byte `have` into `part` (created or cut to `have`), each byte hashed; returns the bytes in `part`, which
+ * must be the CAR's size. `at(n)` is told the count as it grows (kept when the source fails mid-body).
+ */
+async function download (whole: WholeCar, part: string, car: CarRecord, have: number, hasher: PieceHasher, onBytes: (n: number) => void,
+  at: (n: number) => void = () => {}): Promise<number> {
+  const fh = await fs.open(part, have > 0 ? 'r+' : 'w')
+  try {
+    await fh.truncate(have)
+    for await (const chunk of whole.stream(have)) {
+      if (have + chunk.length > car.size) throw new PackerError('CORRUPT', `GET ${whole.name}: sent more than the ${car.size} bytes the manifest says CAR ${car.file} has`, { subject: whole.name })
+      await fh.write(chunk, 0, chunk.length, have)
+      // The hasher may hold the bytes until hashed: it gets its own copy.
+      await hasher.update(Buffer.from(chunk))
+      have += chunk.length
+      at(have)
+      onBytes(chunk.length)
+    }
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+  if (have !== car.size) throw new PackerError('REMOTE', `CAR ${car.file}: ${have} bytes were fetched from ${whole.name}, the manifest says ${car.size}; run fetch again`, { subject: car.file })
+  return have
 }

@@ -1,7 +1,7 @@
 import { PackerError } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
 import { BlockBatcher, runRange, type GiveBlock } from '../store/block-batcher.js'
-import { MissingCarError, type BlockAt, type CarStore, type Occupant, type Place, type WholeCar } from '../store/car-store.js'
+import { MissingCarError, type BlockAt, type CarSource, type CarStore, type Occupant, type Place, type WholeCar } from '../store/car-store.js'
 import { BlockFetcher, type Fetched } from './block-fetcher.js'
 import { DEFAULT_TIMEOUTS, HttpGetError, httpGet, type HttpTimeouts } from './http-get.js'
 
@@ -85,6 +85,17 @@ export class HttpCars implements CarStore {
     return { name: live[0]!, ownName: true, size: this.#cars[car]!.size, stream: (from = 0) => this.#stream(car, from) }
   }
 
+  sources (car: number): CarSource[] {
+    const size = this.#cars[car]!.size
+    return this.#live(car).map((url) => ({
+      name: url,
+      ownName: true,
+      size,
+      stream: (from = 0) => this.#streamFrom(car, url, from),
+      drop: (err) => { this.#drop(url, err) },
+    }))
+  }
+
   async occupant (): Promise<Occupant> { return { kind: 'none' } }
   async extraCopies (): Promise<Array<{ file: string, car: number }>> { return [] }
   async close (): Promise<void> { await this.#fetcher.close() }
@@ -112,6 +123,23 @@ export class HttpCars implements CarStore {
     }
     if (at > from) throw new PackerError('REMOTE', `CAR ${this.#cars[car]!.file} stopped at byte ${at} of ${size}: ${this.absent(car).message}`, { subject: this.#cars[car]!.file })
     throw this.absent(car)
+  }
+
+  /** The CAR from byte `from` to its end from `url` alone; a failure drops `url` (and is thrown). */
+  async * #streamFrom (car: number, url: string, from: number): AsyncGenerator<Buffer> {
+    const size = this.#cars[car]!.size
+    let at = from
+    try {
+      const body = await httpGet(url, at, undefined, this.#t)
+      for await (const p of body.pieces()) {
+        at += p.length
+        yield p
+      }
+      if (at < size) throw new HttpGetError(url, `the body ended at byte ${at} of ${size}`, { transient: true })
+    } catch (err) {
+      if (err instanceof HttpGetError) this.#drop(url, err)
+      throw err
+    }
   }
 
   /** A run of blocks from the CAR's sources in turn, each going on from the first block the one before did not give. */

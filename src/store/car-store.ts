@@ -20,6 +20,11 @@ export interface WholeCar {
   stream: (from?: number) => AsyncIterable<Uint8Array>
 }
 
+/** One of a CAR's several sources (HttpCars: each --piece-url), read alone; `drop` passes it over for this CAR. */
+export interface CarSource extends WholeCar {
+  drop: (err: PackerError) => void
+}
+
 /** What sits under a CAR's own name when that CAR was not found there (files only; a URL holds what it holds). */
 export type Occupant = { kind: 'none' } | { kind: 'other' } | { kind: 'found' | 'copy', car: number }
 
@@ -46,6 +51,12 @@ export interface CarStore {
   place: (car: number, block: BlockAt) => Promise<Place>
   /** The CAR read whole, or null when it is absent. */
   whole: (car: number) => Promise<WholeCar | null>
+  /**
+   * CAR `car`'s sources not dropped, in the order tried, each streamed from it alone (a failure mid-body is not carried
+   * on by the next): for a reader that checks the whole CAR (fetch's piece CID) and must know which source sent wrong
+   * bytes. Absent when a store has one place per CAR (whole() is it).
+   */
+  sources?: (car: number) => CarSource[]
   /** What is under CAR `car`'s own name when the CAR itself is elsewhere or absent. */
   occupant: (car: number) => Promise<Occupant>
   /** Extra copies of the set's CARs under other names, each with the CAR it holds (files only). */

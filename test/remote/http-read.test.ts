@@ -268,3 +268,143 @@ describe('piece URLs and broken servers', () => {
     }
   }, 120_000)
 })
+
+describe('fetch: each CAR checked against its piece CID, from the next source when one sends wrong bytes', () => {
+  const records = (): CarRecord[] => JSON.parse(fs.readFileSync(path.join(set, 'manifest.json'), 'utf8')).cars
+  const carsIn = (dir: string): string[] => fs.readdirSync(dir).filter((n) => n.endsWith('.car')).sort()
+  const sameCars = (dir: string): void => {
+    for (const c of cars()) expect(fs.readFileSync(path.join(dir, c)).equals(fs.readFileSync(path.join(set, c))), c).toBe(true)
+  }
+
+  it('a set of several CARs over its URL: every one under its own name, byte for byte, and verify passes', async () => {
+    expect(cars().length).toBeGreaterThanOrEqual(4)
+    const dest = tmpDir()
+    await packerOk(['fetch', url, '-o', dest, '-q'], { env })
+    expect(carsIn(dest)).toEqual(cars())
+    expect(fs.readdirSync(dest).filter((n) => n.endsWith('.part'))).toEqual([])
+    sameCars(dest)
+    await packerOk(['verify', dest])
+  })
+
+  it('two providers, the first sending wrong bytes: each CAR fetched again from byte 0 from the second; the set verifies, byte for byte', async () => {
+    proxy.clear()
+    proxy.fault({ match: { path: /\.car$/ }, fault: { kind: 'flip', at: 50 } })
+    try {
+      const dest = tmpDir()
+      await packerOk(['fetch', '--manifest', manifestOnly, '--piece-url', `${viaProxy}/{pieceCid}.car`, '--piece-url', `${url}/{pieceCid}.car`, '-o', dest, '-q'], { env })
+      // the first provider was asked for every CAR (and each was dropped for its wrong bytes)
+      expect(new Set(proxy.requests.filter((r) => r.path.endsWith('.car')).map((r) => path.basename(r.path)))).toEqual(new Set(cars()))
+      expect(carsIn(dest)).toEqual(cars())
+      expect(fs.readdirSync(dest).filter((n) => n.endsWith('.part'))).toEqual([])
+      sameCars(dest)
+      await packerOk(['verify', dest])
+    } finally { proxy.clear() }
+  })
+
+  it('a CAR whose bytes fail its piece CID, the only source: one line naming the URL and the CAR, nothing under its name', async () => {
+    const bad = records()[1]!
+    proxy.clear()
+    proxy.fault({ match: { path: new RegExp(`${bad.file}$`) }, fault: { kind: 'flip', at: 50 } })
+    try {
+      const dest = tmpDir()
+      const r = await packer(['fetch', viaProxy, '-o', dest, '-q'], { env })
+      expect(r.code).not.toBe(0)
+      const line = oneLine(r.stderr)
+      expect(line).toContain(`${viaProxy}/${bad.file}`)
+      expect(line).toContain(`CAR ${bad.file}`)
+      expect(line).toMatch(/sent wrong bytes \(their piece CID is \S+, not /)
+      expect(fs.existsSync(path.join(dest, bad.file))).toBe(false)
+      expect(fs.existsSync(path.join(dest, `.${bad.file}.part`))).toBe(false)
+    } finally { proxy.clear() }
+  })
+
+  it('a .part an earlier run left with wrong bytes in it: the CAR fetched again from byte 0 from the same source, not blamed on it', async () => {
+    const car = cars()[2]!
+    const whole = fs.readFileSync(path.join(set, car))
+    const dest = tmpDir()
+    const damaged = Buffer.from(whole.subarray(0, 100_000))
+    damaged[5000] ^= 0xff
+    fs.writeFileSync(path.join(dest, `.${car}.part`), damaged)
+    proxy.clear()
+    const r = await packerOk(['fetch', viaProxy, '-o', dest, '--json'], { env })
+    const done = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === 'car' && e.car === car)
+    expect(done.resumedAt).toBe(0)
+    // asked first from where the .part ended, then again whole
+    expect(proxy.requests.filter((r) => r.path.endsWith(`/${car}`)).map((r) => r.range)).toEqual(['bytes=100000-', undefined])
+    expect(fs.readFileSync(path.join(dest, car)).equals(whole)).toBe(true)
+    await packerOk(['verify', dest])
+  })
+
+  it('a provider stalling mid-body: the next goes on by Range from where it stopped, the piece CID checked over both', async () => {
+    const car = records()[1]!
+    proxy.clear()
+    // a stall, not a reset: every byte sent before it reaches packer (a reset may discard some), so where the next
+    // source starts is known
+    proxy.fault({ match: { path: new RegExp(`${car.file}\\?from=a$`) }, fault: { kind: 'stall', afterBytes: 300_000 } })
+    try {
+      const dest = tmpDir()
+      await packerOk(['fetch', '--manifest', manifestOnly, '--piece-url', `${viaProxy}/{pieceCid}.car?from=a`, '--piece-url', `${viaProxy}/{pieceCid}.car?from=b`,
+        '-o', dest, '-q', '--http-timeout', '1'], { env })
+      const asked = proxy.requests.filter((r) => r.path.includes(car.file)).map((r) => [r.path.replace(/.*\?/, ''), r.range, r.status])
+      expect(asked).toEqual([['from=a', undefined, 'stalled'], ['from=b', 'bytes=300000-', 206]])
+      expect(fs.readFileSync(path.join(dest, car.file)).equals(fs.readFileSync(path.join(set, car.file)))).toBe(true)
+      await packerOk(['verify', dest])
+    } finally { proxy.clear() }
+  })
+
+  it('every provider sending wrong bytes for a CAR: one line naming each URL, nothing under its name', async () => {
+    const bad = records()[2]!
+    proxy.clear()
+    proxy.fault({ match: { path: new RegExp(`${bad.file}\\?`) }, fault: { kind: 'flip', at: 50 } })
+    try {
+      const dest = tmpDir()
+      const first = `${viaProxy}/{pieceCid}.car?from=a`
+      const second = `${viaProxy}/{pieceCid}.car?from=b`
+      const r = await packer(['fetch', '--manifest', manifestOnly, '--piece-url', first, '--piece-url', second, '-o', dest, '-q'], { env })
+      expect(r.code).not.toBe(0)
+      const line = oneLine(r.stderr)
+      expect(line).toContain(`CAR ${bad.file}`)
+      for (const u of [first, second]) expect(line).toContain(`GET ${u.replace('{pieceCid}', bad.pieceCid)}: sent wrong bytes`)
+      expect(fs.existsSync(path.join(dest, bad.file))).toBe(false)
+      expect(fs.existsSync(path.join(dest, `.${bad.file}.part`))).toBe(false)
+    } finally { proxy.clear() }
+  })
+})
+
+describe('packer\'s own requests, as the fault proxy sees them', () => {
+  const identity = (seen: SeenRequest[]): void => {
+    expect(seen.length).toBeGreaterThan(0)
+    for (const r of seen) expect(r.headers['accept-encoding'], `${r.method} ${r.path}`).toBe('identity')
+  }
+
+  it('200 ms before every answer: unpack and fetch still give every byte right', async () => {
+    proxy.clear()
+    proxy.fault({ fault: { kind: 'latency', ms: 200 } })
+    try {
+      const dest = tmpDir()
+      await packerOk(['unpack', '-i', key, viaProxy, '-o', dest], { env })
+      expect(describeTree(dest, { mtimes: true })).toEqual(describeTree(src, { mtimes: true }))
+      const copy = tmpDir()
+      await packerOk(['fetch', viaProxy, '-o', copy, '-q'], { env })
+      for (const c of cars()) expect(fs.readFileSync(path.join(copy, c)).equals(fs.readFileSync(path.join(set, c))), c).toBe(true)
+      // every request was delayed and answered: none cut, none asked twice for want of patience
+      expect(proxy.requests.every((r) => r.status === 200 || r.status === 206)).toBe(true)
+      identity(proxy.requests)
+    } finally { proxy.clear() }
+  })
+
+  it('every request ls, verify and fetch send (set files, ranges, whole CARs, piece URLs) says Accept-Encoding: identity', async () => {
+    proxy.clear()
+    await packerOk(['ls', '-i', key, viaProxy], { env })
+    await packerOk(['verify', viaProxy], { env })
+    await packerOk(['fetch', '--manifest', viaProxy, '--piece-url', `${viaProxy}/{pieceCid}.car`, '-o', tmpDir(), '-q'], { env })
+    // manifest, index and CARs were all asked for, some by Range, some whole
+    const paths = proxy.requests.map((r) => r.path)
+    expect(paths).toContain('/set/manifest.json')
+    expect(paths.some((p) => p.endsWith('.idx'))).toBe(true)
+    expect(proxy.requests.some((r) => r.path.endsWith('.car') && r.range !== undefined)).toBe(true)
+    expect(proxy.requests.some((r) => r.path.endsWith('.car') && r.range === undefined)).toBe(true)
+    identity(proxy.requests)
+    proxy.clear()
+  })
+})

@@ -51,10 +51,12 @@ describe('the fault proxy breaks what it is told to, and records what it saw', (
     const part = await get(object, { range: 'bytes=10-19' })
     expect([part.status, part.headers['content-range']]).toEqual([206, `bytes 10-19/${data.length}`])
     expect(part.body.equals(data.subarray(10, 20))).toBe(true)
-    expect(proxy.requests.map(({ arrived, over, ...r }) => r)).toEqual([
+    expect(proxy.requests.map(({ arrived, over, headers, ...r }) => r)).toEqual([
       { method: 'GET', path: '/b/data', range: undefined, status: 200 },
       { method: 'GET', path: '/b/data', range: 'bytes=10-19', status: 206 },
     ])
+    // each request's headers as the client sent them
+    expect(proxy.requests[1]!.headers.range).toBe('bytes=10-19')
     // one after the other: each answer was over before the next request arrived
     expect(proxy.requests.map((r) => [r.arrived, r.over])).toEqual([[1, 2], [3, 4]])
   })

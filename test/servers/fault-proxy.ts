@@ -36,6 +36,8 @@ export interface SeenRequest {
   method: string
   path: string
   range?: string
+  /** The request's headers as the client sent them (names in lower case). */
+  headers: http.IncomingHttpHeaders
   /** The status the client got, or what the proxy did instead of answering whole. */
   status?: number | 'reset' | 'stalled'
   /**
@@ -65,7 +67,7 @@ export async function startFaultProxy (upstream: string): Promise<FaultProxy> {
   let events = 0
 
   const server = http.createServer((req, res) => {
-    const seen: SeenRequest = { method: req.method ?? '', path: req.url ?? '', range: req.headers.range, arrived: ++events }
+    const seen: SeenRequest = { method: req.method ?? '', path: req.url ?? '', range: req.headers.range, headers: { ...req.headers }, arrived: ++events }
     requests.push(seen)
     res.on('close', () => { seen.over = ++events })
     const rule = rules.find((r) => r.left > 0 && matches(r, seen))

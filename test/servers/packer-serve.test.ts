@@ -7,7 +7,7 @@ import { exporter } from 'ipfs-unixfs-exporter'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Manifest } from '../../src/format/manifest.js'
-import { bytes, oneLine, packer, packerOk, run, sha256, tmpDir } from '../helpers.js'
+import { bytes, describeTree, oneLine, packer, packerOk, run, sha256, tmpDir } from '../helpers.js'
 import { heliaFetch, heliaNode } from './helia.js'
 import { request, startServe, unproxiedEnv, type RunningServe } from './packer-serve.js'
 
@@ -16,11 +16,13 @@ const big = bytes(3 * MiB + 12_345, 21) // four 1 MiB leaves under one dag-pb no
 const small = bytes(MiB + 1, 22)
 const note = Buffer.from('a note, one raw block\n')
 let setDir: string
+/** The tree the set was packed from. */
+let srcDir: string
 let manifest: Manifest
 const cidOf = new Map<string, string>() // path in the set → CID (packer ls --json)
 
 beforeAll(async () => {
-  const src = tmpDir()
+  const src = srcDir = tmpDir()
   fs.mkdirSync(path.join(src, 'docs/sub'), { recursive: true })
   fs.writeFileSync(path.join(src, 'big.bin'), big)
   fs.writeFileSync(path.join(src, 'docs/note.txt'), note)
@@ -272,6 +274,52 @@ describe('packer serve', () => {
       expect(last.bytes).toBeGreaterThan(fs.statSync(path.join(setDir, 'manifest.json')).size)
     })
   })
+})
+
+describe('packer reads a set packer serve serves, as any hosted set', () => {
+  let s: RunningServe
+  /** A directory with only the set's manifest.json and blocks.idx (the CARs from --piece-url). */
+  let manifestOnly: string
+  beforeAll(async () => {
+    s = await startServe(setDir)
+    manifestOnly = tmpDir()
+    for (const f of ['manifest.json', 'blocks.idx']) fs.copyFileSync(path.join(setDir, f), path.join(manifestOnly, f))
+  })
+  afterAll(async () => { await s?.stop() })
+  const env = unproxiedEnv()
+  /** The paths of requests to /piece/ logged since `from` (an index into the access log). */
+  const pieceGets = async (from: number): Promise<string[]> => {
+    await new Promise((resolve) => setTimeout(resolve, 200)) // the log line comes after the answer
+    return s.log.slice(from).map((e) => e.url as string).filter((u) => u.startsWith('/piece/'))
+  }
+
+  it('ls, unpack and fetch over the served set\'s URL give what they give on the directory', async () => {
+    expect((await packerOk(['ls', '-l', s.url], { env })).stdout).toBe((await packerOk(['ls', '-l', setDir])).stdout)
+    const dest = tmpDir()
+    await packerOk(['unpack', s.url, '-o', dest], { env })
+    expect(describeTree(dest)).toEqual(describeTree(srcDir))
+    const copy = tmpDir()
+    await packerOk(['fetch', s.url, '-o', copy, '-q'], { env })
+    expect(fs.readdirSync(copy).filter((n) => n.endsWith('.car')).sort()).toEqual(manifest.cars.map((c) => c.file).sort())
+    for (const c of manifest.cars) expect(fs.readFileSync(path.join(copy, c.file)).equals(fs.readFileSync(path.join(setDir, c.file))), c.file).toBe(true)
+    await packerOk(['verify', copy])
+  })
+
+  for (const [name, field] of [['{pieceCid}', 'pieceCid'], ['{pieceCidV2}', 'pieceCidV2']] as const) {
+    it(`unpack with --piece-url .../piece/${name}, the manifest from the set's URL or a local directory: the tree byte for byte`, async () => {
+      for (const from of [s.url, manifestOnly]) {
+        const before = s.log.length
+        const dest = tmpDir()
+        await packerOk(['unpack', from, '--piece-url', `${s.url}/piece/${name}`, '-o', dest], { env })
+        expect(describeTree(dest), from).toEqual(describeTree(srcDir))
+        // the CARs were read at /piece/ under the CIDs the template names, and under no other
+        const asked = new Set(await pieceGets(before))
+        expect(asked.size, from).toBeGreaterThan(0)
+        const named = new Set(manifest.cars.map((c) => `/piece/${c[field]}`))
+        for (const u of asked) expect(named.has(u), u).toBe(true)
+      }
+    })
+  }
 })
 
 describe('packer serve finds pieces by content', () => {
