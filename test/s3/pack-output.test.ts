@@ -3,12 +3,14 @@
  * copied to their `<pieceCid>.car` names, the set equal to the one written to disk, a crash's upload aborted by the
  * rerun, the lock object.
  */
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
-import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3'
+import { ListObjectsV2Command, GetObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { s3Client, type S3Store } from '../../src/s3/client.js'
-import { bytes, describeTree, oneLine, packer, packerOk, tmpDir } from '../helpers.js'
+import { CLI, bytes, describeTree, oneLine, packer, packerOk, tmpDir, type Run } from '../helpers.js'
 import { makeRoundTripTree } from '../fixtures.js'
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
 import { startS3, type S3Server } from '../servers/s3.js'
@@ -22,10 +24,35 @@ let proxy: FaultProxy
 let restoreEnv: () => void
 let src: string
 let reference: string
+/** The same pack with 10 MiB bins: three CARs, the first two uploaded in parts (8 MiB, then the rest), the last put whole. */
+let reference10: string
 let state: string
 const env = (): NodeJS.ProcessEnv => ({ ...TEST_ENV, ...NO_PROXY_ENV, XDG_STATE_HOME: state })
 // 20 MiB bins: the first CAR is three parts of 8 MiB (uploaded in parts, then copied), the last one part (put whole)
 const PACK = ['--no-encrypt', '--bin-size', '20MiB']
+const PACK10 = ['--no-encrypt', '--bin-size', '10MiB']
+
+/** packer started as a process the test can kill; `done` is how it ended. */
+function start (args: string[], env: NodeJS.ProcessEnv): { pid: number, kill: () => void, done: Promise<Run> } {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += d })
+  child.stderr.on('data', (d) => { stderr += d })
+  const done = new Promise<Run>((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+  return { pid: child.pid!, kill: () => { child.kill('SIGKILL') }, done }
+}
+
+async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!await cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
 
 beforeAll(async () => {
   restoreEnv = setEnv({ ...TEST_ENV, ...NO_PROXY_ENV })
@@ -38,6 +65,8 @@ beforeAll(async () => {
   await makeRoundTripTree(src, { big: 24 * MiB + 5 })
   reference = tmpDir()
   await packerOk(['pack', src, '-o', reference, ...PACK], { env: env() })
+  reference10 = tmpDir()
+  await packerOk(['pack', src, '-o', reference10, ...PACK10], { env: env() })
 })
 afterAll(async () => {
   store?.client.destroy()
@@ -92,6 +121,43 @@ describe('pack -o s3://BUCKET/PREFIX', () => {
     expect(await keys('crash/')).toEqual(names(reference))
     const got = await download('crash/')
     expect(fs.readFileSync(path.join(got, 'manifest.json'), 'utf8')).toBe(fs.readFileSync(path.join(reference, 'manifest.json'), 'utf8'))
+  }, 120_000)
+
+  it('killed while the second CAR uploads, the first one complete: the rerun keeps that CAR, aborts the open upload, ends with the same set', async () => {
+    // The second CAR's first part reaches the store but its answer never comes: the pack is then killed (SIGKILL),
+    // the first CAR complete under its <pieceCid>.car name and journaled (CARs are closed one after the other)
+    proxy.clear()
+    const secondPart = /^\/out\/resume\/\.partial-1\.car\?.*partNumber=1(&|$)/
+    proxy.fault({ match: { method: 'PUT', path: secondPart }, times: 1, fault: { kind: 'stall', afterBytes: 0 } })
+    const args = ['pack', src, '-o', 's3://out/resume', ...PACK10, '--s3-endpoint', proxy.url]
+    const killed = start(args, env())
+    await until('the second CAR\'s first part', () => proxy.requests.some((q) => q.method === 'PUT' && secondPart.test(q.path)))
+    killed.kill()
+    const k = await killed.done
+    expect(k.code, k.stderr).toBeNull() // killed, not ended
+    const uploadId = new URL(proxy.requests.find((q) => q.method === 'PUT' && secondPart.test(q.path))!.path, 'http://s3').searchParams.get('uploadId')!
+    const cars = names(reference10).filter((n) => n.endsWith('.car'))
+    expect(cars).toHaveLength(3)
+    const left = await keys('resume/')
+    // the first CAR complete, the rest not there; the lock left behind (its process is gone)
+    const first = left.filter((n) => !n.startsWith('.'))
+    expect(first).toHaveLength(1)
+    expect(cars).toContain(first[0])
+    expect(left.filter((n) => n.startsWith('.packer.lock.'))).toHaveLength(1)
+    const firstBytes = await store.client.send(new GetObjectCommand({ Bucket: 'out', Key: `resume/${first[0]!}` }))
+    expect(Buffer.from(await firstBytes.Body!.transformToByteArray()).equals(fs.readFileSync(path.join(reference10, first[0]!)))).toBe(true)
+
+    proxy.clear()
+    const rerun = await packerOk(args, { env: env() })
+    expect(rerun.stdout).toMatch(/resumed: 1 CAR\(s\) and \d+ files were already complete and kept/)
+    // the killed upload aborted (the store no longer takes parts for it), the kept CAR neither written nor copied again
+    expect(proxy.requests.filter((q) => q.method === 'DELETE' && q.path.includes(`uploadId=${encodeURIComponent(uploadId)}`))).toHaveLength(1)
+    await expect(store.client.send(new UploadPartCommand({ Bucket: 'out', Key: 'resume/.partial-1.car', UploadId: uploadId, PartNumber: 2, Body: 'x' })))
+      .rejects.toMatchObject({ name: 'NoSuchUpload' })
+    expect(proxy.requests.filter((q) => q.method === 'PUT' && q.path.startsWith(`/out/resume/${first[0]!}`))).toEqual([])
+    expect(await keys('resume/')).toEqual(names(reference10))
+    const got = await download('resume/')
+    for (const n of names(reference10)) expect(fs.readFileSync(path.join(got, n)).equals(fs.readFileSync(path.join(reference10, n))), n).toBe(true)
   }, 120_000)
 
   it('another pack\'s lock object: refused in one line naming it, exit 1', async () => {
