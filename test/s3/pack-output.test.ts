@@ -178,3 +178,97 @@ describe('pack -o s3://BUCKET/PREFIX', () => {
     expect(oneLine(nested.stderr)).toMatch(/overlap/)
   })
 })
+
+describe('the lock object (FORMAT.md §9)', () => {
+  let tiny: string
+  let tinyReference: string
+  const host = os.hostname().replace(/[^A-Za-z0-9.-]/g, '-')
+  beforeAll(async () => {
+    tiny = tmpDir()
+    fs.writeFileSync(path.join(tiny, 'a.txt'), 'a small tree: one CAR, put whole\n')
+    fs.writeFileSync(path.join(tiny, 'b.bin'), bytes(300_000, 9))
+    tinyReference = tmpDir()
+    await packerOk(['pack', tiny, '-o', tinyReference, ...PACK], { env: env() })
+  })
+
+  /** The set under `prefix` is the reference, object for object, byte for byte, and no lock is left. */
+  async function expectComplete (prefix: string): Promise<void> {
+    expect(await keys(prefix)).toEqual(names(tinyReference))
+    const got = await download(prefix)
+    for (const n of names(tinyReference)) expect(fs.readFileSync(path.join(got, n)).equals(fs.readFileSync(path.join(tinyReference, n))), n).toBe(true)
+  }
+
+  it('a stale lock is taken over: one left by a process of this host that is gone, one not rewritten for the stale age', async () => {
+    const gone = await new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+      child.on('error', reject)
+      child.on('exit', () => resolve(child.pid!))
+    })
+    await s3.put('out', `dead/.packer.lock.${host}_${gone}_0badcafe`, '{}\n')
+    const r = await packer(['pack', tiny, '-o', 's3://out/dead', ...PACK, '--s3-endpoint', s3.endpoint], { env: env() })
+    expect(r.code, r.stderr).toBe(0)
+    await expectComplete('dead/')
+
+    // another host's lock, written 2.5 s ago, with locks stale after 1 s (PACKER_TEST_S3_LOCK_STALE_MS)
+    await s3.put('out', 'old/.packer.lock.otherhost_4242_0badcafe', '{}\n')
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    const old = await packer(['pack', tiny, '-o', 's3://out/old', ...PACK, '--s3-endpoint', s3.endpoint], { env: { ...env(), PACKER_TEST_S3_LOCK_STALE_MS: '1000' } })
+    expect(old.code, old.stderr).toBe(0)
+    await expectComplete('old/')
+  })
+
+  it('a second pack into a prefix while the first holds its lock: refused in one line naming the first, exit 1; the first completes', async () => {
+    // the first pack's CAR upload is held at the proxy until the second has been refused: it holds its lock throughout
+    let release = (): void => {}
+    const held = new Promise<void>((resolve) => { release = resolve })
+    proxy.clear()
+    const carPut = /^\/out\/race\/[^.]/
+    proxy.fault({ match: { method: 'PUT', path: carPut }, times: 1, fault: { kind: 'hold', until: held } })
+    const first = start(['pack', tiny, '-o', 's3://out/race', ...PACK, '--s3-endpoint', proxy.url], env())
+    try {
+      await until('the first pack\'s CAR upload', () => proxy.requests.some((q) => q.method === 'PUT' && carPut.test(q.path)))
+      const second = await packer(['pack', tiny, '-o', 's3://out/race', ...PACK, '--s3-endpoint', s3.endpoint], { env: env() })
+      expect(second.code).toBe(1)
+      expect(oneLine(second.stderr)).toMatch(new RegExp(`^packer: another packer \\(pid ${first.pid} on ${host.replace(/\./g, '\\.')}\\) is writing s3://out/race/ \\(its lock s3://out/race/\\.packer\\.lock\\.${host.replace(/\./g, '\\.')}_${first.pid}_[0-9a-f]+ was written \\d+ s ago\\)`))
+      // the refused pack removed its own lock: only the first one's is there
+      expect((await keys('race/')).filter((n) => n.startsWith('.packer.lock.'))).toEqual([expect.stringMatching(new RegExp(`_${first.pid}_`))])
+    } finally {
+      release()
+    }
+    const r = await first.done
+    expect(r.code, r.stderr).toBe(0)
+    await expectComplete('race/')
+  })
+
+  it('two packs started at once into one prefix, each writing its lock before either lists: exactly one proceeds and writes the whole set, the other is refused in one line', async () => {
+    // the worst case for the lock: both packs' first listings of the locks are held until both locks are written
+    let release = (): void => {}
+    const held = new Promise<void>((resolve) => { release = resolve })
+    proxy.clear()
+    const lockPut = (q: { method: string, path: string }): boolean => q.method === 'PUT' && q.path.startsWith('/out/both/.packer.lock.')
+    proxy.fault({ match: { method: 'GET', path: /prefix=both%2F\.packer\.lock\./ }, times: 2, fault: { kind: 'hold', until: held } })
+    // and the CAR of a pack that proceeds is held until the other has ended: the two overlap throughout
+    let releaseCar = (): void => {}
+    const carHeld = new Promise<void>((resolve) => { releaseCar = resolve })
+    proxy.fault({ match: { method: 'PUT', path: /^\/out\/both\/[^.]/ }, times: 1, fault: { kind: 'hold', until: carHeld } })
+    const args = ['pack', tiny, '-o', 's3://out/both', ...PACK, '--s3-endpoint', proxy.url]
+    const a = start(args, env())
+    const b = start(args, env())
+    try {
+      await until('both locks written', () => proxy.requests.filter(lockPut).length === 2)
+      release()
+      await Promise.race([a.done, b.done])
+    } finally {
+      release()
+      releaseCar()
+    }
+    const runs = await Promise.all([a.done, b.done])
+    expect(runs.filter((r) => r.code === 0).length, runs.map((r) => r.stderr).join('\n')).toBe(1)
+    const refused = runs.find((r) => r.code !== 0)!
+    const winner = runs[0] === refused ? b : a
+    expect(refused.code).toBe(1)
+    expect(oneLine(refused.stderr)).toMatch(new RegExp(`^packer: another packer \\(pid ${winner.pid} on ${host.replace(/\./g, '\\.')}\\) is writing s3://out/both/ `))
+    await expectComplete('both/')
+  })
+
+})
