@@ -13,6 +13,7 @@ import { s3Client, type S3Store } from '../../src/s3/client.js'
 import { CLI, bytes, describeTree, oneLine, packer, packerOk, tmpDir, type Run } from '../helpers.js'
 import { makeRoundTripTree } from '../fixtures.js'
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
+import { freePort } from '../servers/ports.js'
 import { startS3, type S3Server } from '../servers/s3.js'
 import { NO_PROXY_ENV, TEST_ENV, setEnv } from './s3-env.js'
 
@@ -166,6 +167,22 @@ describe('pack -o s3://BUCKET/PREFIX', () => {
     expect(r.code).toBe(1)
     expect(oneLine(r.stderr)).toMatch(/another packer \(pid 4242 on otherhost\) is writing s3:\/\/out\/locked\//)
     expect(await keys('locked/')).toEqual(['.packer.lock.otherhost_4242_0badcafe'])
+  })
+
+  it('a missing bucket and an unreachable endpoint: one line naming it, exit 1, nothing written', async () => {
+    const missing = await packer(['pack', src, '-o', 's3://no-such-bucket/set', ...PACK, '--s3-endpoint', s3.endpoint], { env: env() })
+    expect(missing.code).toBe(1)
+    expect(oneLine(missing.stderr)).toBe(`packer: bucket no-such-bucket does not exist at ${s3.endpoint}: check the bucket name and the endpoint (--s3-endpoint or AWS_ENDPOINT_URL_S3)`)
+    expect(missing.stdout).toBe('')
+    // nothing made it: the bucket is still missing (no set, no lock, no upload)
+    await expect(store.client.send(new ListObjectsV2Command({ Bucket: 'no-such-bucket' }))).rejects.toMatchObject({ name: 'NoSuchBucket' })
+
+    const endpoint = `http://127.0.0.1:${await freePort()}`
+    const unreachable = await packer(['pack', src, '-o', 's3://out/unreachable', ...PACK, '--s3-endpoint', endpoint, '--s3-timeout', '2'], { env: { ...env(), AWS_MAX_ATTEMPTS: '2' } })
+    expect(unreachable.code).toBe(1)
+    expect(oneLine(unreachable.stderr)).toBe(`packer: cannot reach ${endpoint} (ECONNREFUSED) after 2 attempts, for s3://out/unreachable/: check the endpoint (--s3-endpoint or AWS_ENDPOINT_URL_S3) and that the store is running`)
+    expect(unreachable.stdout).toBe('')
+    expect(await keys('unreachable/')).toEqual([])
   })
 
   it('a prefix that holds other objects is refused; an output inside the S3 source too', async () => {
