@@ -5,12 +5,14 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { s3Client } from '../../src/s3/client.js'
 import { bytes, describeTree, oneLine, packer, packerOk, setMtimeNs, tmpDir } from '../helpers.js'
 import { startFaultProxy, type FaultProxy } from '../servers/fault-proxy.js'
 import { freePort } from '../servers/ports.js'
 import { startS3, type S3Server } from '../servers/s3.js'
-import { NO_PROXY_ENV, TEST_ENV } from './s3-env.js'
+import { NO_PROXY_ENV, TEST_ENV, setEnv } from './s3-env.js'
 
 const MiB = 1024 * 1024
 const ENV = { ...TEST_ENV, ...NO_PROXY_ENV }
@@ -169,6 +171,34 @@ describe('pack s3://BUCKET/PREFIX', () => {
     const empty = await packer(['pack', 's3://src/nothing-here', '-o', tmpDir(), '--s3-endpoint', s3.endpoint, '--no-encrypt'], { env: env() })
     expect(empty.code).toBe(1)
     expect(oneLine(empty.stderr)).toMatch(/nothing to pack at s3:\/\/src\/nothing-here/)
+  })
+})
+
+describe('the default mtime rule, --s3-mtime last-modified', () => {
+  it('unpacked files and marked directories get their objects\' Last-Modified, not x-amz-meta-mtime', async () => {
+    await s3.bucket('mtimes')
+    // x-amz-meta-mtime far from any Last-Modified: the default must not read it
+    const meta = 1_000_000_000_123_456_789n
+    for (const key of ['one.txt', 'm/', 'm/two.bin', 'm/deeper/three']) await s3.put('mtimes', `t/${key}`, key.endsWith('/') ? '' : bytes(1000 + key.length, 3), meta)
+    const restore = setEnv(ENV)
+    const store = await s3Client({ endpoint: s3.endpoint })
+    let listed: Map<string, bigint>
+    try {
+      const r = await store.client.send(new ListObjectsV2Command({ Bucket: 'mtimes', Prefix: 't/' }))
+      listed = new Map((r.Contents ?? []).map((o) => [o.Key!.slice(2).replace(/\/$/, ''), BigInt(o.LastModified!.getTime()) * 1_000_000n]))
+    } finally {
+      store.client.destroy()
+      restore()
+    }
+    expect(listed.size).toBe(4)
+    const out = tmpDir()
+    await packerOk(['pack', 's3://mtimes/t', '-o', out, '--no-encrypt', '--s3-endpoint', s3.endpoint], { env: env() })
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    const tree = describeTree(restored, { mtimes: true })
+    expect([...tree.keys()]).toEqual(['m', 'm/deeper', 'm/deeper/three', 'm/two.bin', 'one.txt'])
+    for (const [p, ns] of listed) expect(tree.get(p)?.mtimeNs, p).toBe(ns)
+    expect(tree.get('m/deeper')?.mtimeNs).toBe(0n) // no marker: no Last-Modified to give it
   })
 })
 

@@ -11,6 +11,8 @@ import { listenOnLoopback } from './loopback.js'
 export type Fault =
   /** Waits this long before passing the request on: latency before the first byte. */
   | { kind: 'latency', ms: number }
+  /** Holds the request until the promise settles, then passes it on: a client kept busy until the test lets it go. */
+  | { kind: 'hold', until: Promise<unknown> }
   /** Sends the answer's head and this many bytes of its body, then nothing, holding the connection open. */
   | { kind: 'stall', afterBytes: number }
   /** Resets the connection (TCP RST): before any answer, or after this many bytes of the body. */
@@ -110,6 +112,7 @@ export async function startFaultProxy (upstream: string): Promise<FaultProxy> {
       req.pipe(up)
     }
     if (fault?.kind === 'latency') setTimeout(forward, fault.ms)
+    else if (fault?.kind === 'hold') void fault.until.then(forward, forward)
     else forward()
   })
 
