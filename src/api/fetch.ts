@@ -4,6 +4,7 @@ import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import { createPieceHasher, type PieceHasher } from '../car/piece-hasher.js'
 import { syncDir, writeFileDurably } from '../car/durable-file.js'
+import { WriteQueue } from '../car/write-queue.js'
 import { MANIFEST_FILE, type CarRecord } from '../format/manifest.js'
 import { CarSet } from '../read/car-set.js'
 import type { CarSource, CarStore, WholeCar } from '../store/car-store.js'
@@ -158,23 +159,59 @@ async function fetchCar (store: CarStore, i: number, car: CarRecord, out: string
   }
 }
 
+/** Bytes gathered before they are written and hashed: a few large writes, not one per piece the network gives. */
+const GATHER = 1 << 20
+/** Gathering buffers kept for reuse once written and hashed (more are made while the queues are full). */
+const SPARE_BUFFERS = 24
+
 /**
  * The CAR from byte `have` into `part` (created or cut to `have`), each byte hashed; returns the bytes in `part`, which
- * must be the CAR's size. `at(n)` is told the count as it grows (kept when the source fails mid-body).
+ * must be the CAR's size. `at(n)` is told the count as it grows (kept when the source fails mid-body: what came before
+ * the failure is then written and hashed, so the next source goes on from there). The pieces are gathered into
+ * reused buffers, each written (writes overlapping, as the CAR writer's) and hashed in place: a write and a copy per
+ * 64 KiB piece, into fresh memory each time, cost fetch 3.3 CPU-seconds per 256 MiB.
  */
 async function download (whole: WholeCar, part: string, car: CarRecord, have: number, hasher: PieceHasher, onBytes: (n: number) => void,
   at: (n: number) => void = () => {}): Promise<number> {
   const fh = await fs.open(part, have > 0 ? 'r+' : 'w')
   try {
     await fh.truncate(have)
-    for await (const chunk of whole.stream(have)) {
-      if (have + chunk.length > car.size) throw new PackerError('CORRUPT', `GET ${whole.name}: sent more than the ${car.size} bytes the manifest says CAR ${car.file} has`, { subject: whole.name })
-      await fh.write(chunk, 0, chunk.length, have)
-      // The hasher may hold the bytes until hashed: it gets its own copy.
-      await hasher.update(Buffer.from(chunk))
-      have += chunk.length
+    const writes = new WriteQueue(fh)
+    const spares: Buffer[] = []
+    let buffer: Buffer = Buffer.allocUnsafe(GATHER)
+    let filled = 0
+    /** Writes and hashes the bytes gathered, which end at `have`; their buffer is reused once both let go of it. */
+    const flush = async (): Promise<void> => {
+      if (filled === 0) return
+      const full = buffer
+      const bytes = full.subarray(0, filled)
+      const start = have - filled
+      buffer = spares.pop() ?? Buffer.allocUnsafe(GATHER)
+      filled = 0
+      let holders = 2
+      const release = (): void => { if (--holders === 0 && spares.length < SPARE_BUFFERS) spares.push(full) }
+      const hashed = hasher.update(bytes, release)
+      await writes.write(bytes, start, release)
+      await hashed
       at(have)
-      onBytes(chunk.length)
+    }
+    try {
+      for await (const chunk of whole.stream(have)) {
+        if (have + chunk.length > car.size) throw new PackerError('CORRUPT', `GET ${whole.name}: sent more than the ${car.size} bytes the manifest says CAR ${car.file} has`, { subject: whole.name })
+        for (let i = 0; i < chunk.length;) {
+          const n = Math.min(chunk.length - i, GATHER - filled)
+          buffer.set(chunk.subarray(i, i + n), filled)
+          filled += n
+          have += n
+          i += n
+          if (filled === GATHER) await flush()
+        }
+        onBytes(chunk.length)
+      }
+    } finally {
+      // what came before a failure counts too (the next source goes on after it)
+      await flush()
+      await writes.drain()
     }
     await fh.datasync()
   } finally {
