@@ -185,7 +185,11 @@ export async function restore (set: CarSet, opts: RestoreOptions): Promise<Resto
         const p = target(e.path)
         if (resumable && await alreadyRestored(p, e)) { result.already++; continue }
         if (opts.overwrite) await fs.rm(p, { force: true })
-        await fs.symlink(e.target!, p)
+        await fs.symlink(e.target!, p).catch((err: unknown) => {
+          // checked free before anything was written: something else made it since
+          if (isErrno(err, 'EEXIST')) throw new PackerError('EXISTS', `${displayPath(p)} already exists (it appeared while unpack ran); remove it, restore elsewhere, or pass --overwrite`, { subject: displayPath(p) })
+          throw err
+        })
         await applyMetadata(p, e, opts, false)
         result.symlinks++
       }
