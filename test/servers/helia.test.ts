@@ -205,9 +205,10 @@ describe('@helia/verified-fetch reading packer serve', () => {
       expect(response.status, p).toBe(200)
       expect(response.headers.etag, p).toBe(`"${setCids.get(p)}"`)
       expect(sha256(response.body), p).toBe(sha256(content))
-      // the file's blocks, each asked once, of packer serve and of nothing else (the child cannot reach past 127.0.0.1)
+      // the file's blocks, of packer serve and of nothing else (the child cannot reach past 127.0.0.1); a block may be
+      // asked twice (Helia's broker asks again when an answer is slow: seen on a loaded machine)
       expect(log.every((e) => e.event === 'request' && e.remote === '127.0.0.1' && e.method === 'GET' && e.status === 200), p).toBe(true)
-      expect(log.map((e) => e.url).sort(), p).toEqual(blocksOf.get(p)!.map((cid) => `/ipfs/${cid}?format=raw`).sort())
+      expect([...new Set(log.map((e) => e.url))].sort(), p).toEqual(blocksOf.get(p)!.map((cid) => `/ipfs/${cid}?format=raw`).sort())
     }
   })
 
@@ -229,7 +230,8 @@ describe('@helia/verified-fetch reading packer serve', () => {
     // verified-fetch 4 says 500 for a block no gateway has: what packer serve said is in its log
     expect(missingCid.status).toBe(500)
     expect(JSON.parse(missingCid.body.toString()).error).toMatchObject({ name: 'LoadBlockFailedError', message: `Failed to load block for ${unknown}` })
-    expect(log.map((e) => [e.url, e.status])).toEqual([[`/ipfs/${unknown}?format=raw`, 404]])
+    expect(log.length).toBeGreaterThan(0)
+    expect(log.every((e) => e.url === `/ipfs/${unknown}?format=raw` && e.status === 404)).toBe(true)
   })
 })
 
