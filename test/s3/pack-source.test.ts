@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { ListObjectsV2Command } from '@aws-sdk/client-s3'
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { s3Client } from '../../src/s3/client.js'
 import { bytes, describeTree, oneLine, packer, packerOk, setMtimeNs, tmpDir } from '../helpers.js'
@@ -94,7 +94,7 @@ describe('pack s3://BUCKET/PREFIX', () => {
     file('marked/f', 'in a directory with a marker'),
     file('unicode/naïve café ✓.txt', 'unicode'),
   ]
-  // ('..' components are refused the same way; this server resolves them in the URL, so no key of it has one)
+  // ('.', '..' and a leading '/': 'keys that cannot be paths' below, put through the SDK)
   const bad = ['x//y', 'clash', 'clash/inner']
   let local: string
 
@@ -171,6 +171,46 @@ describe('pack s3://BUCKET/PREFIX', () => {
     const empty = await packer(['pack', 's3://src/nothing-here', '-o', tmpDir(), '--s3-endpoint', s3.endpoint, '--no-encrypt'], { env: env() })
     expect(empty.code).toBe(1)
     expect(oneLine(empty.stderr)).toMatch(/nothing to pack at s3:\/\/src\/nothing-here/)
+  })
+})
+
+describe('keys that cannot be paths', () => {
+  // Put through the SDK, which sends each key as it is: a URL the test's own PUT would build is normalised ('a/../b'
+  // becoming 'b') before it leaves, but this server stores every one of these keys as sent.
+  const odd = ['a/./b', 'a/../b', '/lead', 'x//y']
+  const good = ['a/c', 'b', 'ok.txt', 'z/deep/f']
+
+  it('a/./b, a/../b, /lead and x//y: one warning line each, skipped and never renamed; the rest of the tree packs', async () => {
+    await s3.bucket('odd')
+    const restore = setEnv(ENV)
+    const store = await s3Client({ endpoint: s3.endpoint })
+    let listed: string[]
+    try {
+      for (const key of [...odd, ...good]) await store.client.send(new PutObjectCommand({ Bucket: 'odd', Key: key, Body: `key ${key}` }))
+      listed = ((await store.client.send(new ListObjectsV2Command({ Bucket: 'odd' }))).Contents ?? []).map((o) => o.Key!)
+    } finally {
+      store.client.destroy()
+      restore()
+    }
+    // the store holds each key as written (none resolved or merged)
+    expect(listed.sort()).toEqual([...odd, ...good].sort())
+    const out = tmpDir()
+    const r = await packer(['pack', 's3://odd', '-o', out, '--no-encrypt', '--s3-endpoint', s3.endpoint, '--json'], { env: env() })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr.trim().split('\n').sort()).toEqual([
+      'packer: warning: skipping s3://odd//…: keys with an empty path component cannot be paths',
+      'packer: warning: skipping s3://odd/a/../…: \'..\' cannot be a path component',
+      'packer: warning: skipping s3://odd/a/./…: \'.\' cannot be a path component',
+      'packer: warning: skipping s3://odd/x//…: keys with an empty path component cannot be paths',
+    ])
+    const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done')
+    expect(done.files).toBe(good.length)
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    const tree = describeTree(restored)
+    // x stays, empty (x//y named it); nothing else appears: no 'lead', no a/b, and b is the object b, not a/../b
+    expect([...tree.keys()]).toEqual(['a', 'a/c', 'b', 'ok.txt', 'x', 'z', 'z/deep', 'z/deep/f'])
+    for (const k of good) expect(fs.readFileSync(path.join(restored, k), 'utf8'), k).toBe(`key ${k}`)
   })
 })
 
