@@ -354,4 +354,65 @@ describe('faults between packer and the store (a proxy)', () => {
     expect(setOf(out)).toEqual(setOf(reference))
     expect(done.resumed.cars).toBeGreaterThan(0)
   }, 60_000)
+
+  it('resume after the bucket changed: an object packed before the crash and overwritten since is read again, the one before it kept', async () => {
+    await s3.bucket('resume')
+    // one mtime for all (x-amz-meta-mtime) and the same size for the new b.bin: only its ETag tells the versions apart
+    const mtime = 1_650_000_000_000_000_000n
+    const a = bytes(3 * MiB, 51)
+    const b = bytes(3 * MiB, 52)
+    const newB = bytes(3 * MiB, 53)
+    const c = bytes(3 * MiB, 54)
+    for (const [k, body] of [['a.bin', a], ['b.bin', b], ['c.bin', c], ['small.txt', Buffer.from('small')]] as const) await s3.put('resume', `r/${k}`, body, mtime)
+    const out = tmpDir()
+    const args = ['pack', 's3://resume/r', '-o', out, '--no-encrypt', '--bin-size', '2MiB', '--s3-mtime', 'metadata', '--s3-endpoint', proxy.url]
+    proxy.clear()
+    // killed (SIGKILL) once the 6th CAR is journaled: all of a.bin and b.bin is in CARs the rerun keeps
+    const killed = await packer(args, { env: { ...env(), PACKER_FAULT: 'car-journaled:6' } })
+    expect(killed.code, killed.stderr).toBe(null)
+    expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+    await s3.put('resume', 'r/b.bin', newB, mtime)
+    proxy.clear()
+    const r = await packerOk(args, { env: env() })
+    expect(r.stdout).toContain('resumed: 6 CAR(s) and 1 files were already complete and kept')
+    const gets = proxy.requests.filter((q) => q.method === 'GET' && q.path.startsWith('/resume/r/'))
+    expect(gets.filter((q) => q.path.startsWith('/resume/r/a.bin'))).toEqual([]) // kept: not read again
+    expect(gets.some((q) => q.path.startsWith('/resume/r/b.bin'))).toBe(true)
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    expect([...describeTree(restored).keys()]).toEqual(['a.bin', 'b.bin', 'c.bin', 'small.txt'])
+    expect(fs.readFileSync(path.join(restored, 'a.bin')).equals(a)).toBe(true)
+    expect(fs.readFileSync(path.join(restored, 'b.bin')).equals(newB)).toBe(true)
+    expect(fs.readFileSync(path.join(restored, 'c.bin')).equals(c)).toBe(true)
+    await packerOk(['verify', out], { env: env() })
+  }, 60_000)
+
+  it('listing pages are consumed as they come: objects of the first page are read while the last page is held', async () => {
+    await s3.bucket('pages')
+    const n = 1100 // two pages of a ListObjectsV2 of one directory (1,000 keys a page)
+    await fill('pages', 'p/', Array.from({ length: n }, (_, i) => file(`f${String(i).padStart(5, '0')}`, `object ${i}`)))
+    proxy.clear()
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    const lastPage = /^\/pages\/\?.*continuation-token=/
+    proxy.fault({ match: { method: 'GET', path: lastPage }, times: 1, fault: { kind: 'hold', until: held } })
+    const out = tmpDir()
+    const running = packer(['pack', 's3://pages/p', '-o', out, '--no-encrypt', '--s3-endpoint', proxy.url, '--json'], { env: env() })
+    const isObjectGet = (q: { method: string, path: string }): boolean => q.method === 'GET' && q.path.startsWith('/pages/p/')
+    const end = Date.now() + 20_000
+    while (!(proxy.requests.some(isObjectGet) && proxy.requests.some((q) => lastPage.test(q.path))) && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20))
+    const page = proxy.requests.find((q) => lastPage.test(q.path))
+    const readWhileHeld = proxy.requests.filter(isObjectGet).length
+    release()
+    const r = await running
+    expect(r.code, r.stderr).toBe(0)
+    expect(page, 'the last page was asked for').toBeDefined()
+    expect(readWhileHeld, 'objects read while the last listing page was held').toBeGreaterThan(0)
+    // the first object GET came before the last page was answered
+    expect(proxy.requests.find(isObjectGet)!.arrived).toBeLessThan(page!.over!)
+    // it was the last page: no listing of the directory after it
+    expect(proxy.requests.filter((q) => lastPage.test(q.path))).toHaveLength(1)
+    const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done')
+    expect(done.files).toBe(n)
+  }, 60_000)
 })
