@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { ListObjectsV2Command, GetObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { s3Client, type S3Store } from '../../src/s3/client.js'
 import { CLI, bytes, describeTree, oneLine, packer, packerOk, tmpDir, type Run } from '../helpers.js'
 import { makeRoundTripTree } from '../fixtures.js'
@@ -107,6 +107,32 @@ describe('pack -o s3://BUCKET/PREFIX', () => {
     // the same command again: nothing to do; a prefix holding a set is refused otherwise
     const again = await packerOk(['pack', src, '-o', 's3://out/set', ...PACK, '--s3-endpoint', s3.endpoint, '--json'], { env: env() })
     expect(again.stdout).toContain('"nothingToDo":true')
+  }, 120_000)
+
+  it('no flexible checksums for a store that is not AWS: no x-amz-checksum-* header, aws-chunked body or trailer on any upload; no GET asks for validation', async () => {
+    // the SDK's own default (WHEN_SUPPORTED) would send a CRC32 with every upload; nothing in the environment asks for it
+    const plain = { ...env(), AWS_REQUEST_CHECKSUM_CALCULATION: undefined, AWS_RESPONSE_CHECKSUM_VALIDATION: undefined }
+    proxy.clear()
+    onTestFinished(() => { proxy.clear() }) // the next test reads what the proxy saw from its own first run
+    await packerOk(['pack', src, '-o', 's3://out/plain', ...PACK10, '--s3-endpoint', proxy.url], { env: plain })
+    const uploads = proxy.requests.filter((q) => q.method === 'PUT' || q.method === 'POST')
+    const parts = uploads.filter((q) => q.method === 'PUT' && /[?&]partNumber=/.test(q.path))
+    const puts = uploads.filter((q) => q.method === 'PUT' && !q.path.includes('uploadId='))
+    // the CARs uploaded in parts (two of them, 8 MiB and the rest), the last CAR and the manifest put whole
+    expect(parts.length).toBeGreaterThanOrEqual(4)
+    expect(puts.some((q) => q.path.split('?')[0] === '/out/plain/manifest.json')).toBe(true)
+    const restored = tmpDir()
+    await packerOk(['verify', 's3://out/plain', '--s3-endpoint', proxy.url], { env: plain })
+    await packerOk(['unpack', 's3://out/plain', '-o', restored, '--s3-endpoint', proxy.url], { env: plain })
+    expect(describeTree(restored, { mtimes: true })).toEqual(describeTree(src, { mtimes: true }))
+    const gets = proxy.requests.filter((q) => q.method === 'GET' && !q.path.includes('list-type=2'))
+    expect(gets.length).toBeGreaterThan(0)
+    const flexible = (q: { headers: Record<string, unknown> }): string[] => Object.entries(q.headers).flatMap(([name, value]) =>
+      name.startsWith('x-amz-checksum-') || name === 'x-amz-sdk-checksum-algorithm' || name === 'x-amz-trailer' || name === 'x-amz-decoded-content-length' ||
+      (name === 'content-encoding' && String(value).includes('aws-chunked')) || (name === 'x-amz-content-sha256' && /STREAMING|TRAILER/.test(String(value)))
+        ? [`${name}: ${String(value)}`]
+        : [])
+    for (const q of proxy.requests) expect(flexible(q), `${q.method} ${q.path}`).toEqual([])
   }, 120_000)
 
   it('killed while a CAR is uploading: the rerun aborts that upload, keeps nothing half-made, and ends with the same set', async () => {

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { ListObjectsV2Command } from '@aws-sdk/client-s3'
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { s3Client } from '../../src/s3/client.js'
 import { bytes, describeTree, oneLine, packer, packerOk, setMtimeNs, tmpDir } from '../helpers.js'
@@ -94,7 +94,7 @@ describe('pack s3://BUCKET/PREFIX', () => {
     file('marked/f', 'in a directory with a marker'),
     file('unicode/naïve café ✓.txt', 'unicode'),
   ]
-  // ('..' components are refused the same way; this server resolves them in the URL, so no key of it has one)
+  // ('.', '..' and a leading '/': 'keys that cannot be paths' below, put through the SDK)
   const bad = ['x//y', 'clash', 'clash/inner']
   let local: string
 
@@ -171,6 +171,46 @@ describe('pack s3://BUCKET/PREFIX', () => {
     const empty = await packer(['pack', 's3://src/nothing-here', '-o', tmpDir(), '--s3-endpoint', s3.endpoint, '--no-encrypt'], { env: env() })
     expect(empty.code).toBe(1)
     expect(oneLine(empty.stderr)).toMatch(/nothing to pack at s3:\/\/src\/nothing-here/)
+  })
+})
+
+describe('keys that cannot be paths', () => {
+  // Put through the SDK, which sends each key as it is: a URL the test's own PUT would build is normalised ('a/../b'
+  // becoming 'b') before it leaves, but this server stores every one of these keys as sent.
+  const odd = ['a/./b', 'a/../b', '/lead', 'x//y']
+  const good = ['a/c', 'b', 'ok.txt', 'z/deep/f']
+
+  it('a/./b, a/../b, /lead and x//y: one warning line each, skipped and never renamed; the rest of the tree packs', async () => {
+    await s3.bucket('odd')
+    const restore = setEnv(ENV)
+    const store = await s3Client({ endpoint: s3.endpoint })
+    let listed: string[]
+    try {
+      for (const key of [...odd, ...good]) await store.client.send(new PutObjectCommand({ Bucket: 'odd', Key: key, Body: `key ${key}` }))
+      listed = ((await store.client.send(new ListObjectsV2Command({ Bucket: 'odd' }))).Contents ?? []).map((o) => o.Key!)
+    } finally {
+      store.client.destroy()
+      restore()
+    }
+    // the store holds each key as written (none resolved or merged)
+    expect(listed.sort()).toEqual([...odd, ...good].sort())
+    const out = tmpDir()
+    const r = await packer(['pack', 's3://odd', '-o', out, '--no-encrypt', '--s3-endpoint', s3.endpoint, '--json'], { env: env() })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr.trim().split('\n').sort()).toEqual([
+      'packer: warning: skipping s3://odd//…: keys with an empty path component cannot be paths',
+      'packer: warning: skipping s3://odd/a/../…: \'..\' cannot be a path component',
+      'packer: warning: skipping s3://odd/a/./…: \'.\' cannot be a path component',
+      'packer: warning: skipping s3://odd/x//…: keys with an empty path component cannot be paths',
+    ])
+    const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done')
+    expect(done.files).toBe(good.length)
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    const tree = describeTree(restored)
+    // x stays, empty (x//y named it); nothing else appears: no 'lead', no a/b, and b is the object b, not a/../b
+    expect([...tree.keys()]).toEqual(['a', 'a/c', 'b', 'ok.txt', 'x', 'z', 'z/deep', 'z/deep/f'])
+    for (const k of good) expect(fs.readFileSync(path.join(restored, k), 'utf8'), k).toBe(`key ${k}`)
   })
 })
 
@@ -313,5 +353,66 @@ describe('faults between packer and the store (a proxy)', () => {
     expect(done.resumed).not.toBeNull()
     expect(setOf(out)).toEqual(setOf(reference))
     expect(done.resumed.cars).toBeGreaterThan(0)
+  }, 60_000)
+
+  it('resume after the bucket changed: an object packed before the crash and overwritten since is read again, the one before it kept', async () => {
+    await s3.bucket('resume')
+    // one mtime for all (x-amz-meta-mtime) and the same size for the new b.bin: only its ETag tells the versions apart
+    const mtime = 1_650_000_000_000_000_000n
+    const a = bytes(3 * MiB, 51)
+    const b = bytes(3 * MiB, 52)
+    const newB = bytes(3 * MiB, 53)
+    const c = bytes(3 * MiB, 54)
+    for (const [k, body] of [['a.bin', a], ['b.bin', b], ['c.bin', c], ['small.txt', Buffer.from('small')]] as const) await s3.put('resume', `r/${k}`, body, mtime)
+    const out = tmpDir()
+    const args = ['pack', 's3://resume/r', '-o', out, '--no-encrypt', '--bin-size', '2MiB', '--s3-mtime', 'metadata', '--s3-endpoint', proxy.url]
+    proxy.clear()
+    // killed (SIGKILL) once the 6th CAR is journaled: all of a.bin and b.bin is in CARs the rerun keeps
+    const killed = await packer(args, { env: { ...env(), PACKER_FAULT: 'car-journaled:6' } })
+    expect(killed.code, killed.stderr).toBe(null)
+    expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false)
+    await s3.put('resume', 'r/b.bin', newB, mtime)
+    proxy.clear()
+    const r = await packerOk(args, { env: env() })
+    expect(r.stdout).toContain('resumed: 6 CAR(s) and 1 files were already complete and kept')
+    const gets = proxy.requests.filter((q) => q.method === 'GET' && q.path.startsWith('/resume/r/'))
+    expect(gets.filter((q) => q.path.startsWith('/resume/r/a.bin'))).toEqual([]) // kept: not read again
+    expect(gets.some((q) => q.path.startsWith('/resume/r/b.bin'))).toBe(true)
+    const restored = tmpDir()
+    await packerOk(['unpack', out, '-o', restored], { env: env() })
+    expect([...describeTree(restored).keys()]).toEqual(['a.bin', 'b.bin', 'c.bin', 'small.txt'])
+    expect(fs.readFileSync(path.join(restored, 'a.bin')).equals(a)).toBe(true)
+    expect(fs.readFileSync(path.join(restored, 'b.bin')).equals(newB)).toBe(true)
+    expect(fs.readFileSync(path.join(restored, 'c.bin')).equals(c)).toBe(true)
+    await packerOk(['verify', out], { env: env() })
+  }, 60_000)
+
+  it('listing pages are consumed as they come: objects of the first page are read while the last page is held', async () => {
+    await s3.bucket('pages')
+    const n = 1100 // two pages of a ListObjectsV2 of one directory (1,000 keys a page)
+    await fill('pages', 'p/', Array.from({ length: n }, (_, i) => file(`f${String(i).padStart(5, '0')}`, `object ${i}`)))
+    proxy.clear()
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    const lastPage = /^\/pages\/\?.*continuation-token=/
+    proxy.fault({ match: { method: 'GET', path: lastPage }, times: 1, fault: { kind: 'hold', until: held } })
+    const out = tmpDir()
+    const running = packer(['pack', 's3://pages/p', '-o', out, '--no-encrypt', '--s3-endpoint', proxy.url, '--json'], { env: env() })
+    const isObjectGet = (q: { method: string, path: string }): boolean => q.method === 'GET' && q.path.startsWith('/pages/p/')
+    const end = Date.now() + 20_000
+    while (!(proxy.requests.some(isObjectGet) && proxy.requests.some((q) => lastPage.test(q.path))) && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20))
+    const page = proxy.requests.find((q) => lastPage.test(q.path))
+    const readWhileHeld = proxy.requests.filter(isObjectGet).length
+    release()
+    const r = await running
+    expect(r.code, r.stderr).toBe(0)
+    expect(page, 'the last page was asked for').toBeDefined()
+    expect(readWhileHeld, 'objects read while the last listing page was held').toBeGreaterThan(0)
+    // the first object GET came before the last page was answered
+    expect(proxy.requests.find(isObjectGet)!.arrived).toBeLessThan(page!.over!)
+    // it was the last page: no listing of the directory after it
+    expect(proxy.requests.filter((q) => lastPage.test(q.path))).toHaveLength(1)
+    const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done')
+    expect(done.files).toBe(n)
   }, 60_000)
 })
