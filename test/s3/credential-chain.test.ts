@@ -11,12 +11,11 @@
  * store are all loopback, so none may go through it (node:http, which the SDK's IMDS and SSO clients use, reads no
  * proxy variables on Node 20; STS goes through packer's own agents, which never proxy loopback).
  */
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
-import net from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import path from 'node:path'
-import crypto from 'node:crypto'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bytes, describeTree, packerOk, tmpDir } from '../helpers.js'
 import { startS3, type S3Server } from '../servers/s3.js'
