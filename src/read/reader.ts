@@ -33,6 +33,9 @@ const MIN_SLOTS = 8
  */
 const INLINE_LEAF = 64 * 1024
 
+/** Most bytes of one read-ahead step: a store far away asks for up to 8 MiB a request (src/remote/http-cars.ts). */
+const READ_AHEAD_STEP = 8 * MiB
+
 /** A streaming reader's cache and read-ahead from local disks (see streamingReaderOptions). */
 const STREAMING_CACHE = 32 * MiB
 const STREAMING_READ_AHEAD = 2 * MiB
@@ -343,9 +346,12 @@ export class SetReader {
   #readAhead (e: TableEntry, h: Handle, end: number): void {
     h.window = Math.min(this.#maxAhead, Math.max(MiB, h.window * 2))
     const to = Math.min(e.size!, end + h.window)
-    // In steps of half the window or more, not a leaf at a time: leaves asked for in one turn are fetched together, in
-    // one request to a store far away (a 1 MiB request per leaf cost that many round trips and fresh buffers).
-    if (to <= h.aheadTo || (h.aheadTo - end >= h.window / 2 && to < e.size!) || this.#pool.queued > 64) return
+    // In steps of half the window, at most READ_AHEAD_STEP, not a leaf at a time: leaves asked for in one turn are
+    // fetched together, in one request to a store far away (a 1 MiB request per leaf cost that many round trips and
+    // fresh buffers). Steps no longer than a request keep the window full as each request ends: with 50 ms before each
+    // answer, half of a 32 MiB window at a time read 256 MiB in 1.96-2.03 s, 8 MiB at a time in 1.81-1.93 s.
+    const step = Math.min(h.window / 2, READ_AHEAD_STEP)
+    if (to <= h.aheadTo || (h.aheadTo - end > h.window - step && to < e.size!) || this.#pool.queued > 64) return
     const from = Math.max(end, h.aheadTo)
     h.aheadTo = to
     const s = this.#span(e, from, to)
