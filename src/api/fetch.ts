@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
-import { createPieceHasher, type PieceHasher } from '../car/piece-hasher.js'
+import { createPieceHasher, hashAndWrite, type PieceHasher } from '../car/piece-hasher.js'
 import { syncDir, writeFileDurably } from '../car/durable-file.js'
 import { WriteQueue } from '../car/write-queue.js'
 import { MANIFEST_FILE, type CarRecord } from '../format/manifest.js'
@@ -188,11 +188,7 @@ async function download (whole: WholeCar, part: string, car: CarRecord, have: nu
       const start = have - filled
       buffer = spares.pop() ?? Buffer.allocUnsafe(GATHER)
       filled = 0
-      let holders = 2
-      const release = (): void => { if (--holders === 0 && spares.length < SPARE_BUFFERS) spares.push(full) }
-      const hashed = hasher.update(bytes, release)
-      await writes.write(bytes, start, release)
-      await hashed
+      await hashAndWrite(hasher, async (b, release) => { await writes.write(b, start, release) }, bytes, () => { if (spares.length < SPARE_BUFFERS) spares.push(full) })
       at(have)
     }
     try {

@@ -3,7 +3,7 @@ import type { CarRecord } from '../format/manifest.js'
 import { encodeBlockRecord } from './block-index.js'
 import { RecentBlocks } from './recent-blocks.js'
 import { encodeCarHeader, encodeSectionHead } from './car-header.js'
-import { createPieceHasher, type PieceHasher } from './piece-hasher.js'
+import { createPieceHasher, hashAndWrite, type PieceHasher } from './piece-hasher.js'
 import type { CarDraft, CarSink } from './set-output.js'
 import { PackerError } from '../errors.js'
 import { faultPoint } from '../fault.js'
@@ -193,18 +193,11 @@ export class CarSetWriter {
     await this.#emit(chunk, () => { if (this.#spares.length < SPARE_BUFFERS) this.#spares.push(full) })
   }
 
-  /**
-   * Hands bytes to the piece hasher and to the sink (writes overlap; both queues are bounded: the backpressure).
-   * `done`, when given, is called once both have let go of the bytes.
-   */
+  /** Hands bytes to the piece hasher and to the sink; `done`, when given, once both have let go of them. */
   async #emit (bytes: Uint8Array, done?: () => void): Promise<void> {
-    let holders = 2
-    const release = done === undefined ? undefined : () => { if (--holders === 0) done() }
     const car = this.#car!
-    const hashed = car.hasher.update(bytes, release)
     car.size += bytes.length
-    await car.draft.write(bytes, release)
-    await hashed
+    await hashAndWrite(car.hasher, async (b, release) => { await car.draft.write(b, release) }, bytes, done)
   }
 
   async #closeCar (): Promise<void> {

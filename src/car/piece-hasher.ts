@@ -69,6 +69,19 @@ const RAW = 0x55
 
 let warned = false
 
+/**
+ * Hands bytes to a piece hasher and to a writer at once (their queues overlap; both are bounded: the backpressure).
+ * `done`, when given, is called once both have let go of the bytes, so their buffer can be reused.
+ */
+export async function hashAndWrite (hasher: PieceHasher, write: (bytes: Uint8Array, release?: () => void) => Promise<void>,
+  bytes: Uint8Array, done?: () => void): Promise<void> {
+  let holders = 2
+  const release = done === undefined ? undefined : () => { if (--holders === 0) done() }
+  const hashed = hasher.update(bytes, release)
+  await write(bytes, release)
+  await hashed
+}
+
 /** The backend `createPieceHasher()` uses by default. */
 export function pieceHasherBackend (): PieceHasherBackend {
   return loadNativeAddon().addon !== null ? 'native' : 'data-segment'
