@@ -109,16 +109,13 @@ export class HttpCars implements CarStore {
     const size = this.#cars[car]!.size
     for (const url of this.#live(car)) {
       try {
-        const body = await httpGet(url, at, undefined, this.#t)
-        for await (const p of body.pieces()) {
+        for await (const p of this.#streamFrom(car, url, at)) {
           at += p.length
           yield p
         }
-        if (at >= size) return
-        throw new HttpGetError(url, `the body ended at byte ${at} of ${size}`, { transient: true })
+        return
       } catch (err) {
-        if (!(err instanceof HttpGetError)) throw err
-        this.#drop(url, err)
+        if (!(err instanceof HttpGetError)) throw err // an HTTP failure: #streamFrom dropped that source
       }
     }
     if (at > from) throw new PackerError('REMOTE', `CAR ${this.#cars[car]!.file} stopped at byte ${at} of ${size}: ${this.absent(car).message}`, { subject: this.#cars[car]!.file })
