@@ -22,6 +22,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startMount, stopMount } from './lib/mounts.mjs'
+import { config, dropCaches, timed } from './lib/sys.mjs'
 import { ensureEncryptedFileSet } from './lib/sets.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -32,13 +33,14 @@ const WORK = path.resolve(opt('--work', path.join(os.tmpdir(), 'packer-remote-mo
 const SIZE_MIB = Number(opt('--size-mib', '1024'))
 const RUNS = Number(opt('--runs', '3'))
 const DELAY_MS = Number(opt('--delay-ms', '0'))
+// the runs are interleaved, so each measures the same moment of a shared machine: none waits for quiet
+config.waitQuiet = false
 
 const packer = (...a) => execFileSync(process.execPath, [CLI, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
 const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
 const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
 /** CPU-seconds a process has used, all its threads (utime + stime from /proc, in clock ticks of 1/100 s). */
 const cpuSecs = (pid) => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100 }
-const dropCaches = () => { try { execFileSync('bash', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']) } catch {} }
 
 function ensureSet () { return ensureEncryptedFileSet(path.join(WORK, `set-${SIZE_MIB}`), SIZE_MIB, packer) }
 
@@ -94,28 +96,23 @@ const rcloneMount = (url, car, bytes, mnt) => coldRead(
   () => startMount('rclone', ['mount', ':http:', mnt, '--http-url', url, '--read-only', '--vfs-cache-mode', 'off'], mnt),
   path.join(mnt, car), bytes)
 
-/** Runs a command under /usr/bin/time: wall seconds, CPU-seconds (user + system) and peak RSS in bytes. */
-function timed (cmd, args) {
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', cmd, ...args], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`)
-  const [secs, user, sys, kib] = r.stderr.trim().split('\n').pop().split(' ').map(Number)
-  return { secs, cpu: user + sys, rss: kib * 1024 }
+/** Runs a command with the page cache dropped first (lib/sys.mjs's timed, which also waits for the final sync). */
+async function coldRun (cmd, args, bytes) {
+  const t = await timed(cmd, args, { cold: true })
+  return { mbps: bytes / t.seconds / 1e6, cpu: t.cpuSeconds, rss: t.rssBytes }
 }
 
 /** curl of the whole CAR to `out` (/dev/null, or a file: as fetch writes one): MB/s, CPU-s, peak RSS. */
-function curlWhole (url, bytes, out = '/dev/null') {
-  dropCaches()
-  const t = timed('curl', ['-sS', '--fail', '-o', out, url])
+async function curlWhole (url, bytes, out = '/dev/null') {
+  const r = await coldRun('curl', ['-sS', '--fail', '-o', out, url], bytes)
   if (out !== '/dev/null' && fs.statSync(out).size !== bytes) throw new Error(`curl got ${fs.statSync(out).size} bytes of ${bytes}`)
-  return { mbps: bytes / t.secs / 1e6, cpu: t.cpu, rss: t.rss }
+  return r
 }
 
 /** `packer fetch` of the set (its CARs, each piece CID checked, with the manifest and index) into a fresh directory. */
-function packerFetch (url, bytes, dir) {
+async function packerFetch (url, bytes, dir) {
   fs.rmSync(dir, { recursive: true, force: true })
-  dropCaches()
-  const t = timed(process.execPath, [CLI, 'fetch', url, '-o', dir, '-q'])
-  return { mbps: bytes / t.secs / 1e6, cpu: t.cpu, rss: t.rss }
+  return await coldRun(process.execPath, [CLI, 'fetch', url, '-o', dir, '-q'], bytes)
 }
 
 async function main () {
@@ -133,9 +130,9 @@ async function main () {
       runs.local.push(await packerMount(setDir, key, mnt))
       runs.remote.push(await packerMount(`${nginx.url}/set/`, key, mnt))
       runs.rclone.push(await rcloneMount(`${nginx.url}/set/`, car, carBytes, mnt))
-      runs.curl.push(curlWhole(`${nginx.url}/set/${car}`, carBytes))
-      runs.fetch.push(packerFetch(`${nginx.url}/set/`, carBytes, path.join(WORK, 'fetched')))
-      runs.curlDisk.push(curlWhole(`${nginx.url}/set/${car}`, carBytes, path.join(WORK, 'curled.car')))
+      runs.curl.push(await curlWhole(`${nginx.url}/set/${car}`, carBytes))
+      runs.fetch.push(await packerFetch(`${nginx.url}/set/`, carBytes, path.join(WORK, 'fetched')))
+      runs.curlDisk.push(await curlWhole(`${nginx.url}/set/${car}`, carBytes, path.join(WORK, 'curled.car')))
     }
   } finally {
     nginx.stop()
