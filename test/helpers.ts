@@ -32,6 +32,13 @@ export function packer (args: string[], opts: { env?: NodeJS.ProcessEnv, input?:
   return run(process.execPath, [CLI, ...args], opts)
 }
 
+/** Runs packer with `preload` (an ES module's source) imported first: a fault injected into the real CLI. */
+export function packerWithPreload (preload: string, args: string[]): Promise<Run> {
+  const file = path.join(tmpDir(), 'preload.mjs')
+  fs.writeFileSync(file, preload)
+  return run(process.execPath, ['--import', file, CLI, ...args])
+}
+
 /** Runs packer and fails the test with its stderr unless it exits 0. */
 export async function packerOk (args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   const r = await packer(args, opts)

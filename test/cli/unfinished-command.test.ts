@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, bytes, packerOk, run, tmpDir } from '../helpers.js'
+import { bytes, packerOk, packerWithPreload, tmpDir } from '../helpers.js'
 
 /**
  * A command left waiting on something that can never happen (nothing left in Node's event loop) must not pass for
@@ -14,10 +14,8 @@ describe('a command that stops before it finishes', () => {
     const set = tmpDir()
     await packerOk(['pack', src, '-o', set, '--no-encrypt'])
     // Preloaded into the CLI: unpack's work directory is never made, and nothing else is pending.
-    const never = path.join(tmpDir(), 'never.mjs')
-    fs.writeFileSync(never, "import fsp from 'node:fs/promises'\nfsp.mkdtemp = () => new Promise(() => {})\n")
     const dest = path.join(tmpDir(), 'dest')
-    const r = await run(process.execPath, ['--import', never, CLI, 'unpack', set, '-o', dest])
+    const r = await packerWithPreload("import fsp from 'node:fs/promises'\nfsp.mkdtemp = () => new Promise(() => {})\n", ['unpack', set, '-o', dest])
     expect(r.stdout).toBe('')
     expect(r.stderr).toBe('packer: internal error: the command stopped before it finished (nothing was left to wait for); rerun it, and please report this\n')
     expect(r.code).toBe(70)

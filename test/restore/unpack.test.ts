@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { CLI, bytes, describeTree, oneLine, packer, packerOk, run, tmpDir } from '../helpers.js'
+import { bytes, describeTree, oneLine, packer, packerOk, packerWithPreload, tmpDir } from '../helpers.js'
 import { MiB, makeRoundTripTree } from '../fixtures.js'
 import { forgeSet, type ForgedLine } from '../forge-set.js'
 
@@ -140,9 +140,8 @@ describe('the output of unpack', () => {
   it('a path that appears while unpack runs (another process writing into DEST) is named in one line', async () => {
     const dest = tmpDir()
     // Preloaded into the CLI: just before each symlink is made, a file takes its path, as a second unpack would.
-    const racer = path.join(tmpDir(), 'racer.mjs')
-    fs.writeFileSync(racer, "import fsp from 'node:fs/promises'\nconst symlink = fsp.symlink\nfsp.symlink = async (target, p) => { await fsp.writeFile(p, 'not the link'); return await symlink(target, p) }\n")
-    const r = await run(process.execPath, ['--import', racer, CLI, 'unpack', set, '-o', dest])
+    const racer = "import fsp from 'node:fs/promises'\nconst symlink = fsp.symlink\nfsp.symlink = async (target, p) => { await fsp.writeFile(p, 'not the link'); return await symlink(target, p) }\n"
+    const r = await packerWithPreload(racer, ['unpack', set, '-o', dest])
     expect(r.code).toBe(1)
     expect(oneLine(r.stderr)).toMatch(new RegExp(`^packer: ${dest}/(abs-link|link-to-exec) already exists \\(it appeared while unpack ran\\); remove it, restore elsewhere, or pass --overwrite$`))
   })
