@@ -17,8 +17,16 @@ export interface FramePriority { urgent: boolean, promote?: () => void }
 
 /** Most bytes asked of the stored read at a time (what a few of its slots hold). */
 const STREAM_PIECE = 1 << 20
-/** Seek tables kept: ~36 bytes per frame, so 36 MiB per TiB of files. */
-const TABLE_CACHE_SIZE = 64 << 20
+/**
+ * Seek tables kept: at most this many files (as the reader keeps file keys and layouts), and this many bytes of them.
+ * A parsed table holds 20 bytes a frame (20 MiB for a 1 TiB file), and each kept file ~1.5 KiB besides (its table's
+ * objects, ~0.9 KiB measured, and its table entry): counted at 36 bytes a file and 64 MiB in all, the tables of a
+ * cold `diff -r` of /usr/share were 20 MB of the mount's live heap and grew it by twice that.
+ */
+const TABLE_CACHE_FILES = 4096
+const TABLE_CACHE_SIZE = 32 << 20
+const TABLE_FILE_BYTES = 1536
+const TABLE_FRAME_BYTES = 20
 
 /** Most frames decompressed ahead of one sequential reader; fewer when the frame cache is small (see constructor). */
 const MAX_AHEAD_FRAMES = 8
@@ -51,7 +59,11 @@ interface CompressedFile {
  */
 export class CompressedFiles {
   readonly #readStored: StoredRead
-  readonly #files = new LRUCache<string, CompressedFile>({ maxSize: TABLE_CACHE_SIZE, sizeCalculation: (f) => 64 + 36 * f.table.frames })
+  readonly #files = new LRUCache<string, CompressedFile>({
+    max: TABLE_CACHE_FILES,
+    maxSize: TABLE_CACHE_SIZE,
+    sizeCalculation: (f) => TABLE_FILE_BYTES + TABLE_FRAME_BYTES * f.table.frames,
+  })
   readonly #filesLoading = new Map<string, Promise<CompressedFile>>()
   readonly #frames: LRUCache<string, Buffer>
   readonly #framesLoading = new Map<string, { plain: Promise<Buffer>, prio: FramePriority }>()
@@ -61,6 +73,8 @@ export class CompressedFiles {
   /** Frames asked for ahead of sequential readers (before a read wanted them), and how many of those are ready. */
   framesAhead = 0
   framesAheadReady = 0
+  /** Seek tables kept now. */
+  get tablesKept (): number { return this.#files.size }
 
   /** `frameCacheSize`: bytes of decompressed frames kept. */
   constructor (readStored: StoredRead, frameCacheSize: number, decompress: PrioritizedDecompressor) {

@@ -227,10 +227,10 @@ export class SetReader {
 
   /**
    * Frames of compressed files decompressed so far: on the workers, here (small ones); asked for ahead of sequential
-   * readers, and of those the ones ready.
+   * readers, and of those the ones ready; seek tables kept.
    */
-  frameStats (): { onWorkers: number, here: number, ahead: number, aheadReady: number } {
-    return { onWorkers: this.#framesOnWorkers, here: this.#framesHere, ahead: this.#compressed.framesAhead, aheadReady: this.#compressed.framesAheadReady }
+  frameStats (): { onWorkers: number, here: number, ahead: number, aheadReady: number, tables: number } {
+    return { onWorkers: this.#framesOnWorkers, here: this.#framesHere, ahead: this.#compressed.framesAhead, aheadReady: this.#compressed.framesAheadReady, tables: this.#compressed.tablesKept }
   }
 
   /** Stored byte range holding plaintext [pos, end), and for encrypted files the chunks [c0, c1]. */

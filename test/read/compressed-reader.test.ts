@@ -126,3 +126,34 @@ describe('the reader on a file stored compressed', () => {
     reader.release(h)
   })
 })
+
+describe('seek tables the reader keeps', () => {
+  it('at most 4,096 of them, whatever the number of compressed files read', async () => {
+    const codec = zstdCodecs()[0]!
+    const N = 4200
+    const names = Array.from({ length: N }, (_, i) => `f${String(i).padStart(5, '0')}.log`)
+    const plainOf = (i: number): Buffer => Buffer.from(`file ${i}\n`.repeat(20 + (i % 7)))
+    const lines: ForgedLine[] = names.map((name, i) => {
+      const stream = Buffer.from(compressSeekable(codec, plainOf(i), 3))
+      return { name, type: 'file', data: stream, size: plainOf(i).length, storedSize: stream.length, compression: 'zstd' }
+    })
+    const dir = tmpDir()
+    await forgeSet(dir, { chunks: [[{ dir: '' }, ...lines.slice(0, N / 2)], [{ dir: '' }, ...lines.slice(N / 2)]] })
+    const many = await CarSet.open(dir)
+    const r = new SetReader(many, { cacheSize: 32 * MiB })
+    try {
+      const buf = Buffer.alloc(4096)
+      for (let i = 0; i < N; i++) {
+        const e = (await many.files.lookup(Buffer.from(names[i]!)))!
+        const h = r.open()
+        const n = await r.read(e, h, buf, buf.length, 0)
+        r.release(h)
+        expect(buf.subarray(0, n).equals(plainOf(i)), names[i]).toBe(true)
+      }
+      expect(r.frameStats().tables).toBe(4096)
+    } finally {
+      await r.close()
+      await many.close()
+    }
+  }, 120_000)
+})
