@@ -69,6 +69,24 @@ export function sharedMemory (length: number): Buffer {
   return Buffer.from(sab, Math.max(at, 0), length)
 }
 
+/** Heap in use after this thread's last collection by collectWhenGrown. */
+let usedAfterCollect = 0
+const HEAP_COLLECT_FLOOR = 64 * 1024 * 1024
+
+/**
+ * A full collection when the heap in use has grown past max(64 MiB, twice what the last one left), for a process that
+ * runs for days with little live data (the mount). V8 lets the old generation fill to its first limit (~130 MiB on
+ * this machine) before its first full collection: a cold `diff -r` of /usr/share through the mount had ~37 MiB live
+ * and ~140 MiB of heap, and peaked at 350-420 MB RSS; called once a second, two collections of ~37 ms each in the
+ * 45 s run held the heap under 102 MiB and the peak at 283 MB, in the same time.
+ */
+export function collectWhenGrown (): void {
+  const used = getHeapStatistics().used_heap_size
+  if (used < Math.max(HEAP_COLLECT_FLOOR, 2 * usedAfterCollect)) return
+  collectGarbage('major')
+  usedAfterCollect = getHeapStatistics().used_heap_size
+}
+
 /** Shared memory taken (see sharedMemoryTaken) since this thread's last full collection. */
 let sharedSinceCollect = 0
 const SHARED_COLLECT_AFTER = 32 * 1024 * 1024

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { PackerError } from '../errors.js'
-import { trimMallocInBackground } from '../memory.js'
+import { collectWhenGrown, trimMallocInBackground } from '../memory.js'
 import type { Identity } from '../crypto/index.js'
 import { CarSet } from '../read/car-set.js'
 import { missingCars, misnamedWarning } from '../read/availability.js'
@@ -126,12 +126,14 @@ export async function mountSet (opts: MountOptions): Promise<Mounted> {
       await set.close().catch(() => {})
       resolveClosed()
     }
-    // Notice an unmount from outside (fusermount -u): fuse-native does not report it. And give malloc's free pages
-    // back: the FUSE, libuv and worker threads each churn buffers in their own arena, and glibc keeps what they freed
-    // (up to its trim threshold, which rises to 64 MiB): after a cold diff -r of /usr/share the arenas held ~190 MB
-    // of the mount's ~430 MB, ~125 MB when trimmed once a second (malloc_trim walks only the free chunks).
+    // Notice an unmount from outside (fusermount -u): fuse-native does not report it. Keep V8's heap near what is
+    // live (collectWhenGrown). And give malloc's free pages back: the FUSE, libuv and worker threads each churn
+    // buffers in their own arena, and glibc keeps what they freed (up to its trim threshold, which rises to 64 MiB):
+    // after a cold diff -r of /usr/share the arenas held ~190 MB of the mount's ~430 MB, ~125 MB when trimmed once a
+    // second (malloc_trim walks only the free chunks).
     const watch = setInterval(() => {
       mountPoints().then((m) => { if (!m.has(mountpoint)) void release() }, () => {})
+      collectWhenGrown()
       trimMallocInBackground() // off this thread: a trim takes 10-50 ms
     }, 1000)
     const unmount = async (): Promise<void> => {

@@ -103,3 +103,39 @@ describe.skipIf(forcedOff)('limitMallocCache', () => {
     expect(before - process.memoryUsage().heapUsed).toBeGreaterThan(10 << 20)
   })
 })
+
+describe('collectWhenGrown', () => {
+  it('collects only once the heap in use passes 64 MiB (or twice what the last collection left), then frees the garbage', () => {
+    // In a process of its own: this one's heap is whatever the test runner made it.
+    const script = `
+      import { collectGarbage, collectWhenGrown } from ${JSON.stringify(path.resolve('dist/memory.js'))}
+      import { getHeapStatistics } from 'node:v8'
+      const tick = () => new Promise((resolve) => setImmediate(resolve))
+      const used = () => getHeapStatistics().used_heap_size
+      const out = {}
+      let small = { items: Array.from({ length: 1000 }, (_, i) => ({ i })) }
+      const smallRef = new WeakRef(small)
+      collectGarbage('major'); collectGarbage('major')
+      small = undefined
+      await tick()
+      collectWhenGrown()
+      await tick()
+      out.smallKept = smallRef.deref() !== undefined
+      let big = Array.from({ length: 1_500_000 }, (_, i) => ({ i, s: 'item ' + i }))
+      const bigRef = new WeakRef(big)
+      out.grownMiB = used() / 1048576
+      big = undefined
+      await tick()
+      collectWhenGrown()
+      await tick()
+      out.bigKept = bigRef.deref() !== undefined
+      out.afterMiB = used() / 1048576
+      process.stdout.write(JSON.stringify(out))
+    `
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as Record<string, number | boolean>
+    expect(out.smallKept).toBe(true)
+    expect(out.grownMiB).toBeGreaterThan(64)
+    expect(out.bigKept).toBe(false)
+    expect(out.afterMiB).toBeLessThan(32)
+  })
+})
