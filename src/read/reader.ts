@@ -415,10 +415,15 @@ export class SetReader {
     if (loc.length !== leaf.length) {
       throw new PackerError('CORRUPT', `${displayPath(e.path)}: block ${leaf.cid} in CAR ${car.file} is ${loc.length} bytes, the file's DAG says ${leaf.length}; the set is damaged`, { subject: car.file })
     }
-    const job: Omit<LeafJob, 'id' | 'slot'> = { at: await this.#set.blocks.place(loc), length: loc.length, digest: leaf.cid.multihash.digest }
+    // This leaf's bytes and, below, the next leaf's (for the chunk that straddles them) are asked for before either is
+    // waited for: a store far away then fetches them together, or at least with one round trip between them, not two
+    // (asked for after this leaf's bytes were in, the next leaf's had often been fetched and let go: fetched again).
+    const at = this.#set.blocks.place(loc)
+    at.catch(() => {})
     let g: AgeGeometry | undefined
     let ins: ReturnType<AgeGeometry['inside']> | undefined
     let short = false
+    let dec: LeafJob['dec']
     if (e.enc) {
       g = new AgeGeometry(e.enc.headerLength, e.size!)
       const le = leaf.start + leaf.length
@@ -439,12 +444,14 @@ export class SetReader {
         const layout = await this.#layout(e)
         const nl = layout.leavesNow(le, le + 1) ?? await layout.leaves(le, le + 1)
         if (nl !== null && nl.length === 1 && nl[0].start === le && g.end(c) <= le + nl[0].length) {
+          const nextAt = this.#set.blocks.locate(nl[0].cid).then(async (l) => await this.#set.blocks.place(l))
+          nextAt.catch(() => {})
           try {
-            next = { at: await this.#set.blocks.place(await this.#set.blocks.locate(nl[0].cid)), length: g.end(c) - le }
+            next = { at: await nextAt, length: g.end(c) - le }
           } catch { short = true }
         }
       }
-      job.dec = {
+      dec = {
         key: pkey,
         // A copy: the key is a view into a shared pool, and posting a view copies its whole ArrayBuffer (8 KiB).
         fileKey: pkey === null ? new Uint8Array(e.enc.key) : undefined,
@@ -458,6 +465,7 @@ export class SetReader {
         lastPlain: g.plainLength(g.chunks - 1),
       }
     }
+    const job: Omit<LeafJob, 'id' | 'slot'> = { at: await at, length: loc.length, digest: leaf.cid.multihash.digest, dec }
     f.job = job
     let u: Unit | undefined
     const onPartial = (r: LeafResult & { slot: number }): void => {
