@@ -30,6 +30,25 @@ beforeAll(async () => {
   expect((await run('openssl', ['x509', '-in', path.join(keys, 'certificate.pem'), '-pubkey', '-noout', '-out', path.join(keys, 'pub.pem')])).code).toBe(0)
 })
 
+const packs = new Map<string, Promise<string>>()
+/**
+ * The set `pack src ARGS` makes, packed once for all the tests here that only read it (each pack with the same
+ * arguments makes an equivalent set: what these tests check does not depend on its random keys).
+ */
+async function packedSet (args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
+  const key = JSON.stringify([args, env])
+  let set = packs.get(key)
+  if (set === undefined) {
+    set = (async () => {
+      const out = tmpDir()
+      await packerOk(['pack', src, '-o', out, ...args], { env })
+      return out
+    })()
+    packs.set(key, set)
+  }
+  return await set
+}
+
 describe('encrypted round trips for every recipient and identity type (a file over several CARs, an empty file)', () => {
   const cases: Array<[string, () => string[], () => string[], NodeJS.ProcessEnv?]> = [
     ['RSA certificate → RSA private key', () => ['-R', path.join(keys, 'certificate.pem')], () => ['-i', path.join(keys, 'private_key.pem')]],
@@ -40,8 +59,7 @@ describe('encrypted round trips for every recipient and identity type (a file ov
   ]
   for (const [name, rcpt, ident, env] of cases) {
     it(name, async () => {
-      const out = tmpDir()
-      await packerOk(['pack', src, '-o', out, '--bin-size', '2MiB', ...rcpt()], { env })
+      const out = await packedSet(['--bin-size', '2MiB', ...rcpt()], env)
       const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'))
       expect(m.cars.length).toBeGreaterThanOrEqual(3)
       const dest = tmpDir()
@@ -65,8 +83,7 @@ describe('what the CARs reveal', () => {
   const everything = (dir: string): Buffer => Buffer.concat(fs.readdirSync(dir).map((n) => fs.readFileSync(path.join(dir, n))))
 
   it('hidden names (default): no CAR, index or manifest byte holds a name, a symlink target or known plaintext', async () => {
-    const out = tmpDir()
-    await packerOk(['pack', src, '-o', out, '-r', ageRecipient])
+    const out = await packedSet(['-r', ageRecipient])
     const all = everything(out)
     for (const needle of [SECRET_NAME, 'private', 'deeper', 'big.bin', 'empty-dir', 'secret-link', KNOWN]) {
       expect(all.includes(Buffer.from(needle)), needle).toBe(false)
@@ -145,8 +162,7 @@ describe('bad keys and forged sets get one clear line and write nothing', () => 
   })
 
   it('a file key that does not fit its file (a forged or mixed-up table) fails age authentication; no plaintext passes', async () => {
-    const out = tmpDir()
-    await packerOk(['pack', src, '-o', out, '-r', ageRecipient])
+    const out = await packedSet(['-r', ageRecipient])
     const set = await CarSet.open(out, { identities: await readIdentityFile(path.join(keys, 'age.txt')) })
     try {
       const view = new FileView(set)
@@ -163,8 +179,7 @@ describe('bad keys and forged sets get one clear line and write nothing', () => 
 
 describe('random access to an encrypted file reads the right plaintext at chunk boundaries', () => {
   it('0, 65535, 65536, 65537, 1 MiB ± 1, CAR boundaries and the last byte', async () => {
-    const out = tmpDir()
-    await packerOk(['pack', src, '-o', out, '-r', ageRecipient, '--bin-size', '2MiB'])
+    const out = await packedSet(['--bin-size', '2MiB', '-r', ageRecipient])
     const set = await CarSet.open(out, { identities: await readIdentityFile(path.join(keys, 'age.txt')) })
     try {
       const view = new FileView(set)

@@ -25,6 +25,23 @@ beforeAll(() => {
   makeTree(src)
 })
 
+const memo = <T>(make: () => Promise<T>): () => Promise<T> => {
+  let p: Promise<T> | undefined
+  return async () => await (p ??= make())
+}
+/** The root of the set one machine packs from the same tree (packed once, for every test that compares with it). */
+const singleMachineRoot = memo(async () => {
+  const single = tmpDir()
+  await packerOk(['pack', src, '-o', single, '--no-encrypt', '-b', BIN])
+  return JSON.parse(fs.readFileSync(path.join(single, 'manifest.json'), 'utf8')).root as string
+})
+/** A recipient and its identity file (made once: the tests that encrypt only need some key). */
+const recipientKey = memo(async () => {
+  const identity = path.join(tmpDir(), 'k.txt')
+  const recipient = (await packerOk(['keygen', '-o', identity])).stdout.trim()
+  return { recipient, identity }
+})
+
 async function planned (args: string[]): Promise<{ out: string, work: string }> {
   const base = tmpDir()
   const out = path.join(base, 'set')
@@ -48,10 +65,8 @@ describe('packing one set on many machines: plan, shards, join', () => {
     for (let i = 0; i < 4; i++) await shard(work, i)
     const joined = await packerOk(['join', work])
     expect(joined.stdout).toMatch(/removed .*work\/shards/)
-    const single = tmpDir()
-    await packerOk(['pack', src, '-o', single, '--no-encrypt', '-b', BIN])
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'))
-    expect(m.root).toBe(JSON.parse(fs.readFileSync(path.join(single, 'manifest.json'), 'utf8')).root)
+    expect(m.root).toBe(await singleMachineRoot())
     await packerOk(['verify', out])
     const dest = tmpDir()
     await packerOk(['unpack', out, '-o', dest])
@@ -66,13 +81,12 @@ describe('packing one set on many machines: plan, shards, join', () => {
   })
 
   it('an encrypted sharded set (recipient) restores; a passphrase set is joined without asking for the passphrase', async () => {
-    const keys = tmpDir()
-    const recipient = (await packerOk(['keygen', '-o', path.join(keys, 'k.txt')])).stdout.trim()
+    const { recipient, identity } = await recipientKey()
     const a = await planned(['--shards', '3', '-r', recipient])
     for (let i = 0; i < 3; i++) await shard(a.work, i)
     await packerOk(['join', a.work])
     const dest = tmpDir()
-    await packerOk(['unpack', a.out, '-o', dest, '-i', path.join(keys, 'k.txt')])
+    await packerOk(['unpack', a.out, '-o', dest, '-i', identity])
     expect(describeTree(dest)).toEqual(describeTree(src))
     // No name of the source in what ships.
     for (const n of fs.readdirSync(a.out)) expect(fs.readFileSync(path.join(a.out, n)).includes(Buffer.from('s007.txt'))).toBe(false)
@@ -119,8 +133,7 @@ describe('packing one set on many machines: plan, shards, join', () => {
   })
 
   it('the same shard run twice at once: one commits, the other removes its own CARs; the joined set is whole', async () => {
-    const keys = tmpDir()
-    const recipient = (await packerOk(['keygen', '-o', path.join(keys, 'k.txt')])).stdout.trim()
+    const { recipient, identity } = await recipientKey()
     const { out, work } = await planned(['--shards', '2', '-r', recipient])
     const [x, y] = await Promise.all([packerOk(['pack', '--plan', work, '--shard', '0']), packerOk(['pack', '--plan', work, '--shard', '0'])])
     const outputs = [x.stdout, y.stdout]
@@ -132,7 +145,7 @@ describe('packing one set on many machines: plan, shards, join', () => {
     expect(fs.readdirSync(out).filter((n) => n.endsWith('.car')).sort()).toEqual(m.cars.map((c: any) => c.file).sort())
     await packerOk(['verify', out])
     const dest = tmpDir()
-    await packerOk(['unpack', out, '-o', dest, '-i', path.join(keys, 'k.txt')])
+    await packerOk(['unpack', out, '-o', dest, '-i', identity])
     expect(describeTree(dest)).toEqual(describeTree(src))
   })
 
@@ -168,10 +181,7 @@ describe('a real Slurm cluster packs a set as a job array', () => {
     const tasks = await cluster.waitJob(id, 120_000)
     expect(tasks.map((t) => [t.taskId, t.state, t.exitCode])).toEqual([[0, 'COMPLETED', 0], [1, 'COMPLETED', 0], [2, 'COMPLETED', 0], [3, 'COMPLETED', 0]])
     await packerOk(['join', work])
-    const single = tmpDir()
-    await packerOk(['pack', src, '-o', single, '--no-encrypt', '-b', BIN])
-    const root = (dir: string): string => JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).root
-    expect(root(out)).toBe(root(single))
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).root).toBe(await singleMachineRoot())
     const dest = tmpDir()
     await packerOk(['unpack', out, '-o', dest])
     expect(describeTree(dest, { mtimes: true })).toEqual(describeTree(src, { mtimes: true }))
