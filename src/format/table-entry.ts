@@ -94,6 +94,29 @@ export function entryFieldsJson (e: TableEntry, into: Json): Json {
   return into
 }
 
+/**
+ * `JSON.stringify(entryFieldsJson(e, into))` where `into` holds only `{[key]: …}` as encodeBytes(key, bytes) makes it:
+ * the same text, byte for byte, built directly (no object per entry: the table of a pack has a line per file, built on
+ * the main thread). Strings that could need escaping go through JSON.stringify; the rest are numbers and base64.
+ */
+export function entryJsonText (key: string, bytes: Buffer, e: TableEntry): string {
+  let s = isUtf8(bytes) ? `{"${key}":${JSON.stringify(bytes.toString('utf8'))}` : `{"${key}B64":"${bytes.toString('base64')}"`
+  s += `,"type":"${e.type}","mode":${e.mode},"mtime":"${e.mtimeNs}","uid":${e.uid},"gid":${e.gid}`
+  if (e.type === 'file') {
+    if (e.size !== undefined) s += `,"size":${e.size}`
+    if (e.cid !== undefined) s += `,"cid":${JSON.stringify(e.cid)}`
+    if (e.storedSize !== e.size && e.storedSize !== undefined) s += `,"storedSize":${e.storedSize}`
+    if (e.cars !== undefined) s += `,"cars":[${e.cars.join(',')}]`
+    if (e.storedName !== undefined) s += `,"storedName":${JSON.stringify(e.storedName)}`
+    if (e.enc) s += `,"age":{"key":"${e.enc.key.toString('base64')}","headerLength":${e.enc.headerLength}}`
+    if (e.compression !== undefined) s += `,"compression":${JSON.stringify(e.compression)}`
+  } else if (e.type === 'symlink') {
+    const t = e.target ?? Buffer.alloc(0)
+    s += isUtf8(t) ? `,"target":${JSON.stringify(t.toString('utf8'))}` : `,"targetB64":"${t.toString('base64')}"`
+  }
+  return s + '}'
+}
+
 /** Validates the fields entryFieldsJson writes; `version` 1 allows storedName, 2 compression. */
 export function parseEntryFields (o: Json, path: Buffer, where: string, carCount: number, version: 1 | 2): TableEntry {
   const type = o.type

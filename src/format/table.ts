@@ -1,7 +1,7 @@
 import { PackerError } from '../errors.js'
 import { assertSafePath, displayPath } from './stored-path.js'
 import { parseJsonLine } from './table-v1.js'
-import { decodeBytes, encodeBytes, entryFieldsJson, parseEntryFields, tableError, type FileEncryption, type Json, type TableEntry } from './table-entry.js'
+import { decodeBytes, encodeBytes, entryJsonText, parseEntryFields, tableError, type FileEncryption, type Json, type TableEntry } from './table-entry.js'
 
 /**
  * The version-2 file table (docs/FORMAT.md §5): entries grouped by directory (root first, then each directory in
@@ -76,9 +76,7 @@ function dirLine (dir: Buffer): string {
 }
 
 function entryLine (e: TableEntry, name: Buffer): string {
-  const o: Json = {}
-  encodeBytes('name', name, o)
-  return JSON.stringify(entryFieldsJson(e, o)) + '\n'
+  return entryJsonText('name', name, e) + '\n'
 }
 
 /** A chunk of table text with what its index record needs. */

@@ -4,10 +4,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { PackerError, isErrno } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
-import { decodePath, encodePath } from '../format/stored-path.js'
-import { entryFieldsJson, parseEntryFields, type TableEntry } from '../format/table-entry.js'
+import type { TableEntry } from '../format/table-entry.js'
 import { BLOCK_RECORD_SIZE } from '../car/block-index.js'
-import { Appender, readLines } from '../spill/lines.js'
+import { RECORD_CAR, RECORD_DRAFT, RecordWriter, readHeaderLine, readRecords, type JournalRecord } from './journal-records.js'
 
 /**
  * The pack journal: what a pack has written so far, so that a rerun after a crash continues where it stopped, and
@@ -16,7 +15,7 @@ import { Appender, readLines } from '../spill/lines.js'
  * mode 0600, and removed when the pack succeeds (docs/FORMAT.md §9). Everything is on disk and read as streams: its
  * memory does not grow with the number of files.
  *
- *   <id>.journal  JSON lines: a header, then the entries in table order and a line per complete CAR where it happened
+ *   <id>.journal  a JSON header line, then binary records (journal-records.ts): the entries in table order and a line per complete CAR where it happened
  *                 (a CAR's line is synced, and so makes the lines before it durable), and a synced line per CAR
  *                 draft a later run must throw away should this one be killed (an S3 multipart upload)
  *   <id>.blocks   the block-index records of every block written, in order (48 bytes each)
@@ -72,21 +71,11 @@ export function sameArgs (a: Omit<JournalHeader, 'out' | 'setIdentity'>, b: Omit
   return a.source === b.source && a.binSize === b.binSize && a.encryption === b.encryption && a.names === b.names && (a.compress ?? 'off') === (b.compress ?? 'off')
 }
 
-/** 3: entries of the version-2 table, in its order (1 and 2, of packer 0.1, are not continued). */
-const JOURNAL_VERSION = 3
-
-function dirLine (dir: Buffer): string {
-  return JSON.stringify({ dir: encodePath(dir) }) + '\n'
-}
-
-function entryLine (j: JournalEntry): string {
-  const o: Record<string, unknown> = { entry: entryFieldsJson(j.entry, { ...encodePath(j.entry.path) }) }
-  if (j.dagSize !== undefined) o.dagSize = j.dagSize
-  if (j.src !== undefined) o.src = j.src
-  if (j.records !== undefined) o.records = j.records
-  if (j.refs !== undefined && j.refs.length > 0) o.refs = j.refs
-  return JSON.stringify(o) + '\n'
-}
+/**
+ * 4: a JSON header line, then binary records (journal-records.ts); 3: JSON lines (packer 0.1.0), refused with what to do
+ * (1 and 2, of earlier 0.1 builds, likewise). An interrupted pack is finished by the packer that started it.
+ */
+const JOURNAL_VERSION = 4
 
 /** Appends binary records in batches. */
 class RecordAppender {
@@ -126,7 +115,7 @@ class RecordAppender {
 
 export class PackJournal {
   readonly base: string
-  #lines: Appender | null = null
+  #lines: RecordWriter | null = null
   #records: RecordAppender | null = null
   /** Records handed over (written or pending). */
   #recordCount = 0
@@ -159,9 +148,6 @@ export class PackJournal {
    * are not trusted; a line cut short by a crash ends the journal.
    */
   async load (): Promise<JournalState | null> {
-    let first = true
-    let state: JournalState | null = null
-    let carsEnded = false
     let blocks: number
     try {
       blocks = Math.floor((await fs.stat(this.#blockFile)).size / BLOCK_RECORD_SIZE)
@@ -169,33 +155,36 @@ export class PackJournal {
       if (!isErrno(err, 'ENOENT')) throw err
       blocks = 0
     }
-    try {
-      for await (const line of readLines(this.#journal)) {
-        let rec: any
-        try { rec = JSON.parse(line) } catch { break }
-        if (first) {
-          first = false
-          if (rec?.journal !== 'packer-pack-journal') {
-            throw new PackerError('FORMAT', `${this.#journal} is not a packer journal; remove it to start the pack afresh`, { subject: this.#journal })
-          }
-          if (rec.version !== JOURNAL_VERSION) {
-            throw new PackerError('OUTPUT', `the interrupted pack of ${rec.header?.out ?? 'this output'} was made by an older packer (journal ${this.#journal}); finish it with that version, or remove the journal and the output directory to start afresh`, { subject: this.#journal })
-          }
-          state = { header: rec.header, cars: [], blockCounts: [], drafts: [] }
-          continue
-        }
-        if (typeof rec?.draft === 'string') state!.drafts.push(rec.draft)
-        if (rec?.car === undefined || carsEnded) continue
-        // A CAR whose records are not all there ends the CARs (not the drafts, each synced when written).
-        if (typeof rec.blocks !== 'number' || rec.blocks > blocks) { carsEnded = true; continue }
-        state!.cars.push(rec.car)
-        state!.blockCounts.push(rec.blocks)
-      }
-    } catch (err) {
+    let fh: fs.FileHandle
+    try { fh = await fs.open(this.#journal, 'r') } catch (err) {
       if (isErrno(err, 'ENOENT')) return null
       throw err
     }
-    return state
+    try {
+      const head = await readHeaderLine(fh)
+      if (head === null) return null
+      const rec = head.header
+      if (rec?.journal !== 'packer-pack-journal') {
+        throw new PackerError('FORMAT', `${this.#journal} is not a packer journal; remove it to start the pack afresh`, { subject: this.#journal })
+      }
+      if (rec.version !== JOURNAL_VERSION) {
+        const other = typeof rec.version === 'number' && rec.version > JOURNAL_VERSION ? 'a newer' : 'an older'
+        throw new PackerError('OUTPUT', `the interrupted pack of ${rec.header?.out ?? 'this output'} was made by ${other} packer (journal version ${String(rec.version)}, ${this.#journal}); finish it with that version, or start afresh: remove ${path.basename(this.base)}.* from the state directory ${path.dirname(this.base)} and empty the output directory`, { subject: this.#journal })
+      }
+      const state: JournalState = { header: rec.header, cars: [], blockCounts: [], drafts: [] }
+      let carsEnded = false
+      for await (const r of readRecords(fh, head.end, `journal ${this.#journal}`, false) as AsyncGenerator<any>) {
+        if (typeof r.draft === 'string') state.drafts.push(r.draft)
+        if (r.car === undefined || carsEnded) continue
+        // A CAR whose records are not all there ends the CARs (not the drafts, each synced when written).
+        if (typeof r.blocks !== 'number' || r.blocks > blocks) { carsEnded = true; continue }
+        state.cars.push(r.car)
+        state.blockCounts.push(r.blocks)
+      }
+      return state
+    } finally {
+      await fh.close()
+    }
   }
 
   /**
@@ -213,20 +202,20 @@ export class PackJournal {
   }
 
   async * #itemsOf (file: string): AsyncGenerator<JournalItem> {
-    try { await fs.access(file) } catch { return }
-    const where = `journal ${file}`
-    let first = true
-    for await (const line of readLines(file)) {
-      if (first) { first = false; continue }
-      let rec: any
-      try { rec = JSON.parse(line) } catch { break }
-      if (rec?.dir !== undefined) {
-        const d = rec.dir.path === '' ? Buffer.alloc(0) : decodePath(rec.dir, where)
-        yield { dir: d }
-        continue
+    let fh: fs.FileHandle
+    try { fh = await fs.open(file, 'r') } catch (err) {
+      if (isErrno(err, 'ENOENT')) return
+      throw err
+    }
+    try {
+      const head = await readHeaderLine(fh)
+      if (head === null) return
+      if (head.header?.version !== JOURNAL_VERSION) throw new PackerError('FORMAT', `${file} is not a version-${JOURNAL_VERSION} packer journal; remove it to start the pack afresh`, { subject: file })
+      for await (const r of readRecords(fh, head.end, `journal ${file}`) as AsyncGenerator<JournalRecord>) {
+        if ('dir' in r || 'entry' in r) yield r
       }
-      if (rec?.entry === undefined) continue
-      yield { entry: parseEntryFields(rec.entry, decodePath(rec.entry, where), where, Number.MAX_SAFE_INTEGER, 2), dagSize: rec.dagSize, src: rec.src, records: rec.records, refs: rec.refs }
+    } finally {
+      await fh.close()
     }
   }
 
@@ -237,20 +226,22 @@ export class PackJournal {
    */
   async open (header: JournalHeader, keep?: JournalState, carCount = 0): Promise<void> {
     await this.#closeFiles()
-    const lines = [JSON.stringify({ journal: 'packer-pack-journal', version: JOURNAL_VERSION, header })]
     let records = 0
     if (keep !== undefined && carCount > 0) {
-      lines.push(...keep.cars.slice(0, carCount).map((car, i) => JSON.stringify({ car, blocks: keep.blockCounts[i] })))
       records = keep.blockCounts[carCount - 1]!
       await fs.rename(this.#journal, this.#previous)
     } else {
       await fs.rm(this.#previous, { force: true })
     }
     await truncateSynced(this.#blockFile, records * BLOCK_RECORD_SIZE)
-    await writeSynced(this.#journal, lines.join('\n') + '\n')
+    await writeSynced(this.#journal, JSON.stringify({ journal: 'packer-pack-journal', version: JOURNAL_VERSION, header }) + '\n')
+    this.#lines = new RecordWriter(this.#journal)
+    if (keep !== undefined) {
+      for (let i = 0; i < carCount; i++) await this.#lines.json(RECORD_CAR, { car: keep.cars[i], blocks: keep.blockCounts[i] })
+      await this.#lines.sync()
+    }
     await fs.rm(this.workDir, { recursive: true, force: true })
     await fs.mkdir(this.workDir, { mode: 0o700 })
-    this.#lines = new Appender(this.#journal)
     this.#records = new RecordAppender(this.#blockFile)
     this.#recordCount = records
   }
@@ -290,12 +281,12 @@ export class PackJournal {
 
   /** Records the start of a directory's entries (every directory, in table order). Batched, not synced. */
   async addDir (dir: Buffer): Promise<void> {
-    await this.#lines!.write(dirLine(dir))
+    await this.#lines!.dir(dir)
   }
 
   /** Records an entry of the table (a file once its blocks are written). Batched, not synced (see addCar). */
   async addEntry (j: JournalEntry): Promise<void> {
-    await this.#lines!.write(entryLine(j))
+    await this.#lines!.entry(j)
   }
 
   /** Records a block written (its block-index record). Batched, not synced. */
@@ -306,14 +297,14 @@ export class PackJournal {
 
   /** Records a CAR draft (CarSinkOptions.onDraft), durably, before it receives bytes. */
   async addDraft (draft: string): Promise<void> {
-    await this.#lines!.write(JSON.stringify({ draft }) + '\n')
+    await this.#lines!.json(RECORD_DRAFT, { draft })
     await this.#lines!.sync()
   }
 
   /** Records a complete (durable, renamed) CAR: its blocks' records and the lines before it become durable. */
   async addCar (car: CarRecord): Promise<void> {
     await this.#records!.sync()
-    await this.#lines!.write(JSON.stringify({ car, blocks: this.#recordCount }) + '\n')
+    await this.#lines!.json(RECORD_CAR, { car, blocks: this.#recordCount })
     await this.#lines!.sync()
   }
 

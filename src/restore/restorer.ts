@@ -2,9 +2,9 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { PackerError, isErrno, type ErrorCode } from '../errors.js'
-import { decodePath, displayPath, encodePath } from '../format/stored-path.js'
+import { decodePath, displayPath } from '../format/stored-path.js'
 import { formatSize } from '../format/size.js'
-import { entryFieldsJson, parseEntryFields, type TableEntry } from '../format/table-entry.js'
+import { entryJsonText, parseEntryFields, type TableEntry } from '../format/table-entry.js'
 import { splitEntryPath } from '../format/table.js'
 import { setFileTimesNs } from '../native-addon.js'
 import { Appender, readLines, readLinesBackward } from '../spill/lines.js'
@@ -224,7 +224,7 @@ const SMALL_GROUP_BYTES = 4 << 20
 
 /** Directories and symlinks kept aside on disk until their turn (their metadata, as the table has it). */
 function spillLine (e: TableEntry): string {
-  return JSON.stringify(entryFieldsJson(e, { ...encodePath(e.path) })) + '\n'
+  return entryJsonText('path', e.path, e) + '\n'
 }
 
 function spilled (line: string): TableEntry {
