@@ -73,31 +73,11 @@ function int (v: unknown, where: string, field: string, max = Number.MAX_SAFE_IN
   return v
 }
 
-/** Every field of an entry but its path or name, as JSON (the same in both versions but for storedName). */
-export function entryFieldsJson (e: TableEntry, into: Json): Json {
-  into.type = e.type
-  into.mode = e.mode
-  into.mtime = e.mtimeNs.toString()
-  into.uid = e.uid
-  into.gid = e.gid
-  if (e.type === 'file') {
-    into.size = e.size
-    into.cid = e.cid
-    if (e.storedSize !== e.size) into.storedSize = e.storedSize
-    into.cars = e.cars
-    if (e.storedName !== undefined) into.storedName = e.storedName
-    if (e.enc) into.age = { key: e.enc.key.toString('base64'), headerLength: e.enc.headerLength }
-    if (e.compression !== undefined) into.compression = e.compression
-  } else if (e.type === 'symlink') {
-    encodeBytes('target', e.target ?? Buffer.alloc(0), into)
-  }
-  return into
-}
-
 /**
- * `JSON.stringify(entryFieldsJson(e, into))` where `into` holds only `{[key]: …}` as encodeBytes(key, bytes) makes it:
- * the same text, byte for byte, built directly (no object per entry: the table of a pack has a line per file, built on
- * the main thread). Strings that could need escaping go through JSON.stringify; the rest are numbers and base64.
+ * An entry as one JSON object: its path or name under `key` (`keyB64` when not UTF-8, as encodeBytes writes it), then
+ * every other field (the same in both versions but for storedName), in this order. Built as text, not as an object
+ * for JSON.stringify: the table of a pack has a line per file, built on the main thread. Strings that could need
+ * escaping go through JSON.stringify; the rest are numbers and base64.
  */
 export function entryJsonText (key: string, bytes: Buffer, e: TableEntry): string {
   let s = isUtf8(bytes) ? `{"${key}":${JSON.stringify(bytes.toString('utf8'))}` : `{"${key}B64":"${bytes.toString('base64')}"`
@@ -117,7 +97,7 @@ export function entryJsonText (key: string, bytes: Buffer, e: TableEntry): strin
   return s + '}'
 }
 
-/** Validates the fields entryFieldsJson writes; `version` 1 allows storedName, 2 compression. */
+/** Validates the fields entryJsonText writes; `version` 1 allows storedName, 2 compression. */
 export function parseEntryFields (o: Json, path: Buffer, where: string, carCount: number, version: 1 | 2): TableEntry {
   const type = o.type
   if (type !== 'file' && type !== 'dir' && type !== 'symlink') tableError(where, `unknown entry type ${JSON.stringify(type)}`)
