@@ -36,27 +36,44 @@ const I64_MAX = 2n ** 63n - 1n
 /** A frame is appended once its payload reaches this size (or on flush). */
 const FRAME_BYTES = 256 * 1024
 
-/** Appends records to a journal file in frames; `sync` makes everything handed over durable. */
-export class RecordWriter {
+/**
+ * Appends to a private (0600) file, opened at the first append: appends land in the order they were handed over, even
+ * when one is handed over while another is under way (the pack's CAR writer records a CAR or a draft while the files
+ * loop records entries); `sync` makes every append handed over before it durable.
+ */
+export class OrderedAppends {
   readonly file: string
-  #buf = Buffer.allocUnsafe(FRAME_BYTES + 64 * 1024)
-  /** Bytes of the frame being filled (its 8-byte head included). */
-  #at = 8
   #fh: fs.FileHandle | null = null
   /** The appends in flight, one after the other in the order they were handed over. */
   #writing: Promise<void> = Promise.resolve()
 
   constructor (file: string) { this.file = file }
 
-  async #append (frame: Buffer | null): Promise<fs.FileHandle> {
-    const w = this.#writing.then(async () => {
-      this.#fh ??= await fs.open(this.file, 'a', 0o600)
-      if (frame !== null) await this.#fh.appendFile(frame)
-    })
+  async #then (step: (fh: fs.FileHandle) => Promise<void>): Promise<void> {
+    const w = this.#writing.then(async () => { await step(this.#fh ??= await fs.open(this.file, 'a', 0o600)) })
     this.#writing = w.catch(() => {})
     await w
-    return this.#fh!
   }
+
+  async append (data: Uint8Array): Promise<void> { await this.#then(async (fh) => { await fh.appendFile(data) }) }
+
+  async sync (): Promise<void> { await this.#then(async (fh) => { await fh.datasync() }) }
+
+  async close (): Promise<void> {
+    await this.#writing
+    await this.#fh?.close()
+    this.#fh = null
+  }
+}
+
+/** Appends records to a journal file in frames; `sync` makes everything handed over durable. */
+export class RecordWriter {
+  readonly #out: OrderedAppends
+  #buf = Buffer.allocUnsafe(FRAME_BYTES + 64 * 1024)
+  /** Bytes of the frame being filled (its 8-byte head included). */
+  #at = 8
+
+  constructor (file: string) { this.#out = new OrderedAppends(file) }
 
   #ensure (n: number): void {
     if (this.#at + n <= this.#buf.length) return
@@ -156,19 +173,17 @@ export class RecordWriter {
     frame.writeUInt32LE(crc32(frame.subarray(8)), 4)
     this.#buf = Buffer.allocUnsafe(FRAME_BYTES + 64 * 1024)
     this.#at = 8
-    await this.#append(frame)
+    await this.#out.append(frame)
   }
 
   async sync (): Promise<void> {
     await this.flush()
-    await (await this.#append(null)).datasync()
+    await this.#out.sync()
   }
 
   async close (): Promise<void> {
     await this.flush()
-    await this.#writing
-    await this.#fh?.close()
-    this.#fh = null
+    await this.#out.close()
   }
 }
 

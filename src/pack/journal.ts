@@ -6,7 +6,7 @@ import { PackerError, isErrno } from '../errors.js'
 import type { CarRecord } from '../format/manifest.js'
 import type { TableEntry } from '../format/table-entry.js'
 import { BLOCK_RECORD_SIZE } from '../car/block-index.js'
-import { RECORD_CAR, RECORD_DRAFT, RecordWriter, readHeaderLine, readRecords, type JournalRecord } from './journal-records.js'
+import { OrderedAppends, RECORD_CAR, RECORD_DRAFT, RecordWriter, readHeaderLine, readRecords, type JournalRecord } from './journal-records.js'
 
 /**
  * The pack journal: what a pack has written so far, so that a rerun after a crash continues where it stopped, and
@@ -79,12 +79,11 @@ const JOURNAL_VERSION = 4
 
 /** Appends binary records in batches. */
 class RecordAppender {
-  readonly #file: string
+  readonly #out: OrderedAppends
   #pending: Buffer[] = []
   #bytes = 0
-  #fh: fs.FileHandle | null = null
 
-  constructor (file: string) { this.#file = file }
+  constructor (file: string) { this.#out = new OrderedAppends(file) }
 
   async add (record: Buffer): Promise<void> {
     this.#pending.push(record)
@@ -97,19 +96,17 @@ class RecordAppender {
     const data = Buffer.concat(this.#pending)
     this.#pending = []
     this.#bytes = 0
-    this.#fh ??= await fs.open(this.#file, 'a', 0o600)
-    await this.#fh.appendFile(data)
+    await this.#out.append(data)
   }
 
   async sync (): Promise<void> {
     await this.flush()
-    await this.#fh?.datasync()
+    await this.#out.sync()
   }
 
   async close (): Promise<void> {
     await this.flush()
-    await this.#fh?.close()
-    this.#fh = null
+    await this.#out.close()
   }
 }
 
