@@ -898,9 +898,9 @@ static napi_value lstat_files_js(napi_env env, napi_callback_info info) {
 
 /*
  * limitMallocCache(): a fixed mmap threshold for glibc's malloc. By default the threshold rises (up to 32 MiB) each
- * time a large mmapped block is freed, after which the 1 MiB buffers a pack or unpack churns through come from the
- * per-thread heaps and stay resident when freed: ~80 MB of peak RSS on the 4 GiB benchmark tree. Returns whether
- * it was applied (false on other C libraries).
+ * time a large mmapped block is freed, after which the 1 MiB buffers an unpack churns through come from the
+ * per-thread heaps and stay resident when freed (pack, for which it was first made, no longer calls it: src/memory.ts).
+ * Returns whether it was applied (false on other C libraries).
  */
 static napi_value limit_malloc_cache_js(napi_env env, napi_callback_info info) {
   (void)info;

@@ -6,7 +6,6 @@ import { pack as packSet, type PackEvent as InternalPackEvent } from '../pack/pa
 import { openOutput, openSource, refuseNested } from '../pack/locations.js'
 import { s3SettingsOf, type S3Options } from './s3.js'
 import { defaultJobs } from '../pack/leaf-workers.js'
-import { limitMallocCache } from '../memory.js'
 import { compressionOf } from '../pack/compress.js'
 import { setEncryptionOf, type RecipientOptions } from './keys.js'
 import { pieceInfo, type PieceInfo } from './set.js'
@@ -117,7 +116,6 @@ export async function pack (source: string, options: PackOptions): Promise<PackR
   const s3 = s3SettingsOf(options)
   refuseNested(source, options.output)
   const started = Date.now()
-  limitMallocCache()
   const tree = await openSource(source, s3)
   let r
   try {

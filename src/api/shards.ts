@@ -4,7 +4,6 @@ import { makePlan } from '../pack/plan.js'
 import { packShard as runShard, shardFromEnvironment } from '../pack/shard.js'
 import { joinShards } from '../pack/join.js'
 import { workStatus, type WorkStatus } from '../pack/status.js'
-import { limitMallocCache } from '../memory.js'
 import { compressionOf } from '../pack/compress.js'
 import { openSource } from '../pack/locations.js'
 import { isS3Url } from '../s3/s3-url.js'
@@ -97,7 +96,6 @@ export interface ShardResult {
 export async function packShard (work: string, options: ShardOptions): Promise<ShardResult> {
   const shard = options.shard === 'auto' ? shardFromEnvironment() : options.shard
   const started = Date.now()
-  limitMallocCache()
   const r = await runShard({
     work,
     shard,
