@@ -266,7 +266,7 @@ if (has('compress')) {
   }
   await rm(P.outCompress)
   await rm(P.tarZstd)
-  await runCompressRealTree(opts, { step, log, work: W, keygen, keyFile: P.key, installed: (bin) => !notInstalled(bin) })
+  await runCompressRealTree(opts, { step, log, work: W, keygen, keyFile: P.key, installed: (bin) => !notInstalled(bin), results })
   await runCompressedMount(opts, { step, log, work: W, keyFile: P.key, keygen })
 }
 

@@ -2,6 +2,7 @@
 // (encrypted), per-file `zstd -3` of the same files (one zstd process, `-r --output-dir-mirror`: each file its own
 // .zst), restic (repository v2, --compression auto, its default) and borg (-C zstd,3, and its default, lz4): stored
 // bytes (apparent: sums of file sizes, so 46,000 small .zst files are not rounded up to 4 KiB blocks each) and time.
+// `--runs` rounds (default 3), each tool once a round in an order rotated every round; medians of time and CPU.
 // For packer also its files' stored payload (from the file table through the library's openSet: each file's stored
 // content before encryption, the zstd stream when compressed), which the issue's goal compares with the .zst files. Mount: one large
 // compressible file packed encrypted with --compress auto and with --compress off, each mounted by itself: cold
@@ -12,6 +13,8 @@ import { fileURLToPath } from 'node:url'
 import { generatedText } from './data.mjs'
 import { ddSeq, randomReads, startMount, stopMount } from './mounts.mjs'
 import * as packer from './packer.mjs'
+import { rotate, summary } from './real-tree-cases.mjs'
+import { ran } from './report.mjs'
 import { dropCaches, run, timed } from './sys.mjs'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
@@ -81,45 +84,48 @@ async function payloadOf (set, keyFile) {
   return { payloadBytes: payload, compressedFiles: compressed, payloadFiles: files }
 }
 
-export async function runCompressRealTree (opts, { step, log, work, keygen, keyFile, installed }) {
+export async function runCompressRealTree (opts, { step, log, work, keygen, keyFile, installed, results }) {
   const src = realTreeSource(opts)
   const dir = await realTree(src, path.join(work, 'real-tree'))
   const t = treeFigures(dir)
-  console.log(`real tree: ${src.label}${dir !== src.dirs[0] ? ` (copied to ${dir})` : ''}: ${t.files} files, ${(t.bytes / MiB).toFixed(0)} MiB`)
+  const runs = Math.max(1, opts.runs ?? 1)
+  console.log(`real tree: ${src.label}${dir !== src.dirs[0] ? ` (copied to ${dir})` : ''}: ${t.files} files, ${(t.bytes / MiB).toFixed(0)} MiB; ${runs} rounds`)
   // Every tool starts with the tree in the page cache: the mount case drops the caches, and the first tool of a run
   // that followed one read the tree from disk while the others did not.
   run('sh', ['-c', 'find "$0" -type f -print0 | xargs -0 cat > /dev/null', dir])
   const out = path.join(work, 'out-real')
   const base = { bytes: t.bytes, files: t.files, tree: src.label }
+  /** [case id, label, run]: each tool once a round, the order rotated every round (no tool always first or last). */
+  const tools = []
   // zstd (level 3, every file) too: it tells auto's level 1 and the set's own overhead apart against zstd -3.
   for (const mode of ['auto', 'zstd', 'off']) {
-    await step(`realPack${mode[0].toUpperCase()}${mode.slice(1)}`, `packer pack, encrypted, --compress ${mode}, real tree`, async () => {
+    tools.push([`realPack${mode[0].toUpperCase()}${mode.slice(1)}`, `packer pack, encrypted, --compress ${mode}, real tree`, async () => {
       const r = await packer.pack(dir, out, ['-r', keygen(), '--compress', mode], { log: log(`real-${mode}`), ...base })
       return { ...r, ...base, storedBytes: r.carBytes, ...(keyFile ? await payloadOf(out, keyFile) : {}) }
-    })
+    }])
   }
   if (installed('zstd')) {
-    await step('realZstd', 'zstd -3 of each file (zstd -r --output-dir-mirror), real tree', async () => {
+    tools.push(['realZstd', 'zstd -3 of each file (zstd -r --output-dir-mirror), real tree', async () => {
       await rm(out)
       // No -f: with it zstd follows symlinks, which the others store as links.
       const r = await timed('zstd', ['-3', '-r', '-q', '--output-dir-mirror', out, dir], { log: log('real-zstd') })
       return { ...base, ...r, storedBytes: apparentBytes(out) }
-    })
+    }])
   }
   if (installed('restic')) {
-    await step('realRestic', 'restic init (repository v2) + backup --compression auto, real tree', async () => {
+    tools.push(['realRestic', 'restic init (repository v2) + backup --compression auto, real tree', async () => {
       await rm(out)
       const r = await timed('sh', ['-c', 'restic -r "$R" init --repository-version 2 && restic -r "$R" backup --compression auto "$T"'], {
         env: { R: path.join(out, 'repo'), T: dir, RESTIC_PASSWORD: PASSWORD, RESTIC_CACHE_DIR: path.join(out, 'cache') },
         log: log('real-restic'),
       })
       return { ...base, ...r, storedBytes: apparentBytes(path.join(out, 'repo')) }
-    })
+    }])
   }
   if (installed('borg')) {
     // -C zstd,3, then borg's default (lz4: no -C).
     for (const [id, c, what] of [['realBorg', ['-C', 'zstd,3'], '-C zstd,3'], ['realBorgLz4', [], 'default compression (lz4)']]) {
-      await step(id, `borg init -e repokey + create ${what}, real tree`, async () => {
+      tools.push([id, `borg init -e repokey + create ${what}, real tree`, async () => {
         await rm(out)
         await fs.mkdir(out, { recursive: true })
         const r = await timed('sh', ['-c', 'borg init -e repokey "$R" && borg create "$@" "$R::bench" .', 'sh', ...c], {
@@ -128,10 +134,17 @@ export async function runCompressRealTree (opts, { step, log, work, keygen, keyF
           log: log(id === 'realBorg' ? 'real-borg' : 'real-borg-lz4'),
         })
         return { ...base, ...r, storedBytes: apparentBytes(path.join(out, 'repo')) }
-      })
+      }])
     }
   }
+  for (let r = 1; r <= runs; r++) {
+    for (const [id, label, fn] of rotate(tools, r - 1)) await step(`${id}-${r}`, `${label} (round ${r})`, fn)
+  }
   await rm(out)
+  for (const [id] of tools) {
+    const rounds = Array.from({ length: runs }, (_, i) => results.cases[`${id}-${i + 1}`]).filter(ran)
+    results.cases[id] = rounds.length === 0 ? { error: 'no round ran' } : summary(rounds)
+  }
 }
 
 /**

@@ -12,7 +12,8 @@ import { dirStats, diskUsage } from './sys.mjs'
 
 const rm = (p) => fs.rm(p, { recursive: true, force: true })
 const TOOLS = ['packer', 'rclone', 'restic', 'borg']
-const rotate = (xs, k) => xs.map((_, i) => xs[(i + k) % xs.length])
+/** The list started at its k-th element: round k's order. */
+export const rotate = (xs, k) => xs.map((_, i) => xs[(i + k) % xs.length])
 
 export async function runRealTree (tree, runs, ctx) {
   const { step, log, keyFile, recipient, work, installed, results } = ctx
