@@ -160,7 +160,10 @@ export function compressRealTreeRows (C, row, rows) {
   for (const [k, name] of [['realPackAuto', 'packer --compress auto'], ['realPackZstd', 'packer --compress zstd (level 3)'], ['realPackOff', 'packer --compress off'], ['realZstd', 'zstd -3 per file'], ['realRestic', 'restic --compression auto'], ['realBorg', 'borg -C zstd,3'], ['realBorgLz4', 'borg default (lz4)']]) {
     const c = C[k]
     if (!c) continue
-    row(`${label}: ${name}`, c, { vs: k === 'realPackAuto' ? 'reference' : 'time ÷ packer auto', ratio: ok(c) && ok(auto) && k !== 'realPackAuto' ? c.seconds / auto.seconds : null })
+    const ratio = ok(c) && ok(auto) && k !== 'realPackAuto' ? c.seconds / auto.seconds : null
+    // the issue's goal: on the compressible tree, auto faster than restic and borg
+    const goal = ['realRestic', 'realBorg', 'realBorgLz4'].includes(k)
+    row(`${label}: ${name}`, c, { vs: k === 'realPackAuto' ? 'reference' : 'time ÷ packer auto', ratio, target: goal ? '> 1' : '', met: goal && ratio !== null ? ratio > 1 : null })
     if (ok(c)) {
       rows.push({ case: `${label}: ${name}`, ratio: c.storedBytes / c.bytes, vs: 'stored ÷ tree' })
       if (ok(auto) && k !== 'realPackAuto') rows.push({ case: `${label}: packer auto`, ratio: auto.storedBytes / c.storedBytes, vs: `stored ÷ ${name}` })
