@@ -90,9 +90,6 @@ export async function runCompressRealTree (opts, { step, log, work, keygen, keyF
   const t = treeFigures(dir)
   const runs = Math.max(1, opts.runs ?? 1)
   console.log(`real tree: ${src.label}${dir !== src.dirs[0] ? ` (copied to ${dir})` : ''}: ${t.files} files, ${(t.bytes / MiB).toFixed(0)} MiB; ${runs} rounds`)
-  // Every tool starts with the tree in the page cache: the mount case drops the caches, and the first tool of a run
-  // that followed one read the tree from disk while the others did not.
-  run('sh', ['-c', 'find "$0" -type f -print0 | xargs -0 cat > /dev/null', dir])
   const out = path.join(work, 'out-real')
   const base = { bytes: t.bytes, files: t.files, tree: src.label }
   /** [case id, label, run]: each tool once a round, the order rotated every round (no tool always first or last). */
