@@ -34,17 +34,6 @@ export function flatten (s: string): string {
   return s
 }
 
-/**
- * glibc's malloc, once its mmap threshold has risen, keeps freed 1 MiB buffers resident (native/src/addon.c): unpack
- * fixes the threshold first thing. Not pack: every buffer of 128 KiB or more it churns through was then a fresh
- * mapping, and first touches of its pages (~10 us each on these VMs) cost 12-19 % of the time of packing a tree of
- * small files, for 6-40 MB less peak RSS (README, Performance). Not the mount: there every FUSE read buffer (128 KiB)
- * would then be mapped and unmapped, and sequential reads fell from ~640 to ~460 MB/s.
- */
-export function limitMallocCache (): void {
-  nativeAddon()?.limitMallocCache()
-}
-
 /** Gives the free pages of every malloc arena back to the system (after a stage whose threads churned buffers). */
 export function trimMalloc (): void {
   nativeAddon()?.trimMalloc()

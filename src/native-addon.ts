@@ -43,8 +43,6 @@ export interface NativeAddon {
   benchNodeHash (impl: string, nodes: number): number
   /** utimensat(AT_FDCWD, path, …, AT_SYMLINK_NOFOLLOW); throws an Error whose `code` is the errno name. */
   setFileTimes (path: string | Uint8Array, atimeSec: bigint, atimeNsec: number, mtimeSec: bigint, mtimeNsec: number): void
-  /** Fixes glibc malloc's mmap threshold at 128 KiB (see native/src/addon.c); false where that is not glibc. */
-  limitMallocCache (): boolean
   /** malloc_trim(0): gives the free pages of every malloc arena back to the system; false where not glibc. */
   trimMalloc (): boolean
   /** malloc_trim(0) on libuv's thread pool, one at a time: returns at once, false when one is still under way. */
@@ -122,7 +120,7 @@ const ADDON_PATH = '../native/build/Release/packer_native.node'
 /** How to (re)build it, wherever this package is: a clone or node_modules/filecoin-packer. */
 export const BUILD_COMMAND = `node ${fileURLToPath(new URL('../native/build.mjs', import.meta.url))}`
 const EXPECTED: Array<keyof NativeAddon> = ['commpCreate', 'commpWrite', 'commpFinish', 'commpDestroy',
-  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'readFileInto', 'limitMallocCache', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
+  'commpOneshot', 'commpImpls', 'benchNodeHash', 'setFileTimes', 'readFileInto', 'trimMalloc', 'trimMallocInBackground', 'hugePagesAt', 'adviseWillNeed',
   'ageRecipients', 'ageSealFile', 'ageOpenFile', 'ageOpenChunks', 'ageSealChunks', 'zstdCompressFrame', 'zstdDecompressFrame', 'zstdVersion', 'writeFiles', 'renameFiles', 'lstatFiles']
 
 let cached: NativeAddonLoad | undefined

@@ -897,21 +897,6 @@ static napi_value lstat_files_js(napi_env env, napi_callback_info info) {
 /* ---------------------------------------------------------------- malloc */
 
 /*
- * limitMallocCache(): a fixed mmap threshold for glibc's malloc. By default the threshold rises (up to 32 MiB) each
- * time a large mmapped block is freed, after which the 1 MiB buffers an unpack churns through come from the
- * per-thread heaps and stay resident when freed (pack, for which it was first made, no longer calls it: src/memory.ts).
- * Returns whether it was applied (false on other C libraries).
- */
-static napi_value limit_malloc_cache_js(napi_env env, napi_callback_info info) {
-  (void)info;
-  bool ok = false;
-#ifdef __GLIBC__
-  ok = mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1;
-#endif
-  return js_bool(env, ok);
-}
-
-/*
  * trimMalloc(): returns the free pages of every malloc arena to the system (glibc's malloc_trim(0)). Threads that
  * churned through buffers (pack's leaf workers) leave arenas of ~50 MB mostly free once they stop; pack calls this
  * after its first stage. Returns whether memory was released.
@@ -1161,7 +1146,6 @@ static napi_value init(napi_env env, napi_value exports) {
     { "benchNodeHash", NULL, bench_node_hash_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "setFileTimes", NULL, set_file_times_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "readFileInto", NULL, read_file_into_js, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "limitMallocCache", NULL, limit_malloc_cache_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "trimMalloc", NULL, trim_malloc_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "trimMallocInBackground", NULL, trim_malloc_in_background_js, NULL, NULL, NULL, napi_enumerable, NULL },
     { "hugePagesAt", NULL, huge_pages_at_js, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -1,7 +1,6 @@
 import { PackerError } from '../errors.js'
 import { displayPath } from '../format/stored-path.js'
 import { restore } from '../restore/restorer.js'
-import { limitMallocCache } from '../memory.js'
 import { openCarSet, storedPath, type SetOptions, warnMisnamed } from './set.js'
 import type { Callbacks, FileEvent, ProgressEvent } from './events.js'
 
@@ -41,7 +40,6 @@ export interface UnpackResult {
  */
 export async function unpack (setDir: string, options: UnpackOptions): Promise<UnpackResult> {
   const emit = options.onEvent ?? (() => {})
-  limitMallocCache()
   const set = await openCarSet(setDir, options)
   await warnMisnamed(set, options.onWarning)
   const started = Date.now()

@@ -5,17 +5,16 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '../helpers.js'
 import { loadNativeAddon } from '../../src/native-addon.js'
-import { collectGarbage, limitMallocCache, sharedMemory, sharedMemoryTaken, trimMalloc } from '../../src/memory.js'
+import { collectGarbage, sharedMemory, sharedMemoryTaken, trimMalloc } from '../../src/memory.js'
 
 const forcedOff = process.env.PACKER_NO_NATIVE === '1'
 
-describe.skipIf(forcedOff)('limitMallocCache', () => {
-  it('fixes the mmap threshold and trims arenas on this glibc system (Debian); the memory helpers call them', () => {
+describe.skipIf(forcedOff)('trimMalloc', () => {
+  it('trims arenas on this glibc system (Debian); the memory helper calls it', () => {
     const addon = loadNativeAddon().addon
     expect(addon).not.toBeNull()
-    expect(addon!.limitMallocCache()).toBe(true)
     expect(addon!.trimMalloc()).toBeTypeOf('boolean')
-    expect(() => { limitMallocCache(); trimMalloc() }).not.toThrow()
+    expect(() => { trimMalloc() }).not.toThrow()
   })
 
   it('trimMallocInBackground trims on libuv\'s pool, one at a time: a second call while one is under way does nothing', async () => {
