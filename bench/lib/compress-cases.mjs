@@ -13,8 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { generatedText } from './data.mjs'
 import { ddSeq, randomReads, startMount, stopMount } from './mounts.mjs'
 import * as packer from './packer.mjs'
-import { rotate, summary } from './real-tree-cases.mjs'
-import { ran } from './report.mjs'
+import { rotate, summarizeRounds } from './real-tree-cases.mjs'
 import { dropCaches, run, timed } from './sys.mjs'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
@@ -138,10 +137,7 @@ export async function runCompressRealTree (opts, { step, log, work, keygen, keyF
     for (const [id, label, fn] of rotate(tools, r - 1)) await step(`${id}-${r}`, `${label} (round ${r})`, fn)
   }
   await rm(out)
-  for (const [id] of tools) {
-    const rounds = Array.from({ length: runs }, (_, i) => results.cases[`${id}-${i + 1}`]).filter(ran)
-    results.cases[id] = rounds.length === 0 ? { error: 'no round ran' } : summary(rounds)
-  }
+  for (const [id] of tools) summarizeRounds(results, id, runs)
 }
 
 /**

@@ -38,12 +38,13 @@ export async function runRealTree (tree, runs, ctx) {
     }
   }
   for (const t of tools) await rm(out(t))
-  for (const kind of ['Pack', 'Restore']) {
-    for (const t of tools) {
-      const rounds = Array.from({ length: runs }, (_, i) => results.cases[`real${kind}-${t}-${i + 1}`]).filter(ran)
-      results.cases[`real${kind}-${t}`] = rounds.length === 0 ? { error: 'no round ran' } : summary(rounds)
-    }
-  }
+  for (const kind of ['Pack', 'Restore']) for (const t of tools) summarizeRounds(results, `real${kind}-${t}`, runs)
+}
+
+/** Case `id`'s rounds (cases `id-1` … `id-runs`) summed up as case `id`; an error when none ran. */
+export function summarizeRounds (results, id, runs) {
+  const rounds = Array.from({ length: runs }, (_, i) => results.cases[`${id}-${i + 1}`]).filter(ran)
+  results.cases[id] = rounds.length === 0 ? { error: 'no round ran' } : summary(rounds)
 }
 
 const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
