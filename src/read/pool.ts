@@ -29,13 +29,13 @@ export class WorkerPool {
   #nextId = 1
   #closed = false
 
-  constructor (slab: SharedArrayBuffer, slotSize: number, acquire: () => number | undefined, size = defaultWorkers()) {
+  constructor (slab: Buffer, slotSize: number, acquire: () => number | undefined, size = defaultWorkers()) {
     this.size = size
     this.#acquire = acquire
     for (let i = 0; i < size; i++) {
       const w = new Worker(WORKER_MODULE)
       const slot = { w, busy: 0 }
-      w.postMessage({ init: true, slab, slotSize } satisfies InitMessage)
+      w.postMessage({ init: true, slab: slab.buffer as SharedArrayBuffer, slabAt: slab.byteOffset, slotSize } satisfies InitMessage)
       w.on('message', (r: LeafResult | FrameResult) => {
         const p = this.#pending.get(r.id)
         if (r.ok && 'partial' in r && r.partial !== undefined) { p?.partial?.({ ...r, slot: slotOf(p.job) }); return }

@@ -11,6 +11,7 @@ import { WorkerPool } from './pool.js'
 import { decompressHere, decompressWhole } from './compressed.js'
 import { runJob, type LeafJob, type LeafResult } from './worker.js'
 import type { Place } from '../store/car-store.js'
+import { sharedMemory } from '../memory.js'
 
 export const DEFAULT_CACHE_SIZE = 128 * 1024 * 1024
 export const MIN_CACHE_SIZE = 4 * 1024 * 1024
@@ -93,6 +94,9 @@ interface Inflight {
   want?: [number, number]
 }
 
+/** Releases of bytes lent for one leaf's job, called when it is over. */
+interface Lent { releases: Array<() => void>, over: boolean }
+
 interface Handle {
   next: number
   window: number
@@ -117,7 +121,7 @@ export class SetReader {
   readonly #set: CarSet
   readonly view: FileView
   readonly #pool: WorkerPool
-  readonly #slab: SharedArrayBuffer
+  readonly #slab: Buffer
   readonly #views: Buffer[] = []
   readonly #free: number[] = []
   /** Cached units in LRU order (a Map keeps insertion order: the first is the least recently used). */
@@ -142,8 +146,9 @@ export class SetReader {
     const frameCacheSize = Math.max(Math.floor(cacheSize / 8), MIN_FRAME_CACHE_SIZE)
     this.#compressed = new CompressedFiles((stream, h, buf, len, pos) => this.read(stream, h, buf, len, pos), frameCacheSize, this.#decompress)
     const slots = Math.max(MIN_SLOTS, Math.floor((cacheSize - frameCacheSize) / SLOT))
-    // Pages are touched only when a slot is first written: memory grows with use up to the cache size.
-    this.#slab = new SharedArrayBuffer(slots * SLOT)
+    // Pages are touched only when a slot is first written: memory grows with use up to the cache size. On huge pages:
+    // a first touch of each 4 KiB page was a third of the page faults of a read through the mount.
+    this.#slab = sharedMemory(slots * SLOT)
     for (let i = slots - 1; i >= 0; i--) this.#free.push(i)
     this.#pool = new WorkerPool(this.#slab, SLOT, () => this.#acquire(), opts.workers)
     this.#maxAhead = Math.max(MiB, Math.min(opts.readAhead ?? 16 * MiB, Math.floor(cacheSize / 4)))
@@ -409,7 +414,27 @@ export class SetReader {
     return f
   }
 
+  /** Reads, checks and opens one leaf into a slot; bytes a store lent for it are released once its job is over. */
   async #runLeaf (e: TableEntry, leaf: Leaf, urgent: boolean, key: string, want: [number, number] | undefined, f: Inflight, early: (u: Unit) => void): Promise<Unit> {
+    const lent: Lent = { releases: [], over: false }
+    try {
+      return await this.#openLeaf(e, leaf, urgent, key, want, f, early, lent)
+    } finally {
+      lent.over = true
+      for (const release of lent.releases.splice(0)) release()
+    }
+  }
+
+  /** Where a block is read from, as a job posts it; lent bytes' release goes to `lent` (see #runLeaf). */
+  async #place (loc: Parameters<CarSet['blocks']['place']>[0], lent: Lent): Promise<Place> {
+    const at = await this.#set.blocks.place(loc)
+    if (!('bytes' in at) || at.release === undefined) return at
+    if (lent.over) at.release() // the leaf's job ended without these bytes
+    else lent.releases.push(at.release)
+    return { bytes: at.bytes }
+  }
+
+  async #openLeaf (e: TableEntry, leaf: Leaf, urgent: boolean, key: string, want: [number, number] | undefined, f: Inflight, early: (u: Unit) => void, lent: Lent): Promise<Unit> {
     const loc = await this.#set.blocks.locate(leaf.cid)
     const car = this.#set.blocks.car(loc.car)
     if (loc.length !== leaf.length) {
@@ -418,7 +443,7 @@ export class SetReader {
     // This leaf's bytes and, below, the next leaf's (for the chunk that straddles them) are asked for before either is
     // waited for: a store far away then fetches them together, or at least with one round trip between them, not two
     // (asked for after this leaf's bytes were in, the next leaf's had often been fetched and let go: fetched again).
-    const at = this.#set.blocks.place(loc)
+    const at = this.#place(loc, lent)
     at.catch(() => {})
     let g: AgeGeometry | undefined
     let ins: ReturnType<AgeGeometry['inside']> | undefined
@@ -444,10 +469,8 @@ export class SetReader {
         const layout = await this.#layout(e)
         const nl = layout.leavesNow(le, le + 1) ?? await layout.leaves(le, le + 1)
         if (nl !== null && nl.length === 1 && nl[0].start === le && g.end(c) <= le + nl[0].length) {
-          const nextAt = this.#set.blocks.locate(nl[0].cid).then(async (l) => await this.#set.blocks.place(l))
-          nextAt.catch(() => {})
           try {
-            next = { at: await nextAt, length: g.end(c) - le }
+            next = { at: await this.#place(await this.#set.blocks.locate(nl[0].cid), lent), length: g.end(c) - le }
           } catch { short = true }
         }
       }
@@ -524,7 +547,7 @@ export class SetReader {
   }
 
   #view (slot: number): Buffer {
-    return (this.#views[slot] ??= Buffer.from(this.#slab, slot * SLOT, SLOT))
+    return (this.#views[slot] ??= this.#slab.subarray(slot * SLOT, (slot + 1) * SLOT))
   }
 
   /**

@@ -17,7 +17,8 @@ import { nativeOpenFile } from '../crypto/native-open.js'
 import type { Place } from '../store/car-store.js'
 import { isFrameJob, runFrameJob, type FrameJob, type FrameResult } from './frame-job.js'
 
-export interface InitMessage { init: true, slab: SharedArrayBuffer, slotSize: number }
+/** The slab's slots start at byte `slabAt` of its memory (aligned to a huge page: src/memory.ts). */
+export interface InitMessage { init: true, slab: SharedArrayBuffer, slabAt: number, slotSize: number }
 
 export interface LeafJob {
   id: number
@@ -191,15 +192,16 @@ function openWhole (leaf: Buffer, d: NonNullable<LeafJob['dec']>, out: Buffer): 
 if (parentPort !== null) {
   const port = parentPort
   let slab: SharedArrayBuffer | undefined
+  let slabAt = 0
   let slotSize = 0
   const post = (r: LeafResult): void => { port.postMessage(r) }
   port.on('message', (m: LeafJob | FrameJob | InitMessage) => {
-    if ('init' in m) { slab = m.slab; slotSize = m.slotSize; return }
+    if ('init' in m) { slab = m.slab; slabAt = m.slabAt; slotSize = m.slotSize; return }
     if (isFrameJob(m)) {
       void runFrameJob(m).then(([r, transfer]: [FrameResult, ArrayBuffer[]]) => { port.postMessage(r, transfer) })
       return
     }
-    const out = Buffer.from(slab!, m.slot * slotSize, slotSize)
+    const out = Buffer.from(slab!, slabAt + m.slot * slotSize, slotSize)
     runJob(m, out, post).catch((err: Error) => { post({ id: m.id, ok: false, kind: 'io', message: err.message }) }).finally(() => {
       sinceCollect += m.length
       if (sinceCollect >= COLLECT_EVERY) {

@@ -1,17 +1,20 @@
 import { SHARE_ENV, Worker } from 'node:worker_threads'
 import { PackerError } from '../errors.js'
 import type { BlockAt } from '../store/car-store.js'
+import type { Lease } from '../store/block-batcher.js'
 import { sharedMemoryTaken } from '../memory.js'
 import { compiledModule, terminateWorkers } from '../worker-module.js'
 import { HttpGetError, type HttpTimeouts } from './http-get.js'
 import type { FetchJob, FetchResult } from './block-fetch-worker.js'
+import { newLeases, segmentLease } from './segment-pool.js'
 
 const WORKER_MODULE = compiledModule(new URL('./block-fetch-worker.js', import.meta.url), 'remote/block-fetch-worker.js')
 
 /** How one GET of a run of blocks ended: every block given, or the index of the block that hashed wrong. */
 export type Fetched = { bad?: number }
 
-interface Pending { url: string, got: (block: number, bytes: Buffer) => void, resolve: (r: Fetched) => void, reject: (e: Error) => void }
+/** `got`: a block in (leased: in the thread's pool of memory, until the lease is freed). */
+interface Pending { url: string, got: (block: number, bytes: Buffer, lease?: Lease) => void, resolve: (r: Fetched) => void, reject: (e: Error) => void }
 
 /** A fetching thread and the runs it has in hand. */
 interface Thread { w: Worker, pending: Map<number, Pending> }
@@ -35,8 +38,10 @@ export class BlockFetcher {
 
   /**
    * Bytes [from, to) of `url`, as the blocks `blocks` (in offset order, inside the range): each checked block is given
-   * to `got` as soon as it is in (by its index in `blocks`, in order). Throws an HttpGetError when the GET fails (the
-   * blocks given so far are good); wrong bytes are an answer ({ bad }), for the caller to drop the source.
+   * to `got` as soon as it is in (by its index in `blocks`, in order), with its lease when it lies in the thread's
+   * pool (src/remote/segment-pool.ts: the memory is reused once the lease is freed). Throws an HttpGetError when the
+   * GET fails (the blocks given so far are good); wrong bytes are an answer ({ bad }), for the caller to drop the
+   * source.
    */
   async blocks (url: string, from: number, to: number, blocks: BlockAt[], timeouts: HttpTimeouts, got: Pending['got']): Promise<Fetched> {
     if (this.#closed) throw new PackerError('REMOTE', 'the reader is closing')
@@ -65,17 +70,20 @@ export class BlockFetcher {
   }
 
   #start (i: number): Thread {
-    const w = new Worker(WORKER_MODULE, { env: SHARE_ENV })
+    const leases = newLeases()
+    const w = new Worker(WORKER_MODULE, { env: SHARE_ENV, workerData: { leases } })
     const t: Thread = { w, pending: new Map() }
     w.unref()
     w.on('message', (r: FetchResult) => {
       const p = t.pending.get(r.id)
-      if (p === undefined) return
       if ('block' in r) {
-        p.got(r.block, Buffer.from(r.bytes, r.offset, r.length))
-        sharedMemoryTaken(r.length) // its handle here pins the block's memory until collected
+        const lease = r.segment >= 0 ? segmentLease(leases, r.segment) : undefined
+        if (p === undefined) { lease?.free(); return }
+        if (lease === undefined) sharedMemoryTaken(r.length) // its handle here pins the block's memory until collected
+        p.got(r.block, Buffer.from(r.bytes, r.offset, r.length), lease)
         return
       }
+      if (p === undefined) return
       t.pending.delete(r.id)
       if (t.pending.size === 0) w.unref()
       if (r.ok) p.resolve({})

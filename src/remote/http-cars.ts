@@ -77,7 +77,10 @@ export class HttpCars implements CarStore {
     return await this.#blocks.blocks(car, blocks)
   }
 
-  async place (car: number, block: BlockAt): Promise<Place> { return { bytes: await this.#blocks.block(car, block) } }
+  async place (car: number, block: BlockAt): Promise<Place> {
+    const lent = await this.#blocks.lend(car, block)
+    return { bytes: lent.bytes, release: lent.release }
+  }
 
   async whole (car: number): Promise<WholeCar | null> {
     const live = this.#live(car)
@@ -150,8 +153,8 @@ export class HttpCars implements CarStore {
   }
 
   /**
-   * Gives the run's blocks from `first` on from one source as they come in, each checked (on the fetcher's thread, each
-   * block in its own shared memory). Returns the first block it could not give (the run's length when it gave them all),
+   * Gives the run's blocks from `first` on from one source as they come in, each checked (on the fetcher's thread, in
+   * shared memory it reuses once the block's lease is freed). Returns the first block it could not give (the run's length when it gave them all),
    * the source then dropped; a transient failure is tried again from the first block not given.
    */
   async #fromSource (url: string, run: BlockAt[], first: number, give: GiveBlock): Promise<number> {
@@ -162,8 +165,8 @@ export class HttpCars implements CarStore {
       const { from, to } = runRange(these)
       let got: Fetched
       try {
-        got = await this.#fetcher.blocks(url, from, to, these, this.#t, (i, bytes) => {
-          give(at + i, bytes)
+        got = await this.#fetcher.blocks(url, from, to, these, this.#t, (i, bytes, lease) => {
+          give(at + i, bytes, lease)
           left = at + i + 1
         })
       } catch (err) {

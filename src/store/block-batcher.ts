@@ -21,16 +21,27 @@ export function runRange (run: BlockAt[]): { from: number, to: number } {
   return { from: run[0]!.offset, to: Math.max(...run.map((b) => b.offset + b.length)) }
 }
 
-/** Hands out block `i` of a run: its bytes, checked, in memory of their own; or the error that keeps it from being read. */
-export type GiveBlock = (i: number, block: Buffer | PackerError) => void
+/**
+ * Memory a store reuses: a block given with a lease lies there, and stays put until `free()` (BlockBatcher calls it
+ * once nobody it gave the block to holds it). `pins`: the bytes it keeps from reuse meanwhile (the recent blocks are
+ * counted by it).
+ */
+export interface Lease { free: () => void, pins: number }
+
+/** Hands out block `i` of a run: its bytes, checked, in memory of their own or leased; or the error that keeps it from being read. */
+export type GiveBlock = (i: number, block: Buffer | PackerError, lease?: Lease) => void
 
 /**
  * How a store fetches a run of blocks of CAR `car` (in offset order, side by side): each block is given by `give` as
- * soon as it is in and checked (the store checks its hash, where that is cheapest, and puts it in a SharedArrayBuffer
- * of its own: posted to a reader's worker it is shared, not copied; kept, it does not hold the whole run). Resolves
- * with the error for the blocks it did not give (none when it gave them all); throwing fails the blocks not given.
+ * soon as it is in and checked (the store checks its hash, where that is cheapest, and puts it in a SharedArrayBuffer:
+ * posted to a reader's worker it is shared, not copied; of its own, or leased, so that keeping it does not hold the
+ * whole run). Resolves with the error for the blocks it did not give (none when it gave them all); throwing fails the
+ * blocks not given.
  */
 export type FetchRun = (car: number, run: BlockAt[], give: GiveBlock) => Promise<PackerError | undefined>
+
+/** A block's bytes lent: they stay as they are until `release()`, after which they may be other bytes. */
+export interface LentBlock { bytes: Buffer, release: () => void }
 
 export interface BlockBatcherOptions {
   /** Requests (runs) in flight at once. */
@@ -41,7 +52,11 @@ export interface BlockBatcherOptions {
   recentBytes: number
 }
 
-interface Wanted { block: BlockAt, resolve: (b: Buffer) => void, reject: (e: PackerError) => void }
+/** A block given: its bytes, and while they are leased, how many hold them (the recent blocks count as one). */
+interface Held { bytes: Buffer, lease: Lease | undefined, refs: number }
+
+/** Someone waiting for a block on its way: `take` turns it into what they get, at once, as it is given. */
+interface Waiter { take: (h: Held) => void, reject: (e: PackerError) => void }
 
 /**
  * Blocks of a store that is far away (web servers, an object store), where a request costs a round trip: blocks asked
@@ -49,22 +64,24 @@ interface Wanted { block: BlockAt, resolve: (b: Buffer) => void, reject: (e: Pac
  * side, in runs of at most `requestBytes`, with at most `requests` runs in flight; CARs take turns. A block is fetched
  * once however often it is asked for while on its way, and recently read ones are kept; one that could not be read is
  * fetched again when asked again (the store may have it by then). How a run is fetched is the store's (FetchRun).
+ * Leased blocks (in memory the store reuses) are lent (`lend`) until released, or given as copies (`block`), and
+ * their lease freed once the last holder lets go.
  */
 export class BlockBatcher {
   readonly #fetchRun: FetchRun
   readonly #opts: BlockBatcherOptions
   /** Per CAR, the blocks asked for and not yet in a run, in the order CARs take turns. */
-  readonly #wanted = new Map<number, Wanted[]>()
-  /** Blocks on their way, by CAR and place (never dropped before they are in: a block is not fetched twice at once). */
-  readonly #pending = new Map<string, Promise<Buffer>>()
-  readonly #recent: LRUCache<string, Buffer>
+  readonly #wanted = new Map<number, BlockAt[]>()
+  /** Who waits for each block on its way, by CAR and place (a block is not fetched twice at once). */
+  readonly #pending = new Map<string, Waiter[]>()
+  readonly #recent: LRUCache<string, Held>
   #inflight = 0
   #dispatching = false
 
   constructor (fetchRun: FetchRun, opts: BlockBatcherOptions) {
     this.#fetchRun = fetchRun
     this.#opts = opts
-    this.#recent = new LRUCache<string, Buffer>({ maxSize: opts.recentBytes, sizeCalculation: pinned })
+    this.#recent = new LRUCache<string, Held>({ maxSize: opts.recentBytes, sizeCalculation: pinned, dispose: (h) => { this.#unref(h) } })
   }
 
   /** Blocks of one CAR, each checked, or the error that keeps it from being read. */
@@ -75,28 +92,59 @@ export class BlockBatcher {
     })))
   }
 
-  /** One block, checked (throws a PackerError when it cannot be read). */
+  /** One block, checked, in memory of its own (a leased one copied); throws a PackerError when it cannot be read. */
   async block (car: number, block: BlockAt): Promise<Buffer> {
+    return await this.#get(car, block, (h) => h.lease === undefined ? h.bytes : Buffer.from(h.bytes))
+  }
+
+  /** One block, checked, its bytes where they are until released (a reader that is done with them at a known time). */
+  async lend (car: number, block: BlockAt): Promise<LentBlock> {
+    return await this.#get(car, block, (h) => {
+      h.refs++
+      let held = true
+      return { bytes: h.bytes, release: () => { if (held) { held = false; this.#unref(h) } } }
+    })
+  }
+
+  /** `take` runs as the block is had (before anything else can evict it from the recent ones). */
+  async #get<T> (car: number, block: BlockAt, take: (h: Held) => T): Promise<T> {
     const key = `${car}:${block.offset}:${block.length}`
     const hit = this.#recent.get(key)
-    if (hit !== undefined) return hit
-    let p = this.#pending.get(key)
-    if (p === undefined) {
-      p = new Promise<Buffer>((resolve, reject) => {
-        const list = this.#wanted.get(car)
-        if (list === undefined) this.#wanted.set(car, [{ block, resolve, reject }])
-        else list.push({ block, resolve, reject })
-      })
-      this.#pending.set(key, p)
-      const done = (): void => { this.#pending.delete(key) }
-      p.then((b) => { this.#recent.set(key, b); done() }, done)
+    if (hit !== undefined) return take(hit)
+    return await new Promise<T>((resolve, reject) => {
+      const waiter: Waiter = { take: (h) => { resolve(take(h)) }, reject }
+      const waiting = this.#pending.get(key)
+      if (waiting !== undefined) { waiting.push(waiter); return }
+      this.#pending.set(key, [waiter])
+      const list = this.#wanted.get(car)
+      if (list === undefined) this.#wanted.set(car, [block])
+      else list.push(block)
       // after this turn: blocks asked for together go out together
       if (!this.#dispatching) {
         this.#dispatching = true
         setImmediate(() => this.#dispatch())
       }
+    })
+  }
+
+  /** A block of a run is in (or cannot be read): those waiting for it get it, and it is kept among the recent ones. */
+  #given (car: number, block: BlockAt, b: Buffer | PackerError, lease: Lease | undefined): void {
+    const key = `${car}:${block.offset}:${block.length}`
+    const waiting = this.#pending.get(key) ?? []
+    this.#pending.delete(key)
+    if (b instanceof PackerError) {
+      lease?.free()
+      for (const w of waiting) w.reject(b)
+      return
     }
-    return await p
+    const h: Held = { bytes: b, lease, refs: 1 }
+    for (const w of waiting) w.take(h)
+    this.#recent.set(key, h)
+    if (this.#recent.get(key) !== h) this.#unref(h) // too large to keep
+  }
+
+  #unref (h: Held): void {
+    if (--h.refs === 0) h.lease?.free()
   }
 
   /**
@@ -108,10 +156,10 @@ export class BlockBatcher {
   #dispatch (): void {
     this.#dispatching = false
     while (this.#inflight < this.#opts.requests && this.#wanted.size > 0) {
-      const [car, wanted] = this.#wanted.entries().next().value as [number, Wanted[]]
+      const [car, wanted] = this.#wanted.entries().next().value as [number, BlockAt[]]
       this.#wanted.delete(car)
-      wanted.sort((a, b) => a.block.offset - b.block.offset)
-      const end = runEnd((k) => wanted[k]!.block, 0, wanted.length, this.#opts.requestBytes)
+      wanted.sort((a, b) => a.offset - b.offset)
+      const end = runEnd((k) => wanted[k]!, 0, wanted.length, this.#opts.requestBytes)
       // the rest goes to the back: CARs take turns
       if (end < wanted.length) this.#wanted.set(car, wanted.slice(end))
       this.#inflight++
@@ -119,17 +167,16 @@ export class BlockBatcher {
     }
   }
 
-  async #run (car: number, run: Wanted[]): Promise<void> {
+  async #run (car: number, run: BlockAt[]): Promise<void> {
     const given = new Array<boolean>(run.length).fill(false)
-    const give: GiveBlock = (i, b) => {
-      if (given[i] !== false) return
+    const give: GiveBlock = (i, b, lease) => {
+      if (given[i] !== false) { lease?.free(); return }
       given[i] = true
-      if (b instanceof PackerError) run[i]!.reject(b)
-      else run[i]!.resolve(b)
+      this.#given(car, run[i]!, b, lease)
     }
     try {
-      const rest = await this.#fetchRun(car, run.map((w) => w.block), give)
-      for (let i = 0; i < run.length; i++) give(i, rest ?? new PackerError('REMOTE', `block ${run[i]!.block.cid} at byte ${run[i]!.block.offset} was not fetched`))
+      const rest = await this.#fetchRun(car, run, give)
+      for (let i = 0; i < run.length; i++) give(i, rest ?? new PackerError('REMOTE', `block ${run[i]!.cid} at byte ${run[i]!.offset} was not fetched`))
     } catch (err) {
       // (blocks already given stay given)
       const e = err instanceof PackerError ? err : new PackerError('REMOTE', (err as Error).message, { cause: err })
@@ -141,7 +188,11 @@ export class BlockBatcher {
   }
 }
 
-/** The memory a kept block holds: all of its shared memory (a fetching thread lays several blocks out in one piece). */
-function pinned (b: Buffer): number {
-  return Math.max(1, b.buffer instanceof SharedArrayBuffer ? b.buffer.byteLength : b.length)
+/**
+ * The memory a kept block holds: a leased one what its lease pins; else all of its shared memory (a fetching thread
+ * may lay several blocks out in one piece).
+ */
+function pinned (h: Held): number {
+  const b = h.bytes
+  return Math.max(1, h.lease?.pins ?? (b.buffer instanceof SharedArrayBuffer ? b.buffer.byteLength : b.length))
 }

@@ -7,9 +7,10 @@ export interface BlockAt { cid: CID, offset: number, length: number }
 
 /**
  * How a worker thread gets a block's bytes: a descriptor it preads (it checks the hash itself), or bytes already
- * fetched and checked here (a remote store).
+ * fetched and checked here (a remote store). Bytes with `release` are lent: in memory the store reuses once they are
+ * released, so the caller calls it once it, and any thread it gave them to, is done with them (never before).
  */
-export type Place = { fd: number, offset: number } | { bytes: Uint8Array }
+export type Place = { fd: number, offset: number } | { bytes: Uint8Array, release?: () => void }
 
 /** One CAR read end to end (verify, fetch): `name` is the file or URL it is read from. */
 export interface WholeCar {
@@ -47,7 +48,7 @@ export interface CarStore {
   absent: (car: number) => MissingCarError
   /** Blocks of CAR `car`, each its bytes once their SHA-256 matches, or the error that keeps it from being read. */
   readBlocks: (car: number, blocks: BlockAt[]) => Promise<Array<Buffer | PackerError>>
-  /** Where a worker thread reads a block from (throws MissingCarError when the CAR is absent). */
+  /** Where a worker thread reads a block from (throws MissingCarError when the CAR is absent); lent bytes are released. */
   place: (car: number, block: BlockAt) => Promise<Place>
   /** The CAR read whole, or null when it is absent. */
   whole: (car: number) => Promise<WholeCar | null>

@@ -140,6 +140,47 @@ describe('reading ahead over HTTP', () => {
   }, 120_000)
 })
 
+describe('the memory blocks are received into', () => {
+  it('is reused, but never while a block lent from it is held: a held block and a copy stay right through 40 reads', async () => {
+    const dir = path.join(root, 'forty')
+    const data = bytes(40 << 20, 9)
+    const srcDir = tmpDir()
+    fs.writeFileSync(path.join(srcDir, 'f.bin'), data)
+    await packerOk(['pack', srcDir, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
+    const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
+    const carBytes = fs.readFileSync(path.join(dir, record.file))
+    const blocks: BlockAt[] = []
+    for await (const b of await CarIndexer.fromBytes(carBytes)) {
+      if (b.blockLength === 1 << 20) blocks.push({ cid: b.cid, offset: b.blockOffset, length: b.blockLength })
+    }
+    expect(blocks.length).toBe(40)
+    const want = (b: BlockAt): Buffer => carBytes.subarray(b.offset, b.offset + b.length)
+    const cars = new HttpCars(`${url}/`, [record], (c) => [`${nginx.url}/forty/${c.file}`])
+    try {
+      const held = await cars.place(0, blocks[0]!)
+      if (!('bytes' in held) || held.release === undefined) throw new Error('a block over HTTP is not lent')
+      const [copy] = await cars.readBlocks(0, [blocks[1]!])
+      const seen = new Set<string>()
+      let reused = 0
+      for (const b of blocks.slice(1)) {
+        const lent = await cars.place(0, b) // one request each: each takes memory of the pool
+        if (!('bytes' in lent)) throw new Error('not lent')
+        expect(Buffer.compare(lent.bytes, want(b))).toBe(0)
+        const where = `${lent.bytes.buffer.byteLength}:${lent.bytes.byteOffset}`
+        if (seen.has(where)) reused++
+        seen.add(where)
+        lent.release?.()
+      }
+      expect(reused).toBeGreaterThan(0)
+      expect(Buffer.compare(held.bytes, want(blocks[0]!))).toBe(0)
+      expect(Buffer.compare(copy as Buffer, want(blocks[1]!))).toBe(0)
+      held.release()
+    } finally {
+      await cars.close()
+    }
+  }, 120_000)
+})
+
 describe('piece URLs and broken servers', () => {
   it('--piece-url: a provider that is down is passed over for the next; {pieceCidV2} works too', async () => {
     const down = `http://127.0.0.1:${await freePort()}/piece/{pieceCid}`

@@ -137,3 +137,72 @@ describe('BlockBatcher', () => {
     expect((await third).map(outcome)).toEqual(['ok', 'ok'])
   })
 })
+
+describe('BlockBatcher with leased blocks (memory the store reuses once a lease is freed)', () => {
+  /** A FetchRun giving each block in leased memory, counting the frees of each block's lease. */
+  function leasing (): { fetchRun: FetchRun, frees: Map<number, number>, memory: Map<number, Buffer> } {
+    const frees = new Map<number, number>()
+    const memory = new Map<number, Buffer>()
+    const fetchRun: FetchRun = async (_c, run, give) => {
+      for (const [i, b] of run.entries()) {
+        const m = Buffer.from(new SharedArrayBuffer(b.length))
+        bytesOf(b).copy(m)
+        memory.set(b.offset, m)
+        give(i, m, { pins: b.length, free: () => { frees.set(b.offset, (frees.get(b.offset) ?? 0) + 1) } })
+      }
+      return undefined
+    }
+    return { fetchRun, frees, memory }
+  }
+
+  it('a lent block\'s lease is freed once, when it is released and no longer among the recent blocks', async () => {
+    const { fetchRun, frees } = leasing()
+    const bb = new BlockBatcher(fetchRun, { requests: 4, requestBytes: 1 << 20, recentBytes: 300 })
+    const a = blockAt(0, 100)
+    const [x, y] = await Promise.all([bb.lend(0, a), bb.lend(0, a)])
+    expect(x.bytes.equals(bytesOf(a))).toBe(true)
+    expect(y.bytes).toBe(x.bytes)
+    x.release()
+    x.release() // a second release of the same loan does nothing
+    expect(frees.get(0)).toBeUndefined()
+    // pushed out of the recent blocks (300 bytes: three of them) while y still holds it: not freed
+    for (const at of [1000, 2000, 3000]) (await bb.lend(0, blockAt(at, 100))).release()
+    expect(frees.get(0)).toBeUndefined()
+    y.release()
+    expect(frees.get(0)).toBe(1)
+    // asked for again: fetched again, in new memory
+    const z = await bb.lend(0, a)
+    expect(z.bytes.equals(bytesOf(a))).toBe(true)
+    z.release()
+    expect(frees.get(0)).toBe(1)
+  })
+
+  it('block() gives a leased block as a copy of its own, which stays right after the lease is freed', async () => {
+    const { fetchRun, frees, memory } = leasing()
+    const bb = new BlockBatcher(fetchRun, { requests: 4, requestBytes: 1 << 20, recentBytes: 100 })
+    const a = blockAt(0, 100)
+    const got = await bb.block(0, a)
+    expect(got.equals(bytesOf(a))).toBe(true)
+    expect(got.buffer).not.toBe(memory.get(0)!.buffer)
+    await bb.block(0, blockAt(5000, 100)) // pushes it out of the recent blocks
+    expect(frees.get(0)).toBe(1)
+    memory.get(0)!.fill(0) // the store reuses the memory
+    expect(got.equals(bytesOf(a))).toBe(true)
+  })
+
+  it('a lease given with a block already given is freed at once', async () => {
+    const { fetchRun, asked } = fake(true)
+    const bb = new BlockBatcher(fetchRun, { requests: 4, requestBytes: 1 << 20, recentBytes: 1 << 20 })
+    const run = [blockAt(0, 100), blockAt(100, 100)]
+    const p = bb.blocks(0, run)
+    await turn()
+    let freed = 0
+    const lease = { pins: 100, free: () => { freed++ } }
+    asked[0]!.give(0, bytesOf(run[0]!), lease)
+    asked[0]!.give(0, bytesOf(run[0]!), lease) // again: freed at once
+    expect(freed).toBe(1)
+    asked[0]!.give(1, new PackerError('CORRUPT', 'damaged'))
+    asked[0]!.done()
+    expect((await p).map(outcome)).toEqual(['ok', 'damaged'])
+  })
+})
