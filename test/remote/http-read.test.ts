@@ -55,6 +55,15 @@ afterAll(async () => {
   await nginx?.stop()
 })
 
+/** The 1 MiB blocks of a CAR (a file's full leaves), in order. */
+async function mibBlocks (carBytes: Uint8Array): Promise<BlockAt[]> {
+  const blocks: BlockAt[] = []
+  for await (const b of await CarIndexer.fromBytes(carBytes)) {
+    if (b.blockLength === 1 << 20) blocks.push({ cid: b.cid, offset: b.blockOffset, length: b.blockLength })
+  }
+  return blocks
+}
+
 const cars = (): string[] => fs.readdirSync(set).filter((n) => n.endsWith('.car')).sort()
 
 describe('a set directory on nginx reads as it does locally', () => {
@@ -149,10 +158,7 @@ describe('the memory blocks are received into', () => {
     await packerOk(['pack', srcDir, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
     const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
     const carBytes = fs.readFileSync(path.join(dir, record.file))
-    const blocks: BlockAt[] = []
-    for await (const b of await CarIndexer.fromBytes(carBytes)) {
-      if (b.blockLength === 1 << 20) blocks.push({ cid: b.cid, offset: b.blockOffset, length: b.blockLength })
-    }
+    const blocks = await mibBlocks(carBytes)
     expect(blocks.length).toBe(40)
     const want = (b: BlockAt): Buffer => carBytes.subarray(b.offset, b.offset + b.length)
     const cars = new HttpCars(`${url}/`, [record], (c) => [`${nginx.url}/forty/${c.file}`])
@@ -213,11 +219,7 @@ describe('piece URLs and broken servers', () => {
     await packerOk(['pack', bigSrc, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
     const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
     const carBytes = fs.readFileSync(path.join(dir, record.file))
-    const blocks: BlockAt[] = []
-    for await (const b of await CarIndexer.fromBytes(carBytes)) {
-      if (b.blockLength === 1 << 20) blocks.push({ cid: b.cid, offset: b.blockOffset, length: b.blockLength })
-    }
-    const three = blocks.slice(0, 3)
+    const three = (await mibBlocks(carBytes)).slice(0, 3)
     expect(three.length).toBe(3)
     expect(three[1]!.offset - (three[0]!.offset + three[0]!.length)).toBeLessThan(100) // side by side
     return (bigCar = { record, bytes: carBytes, three })
