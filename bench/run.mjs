@@ -25,6 +25,7 @@ import { caseRow, markdownTable, printTable, ran, rate, rssRow } from './lib/rep
 import { realTreeRows, runRealTree } from './lib/real-tree-cases.mjs'
 import { runShards, shardRows } from './lib/shard-cases.mjs'
 import { runS3, s3Files, s3Rows } from './lib/s3-cases.mjs'
+import { measureRemoteMount, printRemoteMount, remoteMountMissing, remoteMountRows } from './lib/remote-mount-cases.mjs'
 import { GiB, MB, config, diskUsage, dropCaches, ensureTool, isRoot, machine, rssMethod, timed } from './lib/sys.mjs'
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url))
@@ -102,7 +103,7 @@ if (!existsSync(CLI)) {
 if (!isRoot) results.notes.push('not root: page cache not dropped, peers not installed by the bench')
 
 const peers = {}
-for (const [bin, pkg, cs] of [['time', 'time', null], ['restic', 'restic', ['restic', 'compress', 'real-tree']], ['borg', 'borgbackup', ['borg', 'compress', 'real-tree']], ['rclone', 'rclone', ['rclone', 'real-tree', 's3']], ['zstd', 'zstd', ['compress']]]) {
+for (const [bin, pkg, cs] of [['time', 'time', null], ['restic', 'restic', ['restic', 'compress', 'real-tree']], ['borg', 'borgbackup', ['borg', 'compress', 'real-tree']], ['rclone', 'rclone', ['rclone', 'real-tree', 's3', 'remote-mount']], ['zstd', 'zstd', ['compress']]]) {
   if (cs && !cs.some(has) && !has('many-peers')) continue
   const r = ensureTool(bin === 'time' ? '/usr/bin/time' : bin, pkg, { install: opts.install })
   peers[bin] = r
@@ -270,6 +271,21 @@ if (has('compress')) {
   await runCompressedMount(opts, { step, log, work: W, keyFile: P.key, keygen })
 }
 
+// Remote mount (issue 15): the same file through the local mount, a mount of its set on nginx, rclone's HTTP mount.
+if (has('remote-mount')) {
+  const sizeMib = opts.full ? 1024 : opts.tiny ? 16 : 256
+  for (const delayMs of [0, 50]) {
+    const missing = remoteMountMissing(delayMs)
+    if (missing.length > 0) { results.cases[`remoteMount${delayMs}`] = { error: `not installed (${missing.join(', ')})` }; continue }
+    await step(`remoteMount${delayMs}`, `remote mount, ${sizeMib} MiB, ${delayMs} ms before each answer, ${opts.runs} rounds`, async () => {
+      const m = await measureRemoteMount({ cli: CLI, work: path.join(W, 'remote-mount'), sizeMib, runs: opts.runs, delayMs })
+      console.log('')
+      printRemoteMount(m)
+      return m
+    })
+  }
+}
+
 /** Runs another engineer's bench script; its output is reported as is, a failure as "not available". */
 async function otherScript (name, file, args, timeoutMs) {
   if (!existsSync(file)) {
@@ -401,6 +417,7 @@ rows.push(...manyFilesRows(C, opts.files))
 if (has('real-tree')) rows.push(...realTreeRows(C, opts.tree ?? '/usr/share', opts.runs))
 if (has('shards')) for (const k of opts.shards) rows.push(...shardRows(C, opts.files, k, C.manyPackPlain))
 if (has('s3')) rows.push(...s3Rows(C, opts.runs))
+rows.push(...remoteMountRows(C))
 results.rows = rows
 results.references = { ddMBps: ddRef, ddRuns: ddRates }
 

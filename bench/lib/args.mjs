@@ -22,6 +22,8 @@ export const CASES = [
   'compress', // pack --compress auto vs off on a generated text tree and a random one, vs tar | zstd -3 -T0 (own trees);
   // on a real tree (--tree, default part of /usr/share) vs per-file zstd -3, restic and borg; mount of a compressed file
   's3', // pack --no-encrypt from a local S3 server (fauxqs) vs from disk (CPU), vs rclone copy + pack, -o s3:// vs to disk
+  'remote-mount', // a 256 MiB encrypted file (1 GiB with --full) read through a mount of its set on nginx, 0 and 50 ms
+  // before each answer, vs the local mount and rclone's HTTP mount of the raw CAR; packer fetch vs curl -o (--runs rounds)
   'profile', // node --cpu-prof of one encrypted pack, summarised (only when asked: --profile or --only profile)
 ]
 
@@ -53,7 +55,7 @@ export const USAGE = `usage: node bench/run.mjs [--full] [--only CASE,…] [--sk
   --tree DIR     the real tree of the real-tree case (default /usr/share: pack and restore by packer, rclone
                  crypt, restic and borg, interleaved) and of the compress case (default /usr/share/{doc,vim,perl},
                  162 MiB here; --full: /usr/share)
-  --runs N       rounds of the real-tree and s3 cases (default 3; medians reported)
+  --runs N       rounds of the real-tree, s3 and remote-mount cases (default 3; medians reported)
   --tiny         smoke test of the script itself: 64 MiB + 200 small files (figures meaningless)
   --work DIR     where data and outputs go (default bench/work/); big files are removed at the end
   --keep         keep the generated tree (reused by the next run with the same sizes) and the outputs
