@@ -15,6 +15,9 @@ import { startFaultProxy, type FaultProxy, type SeenRequest } from '../servers/f
 import { freePort } from '../servers/ports.js'
 import { readEach, shOk, startMount, treeSums } from '../mount/mount-helpers.js'
 import { HttpCars } from '../../src/remote/http-cars.js'
+import { fetchBlocks, type FetchResult } from '../../src/remote/block-fetch-worker.js'
+import { DEFAULT_TIMEOUTS } from '../../src/remote/http-get.js'
+import { SegmentPool, newLeases, segmentLease } from '../../src/remote/segment-pool.js'
 import type { CarRecord } from '../../src/format/manifest.js'
 import type { BlockAt } from '../../src/store/car-store.js'
 
@@ -62,6 +65,25 @@ async function mibBlocks (carBytes: Uint8Array): Promise<BlockAt[]> {
     if (b.blockLength === 1 << 20) blocks.push({ cid: b.cid, offset: b.blockOffset, length: b.blockLength })
   }
   return blocks
+}
+
+/** Sets of one random file of `mib` MiB packed in clear under root/`name` (once each): its CAR and 1 MiB blocks. */
+const clearFileCars = new Map<string, Promise<{ record: CarRecord, carBytes: Buffer, blocks: BlockAt[] }>>()
+async function clearFileCar (name: string, mib: number, seed: number): Promise<{ record: CarRecord, carBytes: Buffer, blocks: BlockAt[] }> {
+  let made = clearFileCars.get(name)
+  if (made === undefined) {
+    made = (async () => {
+      const dir = path.join(root, name)
+      const srcDir = tmpDir()
+      fs.writeFileSync(path.join(srcDir, 'f.bin'), bytes(mib << 20, seed))
+      await packerOk(['pack', srcDir, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
+      const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
+      const carBytes = fs.readFileSync(path.join(dir, record.file))
+      return { record, carBytes, blocks: await mibBlocks(carBytes) }
+    })()
+    clearFileCars.set(name, made)
+  }
+  return await made
 }
 
 const cars = (): string[] => fs.readdirSync(set).filter((n) => n.endsWith('.car')).sort()
@@ -150,16 +172,15 @@ describe('reading ahead over HTTP', () => {
 })
 
 describe('the memory blocks are received into', () => {
+  /** A CAR of forty 1 MiB blocks on nginx. */
+  async function fortyBlocks (): Promise<{ record: CarRecord, carBytes: Buffer, blocks: BlockAt[], url: string }> {
+    const made = await clearFileCar('forty', 40, 9)
+    expect(made.blocks.length).toBe(40)
+    return { ...made, url: `${nginx.url}/forty/${made.record.file}` }
+  }
+
   it('is reused, but never while a block lent from it is held: a held block and a copy stay right through 40 reads', async () => {
-    const dir = path.join(root, 'forty')
-    const data = bytes(40 << 20, 9)
-    const srcDir = tmpDir()
-    fs.writeFileSync(path.join(srcDir, 'f.bin'), data)
-    await packerOk(['pack', srcDir, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
-    const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
-    const carBytes = fs.readFileSync(path.join(dir, record.file))
-    const blocks = await mibBlocks(carBytes)
-    expect(blocks.length).toBe(40)
+    const { record, carBytes, blocks } = await fortyBlocks()
     const want = (b: BlockAt): Buffer => carBytes.subarray(b.offset, b.offset + b.length)
     const cars = new HttpCars(`${url}/`, [record], (c) => [`${nginx.url}/forty/${c.file}`])
     try {
@@ -185,6 +206,31 @@ describe('the memory blocks are received into', () => {
       await cars.close()
     }
   }, 120_000)
+
+  it('with every segment of a fetching thread\'s pool lent, blocks come in memory of their own; a freed lease frees its segment', async () => {
+    const { carBytes, blocks, url: carUrl } = await fortyBlocks()
+    const leases = newLeases()
+    const pool = new SegmentPool(leases)
+    for (let s = pool.take(); s !== undefined; s = pool.take()) { pool.lend(s); pool.filled(s) }
+    const run = blocks.slice(0, 4)
+    const fetch = async (): Promise<FetchResult[]> => {
+      const got: FetchResult[] = []
+      const job = { id: 1, url: carUrl, from: run[0]!.offset, to: run[3]!.offset + run[3]!.length, timeouts: DEFAULT_TIMEOUTS,
+        blocks: run.map((b) => ({ offset: b.offset, length: b.length, digest: b.cid.multihash.digest })) }
+      await fetchBlocks(job, (r) => { got.push(r) }, pool)
+      got.filter((r) => 'block' in r).forEach((r, i) => {
+        const b = r as Extract<FetchResult, { block: number }>
+        expect(Buffer.compare(Buffer.from(b.bytes, b.offset, b.length), carBytes.subarray(run[i]!.offset, run[i]!.offset + run[i]!.length))).toBe(0)
+      })
+      return got
+    }
+    const outcome = (got: FetchResult[]): unknown[] => got.map((r) => 'block' in r ? r.segment : r)
+    expect(outcome(await fetch())).toEqual([-1, -1, -1, -1, { id: 1, ok: true }])
+    segmentLease(leases, 0).free()
+    // two 1 MiB blocks to a 2 MiB segment: the first two in segment 0, the other two (every other segment lent) not
+    expect(outcome(await fetch())).toEqual([0, 0, -1, -1, { id: 1, ok: true }])
+    expect(Atomics.load(leases, 0)).toBe(2)
+  }, 120_000)
 })
 
 describe('piece URLs and broken servers', () => {
@@ -209,20 +255,13 @@ describe('piece URLs and broken servers', () => {
     } finally { proxy.clear() }
   })
 
-  /** A CAR of 1 MiB blocks (packed once), its record, bytes, and its first three blocks, side by side. */
-  let bigCar: { record: CarRecord, bytes: Buffer, three: BlockAt[] } | undefined
-  async function threeBlocks (): Promise<NonNullable<typeof bigCar>> {
-    if (bigCar !== undefined) return bigCar
-    const dir = path.join(root, 'big')
-    const bigSrc = tmpDir()
-    fs.writeFileSync(path.join(bigSrc, 'f.bin'), bytes(5 << 20, 7))
-    await packerOk(['pack', bigSrc, '-o', dir, '--no-encrypt'], { env: { PACKER_STATE_DIR: tmpDir() } })
-    const record = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).cars[0] as CarRecord
-    const carBytes = fs.readFileSync(path.join(dir, record.file))
-    const three = (await mibBlocks(carBytes)).slice(0, 3)
+  /** A CAR of 1 MiB blocks, its record, bytes, and its first three blocks, side by side. */
+  async function threeBlocks (): Promise<{ record: CarRecord, bytes: Buffer, three: BlockAt[] }> {
+    const { record, carBytes, blocks } = await clearFileCar('big', 5, 7)
+    const three = blocks.slice(0, 3)
     expect(three.length).toBe(3)
     expect(three[1]!.offset - (three[0]!.offset + three[0]!.length)).toBeLessThan(100) // side by side
-    return (bigCar = { record, bytes: carBytes, three })
+    return { record, bytes: carBytes, three }
   }
 
   /**
