@@ -28,7 +28,10 @@ export function runRange (run: BlockAt[]): { from: number, to: number } {
  */
 export interface Lease { free: () => void, pins: number }
 
-/** Hands out block `i` of a run: its bytes, checked, in memory of their own or leased; or the error that keeps it from being read. */
+/**
+ * Hands out block `i` of a run: its bytes, checked, in memory of their own or leased; or the error that keeps it from
+ * being read.
+ */
 export type GiveBlock = (i: number, block: Buffer | PackerError, lease?: Lease) => void
 
 /**
