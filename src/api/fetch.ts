@@ -192,7 +192,8 @@ async function download (whole: WholeCar, part: string, car: CarRecord, have: nu
       at(have)
     }
     try {
-      for await (const chunk of whole.stream(have)) {
+      // each chunk is copied before the next is asked for: a store may receive the next into its memory
+      for await (const chunk of whole.stream(have, { reuse: true })) {
         if (have + chunk.length > car.size) throw new PackerError('CORRUPT', `GET ${whole.name}: sent more than the ${car.size} bytes the manifest says CAR ${car.file} has`, { subject: whole.name })
         for (let i = 0; i < chunk.length;) {
           const n = Math.min(chunk.length - i, GATHER - filled)

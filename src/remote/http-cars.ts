@@ -3,7 +3,7 @@ import type { CarRecord } from '../format/manifest.js'
 import { BlockBatcher, runRange, type GiveBlock } from '../store/block-batcher.js'
 import { MissingCarError, type BlockAt, type CarSource, type CarStore, type Occupant, type Place, type WholeCar } from '../store/car-store.js'
 import { BlockFetcher, type Fetched } from './block-fetcher.js'
-import { DEFAULT_TIMEOUTS, HttpGetError, httpGet, type HttpTimeouts } from './http-get.js'
+import { DEFAULT_TIMEOUTS, HttpGetError, httpGet, type HttpTimeouts, type PiecesOptions } from './http-get.js'
 
 /** Tries of one source on a transient failure (timeout, reset, 429, 5xx) before it is dropped. */
 const TRIES = 2
@@ -85,7 +85,7 @@ export class HttpCars implements CarStore {
   async whole (car: number): Promise<WholeCar | null> {
     const live = this.#live(car)
     if (live.length === 0) return null
-    return { name: live[0]!, ownName: true, size: this.#cars[car]!.size, stream: (from = 0) => this.#stream(car, from) }
+    return { name: live[0]!, ownName: true, size: this.#cars[car]!.size, stream: (from = 0, o) => this.#stream(car, from, o) }
   }
 
   sources (car: number): CarSource[] {
@@ -94,7 +94,7 @@ export class HttpCars implements CarStore {
       name: url,
       ownName: true,
       size,
-      stream: (from = 0) => this.#streamFrom(car, url, from),
+      stream: (from = 0, o) => this.#streamFrom(car, url, from, o),
       drop: (err) => { this.#drop(url, err) },
     }))
   }
@@ -107,12 +107,12 @@ export class HttpCars implements CarStore {
    * The CAR from byte `from` to its end, from the first source that answers; a source that fails mid-body is dropped
    * and the next one goes on from where it stopped.
    */
-  async * #stream (car: number, from: number): AsyncGenerator<Buffer> {
+  async * #stream (car: number, from: number, o?: PiecesOptions): AsyncGenerator<Buffer> {
     let at = from
     const size = this.#cars[car]!.size
     for (const url of this.#live(car)) {
       try {
-        for await (const p of this.#streamFrom(car, url, at)) {
+        for await (const p of this.#streamFrom(car, url, at, o)) {
           at += p.length
           yield p
         }
@@ -126,12 +126,12 @@ export class HttpCars implements CarStore {
   }
 
   /** The CAR from byte `from` to its end from `url` alone; a failure drops `url` (and is thrown). */
-  async * #streamFrom (car: number, url: string, from: number): AsyncGenerator<Buffer> {
+  async * #streamFrom (car: number, url: string, from: number, o?: PiecesOptions): AsyncGenerator<Buffer> {
     const size = this.#cars[car]!.size
     let at = from
     try {
       const body = await httpGet(url, at, undefined, this.#t)
-      for await (const p of body.pieces()) {
+      for await (const p of body.pieces(o)) {
         at += p.length
         yield p
       }

@@ -34,8 +34,11 @@ export interface HttpBody {
   total: number
   /** Last-Modified, in ms, when the server said. */
   modifiedMs: number | undefined
-  /** The pieces, each a Buffer of its own. */
-  pieces: () => AsyncIterable<Buffer>
+  /**
+   * The pieces, each a Buffer of its own; with `reuse`, each valid only until the next is asked for (its memory then
+   * receives another piece: no fresh memory per piece, whose first touches cost more than the copy on these VMs).
+   */
+  pieces: (o?: PiecesOptions) => AsyncIterable<Buffer>
   /**
    * The pieces handed to `put` as they come, each a view valid only during the call (the connection reads into the
    * same memory again: no Buffer per piece); resolves at the body's end. An error `put` throws ends the body with it.
@@ -46,8 +49,13 @@ export interface HttpBody {
   cancel: () => void
 }
 
+/** How a body's pieces are handed over (HttpBody.pieces). */
+export interface PiecesOptions { reuse?: boolean }
+
 /** Pieces kept for a consumer of `pieces()` before the connection is paused. */
 const QUEUED_PIECES = 16
+/** Least memory of a piece kept for reuse (a direct connection reads at most 256 KiB at a time). */
+const PIECE_BYTES = 256 << 10
 
 /**
  * GET of bytes [from, to) of `url` (`to` undefined: to its end), never encoded (Accept-Encoding: identity). A server
@@ -114,11 +122,21 @@ export async function httpGet (url: string, from: number, to: number | undefined
           modifiedMs: Number.isNaN(modified) ? undefined : modified,
           cancel: () => { get.cancel() },
           each: consume,
-          pieces: async function * () {
+          pieces: async function * (o: PiecesOptions = {}) {
             const queue: Buffer[] = []
+            /** With reuse: the memory of pieces handed over and let go, and each queued piece's. */
+            const spare: Buffer[] = []
+            const memoryOf = new WeakMap<Buffer, Buffer>()
             let wake: (() => void) | undefined
             const done = consume((p) => {
-              queue.push(Buffer.from(p))
+              if (o.reuse !== true) queue.push(Buffer.from(p))
+              else {
+                let m = spare.pop()
+                if (m === undefined || m.length < p.length) m = Buffer.allocUnsafeSlow(Math.max(p.length, PIECE_BYTES))
+                const piece = m.subarray(0, p.copy(m))
+                memoryOf.set(piece, m)
+                queue.push(piece)
+              }
               if (queue.length >= QUEUED_PIECES) get.pause()
               wake?.()
             })
@@ -131,6 +149,8 @@ export async function httpGet (url: string, from: number, to: number | undefined
                 if (p !== undefined) {
                   if (queue.length < QUEUED_PIECES / 2) get.resume()
                   yield p
+                  const m = memoryOf.get(p) // the consumer asked for the next: done with this one
+                  if (m !== undefined) spare.push(m)
                   continue
                 }
                 if (settled) break

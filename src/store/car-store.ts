@@ -18,7 +18,11 @@ export interface WholeCar {
   /** False when the CAR was found by content under a name that is not the manifest's (files only). */
   ownName: boolean
   size: number
-  stream: (from?: number) => AsyncIterable<Uint8Array>
+  /**
+   * The CAR's bytes from `from` on. With `reuse`, a chunk may be valid only until the next is asked for (a store may
+   * receive the next into its memory): for a reader that copies what it keeps.
+   */
+  stream: (from?: number, o?: { reuse?: boolean }) => AsyncIterable<Uint8Array>
 }
 
 /** One of a CAR's several sources (HttpCars: each --piece-url), read alone; `drop` passes it over for this CAR. */

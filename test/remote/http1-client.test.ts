@@ -90,6 +90,21 @@ describe('ranges from nginx', () => {
     // pieces kept are not overwritten by later reads
     expect(new Set(parts.map((p) => p.buffer)).size).toBe(parts.length)
   })
+
+  it('a whole file as pieces whose memory is reused once the next is asked for: right when copied at once, in a few buffers', async () => {
+    const body = await httpGet(`${nginx.url}/f.bin`, 0, undefined)
+    const copies: Buffer[] = []
+    const memory = new Set<ArrayBufferLike>()
+    for await (const p of body.pieces({ reuse: true })) {
+      copies.push(Buffer.from(p))
+      memory.add(p.buffer)
+      await new Promise((resolve) => setImmediate(resolve)) // later pieces arrive meanwhile: they must not land in p
+      expect(p.equals(copies[copies.length - 1]!)).toBe(true)
+    }
+    expect(Buffer.concat(copies).equals(file)).toBe(true)
+    expect(copies.length).toBeGreaterThan(8)
+    expect(memory.size).toBeLessThan(copies.length)
+  })
 })
 
 describe('answers as servers frame them', () => {
