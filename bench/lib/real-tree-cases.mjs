@@ -41,10 +41,10 @@ export async function runRealTree (tree, runs, ctx) {
   for (const kind of ['Pack', 'Restore']) for (const t of tools) summarizeRounds(results, `real${kind}-${t}`, runs)
 }
 
-/** Case `id`'s rounds (cases `id-1` … `id-runs`) summed up as case `id`; an error when none ran. */
-export function summarizeRounds (results, id, runs) {
+/** Case `id`'s rounds (cases `id-1` … `id-runs`) summed up as case `id`; the error `none` when none ran. */
+export function summarizeRounds (results, id, runs, none = 'no round ran') {
   const rounds = Array.from({ length: runs }, (_, i) => results.cases[`${id}-${i + 1}`]).filter(ran)
-  results.cases[id] = rounds.length === 0 ? { error: 'no round ran' } : summary(rounds)
+  results.cases[id] = rounds.length === 0 ? { error: none } : summary(rounds)
 }
 
 const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }

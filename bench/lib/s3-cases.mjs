@@ -13,7 +13,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as packer from './packer.mjs'
-import { summary } from './real-tree-cases.mjs'
+import { summarizeRounds } from './real-tree-cases.mjs'
 import { caseRow, ran, rssRow } from './report.mjs'
 import { MB, MiB, timed } from './sys.mjs'
 
@@ -151,8 +151,7 @@ export async function runS3 (files, runs, ctx) {
     if (!keep) await rm(tree)
   }
   for (const kind of ['Rclone', 'Disk', 'Source', 'Output']) {
-    const rounds = Array.from({ length: runs }, (_, i) => results.cases[`s3${kind}-${i + 1}`]).filter(ran)
-    results.cases[`s3${kind}`] = rounds.length === 0 ? { error: kind === 'Rclone' && !installed('rclone') ? 'not installed' : 'no round ran' } : summary(rounds)
+    summarizeRounds(results, `s3${kind}`, runs, kind === 'Rclone' && !installed('rclone') ? 'not installed' : undefined)
   }
   if (roots.size > 1) {
     for (const kind of ['Disk', 'Source', 'Output']) results.cases[`s3${kind}`] = { error: `the packs made ${roots.size} different sets (${[...roots].join(', ')})` }
