@@ -8,7 +8,7 @@ import * as packer from './packer.mjs'
 import { PEERS } from './peers.mjs'
 import { RESTORES } from './restores.mjs'
 import { caseRow, ran } from './report.mjs'
-import { dirStats, diskUsage } from './sys.mjs'
+import { dirStats, diskUsage, median } from './sys.mjs'
 
 const rm = (p) => fs.rm(p, { recursive: true, force: true })
 const TOOLS = ['packer', 'rclone', 'restic', 'borg']
@@ -47,7 +47,6 @@ export function summarizeRounds (results, id, runs, none = 'no round ran') {
   results.cases[id] = rounds.length === 0 ? { error: none } : summary(rounds)
 }
 
-const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
 
 /** One case of a tool's rounds: median seconds and CPU, the largest peak RSS, the last round's output size. */
 export function summary (rounds) {

@@ -9,26 +9,23 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { startMount, stopMount } from './mounts.mjs'
-import { dropCaches, timed } from './sys.mjs'
+import { dropCaches, median, peakRss, timed, which } from './sys.mjs'
 import { ensureEncryptedFileSet } from './sets.mjs'
 
 const NGINX = '/usr/sbin/nginx'
 const ECHO_MODULE = '/usr/lib/nginx/modules/ngx_http_echo_module.so'
 
-const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
-const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
 /** CPU-seconds a process has used, all its threads (utime + stime from /proc, in clock ticks of 1/100 s). */
 const cpuSecs = (pid) => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100 }
 
 /** What the measurement needs and this machine lacks (empty when it can run): root, FUSE, nginx, its echo module, rclone. */
 export function remoteMountMissing (delayMs) {
-  const which = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
   return [
     [process.getuid?.() === 0, 'root'],
     [fs.existsSync('/dev/fuse'), '/dev/fuse'],
     [fs.existsSync(NGINX), 'nginx'],
     [delayMs === 0 || fs.existsSync(ECHO_MODULE), "nginx's echo module"],
-    [which('rclone'), 'rclone'],
+    [which('rclone') !== null, 'rclone'],
   ].filter(([ok]) => !ok).map(([, what]) => what)
 }
 

@@ -14,6 +14,12 @@ export function which (bin) {
   return r.status === 0 ? r.stdout.trim() : null
 }
 
+/** The lower median of the numbers among `xs` (null and undefined left out); null when there is none. */
+export const median = (xs) => { const s = xs.filter((x) => x != null).sort((a, b) => a - b); return s.length === 0 ? null : s[Math.floor((s.length - 1) / 2)] }
+
+/** A running process's peak RSS in bytes (VmHWM). */
+export const peakRss = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024
+
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
 
 /** `sync`: every dirty page of every filesystem on disk. */
