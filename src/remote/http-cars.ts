@@ -154,8 +154,9 @@ export class HttpCars implements CarStore {
 
   /**
    * Gives the run's blocks from `first` on from one source as they come in, each checked (on the fetcher's thread, in
-   * shared memory it reuses once the block's lease is freed). Returns the first block it could not give (the run's length when it gave them all),
-   * the source then dropped; a transient failure is tried again from the first block not given.
+   * shared memory it reuses once the block's lease is freed). Returns the first block it could not give (the run's
+   * length when it gave them all), the source then dropped; a transient failure is tried again from the first block
+   * not given.
    */
   async #fromSource (url: string, run: BlockAt[], first: number, give: GiveBlock): Promise<number> {
     let left = first

@@ -124,18 +124,15 @@ export async function httpGet (url: string, from: number, to: number | undefined
           each: consume,
           pieces: async function * (o: PiecesOptions = {}) {
             const queue: Buffer[] = []
-            /** With reuse: the memory of pieces handed over and let go, and each queued piece's. */
+            /** With reuse: the memory of pieces handed over and let go (each piece has its own, from its start). */
             const spare: Buffer[] = []
-            const memoryOf = new WeakMap<Buffer, Buffer>()
             let wake: (() => void) | undefined
             const done = consume((p) => {
               if (o.reuse !== true) queue.push(Buffer.from(p))
               else {
                 let m = spare.pop()
                 if (m === undefined || m.length < p.length) m = Buffer.allocUnsafeSlow(Math.max(p.length, PIECE_BYTES))
-                const piece = m.subarray(0, p.copy(m))
-                memoryOf.set(piece, m)
-                queue.push(piece)
+                queue.push(m.subarray(0, p.copy(m)))
               }
               if (queue.length >= QUEUED_PIECES) get.pause()
               wake?.()
@@ -149,8 +146,7 @@ export async function httpGet (url: string, from: number, to: number | undefined
                 if (p !== undefined) {
                   if (queue.length < QUEUED_PIECES / 2) get.resume()
                   yield p
-                  const m = memoryOf.get(p) // the consumer asked for the next: done with this one
-                  if (m !== undefined) spare.push(m)
+                  if (o.reuse === true) spare.push(Buffer.from(p.buffer)) // the consumer asked for the next: done with this one
                   continue
                 }
                 if (settled) break
